@@ -1,0 +1,141 @@
+// Package config reads tenantd's configuration from the environment and
+// validates it at start, naming the variable that is wrong.
+package config
+
+import (
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is tenantd's validated configuration.
+type Config struct {
+	DatabaseURL        string        // DATABASE_URL: the runtime role (tenantd_app)
+	MigrateDatabaseURL string        // MIGRATE_DATABASE_URL: the owner role; defaults to DatabaseURL
+	RedisURL           string        // REDIS_URL
+	HTTPAddr           string        // HTTP_ADDR, default :8080
+	PlatformAPIKey     string        // PLATFORM_API_KEY; empty disables /admin/v1
+	BaseDomain         string        // BASE_DOMAIN, for {slug}.{BASE_DOMAIN} tenant selection
+	LogLevel           slog.Level    // LOG_LEVEL: debug|info|warn|error
+	LogFormat          string        // LOG_FORMAT: json|text
+	DBMaxConns         int           // DB_MAX_CONNS, default 20
+	APIKeyCacheTTL     time.Duration // API_KEY_CACHE_TTL, default 10s
+	ShutdownTimeout    time.Duration // SHUTDOWN_TIMEOUT, default 20s
+}
+
+// Var describes one configuration variable, for the README table and --help.
+type Var struct {
+	Name, Default, Meaning string
+}
+
+// Vars lists every variable Load reads.
+var Vars = []Var{
+	{"DATABASE_URL", "(dev: throw-away server)", "PostgreSQL URL of the runtime role; must not be superuser, BYPASSRLS or a table owner"},
+	{"MIGRATE_DATABASE_URL", "DATABASE_URL", "PostgreSQL URL of the owner role that runs migrations"},
+	{"REDIS_URL", "(dev: throw-away server)", "Redis URL, e.g. redis://127.0.0.1:6379/0"},
+	{"HTTP_ADDR", ":8080", "listen address"},
+	{"PLATFORM_API_KEY", "(unset: /admin/v1 answers 404)", "operator key for /admin/v1; at least 24 characters"},
+	{"BASE_DOMAIN", "(unset)", "enables tenant selection by subdomain {slug}.{BASE_DOMAIN}"},
+	{"LOG_LEVEL", "info", "debug, info, warn or error"},
+	{"LOG_FORMAT", "json", "json or text"},
+	{"DB_MAX_CONNS", "20", "maximum open PostgreSQL connections per process"},
+	{"API_KEY_CACHE_TTL", "10s", "how long a verified API key is cached; revocation invalidates at once"},
+	{"SHUTDOWN_TIMEOUT", "20s", "how long in-flight requests may finish after SIGTERM"},
+}
+
+// Load reads the configuration through getenv (os.Getenv in production).
+func Load(getenv func(string) string) (Config, error) {
+	c := Config{
+		DatabaseURL:        getenv("DATABASE_URL"),
+		MigrateDatabaseURL: getenv("MIGRATE_DATABASE_URL"),
+		RedisURL:           getenv("REDIS_URL"),
+		HTTPAddr:           or(getenv("HTTP_ADDR"), ":8080"),
+		PlatformAPIKey:     getenv("PLATFORM_API_KEY"),
+		BaseDomain:         strings.ToLower(strings.TrimSpace(getenv("BASE_DOMAIN"))),
+		LogFormat:          or(getenv("LOG_FORMAT"), "json"),
+	}
+	if c.MigrateDatabaseURL == "" {
+		c.MigrateDatabaseURL = c.DatabaseURL
+	}
+	var errs []string
+	bad := func(name, format string, args ...any) {
+		errs = append(errs, name+": "+fmt.Sprintf(format, args...))
+	}
+	for name, v := range map[string]string{"DATABASE_URL": c.DatabaseURL, "MIGRATE_DATABASE_URL": c.MigrateDatabaseURL} {
+		if v != "" && !validURL(v, "postgres", "postgresql") {
+			bad(name, "must be a postgres:// URL")
+		}
+	}
+	if c.RedisURL != "" && !validURL(c.RedisURL, "redis", "rediss", "unix") {
+		bad("REDIS_URL", "must be a redis:// URL")
+	}
+	if err := c.LogLevel.UnmarshalText([]byte(or(getenv("LOG_LEVEL"), "info"))); err != nil {
+		bad("LOG_LEVEL", "must be debug, info, warn or error (got %q)", getenv("LOG_LEVEL"))
+	}
+	if c.LogFormat != "json" && c.LogFormat != "text" {
+		bad("LOG_FORMAT", "must be json or text (got %q)", c.LogFormat)
+	}
+	if c.PlatformAPIKey != "" && len(c.PlatformAPIKey) < 24 {
+		bad("PLATFORM_API_KEY", "must be at least 24 characters")
+	}
+	var err error
+	if c.DBMaxConns, err = strconv.Atoi(or(getenv("DB_MAX_CONNS"), "20")); err != nil || c.DBMaxConns < 2 {
+		bad("DB_MAX_CONNS", "must be an integer of at least 2 (got %q)", getenv("DB_MAX_CONNS"))
+	}
+	if c.APIKeyCacheTTL, err = duration(getenv("API_KEY_CACHE_TTL"), "10s"); err != nil {
+		bad("API_KEY_CACHE_TTL", "%v", err)
+	}
+	if c.ShutdownTimeout, err = duration(getenv("SHUTDOWN_TIMEOUT"), "20s"); err != nil {
+		bad("SHUTDOWN_TIMEOUT", "%v", err)
+	}
+	if len(errs) > 0 {
+		return Config{}, fmt.Errorf("invalid configuration:\n  %s", strings.Join(errs, "\n  "))
+	}
+	return c, nil
+}
+
+// RequireServices checks that the URLs serve needs are present.
+func (c Config) RequireServices() error {
+	var missing []string
+	if c.DatabaseURL == "" {
+		missing = append(missing, "DATABASE_URL")
+	}
+	if c.RedisURL == "" {
+		missing = append(missing, "REDIS_URL")
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("invalid configuration: %s must be set (or use `tenantd dev` for throw-away servers)", strings.Join(missing, " and "))
+	}
+	return nil
+}
+
+func or(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
+
+func validURL(raw string, schemes ...string) bool {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return false
+	}
+	for _, s := range schemes {
+		if u.Scheme == s {
+			return true
+		}
+	}
+	return false
+}
+
+func duration(v, def string) (time.Duration, error) {
+	d, err := time.ParseDuration(or(v, def))
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("must be a duration such as 10s (got %q)", v)
+	}
+	return d, nil
+}

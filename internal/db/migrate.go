@@ -1,0 +1,128 @@
+package db
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"strconv"
+	"strings"
+
+	"github.com/golang-migrate/migrate/v4"
+	pgxmigrate "github.com/golang-migrate/migrate/v4/database/pgx/v5"
+	"github.com/golang-migrate/migrate/v4/source/iofs"
+)
+
+// Migrator applies the embedded migrations with the owner role.
+type Migrator struct {
+	m  *migrate.Migrate
+	db *sql.DB
+}
+
+// NewMigrator connects to ownerURL and prepares the migrations in files.
+func NewMigrator(ownerURL string, files fs.FS) (*Migrator, error) {
+	sqlDB, err := sql.Open("pgx", ownerURL)
+	if err != nil {
+		return nil, fmt.Errorf("open owner database: %w", err)
+	}
+	driver, err := pgxmigrate.WithInstance(sqlDB, &pgxmigrate.Config{})
+	if err != nil {
+		sqlDB.Close()
+		return nil, fmt.Errorf("migration driver: %w", err)
+	}
+	src, err := iofs.New(files, ".")
+	if err != nil {
+		sqlDB.Close()
+		return nil, fmt.Errorf("migration files: %w", err)
+	}
+	m, err := migrate.NewWithInstance("iofs", src, "pgx5", driver)
+	if err != nil {
+		sqlDB.Close()
+		return nil, fmt.Errorf("migrator: %w", err)
+	}
+	return &Migrator{m: m, db: sqlDB}, nil
+}
+
+// Close releases the migrator's connection.
+func (m *Migrator) Close() error {
+	srcErr, dbErr := m.m.Close()
+	return errors.Join(srcErr, dbErr)
+}
+
+// Up applies every pending migration.
+func (m *Migrator) Up() error {
+	if err := m.m.Up(); err != nil && !errors.Is(err, migrate.ErrNoChange) {
+		return fmt.Errorf("migrate up: %w", err)
+	}
+	return nil
+}
+
+// Down rolls back steps migrations; steps <= 0 rolls back all of them.
+func (m *Migrator) Down(steps int) error {
+	var err error
+	if steps <= 0 {
+		err = m.m.Down()
+	} else {
+		err = m.m.Steps(-steps)
+	}
+	if err != nil && !errors.Is(err, migrate.ErrNoChange) {
+		return fmt.Errorf("migrate down: %w", err)
+	}
+	return nil
+}
+
+// Status is where the database stands against the embedded migrations.
+type Status struct {
+	Current uint // 0 when nothing is applied
+	Latest  uint
+	Dirty   bool
+}
+
+// Status reports the applied and the latest embedded version.
+func (m *Migrator) Status(files fs.FS) (Status, error) {
+	latest, err := LatestVersion(files)
+	if err != nil {
+		return Status{}, err
+	}
+	v, dirty, err := m.m.Version()
+	if errors.Is(err, migrate.ErrNilVersion) {
+		return Status{Latest: latest}, nil
+	}
+	if err != nil {
+		return Status{}, fmt.Errorf("migration version: %w", err)
+	}
+	return Status{Current: v, Latest: latest, Dirty: dirty}, nil
+}
+
+// LatestVersion returns the highest version among the embedded migrations.
+func LatestVersion(files fs.FS) (uint, error) {
+	entries, err := fs.ReadDir(files, ".")
+	if err != nil {
+		return 0, fmt.Errorf("read migrations: %w", err)
+	}
+	var latest uint
+	for _, e := range entries {
+		name := path.Base(e.Name())
+		if !strings.HasSuffix(name, ".up.sql") {
+			continue
+		}
+		n, err := strconv.ParseUint(strings.SplitN(name, "_", 2)[0], 10, 32)
+		if err != nil {
+			return 0, fmt.Errorf("migration %s: version is not a number", name)
+		}
+		latest = max(latest, uint(n))
+	}
+	return latest, nil
+}
+
+// SchemaVersion reads the applied migration version with the runtime role,
+// for readiness checks.
+func (d *DB) SchemaVersion(ctx context.Context) (version uint, dirty bool, err error) {
+	row := d.sql.QueryRowContext(ctx, "SELECT version, dirty FROM schema_migrations LIMIT 1")
+	if err := row.Scan(&version, &dirty); err != nil {
+		return 0, false, fmt.Errorf("read schema version: %w", err)
+	}
+	return version, dirty, nil
+}

@@ -1,0 +1,71 @@
+package httpx
+
+import (
+	"encoding/base64"
+	"strconv"
+
+	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
+
+	"github.com/tenantd/tenantd/internal/fault"
+)
+
+// Page is a validated list request: how many and after which id.
+type Page struct {
+	Limit int
+	After uuid.UUID // uuid.Nil for the first page
+}
+
+// List is the response envelope of every list route.
+type List[T any] struct {
+	Data       []T     `json:"data"`
+	NextCursor *string `json:"next_cursor"`
+}
+
+// ParsePage reads limit (1–200, default 50) and cursor from the query.
+func ParsePage(c *gin.Context) (Page, error) {
+	p := Page{Limit: 50}
+	var fields fault.Fields
+	if s := c.Query("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 200 {
+			fields.Add("limit", "must be an integer from 1 to 200")
+		} else {
+			p.Limit = n
+		}
+	}
+	if s := c.Query("cursor"); s != "" {
+		raw, err := base64.RawURLEncoding.DecodeString(s)
+		id, perr := uuid.FromBytes(raw)
+		if err != nil || perr != nil {
+			fields.Add("cursor", "is not a cursor returned by this API")
+		} else {
+			p.After = id
+		}
+	}
+	return p, fields.Err()
+}
+
+// NewList builds the envelope from up to limit+1 items fetched by the store:
+// an extra item means there is a next page, whose cursor is the last id kept.
+func NewList[T any](items []T, limit int, idOf func(T) uuid.UUID) List[T] {
+	l := List[T]{Data: items}
+	if l.Data == nil {
+		l.Data = []T{}
+	}
+	if len(items) > limit {
+		l.Data = items[:limit]
+		cur := base64.RawURLEncoding.EncodeToString(idOf(items[limit-1])[:])
+		l.NextCursor = &cur
+	}
+	return l
+}
+
+// ParseID reads a UUID path parameter; a malformed one is a 422 naming it.
+func ParseID(c *gin.Context, name string) (uuid.UUID, error) {
+	id, err := uuid.Parse(c.Param(name))
+	if err != nil {
+		return uuid.Nil, fault.Invalid(fault.Field(name, "must be a UUID"))
+	}
+	return id, nil
+}

@@ -1,0 +1,72 @@
+package httpx
+
+import (
+	"fmt"
+	"sort"
+	"sync"
+
+	"github.com/gin-gonic/gin"
+)
+
+// Route is one registered route and the permission it requires.
+type Route struct {
+	Method     string
+	Path       string // the full gin path template, e.g. /v1/products/:id
+	Permission string
+}
+
+// Router registers routes together with the one permission each requires, so
+// that no route can be added without an authorization decision: Handle panics
+// on a missing or unknown permission at start-up.
+type Router struct {
+	group     *gin.RouterGroup
+	authorize func(permission string) gin.HandlerFunc
+	known     func(permission string) bool
+	table     *Table
+}
+
+// Table collects every route registered through any Router.
+type Table struct {
+	mu     sync.Mutex
+	routes []Route
+}
+
+// Routes returns the registered routes, sorted by path and method.
+func (t *Table) Routes() []Route {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := append([]Route(nil), t.routes...)
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Path != out[j].Path {
+			return out[i].Path < out[j].Path
+		}
+		return out[i].Method < out[j].Method
+	})
+	return out
+}
+
+func (t *Table) add(r Route) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.routes = append(t.routes, r)
+}
+
+// NewRouter returns a Router on group. authorize builds the middleware that
+// enforces a permission; known says whether a permission exists.
+func NewRouter(group *gin.RouterGroup, table *Table, authorize func(string) gin.HandlerFunc, known func(string) bool) *Router {
+	return &Router{group: group, authorize: authorize, known: known, table: table}
+}
+
+// Handle registers a route that requires permission.
+func (r *Router) Handle(method, path, permission string, handlers ...gin.HandlerFunc) {
+	if permission == "" || !r.known(permission) {
+		panic(fmt.Sprintf("route %s %s%s: permission %q is not a known permission", method, r.group.BasePath(), path, permission))
+	}
+	chain := append([]gin.HandlerFunc{r.authorize(permission)}, handlers...)
+	r.group.Handle(method, path, chain...)
+	full := r.group.BasePath() + path
+	if path == "" {
+		full = r.group.BasePath()
+	}
+	r.table.add(Route{Method: method, Path: full, Permission: permission})
+}
