@@ -67,7 +67,33 @@ var (
 	ErrNotFound   = fault.New(fault.NotFound, "tenant not found")
 	ErrSlugTaken  = fault.New(fault.Conflict, "a tenant with this slug already exists")
 	ErrNoSuchPlan = fault.Invalid(fault.Field("plan", "must be one of free, pro, enterprise"))
+	// ErrVersionMismatch means the tenant changed since the client read it.
+	ErrVersionMismatch = fault.New(fault.PreconditionFailed, "the tenant has changed since it was read (If-Match does not match its ETag)")
 )
+
+// SelfChange is a tenant admin's partial update of its own tenant.
+type SelfChange struct {
+	Name     *string
+	Settings *Settings
+}
+
+// Validate checks a tenant admin's change.
+func (c *SelfChange) Validate() error {
+	var f fault.Fields
+	if c.Name != nil {
+		*c.Name = strings.TrimSpace(*c.Name)
+		validateName(&f, *c.Name)
+	}
+	if c.Settings != nil {
+		if err := ValidateSettings(*c.Settings); err != nil {
+			return err
+		}
+	}
+	if c.Name == nil && c.Settings == nil {
+		f.Add("body", "nothing to change: give name or settings")
+	}
+	return f.Err()
+}
 
 var slugPattern = regexp.MustCompile(`^[a-z0-9-]{3,40}$`)
 

@@ -141,3 +141,10 @@ func IsCheckViolation(err error) bool {
 	var pg *pgconn.PgError
 	return errors.As(err, &pg) && pg.Code == "23514"
 }
+
+// IsForeignKeyViolation reports whether err is a PostgreSQL foreign key
+// violation.
+func IsForeignKeyViolation(err error) bool {
+	var pg *pgconn.PgError
+	return errors.As(err, &pg) && pg.Code == "23503"
+}

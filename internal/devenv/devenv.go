@@ -98,6 +98,27 @@ func Start(ctx context.Context, log *slog.Logger) (env *Env, err error) {
 	return env, nil
 }
 
+// StartRedisOnly starts just a throw-away Redis, for tests that use a
+// PostgreSQL server given by URL but need a Redis of their own.
+func StartRedisOnly(ctx context.Context, log *slog.Logger) (*Env, error) {
+	dir, err := os.MkdirTemp("", "tenantd-redis-")
+	if err != nil {
+		return nil, fmt.Errorf("devenv: temp dir: %w", err)
+	}
+	env := &Env{dir: dir, log: log}
+	if err := env.StartRedis(ctx); err != nil {
+		env.Stop()
+		return nil, err
+	}
+	return env, nil
+}
+
+// HaveRedisServer reports whether a local redis-server binary exists.
+func HaveRedisServer() bool {
+	_, err := findBin("redis-server", "/usr/bin/redis-server", "/usr/sbin/redis-server")
+	return err == nil
+}
+
 // Dir is the directory holding the servers' data and logs.
 func (e *Env) Dir() string { return e.dir }
 

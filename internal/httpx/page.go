@@ -55,7 +55,8 @@ func NewList[T any](items []T, limit int, idOf func(T) uuid.UUID) List[T] {
 	}
 	if len(items) > limit {
 		l.Data = items[:limit]
-		cur := base64.RawURLEncoding.EncodeToString(idOf(items[limit-1])[:])
+		last := idOf(items[limit-1])
+		cur := base64.RawURLEncoding.EncodeToString(last[:])
 		l.NextCursor = &cur
 	}
 	return l

@@ -1,0 +1,41 @@
+# tenantd — the README's two commands are `make run` and `make test`.
+GO        ?= go
+BIN       := bin/tenantd
+PKGS      := ./...
+STATICCHECK_VERSION := 2025.1.1
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: build
+build: ## build bin/tenantd
+	$(GO) build -o $(BIN) .
+
+.PHONY: run
+run: build ## throw-away PostgreSQL + Redis (unless DATABASE_URL/REDIS_URL are set), demo tenant, serve
+	./$(BIN) dev
+
+.PHONY: test
+test: ## the whole test suite with the race detector, against real PostgreSQL and Redis
+	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+
+.PHONY: lint
+lint: ## gofmt, go vet, staticcheck
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) $(PKGS)
+
+.PHONY: bench
+bench: ## benchmarks (see docs/performance.md)
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./bench/...
+
+.PHONY: migrate
+migrate: build ## apply migrations (MIGRATE_DATABASE_URL or DATABASE_URL)
+	./$(BIN) migrate up
+
+.PHONY: tidy
+tidy: ## go mod tidy
+	$(GO) mod tidy

@@ -1,0 +1,256 @@
+package auth
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/hashicorp/golang-lru/v2/expirable"
+	"github.com/redis/go-redis/v9"
+	"gorm.io/gorm"
+
+	"github.com/tenantd/tenantd/internal/db"
+	"github.com/tenantd/tenantd/internal/identity"
+)
+
+// Service issues, verifies and revokes API keys and answers permission
+// questions.
+type Service struct {
+	db    *db.DB
+	rdb   *redis.Client // nil: invalidations stay within this process
+	cache *expirable.LRU[string, cachedKey]
+	log   *slog.Logger
+	now   func() time.Time
+}
+
+// cachedKey is a verified key: its hash, to check the presented secret, and
+// the principal it authenticates.
+type cachedKey struct {
+	hash      []byte
+	principal identity.Principal
+	expiresAt *time.Time
+}
+
+// invalidationChannel carries "tenant:<id>" and "key:<prefix>" messages so
+// that every replica forgets a changed credential at once.
+const invalidationChannel = "tenantd:auth:invalidate"
+
+// cacheSize bounds the verified-key cache; past it the least recently used
+// key is verified against the database again.
+const cacheSize = 100_000
+
+// NewService returns a Service. Verified keys are cached for cacheTTL
+// (0 disables the cache); rdb, when not nil, spreads invalidations to the
+// other replicas.
+func NewService(d *db.DB, rdb *redis.Client, cacheTTL time.Duration, log *slog.Logger) *Service {
+	s := &Service{db: d, rdb: rdb, log: log, now: time.Now}
+	if cacheTTL > 0 {
+		s.cache = expirable.NewLRU[string, cachedKey](cacheSize, nil, cacheTTL)
+	}
+	return s
+}
+
+// Authenticate verifies a bearer credential and returns its principal.
+// Every failure is ErrUnauthenticated, whatever the cause, so a client
+// learns nothing about which keys exist.
+func (s *Service) Authenticate(ctx context.Context, credential string) (identity.Principal, error) {
+	prefix, ok := parseKey(credential)
+	if !ok {
+		return identity.Principal{}, ErrUnauthenticated
+	}
+	hash := hashKey(credential)
+	if s.cache != nil {
+		if c, ok := s.cache.Get(prefix); ok {
+			return s.check(c, hash)
+		}
+	}
+	row, err := lookupKey(ctx, s.db, prefix)
+	if errors.Is(err, errNoKey) {
+		return identity.Principal{}, ErrUnauthenticated
+	}
+	if err != nil {
+		return identity.Principal{}, err
+	}
+	if row.RevokedAt != nil {
+		return identity.Principal{}, ErrUnauthenticated
+	}
+	c := cachedKey{
+		hash:      row.SecretHash,
+		expiresAt: row.ExpiresAt,
+		principal: identity.Principal{
+			Kind: identity.KindAPIKey, TenantID: row.TenantID, TenantSlug: row.TenantSlug,
+			TenantStatus: row.TenantStatus, Plan: row.TenantPlan,
+			Subject: row.KeyID.String(), KeyID: row.KeyID, Roles: []string(row.Roles),
+		},
+	}
+	// Only a key whose secret matched is cached, so guessing secrets for a
+	// known prefix cannot fill or poison the cache.
+	p, err := s.check(c, hash)
+	if err == nil && s.cache != nil {
+		s.cache.Add(prefix, c)
+	}
+	return p, err
+}
+
+func (s *Service) check(c cachedKey, hash []byte) (identity.Principal, error) {
+	if subtle.ConstantTimeCompare(c.hash, hash) != 1 {
+		return identity.Principal{}, ErrUnauthenticated
+	}
+	if c.expiresAt != nil && !s.now().Before(*c.expiresAt) {
+		return identity.Principal{}, ErrUnauthenticated
+	}
+	return c.principal, nil
+}
+
+// Allowed reports whether the principal's roles grant permission.
+func (s *Service) Allowed(_ context.Context, p identity.Principal, permission string) bool {
+	return PermissionsOf(p.Roles)[permission]
+}
+
+// IssueKey creates a key inside tx, a transaction already scoped to
+// tenantID. It returns the key and its secret, which is never stored.
+func (s *Service) IssueKey(ctx context.Context, tx *gorm.DB, tenantID uuid.UUID, n NewKey, createdBy string) (Key, string, error) {
+	if err := n.Validate(s.now()); err != nil {
+		return Key{}, "", err
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		return Key{}, "", fmt.Errorf("new key id: %w", err)
+	}
+	secret, prefix := generateKey()
+	r := keyRow{
+		TenantID: tenantID, ID: id, Name: n.Name, Prefix: prefix,
+		SecretHash: hashKey(secret), Roles: db.TextArray(n.Roles), CreatedBy: createdBy,
+		ExpiresAt: utc(n.ExpiresAt), CreatedAt: s.now().UTC().Truncate(time.Microsecond),
+	}
+	if err := insertKey(tx.WithContext(ctx), &r); err != nil {
+		return Key{}, "", err
+	}
+	return r.toModel(), secret, nil
+}
+
+// IssueAdminKey mints a new tenant's first key, with role admin, inside the
+// tenant-creation transaction tx.
+func (s *Service) IssueAdminKey(ctx context.Context, tx *gorm.DB, tenantID uuid.UUID) (string, error) {
+	_, secret, err := s.IssueKey(ctx, tx, tenantID, NewKey{Name: "initial admin key", Roles: []string{"admin"}}, "operator")
+	return secret, err
+}
+
+// CreateKey creates a key in the acting principal's tenant. The key may not
+// grant a permission the principal lacks.
+func (s *Service) CreateKey(ctx context.Context, actor identity.Principal, n NewKey) (k Key, secret string, err error) {
+	if err := n.Validate(s.now()); err != nil {
+		return Key{}, "", err
+	}
+	have := PermissionsOf(actor.Roles)
+	for p := range PermissionsOf(n.Roles) {
+		if !have[p] {
+			return Key{}, "", ErrEscalation
+		}
+	}
+	err = s.db.WithTenant(ctx, actor.TenantID, func(tx *gorm.DB) error {
+		k, secret, err = s.IssueKey(ctx, tx, actor.TenantID, n, actor.Actor())
+		return err
+	})
+	return k, secret, err
+}
+
+// ListKeys returns up to limit+1 keys of the tenant after the given id.
+func (s *Service) ListKeys(ctx context.Context, tenantID, after uuid.UUID, limit int) (keys []Key, err error) {
+	err = s.db.WithTenant(ctx, tenantID, func(tx *gorm.DB) error {
+		keys, err = listKeys(tx, after, limit)
+		return err
+	})
+	return keys, err
+}
+
+// RevokeKey revokes a key of the tenant; it stops working on every replica
+// at once (and, should the invalidation message be lost, within the cache
+// TTL).
+func (s *Service) RevokeKey(ctx context.Context, tenantID, id uuid.UUID) (k Key, err error) {
+	err = s.db.WithTenant(ctx, tenantID, func(tx *gorm.DB) error {
+		k, err = revokeKey(tx, id)
+		return err
+	})
+	if err != nil {
+		return Key{}, err
+	}
+	s.invalidate(ctx, "key:"+k.Prefix)
+	return k, nil
+}
+
+// InvalidateTenant forgets every cached credential of the tenant, on every
+// replica: a suspension or plan change applies to the next request.
+func (s *Service) InvalidateTenant(ctx context.Context, tenantID uuid.UUID) {
+	s.invalidate(ctx, "tenant:"+tenantID.String())
+}
+
+func (s *Service) invalidate(ctx context.Context, msg string) {
+	s.forget(msg)
+	if s.rdb == nil {
+		return
+	}
+	if err := s.rdb.Publish(ctx, invalidationChannel, msg).Err(); err != nil {
+		s.log.WarnContext(ctx, "auth: could not publish credential invalidation; other replicas see it within the cache TTL", "err", err)
+	}
+}
+
+func (s *Service) forget(msg string) {
+	if s.cache == nil {
+		return
+	}
+	kind, value, _ := strings.Cut(msg, ":")
+	switch kind {
+	case "key":
+		s.cache.Remove(value)
+	case "tenant":
+		for _, prefix := range s.cache.Keys() {
+			if c, ok := s.cache.Peek(prefix); ok && c.principal.TenantID.String() == value {
+				s.cache.Remove(prefix)
+			}
+		}
+	}
+}
+
+// ListenForInvalidations applies other replicas' invalidations until ctx
+// ends. While the subscription is down, messages are lost: then the whole
+// cache is dropped on reconnect, and the TTL bounds staleness meanwhile.
+func (s *Service) ListenForInvalidations(ctx context.Context) {
+	if s.rdb == nil || s.cache == nil {
+		return
+	}
+	for ctx.Err() == nil {
+		sub := s.rdb.Subscribe(ctx, invalidationChannel)
+		if _, err := sub.Receive(ctx); err != nil {
+			sub.Close()
+			s.log.WarnContext(ctx, "auth: credential invalidation subscription failed; retrying", "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		s.cache.Purge()
+		s.receive(ctx, sub.Channel())
+		sub.Close()
+	}
+}
+
+func (s *Service) receive(ctx context.Context, ch <-chan *redis.Message) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case msg, ok := <-ch:
+			if !ok {
+				return
+			}
+			s.forget(msg.Payload)
+		}
+	}
+}

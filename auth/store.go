@@ -1,0 +1,110 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"gorm.io/gorm"
+
+	"github.com/tenantd/tenantd/internal/db"
+)
+
+// keyRow is the api_keys row.
+type keyRow struct {
+	TenantID   uuid.UUID
+	ID         uuid.UUID
+	Name       string
+	Prefix     string
+	SecretHash []byte
+	Roles      db.TextArray
+	CreatedBy  string
+	ExpiresAt  *time.Time
+	RevokedAt  *time.Time
+	CreatedAt  time.Time
+}
+
+func (keyRow) TableName() string { return "api_keys" }
+
+func (r keyRow) toModel() Key {
+	return Key{
+		ID: r.ID, TenantID: r.TenantID, Name: r.Name, Prefix: r.Prefix,
+		Roles: []string(r.Roles), CreatedBy: r.CreatedBy,
+		ExpiresAt: utc(r.ExpiresAt), RevokedAt: utc(r.RevokedAt), CreatedAt: r.CreatedAt.UTC(),
+	}
+}
+
+func utc(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}
+
+func insertKey(tx *gorm.DB, r *keyRow) error {
+	if err := tx.Create(r).Error; err != nil {
+		return fmt.Errorf("insert api key: %w", err)
+	}
+	return nil
+}
+
+func listKeys(tx *gorm.DB, after uuid.UUID, limit int) ([]Key, error) {
+	var rows []keyRow
+	q := tx.Order("id").Limit(limit + 1)
+	if after != uuid.Nil {
+		q = q.Where("id > ?", after)
+	}
+	if err := q.Find(&rows).Error; err != nil {
+		return nil, fmt.Errorf("list api keys: %w", err)
+	}
+	out := make([]Key, len(rows))
+	for i, r := range rows {
+		out[i] = r.toModel()
+	}
+	return out, nil
+}
+
+// revokeKey marks a live key revoked and returns it; ErrKeyNotFound when the
+// key does not exist in the tenant or is already revoked.
+func revokeKey(tx *gorm.DB, id uuid.UUID) (Key, error) {
+	var r keyRow
+	res := tx.Raw(`UPDATE api_keys SET revoked_at = now() WHERE id = ? AND revoked_at IS NULL RETURNING *`, id).Scan(&r)
+	if res.Error != nil {
+		return Key{}, fmt.Errorf("revoke api key: %w", res.Error)
+	}
+	if res.RowsAffected == 0 {
+		return Key{}, ErrKeyNotFound
+	}
+	return r.toModel(), nil
+}
+
+// keyLookup is a row of auth_api_key_lookup: the key and its tenant, found by
+// prefix before the tenant is known.
+type keyLookup struct {
+	KeyID        uuid.UUID
+	TenantID     uuid.UUID
+	SecretHash   []byte
+	Roles        db.TextArray
+	ExpiresAt    *time.Time
+	RevokedAt    *time.Time
+	TenantSlug   string
+	TenantStatus string
+	TenantPlan   string
+}
+
+var errNoKey = errors.New("no key with that prefix")
+
+func lookupKey(ctx context.Context, d *db.DB, prefix string) (keyLookup, error) {
+	var r keyLookup
+	res := d.Unscoped(ctx).Raw(`SELECT * FROM auth_api_key_lookup(?)`, prefix).Scan(&r)
+	if res.Error != nil {
+		return keyLookup{}, fmt.Errorf("look up api key: %w", res.Error)
+	}
+	if res.RowsAffected == 0 {
+		return keyLookup{}, errNoKey
+	}
+	return r, nil
+}

@@ -1,0 +1,100 @@
+// Package app wires tenantd together: configuration and connections in,
+// stores, services, the middleware chain and every module's routes out. It
+// is the one place that knows all modules; main.go and the HTTP tests both
+// build the server through it, so tests exercise the real chain.
+package app
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tenantd/tenantd/auth"
+	"github.com/tenantd/tenantd/config"
+	"github.com/tenantd/tenantd/internal/db"
+	"github.com/tenantd/tenantd/internal/fault"
+	"github.com/tenantd/tenantd/internal/httpx"
+	"github.com/tenantd/tenantd/internal/identity"
+	"github.com/tenantd/tenantd/inventory"
+	"github.com/tenantd/tenantd/middleware"
+	"github.com/tenantd/tenantd/tenant"
+)
+
+// operatorPermission is the one permission of every /admin/v1 route.
+const operatorPermission = "platform:operate"
+
+// App is a wired tenantd server.
+type App struct {
+	Engine    *gin.Engine
+	Routes    *httpx.Table
+	Auth      *auth.Service
+	Tenants   *tenant.Service
+	Inventory *inventory.Service
+
+	cfg    config.Config
+	db     *db.DB
+	redis  *redis.Client
+	log    *slog.Logger
+	health *health
+}
+
+// New wires the server from its configuration and connections.
+func New(cfg config.Config, d *db.DB, rdb *redis.Client, log *slog.Logger) *App {
+	gin.SetMode(gin.ReleaseMode)
+	a := &App{cfg: cfg, db: d, redis: rdb, log: log, Routes: &httpx.Table{}}
+	a.Auth = auth.NewService(d, rdb, cfg.APIKeyCacheTTL, log)
+	a.Tenants = tenant.NewService(d, a.Auth, a.Auth)
+	a.Inventory = inventory.NewService(d)
+	a.health = &health{db: d, redis: rdb}
+
+	e := gin.New()
+	e.ContextWithFallback = true
+	e.Use(middleware.RequestID(), middleware.Recover(log), middleware.AccessLog(log),
+		middleware.BodyLimit(httpx.MaxBodyBytes))
+	e.NoRoute(func(c *gin.Context) { httpx.Fail(c, fault.NotFound, "no such route") })
+	e.GET("/healthz", a.health.live)
+	e.GET("/readyz", a.health.ready)
+
+	v1 := e.Group("/v1", middleware.Authenticate(a.Auth), middleware.Tenant(cfg.BaseDomain))
+	tenantRoutes := httpx.NewRouter(v1, a.Routes, middleware.Authorize(a.Auth), auth.KnownPermission)
+	tenant.NewHandler(a.Tenants).Routes(tenantRoutes)
+	auth.NewHandler(a.Auth).Routes(tenantRoutes)
+	inventory.NewHandler(a.Inventory).Routes(tenantRoutes)
+
+	// Without PLATFORM_API_KEY the operator routes do not exist (404).
+	if cfg.PlatformAPIKey != "" {
+		admin := e.Group("/admin/v1", middleware.Operator(cfg.PlatformAPIKey))
+		adminRoutes := httpx.NewRouter(admin, a.Routes, operatorOnly, func(p string) bool { return p == operatorPermission })
+		tenant.NewHandler(a.Tenants).AdminRoutes(adminRoutes, operatorPermission)
+	}
+	a.Engine = e
+	return a
+}
+
+// operatorOnly admits only the operator principal that middleware.Operator
+// put in the context.
+func operatorOnly(string) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if p, ok := identity.FromContext(c.Request.Context()); !ok || p.Kind != identity.KindOperator {
+			httpx.Fail(c, fault.Forbidden, "operator credentials are required")
+			return
+		}
+		c.Next()
+	}
+}
+
+// Handler is the HTTP handler of the server.
+func (a *App) Handler() http.Handler { return a.Engine }
+
+// Run runs the background work (credential invalidations from other
+// replicas) until ctx ends.
+func (a *App) Run(ctx context.Context) {
+	a.Auth.ListenForInvalidations(ctx)
+}
+
+// SetDraining makes /readyz answer 503, so load balancers stop sending new
+// requests while in-flight ones finish.
+func (a *App) SetDraining() { a.health.draining.Store(true) }

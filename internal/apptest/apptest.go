@@ -1,0 +1,228 @@
+// Package apptest runs the whole tenantd HTTP stack (internal/app over the
+// package's real PostgreSQL and Redis from internal/testenv) in tests, with
+// small helpers to create tenants and send requests as a client would.
+package apptest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tenantd/tenantd/config"
+	"github.com/tenantd/tenantd/internal/app"
+	"github.com/tenantd/tenantd/internal/testenv"
+)
+
+// OperatorKey is the PLATFORM_API_KEY of test servers.
+const OperatorKey = "test-operator-key-0123456789abcdef"
+
+// Server is a running tenantd for one test.
+type Server struct {
+	App *app.App
+	URL string
+	Env *testenv.Env
+	t   testing.TB
+}
+
+// Options adjust the server's configuration.
+type Options struct {
+	MaxConns int                  // database pool size; default 8
+	Config   func(*config.Config) // edits the configuration before wiring
+	Log      io.Writer            // where logs go; default discarded
+}
+
+// New starts a server on an httptest listener, stopped when the test ends.
+func New(t testing.TB, opts Options) *Server {
+	t.Helper()
+	env := testenv.Get(t)
+	cfg, err := config.Load(func(name string) string {
+		switch name {
+		case "DATABASE_URL":
+			return env.AppURL
+		case "MIGRATE_DATABASE_URL":
+			return env.OwnerURL
+		case "REDIS_URL":
+			return env.RedisURL
+		case "PLATFORM_API_KEY":
+			return OperatorKey
+		}
+		return ""
+	})
+	if err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	if opts.Config != nil {
+		opts.Config(&cfg)
+	}
+	if opts.MaxConns == 0 {
+		opts.MaxConns = 8
+	}
+	logOut := opts.Log
+	if logOut == nil {
+		logOut = io.Discard
+	}
+	log := slog.New(slog.NewJSONHandler(logOut, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	d := env.OpenDB(t, opts.MaxConns)
+	if err := d.CheckRuntimeRole(context.Background()); err != nil {
+		t.Fatalf("runtime role: %v", err)
+	}
+	a := app.New(cfg, d, env.RedisClient(t), log)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { a.Run(ctx); close(done) }()
+	hs := httptest.NewServer(a.Handler())
+	t.Cleanup(func() {
+		hs.Close()
+		cancel()
+		<-done
+	})
+	return &Server{App: a, URL: hs.URL, Env: env, t: t}
+}
+
+// Response is a received response with its body read.
+type Response struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+// JSON decodes the body into v, failing the test when it is not JSON.
+func (r Response) JSON(t testing.TB, v any) {
+	t.Helper()
+	if err := json.Unmarshal(r.Body, v); err != nil {
+		t.Fatalf("decode %q: %v", r.Body, err)
+	}
+}
+
+// Map decodes the body as a JSON object.
+func (r Response) Map(t testing.TB) map[string]any {
+	t.Helper()
+	var m map[string]any
+	r.JSON(t, &m)
+	return m
+}
+
+// Code returns the problem+json code of an error response, or "".
+func (r Response) Code() string {
+	var p struct {
+		Code string `json:"code"`
+	}
+	if err := json.Unmarshal(r.Body, &p); err != nil {
+		return ""
+	}
+	return p.Code
+}
+
+// Request is one request to send.
+type Request struct {
+	Method string
+	Path   string
+	Key    string            // bearer credential, if any
+	Body   any               // JSON-encoded unless string or []byte
+	Header map[string]string // extra headers
+}
+
+// Do sends the request and returns the response. Transport errors fail the
+// test; it is safe to call from several goroutines.
+func (s *Server) Do(req Request) Response {
+	resp, err := s.Try(req)
+	if err != nil {
+		s.t.Errorf("%s %s: %v", req.Method, req.Path, err)
+	}
+	return resp
+}
+
+// Try sends the request and returns transport errors to the caller.
+func (s *Server) Try(req Request) (Response, error) {
+	var body io.Reader
+	switch b := req.Body.(type) {
+	case nil:
+	case string:
+		body = strings.NewReader(b)
+	case []byte:
+		body = bytes.NewReader(b)
+	default:
+		buf, err := json.Marshal(b)
+		if err != nil {
+			return Response{}, err
+		}
+		body = bytes.NewReader(buf)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	hr, err := http.NewRequestWithContext(ctx, req.Method, s.URL+req.Path, body)
+	if err != nil {
+		return Response{}, err
+	}
+	if body != nil {
+		hr.Header.Set("Content-Type", "application/json")
+	}
+	if req.Key != "" {
+		hr.Header.Set("Authorization", "Bearer "+req.Key)
+	}
+	for k, v := range req.Header {
+		if k == "Host" {
+			hr.Host = v
+			continue
+		}
+		hr.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(hr)
+	if err != nil {
+		return Response{}, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return Response{}, err
+	}
+	return Response{Status: resp.StatusCode, Header: resp.Header, Body: data}, nil
+}
+
+// Tenant is a tenant created through the operator API, with its admin key.
+type Tenant struct {
+	ID   string
+	Slug string
+	Key  string
+}
+
+// CreateTenant creates a tenant with the given slug and plan through
+// POST /admin/v1/tenants.
+func (s *Server) CreateTenant(slug, plan string) Tenant {
+	s.t.Helper()
+	resp := s.Do(Request{Method: "POST", Path: "/admin/v1/tenants", Key: OperatorKey,
+		Body: map[string]string{"slug": slug, "name": "Tenant " + slug, "plan": plan}})
+	if resp.Status != http.StatusCreated {
+		s.t.Fatalf("create tenant %s: got %d %s, want 201", slug, resp.Status, resp.Body)
+	}
+	var out struct {
+		ID          string `json:"id"`
+		Slug        string `json:"slug"`
+		AdminAPIKey string `json:"admin_api_key"`
+	}
+	resp.JSON(s.t, &out)
+	return Tenant{ID: out.ID, Slug: out.Slug, Key: out.AdminAPIKey}
+}
+
+// CreateKey creates an API key with the given roles for the tenant and
+// returns its secret.
+func (s *Server) CreateKey(adminKey string, roles ...string) string {
+	s.t.Helper()
+	resp := s.Do(Request{Method: "POST", Path: "/v1/api-keys", Key: adminKey,
+		Body: map[string]any{"name": "test key", "roles": roles}})
+	if resp.Status != http.StatusCreated {
+		s.t.Fatalf("create key: got %d %s, want 201", resp.Status, resp.Body)
+	}
+	var out struct {
+		Secret string `json:"secret"`
+	}
+	resp.JSON(s.t, &out)
+	return out.Secret
+}

@@ -1,0 +1,96 @@
+package db_test
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"net/url"
+	"regexp"
+	"testing"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"gorm.io/gorm"
+
+	"github.com/tenantd/tenantd/internal/db"
+)
+
+// tenantSetting matches a policy expression that reads the request's tenant.
+var tenantSetting = regexp.MustCompile(`current_setting\('app\.tenant_id'`)
+
+func randomHex(t testing.TB, n int) string {
+	t.Helper()
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatalf("random: %v", err)
+	}
+	return hex.EncodeToString(b)
+}
+
+// quote returns table as a quoted SQL identifier.
+func quote(table string) string { return pgx.Identifier{table}.Sanitize() }
+
+// newTenant inserts an active tenant through the platform scope of owner and
+// returns its id.
+func newTenant(t testing.TB, owner *db.DB) uuid.UUID {
+	t.Helper()
+	id := uuid.New()
+	slug := "t-" + randomHex(t, 8)
+	err := owner.WithPlatform(t.Context(), func(tx *gorm.DB) error {
+		return tx.Exec(`INSERT INTO tenants (id, slug, name, plan) VALUES (?, ?, ?, 'free')`,
+			id, slug, "Tenant "+slug).Error
+	})
+	if err != nil {
+		t.Fatalf("create tenant: %v", err)
+	}
+	return id
+}
+
+// sqlState returns the SQLSTATE of a PostgreSQL error, or "" for any other.
+func sqlState(err error) string {
+	var pg *pgconn.PgError
+	if errors.As(err, &pg) {
+		return pg.Code
+	}
+	return ""
+}
+
+// wantSQLState fails t unless err is a PostgreSQL error with code want.
+func wantSQLState(t testing.TB, err error, want string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("got no error, want SQLSTATE %s", want)
+	}
+	if got := sqlState(err); got != want {
+		t.Fatalf("got error %v (SQLSTATE %q), want SQLSTATE %s", err, got, want)
+	}
+}
+
+// count returns count(*) of table as seen by tx.
+func count(t testing.TB, tx *gorm.DB, table string) int64 {
+	t.Helper()
+	var n int64
+	if err := tx.Raw("SELECT count(*) FROM " + quote(table)).Scan(&n).Error; err != nil {
+		t.Fatalf("count %s: %v", table, err)
+	}
+	return n
+}
+
+// tenantSettingOf reads app.tenant_id as tx sees it; "" when unset.
+func tenantSettingOf(tx *gorm.DB) (string, error) {
+	var s string
+	err := tx.Raw("SELECT coalesce(current_setting('app.tenant_id', true), '')").Scan(&s).Error
+	return s, err
+}
+
+// withUser returns raw with its user and password replaced.
+func withUser(t testing.TB, raw, user, password string) string {
+	t.Helper()
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatalf("parse url: %v", err)
+	}
+	u.User = url.UserPassword(user, password)
+	return u.String()
+}

@@ -1,0 +1,574 @@
+package db_test
+
+import (
+	"database/sql"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/google/uuid"
+	"gorm.io/gorm"
+
+	"github.com/tenantd/tenantd/internal/db"
+	"github.com/tenantd/tenantd/internal/testenv"
+)
+
+// tenantFixtures inserts one row of a tenant-owned table for tenantID on tx,
+// a transaction with a tenant set. Every table with a tenant_id column needs
+// an entry: TestRLSIsolation fails for a table without one.
+var tenantFixtures = map[string]func(tx *gorm.DB, tenantID uuid.UUID) error{
+	"api_keys": func(tx *gorm.DB, tenantID uuid.UUID) error {
+		return tx.Exec(`INSERT INTO api_keys (tenant_id, id, name, prefix, secret_hash, roles, created_by)
+			VALUES (?, ?, 'fixture', ?, ?, ARRAY['viewer'], 'rls_test')`,
+			tenantID, uuid.New(), "fx"+uuid.NewString()[:12], []byte("not-a-hash")).Error
+	},
+	"products": func(tx *gorm.DB, tenantID uuid.UUID) error {
+		return tx.Exec(`INSERT INTO products (tenant_id, id, sku, name, price, currency, stock_on_hand)
+			VALUES (?, ?, ?, 'Fixture', 100, 'EUR', 5)`,
+			tenantID, uuid.New(), "FX-"+uuid.NewString()[:8]).Error
+	},
+}
+
+// sharedTables are the tables without tenant_id that tenantd_app may touch:
+// platform data, the same for every tenant. A new table the runtime role can
+// reach must either carry tenant_id (and its policy) or be listed here.
+var sharedTables = []string{"plans", "schema_migrations", "tenants"}
+
+// securityDefiners are the SECURITY DEFINER functions tenantd_app may call;
+// each runs as the owner and so sees past row-level security.
+var securityDefiners = []string{"auth_api_key_lookup(text)"}
+
+// tenantTables lists every table in the public schema with a tenant_id
+// column, so a table added by a later migration is covered without edits.
+func tenantTables(t testing.TB, d *db.DB) []string {
+	t.Helper()
+	var names []string
+	err := d.Unscoped(t.Context()).Raw(`
+		SELECT c.relname
+		FROM pg_class c
+		JOIN pg_namespace n ON n.oid = c.relnamespace
+		JOIN pg_attribute a ON a.attrelid = c.oid
+		WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')
+		  AND a.attname = 'tenant_id' AND NOT a.attisdropped
+		ORDER BY 1`).Scan(&names).Error
+	if err != nil {
+		t.Fatalf("list tenant tables: %v", err)
+	}
+	if len(names) == 0 {
+		t.Fatal("got no table with a tenant_id column, want at least api_keys and products")
+	}
+	return names
+}
+
+type policy struct {
+	Name         string
+	Cmd          string
+	Permissive   bool
+	AppliesToApp bool
+	Qual         sql.NullString
+	WithCheck    sql.NullString
+}
+
+func (p policy) String() string {
+	return p.Name + " (" + p.Cmd + ") USING " + p.Qual.String + " WITH CHECK " + p.WithCheck.String
+}
+
+// policiesOf returns table's policies; AppliesToApp is true when the policy
+// applies to tenantd_app (directly, through PUBLIC or through membership).
+func policiesOf(t testing.TB, d *db.DB, table string) []policy {
+	t.Helper()
+	var ps []policy
+	err := d.Unscoped(t.Context()).Raw(`
+		SELECT p.policyname AS name, p.cmd,
+		       p.permissive = 'PERMISSIVE' AS permissive,
+		       EXISTS (SELECT 1 FROM unnest(p.roles) r
+		               WHERE r = 'public' OR pg_has_role('tenantd_app', r, 'MEMBER')) AS applies_to_app,
+		       p.qual, p.with_check
+		FROM pg_policies p
+		WHERE p.schemaname = 'public' AND p.tablename = ?
+		ORDER BY p.policyname`, table).Scan(&ps).Error
+	if err != nil {
+		t.Fatalf("policies of %s: %v", table, err)
+	}
+	return ps
+}
+
+func checkRLSForced(t *testing.T, d *db.DB, table string) {
+	t.Helper()
+	var flags struct{ Enabled, Forced bool }
+	err := d.Unscoped(t.Context()).Raw(`
+		SELECT c.relrowsecurity AS enabled, c.relforcerowsecurity AS forced
+		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE n.nspname = 'public' AND c.relname = ?`, table).Scan(&flags).Error
+	if err != nil {
+		t.Fatalf("read RLS flags of %s: %v", table, err)
+	}
+	if !flags.Enabled {
+		t.Errorf("%s: got relrowsecurity false, want true (ENABLE ROW LEVEL SECURITY)", table)
+	}
+	if !flags.Forced {
+		t.Errorf("%s: got relforcerowsecurity false, want true (FORCE ROW LEVEL SECURITY)", table)
+	}
+}
+
+// refersTenant reports whether a policy expression is present and reads
+// app.tenant_id.
+func refersTenant(e sql.NullString) bool { return e.Valid && tenantSetting.MatchString(e.String) }
+
+// TestRLSCatalog proves from the catalog that every tenant table, present or
+// added later, has row-level security enabled and forced and a policy keyed
+// on app.tenant_id, and that no policy admits the runtime role otherwise.
+func TestRLSCatalog(t *testing.T) {
+	t.Parallel()
+	env := testenv.Get(t)
+	app := env.OpenDB(t, 2)
+
+	tables := tenantTables(t, app)
+	for _, want := range []string{"api_keys", "products"} {
+		if !slices.Contains(tables, want) {
+			t.Errorf("got tenant tables %v, want them to include %s", tables, want)
+		}
+	}
+	for _, table := range tables {
+		t.Run(table, func(t *testing.T) {
+			checkRLSForced(t, app, table)
+			ps := policiesOf(t, app, table)
+			if len(ps) == 0 {
+				t.Fatalf("%s: got no policy, want one on app.tenant_id", table)
+			}
+			isolating := false
+			for _, p := range ps {
+				if p.Cmd == "ALL" && p.Permissive && p.AppliesToApp &&
+					refersTenant(p.Qual) && refersTenant(p.WithCheck) &&
+					strings.Contains(p.Qual.String, "tenant_id") && strings.Contains(p.WithCheck.String, "tenant_id") {
+					isolating = true
+				}
+				// Permissive policies are OR-ed: one that admits the runtime
+				// role without the tenant opens every tenant's rows.
+				if !p.Permissive || !p.AppliesToApp {
+					continue
+				}
+				if (p.Qual.Valid && !refersTenant(p.Qual)) || (p.WithCheck.Valid && !refersTenant(p.WithCheck)) ||
+					(!p.Qual.Valid && !p.WithCheck.Valid) {
+					t.Errorf("%s: policy %s admits tenantd_app without app.tenant_id, want every permissive policy to check it", table, p)
+				}
+			}
+			if !isolating {
+				t.Errorf("%s: got policies %v, want a FOR ALL policy whose USING and WITH CHECK compare tenant_id with current_setting('app.tenant_id')", table, ps)
+			}
+		})
+	}
+
+	t.Run("tenants", func(t *testing.T) {
+		checkRLSForced(t, app, "tenants")
+		ps := policiesOf(t, app, "tenants")
+		self := false
+		for _, p := range ps {
+			if p.Cmd == "ALL" && p.AppliesToApp && refersTenant(p.Qual) && refersTenant(p.WithCheck) &&
+				strings.Contains(p.Qual.String, "id = ") && strings.Contains(p.WithCheck.String, "id = ") {
+				self = true
+			}
+			if !p.Permissive || !p.AppliesToApp {
+				continue
+			}
+			for _, e := range []sql.NullString{p.Qual, p.WithCheck} {
+				if e.Valid && !tenantSetting.MatchString(e.String) && !strings.Contains(e.String, "current_setting('app.platform'") {
+					t.Errorf("tenants: policy %s admits tenantd_app without app.tenant_id or app.platform", p)
+				}
+			}
+		}
+		if !self {
+			t.Errorf("tenants: got policies %v, want a FOR ALL policy comparing id with current_setting('app.tenant_id')", ps)
+		}
+	})
+}
+
+// TestRuntimeRoleReach proves from the catalog that the runtime role reaches
+// no table, view or owner-privileged function that row-level security does
+// not guard, except the listed shared tables and SECURITY DEFINER functions.
+func TestRuntimeRoleReach(t *testing.T) {
+	t.Parallel()
+	env := testenv.Get(t)
+	app := env.OpenDB(t, 2)
+	ctx := t.Context()
+
+	t.Run("tables without tenant_id", func(t *testing.T) {
+		var names []string
+		err := app.Unscoped(ctx).Raw(`
+			SELECT c.relname
+			FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+			WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')
+			  AND has_table_privilege('tenantd_app', c.oid, 'SELECT, INSERT, UPDATE, DELETE')
+			  AND NOT EXISTS (SELECT 1 FROM pg_attribute a
+			                  WHERE a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped)
+			ORDER BY 1`).Scan(&names).Error
+		if err != nil {
+			t.Fatalf("list shared tables: %v", err)
+		}
+		for _, n := range names {
+			if !slices.Contains(sharedTables, n) {
+				t.Errorf("table %s is reachable by tenantd_app but has no tenant_id: add tenant_id and its policy, or list it in sharedTables in rls_test.go", n)
+			}
+		}
+	})
+
+	t.Run("views", func(t *testing.T) {
+		var views []struct {
+			Name    string
+			Kind    string
+			Options string
+		}
+		err := app.Unscoped(ctx).Raw(`
+			SELECT c.relname AS name, c.relkind::text AS kind,
+			       coalesce(array_to_string(c.reloptions, ','), '') AS options
+			FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+			WHERE n.nspname = 'public' AND c.relkind IN ('v', 'm')
+			  AND has_table_privilege('tenantd_app', c.oid, 'SELECT')
+			ORDER BY 1`).Scan(&views).Error
+		if err != nil {
+			t.Fatalf("list views: %v", err)
+		}
+		for _, v := range views {
+			// A view runs with its owner's rights unless security_invoker is
+			// set; a materialized view has no row-level security at all.
+			invoker := false
+			for _, o := range strings.Split(v.Options, ",") {
+				k, val, _ := strings.Cut(o, "=")
+				if k == "security_invoker" && slices.Contains([]string{"true", "on", "1", "yes"}, strings.ToLower(val)) {
+					invoker = true
+				}
+			}
+			if v.Kind == "m" || !invoker {
+				t.Errorf("view %s (relkind %s, options %q) is readable by tenantd_app and bypasses row-level security, want a view WITH (security_invoker = true)", v.Name, v.Kind, v.Options)
+			}
+		}
+	})
+
+	t.Run("security definer functions", func(t *testing.T) {
+		var fns []string
+		err := app.Unscoped(ctx).Raw(`
+			SELECT p.oid::regprocedure::text
+			FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+			WHERE n.nspname = 'public' AND p.prosecdef
+			  AND has_function_privilege('tenantd_app', p.oid, 'EXECUTE')
+			ORDER BY 1`).Scan(&fns).Error
+		if err != nil {
+			t.Fatalf("list functions: %v", err)
+		}
+		for _, f := range fns {
+			if !slices.Contains(securityDefiners, f) {
+				t.Errorf("SECURITY DEFINER function %s is executable by tenantd_app: review it (REVOKE ... FROM PUBLIC) or list it in securityDefiners in rls_test.go", f)
+			}
+		}
+	})
+}
+
+// TestRLSIsolation proves for every tenant table that the runtime role sees
+// nothing without a tenant, only its tenant's rows with one, and can neither
+// write into nor touch another tenant's rows.
+func TestRLSIsolation(t *testing.T) {
+	t.Parallel()
+	env := testenv.Get(t)
+	owner := env.OpenOwnerDB(t)
+	app := env.OpenDB(t, 4)
+	ctx := t.Context()
+	a, b := newTenant(t, owner), newTenant(t, owner)
+
+	for _, table := range tenantTables(t, app) {
+		t.Run(table, func(t *testing.T) {
+			insert, ok := tenantFixtures[table]
+			if !ok {
+				t.Fatalf("table %s has tenant_id but no fixture in rls_test.go: add one", table)
+			}
+			// FORCE ROW LEVEL SECURITY binds the owner too: insert with the
+			// tenant set.
+			for _, id := range []uuid.UUID{a, b} {
+				if err := owner.WithTenant(ctx, id, func(tx *gorm.DB) error { return insert(tx, id) }); err != nil {
+					t.Fatalf("insert fixture for %s: %v", id, err)
+				}
+			}
+			q := quote(table)
+			tenantIDs := func(tx *gorm.DB) []string {
+				t.Helper()
+				var ids []string
+				if err := tx.Raw("SELECT tenant_id::text FROM " + q + " ORDER BY 1").Scan(&ids).Error; err != nil {
+					t.Fatalf("read %s: %v", table, err)
+				}
+				return ids
+			}
+
+			t.Run("no tenant, outside a transaction", func(t *testing.T) {
+				if got := count(t, app.Unscoped(ctx), table); got != 0 {
+					t.Errorf("got %d rows, want 0", got)
+				}
+			})
+			t.Run("no tenant, in a transaction", func(t *testing.T) {
+				err := app.Unscoped(ctx).Transaction(func(tx *gorm.DB) error {
+					if got := count(t, tx, table); got != 0 {
+						t.Errorf("got %d rows, want 0", got)
+					}
+					return nil
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+			})
+			t.Run("platform scope", func(t *testing.T) {
+				err := app.WithPlatform(ctx, func(tx *gorm.DB) error {
+					if got := count(t, tx, table); got != 0 {
+						t.Errorf("got %d rows, want 0", got)
+					}
+					return nil
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+			})
+			t.Run("unknown tenant", func(t *testing.T) {
+				err := app.WithTenant(ctx, uuid.New(), func(tx *gorm.DB) error {
+					if got := count(t, tx, table); got != 0 {
+						t.Errorf("got %d rows, want 0", got)
+					}
+					return nil
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+			})
+			for name, id := range map[string]uuid.UUID{"tenant A": a, "tenant B": b} {
+				t.Run(name+" sees only its rows", func(t *testing.T) {
+					err := app.WithTenant(ctx, id, func(tx *gorm.DB) error {
+						if got, want := tenantIDs(tx), []string{id.String()}; !slices.Equal(got, want) {
+							t.Errorf("got tenant_ids %v, want %v", got, want)
+						}
+						return nil
+					})
+					if err != nil {
+						t.Fatal(err)
+					}
+				})
+			}
+			t.Run("insert for another tenant", func(t *testing.T) {
+				err := app.WithTenant(ctx, a, func(tx *gorm.DB) error { return insert(tx, b) })
+				wantSQLState(t, err, "42501")
+			})
+			t.Run("move own row to another tenant", func(t *testing.T) {
+				err := app.WithTenant(ctx, a, func(tx *gorm.DB) error {
+					return tx.Exec("UPDATE "+q+" SET tenant_id = ? WHERE tenant_id = ?", b, a).Error
+				})
+				wantSQLState(t, err, "42501")
+			})
+			t.Run("update another tenant's rows", func(t *testing.T) {
+				err := app.WithTenant(ctx, a, func(tx *gorm.DB) error {
+					res := tx.Exec("UPDATE "+q+" SET tenant_id = tenant_id WHERE tenant_id = ?", b)
+					if res.Error == nil && res.RowsAffected != 0 {
+						t.Errorf("got %d rows updated, want 0", res.RowsAffected)
+					}
+					return res.Error
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+			})
+			t.Run("delete another tenant's rows", func(t *testing.T) {
+				err := app.WithTenant(ctx, a, func(tx *gorm.DB) error {
+					res := tx.Exec("DELETE FROM "+q+" WHERE tenant_id = ?", b)
+					if res.Error == nil && res.RowsAffected != 0 {
+						t.Errorf("got %d rows deleted, want 0", res.RowsAffected)
+					}
+					return res.Error
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+			})
+			t.Run("rows intact", func(t *testing.T) {
+				for _, id := range []uuid.UUID{a, b} {
+					err := owner.WithTenant(ctx, id, func(tx *gorm.DB) error {
+						var n int64
+						if err := tx.Raw("SELECT count(*) FROM "+q+" WHERE tenant_id = ?", id).Scan(&n).Error; err != nil {
+							return err
+						}
+						if n != 1 {
+							t.Errorf("got %d rows of %s, want 1", n, id)
+						}
+						return nil
+					})
+					if err != nil {
+						t.Fatal(err)
+					}
+				}
+			})
+		})
+	}
+}
+
+// TestTenantsTableRLS proves a tenant sees only its own tenants row, no
+// tenant sees none, and the platform scope sees them all. It runs alone (not
+// parallel) so that the platform's view can be compared with the owner's.
+func TestTenantsTableRLS(t *testing.T) {
+	env := testenv.Get(t)
+	owner := env.OpenOwnerDB(t)
+	app := env.OpenDB(t, 2)
+	ctx := t.Context()
+	a, b := newTenant(t, owner), newTenant(t, owner)
+
+	ids := func(t *testing.T, tx *gorm.DB) []string {
+		t.Helper()
+		var got []string
+		if err := tx.Raw("SELECT id::text FROM tenants ORDER BY 1").Scan(&got).Error; err != nil {
+			t.Fatalf("read tenants: %v", err)
+		}
+		return got
+	}
+	// The owner reads every row through its owner_lookup policy.
+	all := ids(t, owner.Unscoped(ctx))
+	if !slices.Contains(all, a.String()) || !slices.Contains(all, b.String()) {
+		t.Fatalf("owner sees tenants %v, want them to include %s and %s", all, a, b)
+	}
+
+	tests := []struct {
+		name string
+		run  func(fn func(tx *gorm.DB) error) error
+		want []string
+	}{
+		{"tenant A", func(fn func(tx *gorm.DB) error) error { return app.WithTenant(ctx, a, fn) }, []string{a.String()}},
+		{"tenant B", func(fn func(tx *gorm.DB) error) error { return app.WithTenant(ctx, b, fn) }, []string{b.String()}},
+		{"no tenant, outside a transaction", func(fn func(tx *gorm.DB) error) error { return fn(app.Unscoped(ctx)) }, nil},
+		{"no tenant, in a transaction", func(fn func(tx *gorm.DB) error) error { return app.Unscoped(ctx).Transaction(fn) }, nil},
+		{"platform", func(fn func(tx *gorm.DB) error) error { return app.WithPlatform(ctx, fn) }, all},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.run(func(tx *gorm.DB) error {
+				if got := ids(t, tx); !slices.Equal(got, tt.want) {
+					t.Errorf("got tenants %v, want %v", got, tt.want)
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+
+	t.Run("tenant cannot update another tenant", func(t *testing.T) {
+		err := app.WithTenant(ctx, a, func(tx *gorm.DB) error {
+			res := tx.Exec("UPDATE tenants SET name = 'hijacked' WHERE id = ?", b)
+			if res.Error == nil && res.RowsAffected != 0 {
+				t.Errorf("got %d rows updated, want 0", res.RowsAffected)
+			}
+			return res.Error
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("tenant cannot create a tenant", func(t *testing.T) {
+		err := app.WithTenant(ctx, a, func(tx *gorm.DB) error {
+			return tx.Exec(`INSERT INTO tenants (id, slug, name, plan) VALUES (?, ?, 'Other', 'free')`,
+				uuid.New(), "t-"+randomHex(t, 8)).Error
+		})
+		wantSQLState(t, err, "42501")
+	})
+	t.Run("no tenant cannot create a tenant", func(t *testing.T) {
+		err := app.Unscoped(ctx).Exec(`INSERT INTO tenants (id, slug, name, plan) VALUES (?, ?, 'Other', 'free')`,
+			uuid.New(), "t-"+randomHex(t, 8)).Error
+		wantSQLState(t, err, "42501")
+	})
+}
+
+// TestAuthAPIKeyLookup proves the SECURITY DEFINER lookup is the runtime
+// role's only way to an API key before its tenant is known.
+func TestAuthAPIKeyLookup(t *testing.T) {
+	t.Parallel()
+	env := testenv.Get(t)
+	owner := env.OpenOwnerDB(t)
+	app := env.OpenDB(t, 2)
+	ctx := t.Context()
+	a, b := newTenant(t, owner), newTenant(t, owner)
+	keyID, prefix := uuid.New(), "lk"+randomHex(t, 6)
+	err := owner.WithTenant(ctx, a, func(tx *gorm.DB) error {
+		return tx.Exec(`INSERT INTO api_keys (tenant_id, id, name, prefix, secret_hash, roles, created_by)
+			VALUES (?, ?, 'lookup', ?, ?, ARRAY['admin'], 'rls_test')`, a, keyID, prefix, []byte("hash")).Error
+	})
+	if err != nil {
+		t.Fatalf("insert key: %v", err)
+	}
+
+	type found struct {
+		KeyID        string
+		TenantID     string
+		TenantStatus string
+	}
+	lookup := func(t *testing.T, prefix string) []found {
+		t.Helper()
+		var rows []found
+		err := app.Unscoped(ctx).Raw(`SELECT key_id::text, tenant_id::text, tenant_status
+			FROM auth_api_key_lookup(?)`, prefix).Scan(&rows).Error
+		if err != nil {
+			t.Fatalf("auth_api_key_lookup(%q): %v", prefix, err)
+		}
+		return rows
+	}
+
+	t.Run("existing prefix", func(t *testing.T) {
+		got := lookup(t, prefix)
+		want := []found{{KeyID: keyID.String(), TenantID: a.String(), TenantStatus: "active"}}
+		if !slices.Equal(got, want) {
+			t.Errorf("got %+v, want %+v", got, want)
+		}
+	})
+	t.Run("unknown prefix", func(t *testing.T) {
+		if got := lookup(t, "nope"+randomHex(t, 6)); len(got) != 0 {
+			t.Errorf("got %+v, want no rows", got)
+		}
+	})
+	t.Run("table hidden without tenant", func(t *testing.T) {
+		var n int64
+		if err := app.Unscoped(ctx).Raw("SELECT count(*) FROM api_keys WHERE prefix = ?", prefix).Scan(&n).Error; err != nil {
+			t.Fatal(err)
+		}
+		if n != 0 {
+			t.Errorf("got %d api_keys rows without a tenant, want 0", n)
+		}
+	})
+	t.Run("table hidden from another tenant", func(t *testing.T) {
+		err := app.WithTenant(ctx, b, func(tx *gorm.DB) error {
+			var n int64
+			if err := tx.Raw("SELECT count(*) FROM api_keys WHERE prefix = ?", prefix).Scan(&n).Error; err != nil {
+				return err
+			}
+			if n != 0 {
+				t.Errorf("got %d rows of tenant A's key as tenant B, want 0", n)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("definer hygiene", func(t *testing.T) {
+		var fn struct {
+			Owner   string
+			Definer bool
+			Config  string
+		}
+		err := app.Unscoped(ctx).Raw(`
+			SELECT pg_get_userbyid(p.proowner) AS owner, p.prosecdef AS definer,
+			       coalesce(array_to_string(p.proconfig, ';'), '') AS config
+			FROM pg_proc p WHERE p.oid = 'auth_api_key_lookup(text)'::regprocedure`).Scan(&fn).Error
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !fn.Definer {
+			t.Error("got SECURITY INVOKER, want SECURITY DEFINER")
+		}
+		if fn.Owner == "tenantd_app" {
+			t.Errorf("got owner %s, want the owner role", fn.Owner)
+		}
+		if !strings.Contains(fn.Config, "search_path=") {
+			t.Errorf("got proconfig %q, want a pinned search_path", fn.Config)
+		}
+	})
+}

@@ -1,0 +1,391 @@
+package inventory
+
+import (
+	"net/http"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
+
+	"github.com/tenantd/tenantd/internal/fault"
+	"github.com/tenantd/tenantd/internal/httpx"
+	"github.com/tenantd/tenantd/internal/identity"
+)
+
+// Permissions the product routes require.
+const (
+	permRead   = "products:read"
+	permWrite  = "products:write"
+	permAdjust = "inventory:adjust"
+)
+
+var errNoTenant = fault.New(fault.Unauthenticated, "a credential for a tenant is required")
+
+// Handler serves the product routes.
+type Handler struct {
+	svc *Service
+}
+
+// NewHandler returns a Handler on svc.
+func NewHandler(svc *Service) *Handler {
+	return &Handler{svc: svc}
+}
+
+// Routes registers the product routes on r, which is mounted on /v1.
+func (h *Handler) Routes(r *httpx.Router) {
+	r.Handle(http.MethodPost, "/products", permWrite, h.create)
+	r.Handle(http.MethodGet, "/products", permRead, h.list)
+	r.Handle(http.MethodGet, "/products/:id", permRead, h.get)
+	r.Handle(http.MethodPatch, "/products/:id", permWrite, h.update)
+	r.Handle(http.MethodDelete, "/products/:id", permWrite, h.delete)
+	r.Handle(http.MethodPost, "/products/:id/stock", permAdjust, h.adjustStock)
+}
+
+// productJSON is a product as the API shows it.
+type productJSON struct {
+	ID        uuid.UUID `json:"id"`
+	SKU       string    `json:"sku"`
+	Name      string    `json:"name"`
+	Price     int64     `json:"price"`
+	Currency  string    `json:"currency"`
+	Stock     int64     `json:"stock"`
+	Reserved  int64     `json:"reserved"`
+	Available int64     `json:"available"`
+	Version   int       `json:"version"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+func toJSON(p Product) productJSON {
+	return productJSON{
+		ID:        p.ID,
+		SKU:       p.SKU,
+		Name:      p.Name,
+		Price:     p.Price,
+		Currency:  p.Currency,
+		Stock:     p.Stock,
+		Reserved:  p.Reserved,
+		Available: p.Available(),
+		Version:   p.Version,
+		CreatedAt: p.CreatedAt,
+		UpdatedAt: p.UpdatedAt,
+	}
+}
+
+// createRequest is the body of POST /products. Pointers tell a missing
+// field from a zero one.
+type createRequest struct {
+	SKU      *string `json:"sku"`
+	Name     *string `json:"name"`
+	Price    *int64  `json:"price"`
+	Currency *string `json:"currency"`
+	Stock    *int64  `json:"stock"`
+}
+
+// toModel returns the new product, or a validation error naming every
+// missing field together with the problems of the fields that were given.
+func (r createRequest) toModel() (NewProduct, error) {
+	var n NewProduct
+	var missing fault.Fields
+	required := func(field string, given bool) {
+		if !given {
+			missing.Add(field, "is required")
+		}
+	}
+	required("sku", r.SKU != nil)
+	required("name", r.Name != nil)
+	required("price", r.Price != nil)
+	required("currency", r.Currency != nil)
+	if r.SKU != nil {
+		n.SKU = *r.SKU
+	}
+	if r.Name != nil {
+		n.Name = *r.Name
+	}
+	if r.Price != nil {
+		n.Price = *r.Price
+	}
+	if r.Currency != nil {
+		n.Currency = *r.Currency
+	}
+	if r.Stock != nil {
+		n.Stock = *r.Stock
+	}
+	if len(missing) == 0 {
+		return n, nil // the service validates the values
+	}
+	all := missing
+	if fe, ok := fault.As(n.Validate()); ok {
+		for _, f := range fe.Fields {
+			if !slices.ContainsFunc(missing, func(m fault.FieldError) bool { return m.Field == f.Field }) {
+				all = append(all, f)
+			}
+		}
+	}
+	return n, all.Err()
+}
+
+// updateRequest is the body of PATCH /products/:id.
+type updateRequest struct {
+	SKU      *string `json:"sku"`
+	Name     *string `json:"name"`
+	Price    *int64  `json:"price"`
+	Currency *string `json:"currency"`
+}
+
+// adjustRequest is the body of POST /products/:id/stock.
+type adjustRequest struct {
+	Delta  *int64  `json:"delta"`
+	Reason *string `json:"reason"`
+}
+
+func (r adjustRequest) toModel() (StockAdjustment, error) {
+	var f fault.Fields
+	if r.Delta == nil {
+		f.Add("delta", "is required")
+	}
+	if r.Reason == nil {
+		f.Add("reason", "is required")
+	}
+	if err := f.Err(); err != nil {
+		return StockAdjustment{}, err
+	}
+	return StockAdjustment{Delta: *r.Delta, Reason: *r.Reason}, nil
+}
+
+func (h *Handler) create(c *gin.Context) {
+	tenantID, err := tenantOf(c)
+	if err != nil {
+		httpx.Error(c, err)
+		return
+	}
+	var req createRequest
+	if err := httpx.BindJSON(c, &req); err != nil {
+		httpx.Error(c, err)
+		return
+	}
+	n, err := req.toModel()
+	if err != nil {
+		httpx.Error(c, err)
+		return
+	}
+	p, err := h.svc.Create(c.Request.Context(), tenantID, n)
+	if err != nil {
+		httpx.Error(c, err)
+		return
+	}
+	c.Header("Location", path.Join(c.Request.URL.Path, p.ID.String()))
+	c.Header("ETag", etag(p.Version))
+	c.JSON(http.StatusCreated, toJSON(p))
+}
+
+func (h *Handler) list(c *gin.Context) {
+	tenantID, err := tenantOf(c)
+	if err != nil {
+		httpx.Error(c, err)
+		return
+	}
+	page, err := httpx.ParsePage(c)
+	if err != nil {
+		httpx.Error(c, err)
+		return
+	}
+	q := ListQuery{After: page.After, Limit: page.Limit}
+	if sku, given := c.GetQuery("sku"); given {
+		if !ValidSKU(sku) {
+			httpx.Error(c, fault.Invalid(fault.Field("sku", "must be 1 to 64 characters of A-Z, a-z, 0-9, '.', '_' and '-'")))
+			return
+		}
+		q.SKU = sku
+	}
+	products, err := h.svc.List(c.Request.Context(), tenantID, q)
+	if err != nil {
+		httpx.Error(c, err)
+		return
+	}
+	items := make([]productJSON, len(products))
+	for i, p := range products {
+		items[i] = toJSON(p)
+	}
+	c.JSON(http.StatusOK, httpx.NewList(items, page.Limit, func(p productJSON) uuid.UUID { return p.ID }))
+}
+
+func (h *Handler) get(c *gin.Context) {
+	tenantID, id, err := tenantAndID(c)
+	if err != nil {
+		httpx.Error(c, err)
+		return
+	}
+	p, err := h.svc.Get(c.Request.Context(), tenantID, id)
+	if err != nil {
+		httpx.Error(c, err)
+		return
+	}
+	tag := etag(p.Version)
+	c.Header("ETag", tag)
+	if noneMatch(c.GetHeader("If-None-Match"), tag) {
+		c.Status(http.StatusNotModified)
+		return
+	}
+	c.JSON(http.StatusOK, toJSON(p))
+}
+
+func (h *Handler) update(c *gin.Context) {
+	tenantID, id, err := tenantAndID(c)
+	if err != nil {
+		httpx.Error(c, err)
+		return
+	}
+	var req updateRequest
+	if err := httpx.BindJSON(c, &req); err != nil {
+		httpx.Error(c, err)
+		return
+	}
+	ch := ProductChange{SKU: req.SKU, Name: req.Name, Price: req.Price, Currency: req.Currency}
+	if err := ch.Validate(); err != nil {
+		httpx.Error(c, err)
+		return
+	}
+	if header, given := ifMatchHeader(c); given {
+		if ch.IfVersion, err = h.matchedVersion(c, tenantID, id, header); err != nil {
+			httpx.Error(c, err)
+			return
+		}
+	}
+	p, err := h.svc.Update(c.Request.Context(), tenantID, id, ch)
+	if err != nil {
+		httpx.Error(c, err)
+		return
+	}
+	c.Header("ETag", etag(p.Version))
+	c.JSON(http.StatusOK, toJSON(p))
+}
+
+func (h *Handler) delete(c *gin.Context) {
+	tenantID, id, err := tenantAndID(c)
+	if err != nil {
+		httpx.Error(c, err)
+		return
+	}
+	if err := h.svc.Delete(c.Request.Context(), tenantID, id); err != nil {
+		httpx.Error(c, err)
+		return
+	}
+	c.Status(http.StatusNoContent)
+}
+
+func (h *Handler) adjustStock(c *gin.Context) {
+	tenantID, id, err := tenantAndID(c)
+	if err != nil {
+		httpx.Error(c, err)
+		return
+	}
+	var req adjustRequest
+	if err := httpx.BindJSON(c, &req); err != nil {
+		httpx.Error(c, err)
+		return
+	}
+	a, err := req.toModel()
+	if err != nil {
+		httpx.Error(c, err)
+		return
+	}
+	p, err := h.svc.AdjustStock(c.Request.Context(), tenantID, id, a)
+	if err != nil {
+		httpx.Error(c, err)
+		return
+	}
+	c.Header("ETag", etag(p.Version))
+	c.JSON(http.StatusOK, toJSON(p))
+}
+
+// tenantOf returns the tenant of the authenticated principal.
+func tenantOf(c *gin.Context) (uuid.UUID, error) {
+	p, ok := identity.FromContext(c.Request.Context())
+	if !ok || p.TenantID == uuid.Nil {
+		return uuid.Nil, errNoTenant
+	}
+	return p.TenantID, nil
+}
+
+// tenantAndID returns the principal's tenant and the :id path parameter.
+func tenantAndID(c *gin.Context) (uuid.UUID, uuid.UUID, error) {
+	tenantID, err := tenantOf(c)
+	if err != nil {
+		return uuid.Nil, uuid.Nil, err
+	}
+	id, err := httpx.ParseID(c, "id")
+	if err != nil {
+		return uuid.Nil, uuid.Nil, err
+	}
+	return tenantID, id, nil
+}
+
+// etag is the strong entity tag of a product version.
+func etag(version int) string {
+	return `"` + strconv.Itoa(version) + `"`
+}
+
+// noneMatch reports whether an If-None-Match header matches tag, by the weak
+// comparison RFC 9110 prescribes for it.
+func noneMatch(header, tag string) bool {
+	if strings.TrimSpace(header) == "*" {
+		return true
+	}
+	for _, t := range strings.Split(header, ",") {
+		if strings.TrimPrefix(strings.TrimSpace(t), "W/") == tag {
+			return true
+		}
+	}
+	return false
+}
+
+// ifMatchHeader returns the If-Match header, and whether the request sent one.
+func ifMatchHeader(c *gin.Context) (string, bool) {
+	values := c.Request.Header.Values("If-Match")
+	if len(values) == 0 {
+		return "", false
+	}
+	return strings.Join(values, ","), true
+}
+
+// matchedVersion turns an If-Match header into the version the update must
+// find: nil for "*" (any current version), or the one version among the
+// header's strong tags that is current. A header naming no current version
+// fails with ErrVersionMismatch; weak tags never match (RFC 9110 strong
+// comparison).
+func (h *Handler) matchedVersion(c *gin.Context, tenantID, id uuid.UUID, header string) (*int, error) {
+	if strings.TrimSpace(header) == "*" {
+		return nil, nil
+	}
+	var versions []int
+	for _, t := range strings.Split(header, ",") {
+		t = strings.TrimSpace(t)
+		if len(t) < 3 || t[0] != '"' || t[len(t)-1] != '"' {
+			continue
+		}
+		if v, err := strconv.Atoi(t[1 : len(t)-1]); err == nil && v > 0 && etag(v) == t {
+			versions = append(versions, v)
+		}
+	}
+	switch len(versions) {
+	case 0:
+		return nil, ErrVersionMismatch
+	case 1:
+		return &versions[0], nil
+	}
+	// Several tags: the one that is current, if any, becomes the guard, so
+	// a change racing this request still fails the update.
+	p, err := h.svc.Get(c.Request.Context(), tenantID, id)
+	if err != nil {
+		return nil, err
+	}
+	if !slices.Contains(versions, p.Version) {
+		return nil, ErrVersionMismatch
+	}
+	return &p.Version, nil
+}

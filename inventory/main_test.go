@@ -1,0 +1,93 @@
+package inventory_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"slices"
+	"testing"
+
+	"github.com/google/uuid"
+	"gorm.io/gorm"
+
+	"github.com/tenantd/tenantd/internal/db"
+	"github.com/tenantd/tenantd/internal/fault"
+	"github.com/tenantd/tenantd/internal/testenv"
+	"github.com/tenantd/tenantd/inventory"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// fixture is a runtime-role pool, the inventory service on it, and the
+// owner pool for setting up what the runtime role may not.
+type fixture struct {
+	db    *db.DB
+	owner *db.DB
+	svc   *inventory.Service
+}
+
+func newFixture(t *testing.T, maxConns int) fixture {
+	t.Helper()
+	env := testenv.Get(t)
+	d := env.OpenDB(t, maxConns)
+	return fixture{db: d, owner: env.OpenOwnerDB(t), svc: inventory.NewService(d)}
+}
+
+// tenant inserts a new tenant row and returns its id.
+func (f fixture) tenant(t *testing.T) uuid.UUID {
+	t.Helper()
+	id := uuid.Must(uuid.NewV7())
+	b := make([]byte, 6)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	slug := "t-" + hex.EncodeToString(b)
+	err := f.owner.WithPlatform(context.Background(), func(tx *gorm.DB) error {
+		return tx.Exec("INSERT INTO tenants (id, slug, name, plan) VALUES (?, ?, ?, 'free')", id, slug, "Tenant "+slug).Error
+	})
+	if err != nil {
+		t.Fatalf("insert tenant: %v", err)
+	}
+	return id
+}
+
+// product creates a product with the given stock.
+func (f fixture) product(t *testing.T, tenantID uuid.UUID, sku string, stock int64) inventory.Product {
+	t.Helper()
+	p, err := f.svc.Create(context.Background(), tenantID, inventory.NewProduct{
+		SKU: sku, Name: "Product " + sku, Price: 1999, Currency: "EUR", Stock: stock,
+	})
+	if err != nil {
+		t.Fatalf("create product %s: %v", sku, err)
+	}
+	return p
+}
+
+// reserve sets a product's reserved stock directly, as a pending order would.
+func (f fixture) reserve(t *testing.T, tenantID, productID uuid.UUID, reserved int64) {
+	t.Helper()
+	err := f.owner.WithTenant(context.Background(), tenantID, func(tx *gorm.DB) error {
+		res := tx.Exec("UPDATE products SET stock_reserved = ? WHERE id = ?", reserved, productID)
+		if res.Error == nil && res.RowsAffected != 1 {
+			t.Errorf("reserve: updated %d rows, want 1", res.RowsAffected)
+		}
+		return res.Error
+	})
+	if err != nil {
+		t.Fatalf("reserve: %v", err)
+	}
+}
+
+// fieldsOf returns the code of err and the names of the fields it blames.
+func fieldsOf(err error) (fault.Code, []string) {
+	fe, ok := fault.As(err)
+	if !ok {
+		return fault.CodeOf(err), nil
+	}
+	var names []string
+	for _, f := range fe.Fields {
+		names = append(names, f.Field)
+	}
+	slices.Sort(names)
+	return fe.Code, names
+}

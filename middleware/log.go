@@ -1,0 +1,41 @@
+package middleware
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/tenantd/tenantd/internal/identity"
+)
+
+// AccessLog writes one structured line per request: request id, tenant,
+// principal, route template, status and latency. It never logs headers, so
+// credentials cannot leak into logs.
+func AccessLog(log *slog.Logger) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		start := time.Now()
+		c.Next()
+		ctx := c.Request.Context()
+		status := c.Writer.Status()
+		attrs := []slog.Attr{
+			slog.String("request_id", identity.RequestID(ctx)),
+			slog.String("method", c.Request.Method),
+			slog.String("route", c.FullPath()),
+			slog.Int("status", status),
+			slog.Duration("latency", time.Since(start)),
+			slog.Int("bytes", c.Writer.Size()),
+		}
+		if p, ok := identity.FromContext(ctx); ok {
+			attrs = append(attrs, slog.String("tenant_id", p.TenantID.String()), slog.String("principal", p.Actor()))
+		}
+		if len(c.Errors) > 0 {
+			attrs = append(attrs, slog.String("error", c.Errors.Last().Error()))
+		}
+		level := slog.LevelInfo
+		if status >= 500 {
+			level = slog.LevelError
+		}
+		log.LogAttrs(ctx, level, "request", attrs...)
+	}
+}

@@ -1,0 +1,231 @@
+package tenant
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
+
+	"github.com/tenantd/tenantd/internal/fault"
+	"github.com/tenantd/tenantd/internal/httpx"
+	"github.com/tenantd/tenantd/internal/identity"
+)
+
+// Handler serves the operator routes under /admin/v1 and a tenant's own
+// /v1/tenant.
+type Handler struct {
+	svc *Service
+}
+
+// NewHandler returns the tenant handlers.
+func NewHandler(svc *Service) *Handler { return &Handler{svc: svc} }
+
+// AdminRoutes registers the operator routes on the /admin/v1 router.
+func (h *Handler) AdminRoutes(r *httpx.Router, permission string) {
+	r.Handle(http.MethodPost, "/tenants", permission, h.create)
+	r.Handle(http.MethodGet, "/tenants", permission, h.list)
+	r.Handle(http.MethodGet, "/tenants/:id", permission, h.get)
+	r.Handle(http.MethodPatch, "/tenants/:id", permission, h.update)
+	r.Handle(http.MethodGet, "/plans", permission, h.plans)
+}
+
+// Routes registers the tenant's own routes on the /v1 router.
+func (h *Handler) Routes(r *httpx.Router) {
+	r.Handle(http.MethodGet, "/tenant", "tenant:read", h.self)
+	r.Handle(http.MethodPatch, "/tenant", "tenant:write", h.updateSelf)
+}
+
+// Response is a tenant as the API shows it.
+type Response struct {
+	ID        uuid.UUID `json:"id"`
+	Slug      string    `json:"slug"`
+	Name      string    `json:"name"`
+	Plan      string    `json:"plan"`
+	Status    Status    `json:"status"`
+	Settings  Settings  `json:"settings"`
+	Version   int       `json:"version"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// CreatedResponse is a new tenant with its one-time admin key.
+type CreatedResponse struct {
+	Response
+	AdminAPIKey string `json:"admin_api_key"`
+}
+
+// ToResponse converts a tenant for the API.
+func ToResponse(t Tenant) Response {
+	if t.Settings.CORSOrigins == nil {
+		t.Settings.CORSOrigins = []string{}
+	}
+	return Response{ID: t.ID, Slug: t.Slug, Name: t.Name, Plan: t.Plan, Status: t.Status,
+		Settings: t.Settings, Version: t.Version, CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt}
+}
+
+type createRequest struct {
+	Slug string `json:"slug"`
+	Name string `json:"name"`
+	Plan string `json:"plan"`
+}
+
+func (h *Handler) create(c *gin.Context) {
+	var req createRequest
+	if err := httpx.BindJSON(c, &req); err != nil {
+		httpx.Error(c, err)
+		return
+	}
+	t, key, err := h.svc.Create(c.Request.Context(), NewTenant(req))
+	if err != nil {
+		httpx.Error(c, err)
+		return
+	}
+	c.Header("Location", "/admin/v1/tenants/"+t.ID.String())
+	c.Header("Cache-Control", "no-store")
+	c.JSON(http.StatusCreated, CreatedResponse{Response: ToResponse(t), AdminAPIKey: key})
+}
+
+func (h *Handler) list(c *gin.Context) {
+	page, err := httpx.ParsePage(c)
+	if err != nil {
+		httpx.Error(c, err)
+		return
+	}
+	ts, err := h.svc.List(c.Request.Context(), page.After, page.Limit)
+	if err != nil {
+		httpx.Error(c, err)
+		return
+	}
+	out := make([]Response, len(ts))
+	for i, t := range ts {
+		out[i] = ToResponse(t)
+	}
+	c.JSON(http.StatusOK, httpx.NewList(out, page.Limit, func(r Response) uuid.UUID { return r.ID }))
+}
+
+func (h *Handler) get(c *gin.Context) {
+	id, err := httpx.ParseID(c, "id")
+	if err != nil {
+		httpx.Error(c, err)
+		return
+	}
+	t, err := h.svc.Get(c.Request.Context(), id)
+	if err != nil {
+		httpx.Error(c, err)
+		return
+	}
+	writeTenant(c, t)
+}
+
+type updateRequest struct {
+	Name   *string `json:"name"`
+	Plan   *string `json:"plan"`
+	Status *Status `json:"status"`
+}
+
+func (h *Handler) update(c *gin.Context) {
+	id, err := httpx.ParseID(c, "id")
+	if err != nil {
+		httpx.Error(c, err)
+		return
+	}
+	var req updateRequest
+	if err := httpx.BindJSON(c, &req); err != nil {
+		httpx.Error(c, err)
+		return
+	}
+	t, err := h.svc.Update(c.Request.Context(), id, Change(req))
+	if err != nil {
+		httpx.Error(c, err)
+		return
+	}
+	writeTenant(c, t)
+}
+
+// PlanResponse is a plan as the API shows it.
+type PlanResponse struct {
+	Name          string `json:"name"`
+	DisplayName   string `json:"display_name"`
+	RatePerSecond int    `json:"rate_per_second"`
+	Burst         int    `json:"burst"`
+	MonthlyPrice  int64  `json:"monthly_price"`
+	Currency      string `json:"currency"`
+}
+
+func (h *Handler) plans(c *gin.Context) {
+	ps, err := h.svc.Plans(c.Request.Context())
+	if err != nil {
+		httpx.Error(c, err)
+		return
+	}
+	out := make([]PlanResponse, len(ps))
+	for i, p := range ps {
+		out[i] = PlanResponse(p)
+	}
+	c.JSON(http.StatusOK, gin.H{"data": out})
+}
+
+func (h *Handler) self(c *gin.Context) {
+	p, ok := identity.FromContext(c.Request.Context())
+	if !ok {
+		httpx.Fail(c, fault.Unauthenticated, "a credential is required")
+		return
+	}
+	t, err := h.svc.Self(c.Request.Context(), p.TenantID)
+	if err != nil {
+		httpx.Error(c, err)
+		return
+	}
+	writeTenant(c, t)
+}
+
+type selfRequest struct {
+	Name     *string   `json:"name"`
+	Settings *Settings `json:"settings"`
+}
+
+func (h *Handler) updateSelf(c *gin.Context) {
+	p, ok := identity.FromContext(c.Request.Context())
+	if !ok {
+		httpx.Fail(c, fault.Unauthenticated, "a credential is required")
+		return
+	}
+	ifVersion, err := ifMatch(c)
+	if err != nil {
+		httpx.Error(c, err)
+		return
+	}
+	var req selfRequest
+	if err := httpx.BindJSON(c, &req); err != nil {
+		httpx.Error(c, err)
+		return
+	}
+	t, err := h.svc.UpdateSelf(c.Request.Context(), p.TenantID, SelfChange(req), ifVersion)
+	if err != nil {
+		httpx.Error(c, err)
+		return
+	}
+	writeTenant(c, t)
+}
+
+func writeTenant(c *gin.Context, t Tenant) {
+	c.Header("ETag", fmt.Sprintf(`"%d"`, t.Version))
+	c.JSON(http.StatusOK, ToResponse(t))
+}
+
+// ifMatch reads an If-Match header of the form "<version>".
+func ifMatch(c *gin.Context) (*int, error) {
+	h := c.GetHeader("If-Match")
+	if h == "" {
+		return nil, nil
+	}
+	v, err := strconv.Atoi(strings.Trim(strings.TrimPrefix(h, "W/"), `"`))
+	if err != nil {
+		return nil, ErrVersionMismatch
+	}
+	return &v, nil
+}

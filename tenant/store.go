@@ -1,0 +1,151 @@
+package tenant
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+
+	"github.com/tenantd/tenantd/internal/db"
+)
+
+var lockForUpdate = clause.Locking{Strength: "UPDATE"}
+
+// tenantRow is the tenants row.
+type tenantRow struct {
+	ID        uuid.UUID
+	Slug      string
+	Name      string
+	Plan      string
+	Status    string
+	Settings  []byte `gorm:"type:jsonb"`
+	Version   int
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+func (tenantRow) TableName() string { return "tenants" }
+
+func (r tenantRow) toModel() (Tenant, error) {
+	t := Tenant{
+		ID: r.ID, Slug: r.Slug, Name: r.Name, Plan: r.Plan, Status: Status(r.Status),
+		Version: r.Version, CreatedAt: r.CreatedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC(),
+	}
+	if len(r.Settings) > 0 {
+		if err := json.Unmarshal(r.Settings, &t.Settings); err != nil {
+			return Tenant{}, fmt.Errorf("decode settings of tenant %s: %w", r.ID, err)
+		}
+	}
+	return t, nil
+}
+
+func fromModel(t Tenant) (tenantRow, error) {
+	settings, err := json.Marshal(t.Settings)
+	if err != nil {
+		return tenantRow{}, fmt.Errorf("encode settings: %w", err)
+	}
+	return tenantRow{
+		ID: t.ID, Slug: t.Slug, Name: t.Name, Plan: t.Plan, Status: string(t.Status),
+		Settings: settings, Version: t.Version, CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt,
+	}, nil
+}
+
+func insertTenant(tx *gorm.DB, t Tenant) error {
+	r, err := fromModel(t)
+	if err != nil {
+		return err
+	}
+	if err := tx.Create(&r).Error; err != nil {
+		switch {
+		case db.IsUniqueViolation(err, "tenants_slug_key"):
+			return ErrSlugTaken
+		case db.IsForeignKeyViolation(err):
+			return ErrNoSuchPlan
+		}
+		return fmt.Errorf("insert tenant: %w", err)
+	}
+	return nil
+}
+
+func getTenant(tx *gorm.DB, id uuid.UUID) (Tenant, error) {
+	var r tenantRow
+	if err := tx.Where("id = ?", id).Take(&r).Error; err != nil {
+		if errors.Is(err, gorm.ErrRecordNotFound) {
+			return Tenant{}, ErrNotFound
+		}
+		return Tenant{}, fmt.Errorf("get tenant: %w", err)
+	}
+	return r.toModel()
+}
+
+func listTenants(tx *gorm.DB, after uuid.UUID, limit int) ([]Tenant, error) {
+	var rows []tenantRow
+	q := tx.Order("id").Limit(limit + 1)
+	if after != uuid.Nil {
+		q = q.Where("id > ?", after)
+	}
+	if err := q.Find(&rows).Error; err != nil {
+		return nil, fmt.Errorf("list tenants: %w", err)
+	}
+	out := make([]Tenant, len(rows))
+	for i, r := range rows {
+		t, err := r.toModel()
+		if err != nil {
+			return nil, err
+		}
+		out[i] = t
+	}
+	return out, nil
+}
+
+// updateTenant writes t if its stored version is still version, bumping it.
+func updateTenant(tx *gorm.DB, t Tenant, version int) (Tenant, error) {
+	r, err := fromModel(t)
+	if err != nil {
+		return Tenant{}, err
+	}
+	res := tx.Model(&tenantRow{}).Where("id = ? AND version = ?", t.ID, version).Updates(map[string]any{
+		"name": r.Name, "plan": r.Plan, "status": r.Status, "settings": r.Settings,
+		"version": gorm.Expr("version + 1"), "updated_at": gorm.Expr("now()"),
+	})
+	if res.Error != nil {
+		if db.IsForeignKeyViolation(res.Error) {
+			return Tenant{}, ErrNoSuchPlan
+		}
+		return Tenant{}, fmt.Errorf("update tenant: %w", res.Error)
+	}
+	if res.RowsAffected == 0 {
+		return Tenant{}, ErrVersionMismatch
+	}
+	return getTenant(tx, t.ID)
+}
+
+// planRow is the plans row.
+type planRow struct {
+	Name          string
+	DisplayName   string
+	RatePerSecond int
+	Burst         int
+	MonthlyPrice  int64
+	Currency      string
+	SortOrder     int
+}
+
+func (planRow) TableName() string { return "plans" }
+
+func listPlans(tx *gorm.DB) ([]Plan, error) {
+	var rows []planRow
+	if err := tx.Order("sort_order").Find(&rows).Error; err != nil {
+		return nil, fmt.Errorf("list plans: %w", err)
+	}
+	out := make([]Plan, len(rows))
+	for i, r := range rows {
+		out[i] = Plan{Name: r.Name, DisplayName: r.DisplayName, RatePerSecond: r.RatePerSecond,
+			Burst: r.Burst, MonthlyPrice: r.MonthlyPrice, Currency: r.Currency}
+	}
+	return out, nil
+}
