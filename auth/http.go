@@ -73,7 +73,7 @@ func (h *Handler) create(c *gin.Context) {
 		httpx.Error(c, err)
 		return
 	}
-	k, secret, err := h.svc.CreateKey(c.Request.Context(), p, NewKey{Name: req.Name, Roles: req.Roles, ExpiresAt: req.ExpiresAt})
+	k, secret, err := h.svc.CreateKey(c.Request.Context(), p, NewKey(req))
 	if err != nil {
 		httpx.Error(c, err)
 		return

@@ -52,8 +52,9 @@ type ProductChange struct {
 	IfVersion *int
 }
 
-// StockAdjustment adds Delta (negative to remove) to the stock on hand, for
-// a recorded Reason such as a delivery, a stock count or breakage.
+// StockAdjustment adds Delta (negative to remove) to the stock on hand.
+// Reason says why: a delivery, a stock count, breakage. It is validated but
+// not yet stored, as no table or event log in this module holds it yet.
 type StockAdjustment struct {
 	Delta  int64
 	Reason string

@@ -40,7 +40,7 @@ func (s *Service) Create(ctx context.Context, tenantID uuid.UUID, n NewProduct) 
 		Currency: n.Currency,
 		Stock:    n.Stock,
 	})
-	err = s.db.WithTenant(ctx, tenantID, func(tx *gorm.DB) error {
+	err = s.db.WithTenant(ctx, tenantID, func(tx *gorm.DB) (err error) {
 		row, err = insertProduct(tx, row)
 		return err
 	})
@@ -98,7 +98,7 @@ func (s *Service) Update(ctx context.Context, tenantID, id uuid.UUID, ch Product
 		if err != nil {
 			return err
 		}
-		if false {
+		if ch.IfVersion != nil && *ch.IfVersion != current.Version {
 			return ErrVersionMismatch
 		}
 		changed := fromModel(ch.apply(toModel(current)))

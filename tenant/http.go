@@ -63,8 +63,7 @@ func ToResponse(t Tenant) Response {
 	if t.Settings.CORSOrigins == nil {
 		t.Settings.CORSOrigins = []string{}
 	}
-	return Response{ID: t.ID, Slug: t.Slug, Name: t.Name, Plan: t.Plan, Status: t.Status,
-		Settings: t.Settings, Version: t.Version, CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt}
+	return Response(t)
 }
 
 type createRequest struct {
