@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"net/url"
-	"regexp"
 	"testing"
 
 	"github.com/google/uuid"
@@ -15,9 +14,6 @@ import (
 
 	"github.com/tenantd/tenantd/internal/db"
 )
-
-// tenantSetting matches a policy expression that reads the request's tenant.
-var tenantSetting = regexp.MustCompile(`current_setting\('app\.tenant_id'`)
 
 func randomHex(t testing.TB, n int) string {
 	t.Helper()

@@ -119,10 +119,16 @@ func LatestVersion(files fs.FS) (uint, error) {
 
 // SchemaVersion reads the applied migration version with the runtime role,
 // for readiness checks.
+// golang-migrate records -1 after a failed first migration: that reads as
+// version 0, dirty.
 func (d *DB) SchemaVersion(ctx context.Context) (version uint, dirty bool, err error) {
+	var v int64
 	row := d.sql.QueryRowContext(ctx, "SELECT version, dirty FROM schema_migrations LIMIT 1")
-	if err := row.Scan(&version, &dirty); err != nil {
+	if err := row.Scan(&v, &dirty); err != nil {
 		return 0, false, fmt.Errorf("read schema version: %w", err)
 	}
-	return version, dirty, nil
+	if v < 0 {
+		return 0, true, nil
+	}
+	return uint(v), dirty, nil
 }

@@ -63,6 +63,8 @@ func TestCheckRuntimeRole(t *testing.T) {
 		{"owner", func(*testing.T) string { return env.OwnerURL }, "owns"},
 		{"bypassrls", func(t *testing.T) string { return createLoginRole(t, env, admin, "BYPASSRLS") }, "BYPASSRLS"},
 		{"member of the owner", func(t *testing.T) string { return createLoginRole(t, env, admin, "IN ROLE tenantd_owner") }, "owns"},
+		{"noinherit member of the owner", func(t *testing.T) string { return createLoginRole(t, env, admin, "NOINHERIT IN ROLE tenantd_owner") }, "owns"},
+		{"createrole", func(t *testing.T) string { return createLoginRole(t, env, admin, "CREATEROLE") }, "CREATEROLE"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

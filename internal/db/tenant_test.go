@@ -36,8 +36,8 @@ func TestNoTenant(t *testing.T) {
 	})
 }
 
-// TestErrorClassifiers proves IsUniqueViolation and IsCheckViolation
-// recognise the errors PostgreSQL really returns.
+// TestErrorClassifiers proves IsUniqueViolation, IsCheckViolation and
+// IsForeignKeyViolation recognise the errors PostgreSQL really returns.
 func TestErrorClassifiers(t *testing.T) {
 	t.Parallel()
 	env := testenv.Get(t)
@@ -52,6 +52,10 @@ func TestErrorClassifiers(t *testing.T) {
 
 	dup := run(insert, a, uuid.New(), "DUP-1", 1)
 	check := run(insert, a, uuid.New(), "NEG-1", -1)
+	ghost := uuid.New() // no such tenant: row-level security admits it, the foreign key does not
+	fk := app.WithTenant(t.Context(), ghost, func(tx *gorm.DB) error {
+		return tx.Exec(insert, ghost, uuid.New(), "FK-1", 1).Error
+	})
 	tests := []struct {
 		name string
 		got  bool
@@ -63,13 +67,15 @@ func TestErrorClassifiers(t *testing.T) {
 		{"duplicate is not check violation", db.IsCheckViolation(dup), false},
 		{"negative price is check violation", db.IsCheckViolation(check), true},
 		{"negative price is not unique violation", db.IsUniqueViolation(check), false},
-		{"nil", db.IsUniqueViolation(nil) || db.IsCheckViolation(nil), false},
+		{"unknown tenant is foreign key violation", db.IsForeignKeyViolation(fk), true},
+		{"duplicate is not foreign key violation", db.IsForeignKeyViolation(dup), false},
+		{"nil", db.IsUniqueViolation(nil) || db.IsCheckViolation(nil) || db.IsForeignKeyViolation(nil), false},
 		{"plain error", db.IsUniqueViolation(errors.New("23505")), false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			if tt.got != tt.want {
-				t.Errorf("got %v, want %v (dup err %v, check err %v)", tt.got, tt.want, dup, check)
+				t.Errorf("got %v, want %v (dup err %v, check err %v, fk err %v)", tt.got, tt.want, dup, check, fk)
 			}
 		})
 	}
