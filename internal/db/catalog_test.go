@@ -17,11 +17,13 @@ var tenantSetting = regexp.MustCompile(`current_setting\('app\.tenant_id'`)
 // sharedTables are the tables without tenant_id that tenantd_app may touch:
 // platform data, the same for every tenant. A new table the runtime role can
 // reach must either carry tenant_id (and its policy) or be listed here.
-var sharedTables = []string{"plans", "schema_migrations", "tenants"}
+// casbin_rule holds RBAC policies keyed by domain = tenant id; the Casbin
+// adapter loads it outside tenant transactions (see docs/security.md).
+var sharedTables = []string{"casbin_rule", "plans", "schema_migrations", "tenants"}
 
 // securityDefiners are the SECURITY DEFINER functions tenantd_app may call;
 // each runs as the owner and so sees past row-level security.
-var securityDefiners = []string{"auth_api_key_lookup(text)"}
+var securityDefiners = []string{"auth_api_key_lookup(text)", "auth_oidc_tenants(text)"}
 
 // tenantTables lists every table in the public schema with a tenant_id
 // column, so a table added by a later migration is covered without edits.

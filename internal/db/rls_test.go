@@ -20,6 +20,11 @@ var tenantFixtures = map[string]func(tx *gorm.DB, tenantID uuid.UUID) error{
 			VALUES (?, ?, 'fixture', ?, ?, ARRAY['viewer'], 'rls_test')`,
 			tenantID, uuid.New(), "fx"+uuid.NewString()[:12], []byte("not-a-hash")).Error
 	},
+	"members": func(tx *gorm.DB, tenantID uuid.UUID) error {
+		return tx.Exec(`INSERT INTO members (tenant_id, id, issuer, subject, roles, status, created_by)
+			VALUES (?, ?, 'https://idp.example', ?, ARRAY['viewer'], 'active', 'rls_test')`,
+			tenantID, uuid.New(), "sub-"+uuid.NewString()[:8]).Error
+	},
 	"products": func(tx *gorm.DB, tenantID uuid.UUID) error {
 		return tx.Exec(`INSERT INTO products (tenant_id, id, sku, name, price, currency, stock_on_hand)
 			VALUES (?, ?, ?, 'Fixture', 100, 'EUR', 5)`,
