@@ -252,6 +252,8 @@ func dev(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	if cfg.PlatformAPIKey == "" {
 		cfg.PlatformAPIKey = "pk_dev_" + randomHex(16)
 	}
+	// Local identity providers (a Keycloak or Dex on localhost) are allowed.
+	cfg.OIDCAllowInsecureIssuers = true
 	d, err := db.Open(ctx, cfg.DatabaseURL, db.Options{MaxConns: cfg.DBMaxConns})
 	if err != nil {
 		return err

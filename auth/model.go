@@ -2,7 +2,6 @@ package auth
 
 import (
 	"slices"
-	"sort"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -96,29 +95,12 @@ func (n *NewKey) Validate(now time.Time) error {
 	if l := utf8.RuneCountInString(n.Name); l < 1 || l > 100 {
 		f.Add("name", "must be 1 to 100 characters")
 	}
-	if len(n.Roles) == 0 {
-		f.Add("roles", "at least one role is required")
-	}
-	for _, r := range n.Roles {
-		if _, ok := BuiltinRoles[r]; !ok {
-			f.Add("roles", "unknown role "+quote(r)+"; known roles: "+strings.Join(roleNames(), ", "))
-			break
-		}
-	}
+	validateRoleNames(&f, n.Roles)
 	n.Roles = dedupe(n.Roles)
 	if n.ExpiresAt != nil && !n.ExpiresAt.After(now) {
 		f.Add("expires_at", "must be in the future")
 	}
 	return f.Err()
-}
-
-func roleNames() []string {
-	names := make([]string, 0, len(BuiltinRoles))
-	for r := range BuiltinRoles {
-		names = append(names, r)
-	}
-	sort.Strings(names)
-	return names
 }
 
 func dedupe(s []string) []string {

@@ -15,17 +15,56 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/tenantd/tenantd/internal/db"
+	"github.com/tenantd/tenantd/internal/fault"
 	"github.com/tenantd/tenantd/internal/identity"
 )
 
 // Service issues, verifies and revokes API keys and answers permission
 // questions.
 type Service struct {
-	db    *db.DB
-	rdb   *redis.Client // nil: invalidations stay within this process
-	cache *expirable.LRU[string, cachedKey]
-	log   *slog.Logger
-	now   func() time.Time
+	db      *db.DB
+	rdb     *redis.Client // nil: invalidations stay within this process
+	cache   *expirable.LRU[string, cachedKey]
+	log     *slog.Logger
+	now     func() time.Time
+	roles   Roles
+	issuers *issuers
+	// tenantIssuers, when set, lets members be added by subject.
+	tenantIssuers TenantIssuers
+	// platform, when set, admits operator tokens from that issuer.
+	platform        *PlatformIssuer
+	platformIssuers *issuers
+}
+
+// Roles answers which roles exist in a tenant and what they grant: the
+// built-in roles, and the tenant's own roles when an RBAC store is wired.
+type Roles interface {
+	PermissionsOf(ctx context.Context, tenantID uuid.UUID, roles []string) (map[string]bool, error)
+	RoleExists(ctx context.Context, tenantID uuid.UUID, role string) (bool, error)
+}
+
+// Option configures a Service.
+type Option func(*Service)
+
+// WithRoles makes the service ask r about roles instead of knowing only the
+// built-in ones.
+func WithRoles(r Roles) Option { return func(s *Service) { s.roles = r } }
+
+// WithIssuerPolicy sets which OIDC issuer URLs may be fetched.
+func WithIssuerPolicy(p IssuerPolicy) Option {
+	return func(s *Service) { s.issuers = newIssuers(p, s.log) }
+}
+
+// builtinRoles is the Roles of a tenant without custom roles.
+type builtinRoles struct{}
+
+func (builtinRoles) PermissionsOf(_ context.Context, _ uuid.UUID, roles []string) (map[string]bool, error) {
+	return PermissionsOf(roles), nil
+}
+
+func (builtinRoles) RoleExists(_ context.Context, _ uuid.UUID, role string) (bool, error) {
+	_, ok := BuiltinRoles[role]
+	return ok, nil
 }
 
 // cachedKey is a verified key: its hash, to check the presented secret, and
@@ -47,10 +86,14 @@ const cacheSize = 100_000
 // NewService returns a Service. Verified keys are cached for cacheTTL
 // (0 disables the cache); rdb, when not nil, spreads invalidations to the
 // other replicas.
-func NewService(d *db.DB, rdb *redis.Client, cacheTTL time.Duration, log *slog.Logger) *Service {
-	s := &Service{db: d, rdb: rdb, log: log, now: time.Now}
+func NewService(d *db.DB, rdb *redis.Client, cacheTTL time.Duration, log *slog.Logger, opts ...Option) *Service {
+	s := &Service{db: d, rdb: rdb, log: log, now: time.Now, roles: builtinRoles{}}
+	s.issuers = newIssuers(IssuerPolicy{}, log)
 	if cacheTTL > 0 {
 		s.cache = expirable.NewLRU[string, cachedKey](cacheSize, nil, cacheTTL)
+	}
+	for _, o := range opts {
+		o(s)
 	}
 	return s
 }
@@ -59,6 +102,9 @@ func NewService(d *db.DB, rdb *redis.Client, cacheTTL time.Duration, log *slog.L
 // Every failure is ErrUnauthenticated, whatever the cause, so a client
 // learns nothing about which keys exist.
 func (s *Service) Authenticate(ctx context.Context, credential string) (identity.Principal, error) {
+	if LooksLikeJWT(credential) {
+		return s.signIn(ctx, credential)
+	}
 	prefix, ok := parseKey(credential)
 	if !ok {
 		return identity.Principal{}, ErrUnauthenticated
@@ -107,9 +153,44 @@ func (s *Service) check(c cachedKey, hash []byte) (identity.Principal, error) {
 	return c.principal, nil
 }
 
-// Allowed reports whether the principal's roles grant permission.
-func (s *Service) Allowed(_ context.Context, p identity.Principal, permission string) bool {
-	return PermissionsOf(p.Roles)[permission]
+// Allowed reports whether the principal's roles grant permission in its
+// tenant. An error looking the roles up denies.
+func (s *Service) Allowed(ctx context.Context, p identity.Principal, permission string) bool {
+	perms, err := s.roles.PermissionsOf(ctx, p.TenantID, p.Roles)
+	if err != nil {
+		s.log.ErrorContext(ctx, "auth: role lookup failed; denying", "err", err, "tenant_id", p.TenantID)
+		return false
+	}
+	return perms[permission]
+}
+
+// checkGrant refuses roles that do not exist in the tenant or that grant a
+// permission the actor lacks: no privilege escalation through keys or
+// members.
+func (s *Service) checkGrant(ctx context.Context, actor identity.Principal, roles []string) error {
+	for _, r := range roles {
+		ok, err := s.roles.RoleExists(ctx, actor.TenantID, r)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fault.Invalid(fault.Field("roles", "unknown role "+quote(r)))
+		}
+	}
+	have, err := s.roles.PermissionsOf(ctx, actor.TenantID, actor.Roles)
+	if err != nil {
+		return err
+	}
+	want, err := s.roles.PermissionsOf(ctx, actor.TenantID, roles)
+	if err != nil {
+		return err
+	}
+	for p := range want {
+		if !have[p] {
+			return ErrEscalation
+		}
+	}
+	return nil
 }
 
 // IssueKey creates a key inside tx, a transaction already scoped to
@@ -147,11 +228,8 @@ func (s *Service) CreateKey(ctx context.Context, actor identity.Principal, n New
 	if err := n.Validate(s.now()); err != nil {
 		return Key{}, "", err
 	}
-	have := PermissionsOf(actor.Roles)
-	for p := range PermissionsOf(n.Roles) {
-		if !have[p] {
-			return Key{}, "", ErrEscalation
-		}
+	if err := s.checkGrant(ctx, actor, n.Roles); err != nil {
+		return Key{}, "", err
 	}
 	err = s.db.WithTenant(ctx, actor.TenantID, func(tx *gorm.DB) error {
 		k, secret, err = s.IssueKey(ctx, tx, actor.TenantID, n, actor.Actor())

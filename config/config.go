@@ -24,6 +24,12 @@ type Config struct {
 	DBMaxConns         int           // DB_MAX_CONNS, default 20
 	APIKeyCacheTTL     time.Duration // API_KEY_CACHE_TTL, default 10s
 	ShutdownTimeout    time.Duration // SHUTDOWN_TIMEOUT, default 20s
+
+	OIDCAllowInsecureIssuers bool   // OIDC_ALLOW_INSECURE_ISSUERS: allow http and private addresses
+	PlatformOIDCIssuer       string // PLATFORM_OIDC_ISSUER: operators sign in with tokens from it
+	PlatformOIDCAudience     string // PLATFORM_OIDC_AUDIENCE
+	PlatformOIDCRole         string // PLATFORM_OIDC_ROLE, default platform-admin
+	PlatformOIDCRolesClaim   string // PLATFORM_OIDC_ROLES_CLAIM, default roles
 }
 
 // Var describes one configuration variable, for the README table and --help.
@@ -44,6 +50,11 @@ var Vars = []Var{
 	{"DB_MAX_CONNS", "20", "maximum open PostgreSQL connections per process"},
 	{"API_KEY_CACHE_TTL", "10s", "how long a verified API key is cached; revocation invalidates at once"},
 	{"SHUTDOWN_TIMEOUT", "20s", "how long in-flight requests may finish after SIGTERM"},
+	{"OIDC_ALLOW_INSECURE_ISSUERS", "false", "allow tenants to register http issuers and loopback/private addresses (development and tests only: opens SSRF)"},
+	{"PLATFORM_OIDC_ISSUER", "(unset)", "issuer whose tokens, carrying PLATFORM_OIDC_ROLE, may use /admin/v1"},
+	{"PLATFORM_OIDC_AUDIENCE", "(required with PLATFORM_OIDC_ISSUER)", "audience operator tokens must carry"},
+	{"PLATFORM_OIDC_ROLE", "platform-admin", "role an operator token must carry"},
+	{"PLATFORM_OIDC_ROLES_CLAIM", "roles", "claim of operator tokens that lists roles"},
 }
 
 // Load reads the configuration through getenv (os.Getenv in production).
@@ -56,6 +67,11 @@ func Load(getenv func(string) string) (Config, error) {
 		PlatformAPIKey:     getenv("PLATFORM_API_KEY"),
 		BaseDomain:         strings.ToLower(strings.TrimSpace(getenv("BASE_DOMAIN"))),
 		LogFormat:          or(getenv("LOG_FORMAT"), "json"),
+
+		PlatformOIDCIssuer:     getenv("PLATFORM_OIDC_ISSUER"),
+		PlatformOIDCAudience:   getenv("PLATFORM_OIDC_AUDIENCE"),
+		PlatformOIDCRole:       or(getenv("PLATFORM_OIDC_ROLE"), "platform-admin"),
+		PlatformOIDCRolesClaim: or(getenv("PLATFORM_OIDC_ROLES_CLAIM"), "roles"),
 	}
 	if c.MigrateDatabaseURL == "" {
 		c.MigrateDatabaseURL = c.DatabaseURL
@@ -82,6 +98,15 @@ func Load(getenv func(string) string) (Config, error) {
 		bad("PLATFORM_API_KEY", "must be at least 24 characters")
 	}
 	var err error
+	if c.OIDCAllowInsecureIssuers, err = strconv.ParseBool(or(getenv("OIDC_ALLOW_INSECURE_ISSUERS"), "false")); err != nil {
+		bad("OIDC_ALLOW_INSECURE_ISSUERS", "must be true or false (got %q)", getenv("OIDC_ALLOW_INSECURE_ISSUERS"))
+	}
+	if c.PlatformOIDCIssuer != "" && !validURL(c.PlatformOIDCIssuer, "https", "http") {
+		bad("PLATFORM_OIDC_ISSUER", "must be an https URL")
+	}
+	if c.PlatformOIDCIssuer != "" && c.PlatformOIDCAudience == "" {
+		bad("PLATFORM_OIDC_AUDIENCE", "must be set with PLATFORM_OIDC_ISSUER")
+	}
 	if c.DBMaxConns, err = strconv.Atoi(or(getenv("DB_MAX_CONNS"), "20")); err != nil || c.DBMaxConns < 2 {
 		bad("DB_MAX_CONNS", "must be an integer of at least 2 (got %q)", getenv("DB_MAX_CONNS"))
 	}

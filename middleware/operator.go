@@ -1,6 +1,7 @@
 package middleware
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"strings"
@@ -14,10 +15,16 @@ import (
 
 var errTenantCredential = fault.New(fault.Forbidden, "tenant credentials cannot use operator routes")
 
-// Operator admits the platform operator key on /admin/v1. The key is
-// compared in constant time (over SHA-256 digests, so its length does not
-// leak either); a tenant API key is refused with 403.
-func Operator(platformKey string) gin.HandlerFunc {
+// OperatorVerifier verifies a platform operator's token.
+type OperatorVerifier interface {
+	AuthenticateOperator(ctx context.Context, raw string) (identity.Principal, error)
+}
+
+// Operator admits, on /admin/v1, the platform operator key (when set) or a
+// token that tokens verifies. The key is compared in constant time (over
+// SHA-256 digests, so its length does not leak either); a tenant API key is
+// refused with 403.
+func Operator(platformKey string, tokens OperatorVerifier) gin.HandlerFunc {
 	want := sha256.Sum256([]byte(platformKey))
 	return func(c *gin.Context) {
 		cred, ok := bearer(c)
@@ -26,15 +33,23 @@ func Operator(platformKey string) gin.HandlerFunc {
 			return
 		}
 		got := sha256.Sum256([]byte(cred))
-		if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
-			if strings.HasPrefix(cred, "tk_") {
-				httpx.Error(c, errTenantCredential)
+		p := identity.Principal{Kind: identity.KindOperator, Subject: "operator-key"}
+		switch {
+		case platformKey != "" && subtle.ConstantTimeCompare(got[:], want[:]) == 1:
+		case strings.HasPrefix(cred, "tk_"):
+			httpx.Error(c, errTenantCredential)
+			return
+		default:
+			var err error
+			if p, err = tokens.AuthenticateOperator(c.Request.Context(), cred); err != nil {
+				if fault.CodeOf(err) == fault.Unauthenticated {
+					unauthenticated(c, err)
+				} else {
+					httpx.Error(c, err)
+				}
 				return
 			}
-			unauthenticated(c, fault.New(fault.Unauthenticated, "an operator credential is required"))
-			return
 		}
-		p := identity.Principal{Kind: identity.KindOperator, Subject: "operator"}
 		c.Request = c.Request.WithContext(identity.WithPrincipal(c.Request.Context(), p))
 		c.Next()
 	}

@@ -19,21 +19,42 @@ var (
 	errTenantSuspended = fault.New(fault.TenantSuspended, "this tenant is suspended; contact the platform operator")
 )
 
-// Tenant checks the tenant the request names (X-Tenant, or the subdomain
-// {slug}.{baseDomain}) against the credential's tenant, and refuses a
-// suspended tenant. It runs after Authenticate.
-func Tenant(baseDomain string) gin.HandlerFunc {
+// TenantName reads the tenant the request names (X-Tenant, or the subdomain
+// {slug}.{baseDomain}) into the context, before authentication: a token
+// accepted by several tenants is resolved with it. Naming two different
+// tenants at once is a mismatch.
+func TenantName(baseDomain string) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		p, ok := identity.FromContext(c.Request.Context())
+		header := strings.TrimSpace(c.GetHeader(TenantHeader))
+		sub := subdomain(c.Request.Host, baseDomain)
+		if header != "" && sub != "" && header != sub {
+			httpx.Error(c, errTenantMismatch)
+			return
+		}
+		named := header
+		if named == "" {
+			named = sub
+		}
+		if named != "" {
+			c.Request = c.Request.WithContext(identity.WithNamedTenant(c.Request.Context(), named))
+		}
+		c.Next()
+	}
+}
+
+// TenantCheck runs after authentication: the named tenant, if any, must be
+// the credential's tenant, and a suspended tenant is refused.
+func TenantCheck() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		ctx := c.Request.Context()
+		p, ok := identity.FromContext(ctx)
 		if !ok {
 			httpx.Error(c, errNoCredential)
 			return
 		}
-		for _, named := range []string{c.GetHeader(TenantHeader), subdomain(c.Request.Host, baseDomain)} {
-			if named != "" && named != p.TenantSlug && !strings.EqualFold(named, p.TenantID.String()) {
-				httpx.Error(c, errTenantMismatch)
-				return
-			}
+		if named := identity.NamedTenant(ctx); named != "" && named != p.TenantSlug && !strings.EqualFold(named, p.TenantID.String()) {
+			httpx.Error(c, errTenantMismatch)
+			return
 		}
 		if p.TenantStatus == "suspended" {
 			httpx.Error(c, errTenantSuspended)

@@ -33,9 +33,64 @@ type Tenant struct {
 	UpdatedAt time.Time
 }
 
-// Settings are the tenant's own configuration.
+// Settings are the tenant's own configuration. A PATCH replaces them whole.
 type Settings struct {
 	CORSOrigins []string `json:"cors_origins,omitempty"`
+	OIDC        *OIDC    `json:"oidc,omitempty"`
+}
+
+// OIDC registers the tenant's identity provider: tokens from Issuer whose
+// audience contains Audience sign its members in.
+type OIDC struct {
+	Issuer     string `json:"issuer"`
+	Audience   string `json:"audience"`
+	RolesClaim string `json:"roles_claim,omitempty"`
+	// Users whose verified email is in one of these domains join on first
+	// sign-in with JITDefaultRole.
+	JITEmailDomains []string `json:"jit_email_domains,omitempty"`
+	JITDefaultRole  string   `json:"jit_default_role,omitempty"`
+}
+
+// IssuerChecker decides whether an issuer URL may be registered (and so
+// fetched by the server).
+type IssuerChecker interface {
+	CheckIssuer(raw string) error
+}
+
+var (
+	domainPattern = regexp.MustCompile(`^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$`)
+	rolePattern   = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,39}$`)
+	claimPattern  = regexp.MustCompile(`^[A-Za-z0-9_:/.-]{1,100}$`)
+)
+
+func validateOIDC(f *fault.Fields, o *OIDC, issuers IssuerChecker) {
+	o.Issuer = strings.TrimSpace(o.Issuer)
+	o.Audience = strings.TrimSpace(o.Audience)
+	if err := issuers.CheckIssuer(o.Issuer); err != nil {
+		f.Add("settings.oidc.issuer", err.Error())
+	}
+	if l := len(o.Audience); l < 1 || l > 255 {
+		f.Add("settings.oidc.audience", "must be 1 to 255 characters (your client id at the provider)")
+	}
+	if o.RolesClaim != "" && !claimPattern.MatchString(o.RolesClaim) {
+		f.Add("settings.oidc.roles_claim", "must be a claim name of at most 100 characters")
+	}
+	if len(o.JITEmailDomains) > 20 {
+		f.Add("settings.oidc.jit_email_domains", "at most 20 domains")
+	}
+	for i, d := range o.JITEmailDomains {
+		o.JITEmailDomains[i] = strings.ToLower(strings.TrimSpace(d))
+		if !domainPattern.MatchString(o.JITEmailDomains[i]) {
+			f.Add("settings.oidc.jit_email_domains", "each must be a domain name such as example.com")
+			break
+		}
+	}
+	if o.JITDefaultRole != "" && !rolePattern.MatchString(o.JITDefaultRole) {
+		f.Add("settings.oidc.jit_default_role", "must be a role name")
+	}
+	if len(o.JITEmailDomains) > 0 && o.JITDefaultRole == "" {
+		f.Add("settings.oidc.jit_default_role", "is required with jit_email_domains")
+	}
 }
 
 // Plan is a platform plan with its request rate and price.
@@ -78,14 +133,14 @@ type SelfChange struct {
 }
 
 // Validate checks a tenant admin's change.
-func (c *SelfChange) Validate() error {
+func (c *SelfChange) Validate(issuers IssuerChecker) error {
 	var f fault.Fields
 	if c.Name != nil {
 		*c.Name = strings.TrimSpace(*c.Name)
 		validateName(&f, *c.Name)
 	}
 	if c.Settings != nil {
-		if err := ValidateSettings(*c.Settings); err != nil {
+		if err := ValidateSettings(*c.Settings, issuers); err != nil {
 			return err
 		}
 	}
@@ -137,8 +192,11 @@ func validateName(f *fault.Fields, name string) {
 }
 
 // ValidateSettings checks settings a tenant admin sends.
-func ValidateSettings(s Settings) error {
+func ValidateSettings(s Settings, issuers IssuerChecker) error {
 	var f fault.Fields
+	if s.OIDC != nil {
+		validateOIDC(&f, s.OIDC, issuers)
+	}
 	if len(s.CORSOrigins) > 20 {
 		f.Add("settings.cors_origins", "at most 20 origins")
 	}

@@ -24,14 +24,24 @@ type CredentialCache interface {
 
 // Service runs the tenant lifecycle.
 type Service struct {
-	db    *db.DB
-	keys  KeyIssuer
-	cache CredentialCache
+	db      *db.DB
+	keys    KeyIssuer
+	cache   CredentialCache
+	issuers IssuerChecker
 }
 
 // NewService returns a Service.
-func NewService(d *db.DB, keys KeyIssuer, cache CredentialCache) *Service {
-	return &Service{db: d, keys: keys, cache: cache}
+func NewService(d *db.DB, keys KeyIssuer, cache CredentialCache, issuers IssuerChecker) *Service {
+	return &Service{db: d, keys: keys, cache: cache, issuers: issuers}
+}
+
+// OIDCIssuer returns the issuer the tenant registered, or "".
+func (s *Service) OIDCIssuer(ctx context.Context, tenantID uuid.UUID) (string, error) {
+	t, err := s.Self(ctx, tenantID)
+	if err != nil || t.Settings.OIDC == nil {
+		return "", err
+	}
+	return t.Settings.OIDC.Issuer, nil
 }
 
 // Create makes a tenant and its first admin key, in one transaction.
@@ -130,7 +140,7 @@ func (s *Service) Self(ctx context.Context, tenantID uuid.UUID) (t Tenant, err e
 // UpdateSelf applies a tenant admin's change to its own tenant. When
 // ifVersion is not nil the tenant must still be at that version.
 func (s *Service) UpdateSelf(ctx context.Context, tenantID uuid.UUID, c SelfChange, ifVersion *int) (t Tenant, err error) {
-	if err := c.Validate(); err != nil {
+	if err := c.Validate(s.issuers); err != nil {
 		return Tenant{}, err
 	}
 	err = s.db.WithTenant(ctx, tenantID, func(tx *gorm.DB) error {

@@ -10,6 +10,7 @@ import (
 	"net/http"
 
 	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tenantd/tenantd/auth"
@@ -45,8 +46,19 @@ type App struct {
 func New(cfg config.Config, d *db.DB, rdb *redis.Client, log *slog.Logger) *App {
 	gin.SetMode(gin.ReleaseMode)
 	a := &App{cfg: cfg, db: d, redis: rdb, log: log, Routes: &httpx.Table{}}
-	a.Auth = auth.NewService(d, rdb, cfg.APIKeyCacheTTL, log)
-	a.Tenants = tenant.NewService(d, a.Auth, a.Auth)
+	issuerPolicy := auth.IssuerPolicy{AllowInsecure: cfg.OIDCAllowInsecureIssuers}
+	opts := []auth.Option{
+		auth.WithIssuerPolicy(issuerPolicy),
+		auth.WithTenantIssuers(tenantIssuers(func(ctx context.Context, id uuid.UUID) (string, error) {
+			return a.Tenants.OIDCIssuer(ctx, id)
+		})),
+	}
+	if cfg.PlatformOIDCIssuer != "" {
+		opts = append(opts, auth.WithPlatformIssuer(auth.PlatformIssuer{Issuer: cfg.PlatformOIDCIssuer,
+			Audience: cfg.PlatformOIDCAudience, Role: cfg.PlatformOIDCRole, RolesClaim: cfg.PlatformOIDCRolesClaim}))
+	}
+	a.Auth = auth.NewService(d, rdb, cfg.APIKeyCacheTTL, log, opts...)
+	a.Tenants = tenant.NewService(d, a.Auth, a.Auth, issuerPolicy)
 	a.Inventory = inventory.NewService(d)
 	a.health = &health{db: d, redis: rdb}
 
@@ -58,15 +70,18 @@ func New(cfg config.Config, d *db.DB, rdb *redis.Client, log *slog.Logger) *App 
 	e.GET("/healthz", a.health.live)
 	e.GET("/readyz", a.health.ready)
 
-	v1 := e.Group("/v1", middleware.Authenticate(a.Auth), middleware.Tenant(cfg.BaseDomain))
+	v1 := e.Group("/v1", middleware.TenantName(cfg.BaseDomain), middleware.Authenticate(a.Auth), middleware.TenantCheck())
 	tenantRoutes := httpx.NewRouter(v1, a.Routes, middleware.Authorize(a.Auth), auth.KnownPermission)
 	tenant.NewHandler(a.Tenants).Routes(tenantRoutes)
-	auth.NewHandler(a.Auth).Routes(tenantRoutes)
+	authHandler := auth.NewHandler(a.Auth)
+	authHandler.Routes(tenantRoutes)
+	authHandler.MemberRoutes(tenantRoutes)
 	inventory.NewHandler(a.Inventory).Routes(tenantRoutes)
 
-	// Without PLATFORM_API_KEY the operator routes do not exist (404).
-	if cfg.PlatformAPIKey != "" {
-		admin := e.Group("/admin/v1", middleware.Operator(cfg.PlatformAPIKey))
+	// Without an operator credential configured the operator routes do not
+	// exist (404).
+	if cfg.PlatformAPIKey != "" || cfg.PlatformOIDCIssuer != "" {
+		admin := e.Group("/admin/v1", middleware.Operator(cfg.PlatformAPIKey, a.Auth))
 		adminRoutes := httpx.NewRouter(admin, a.Routes, operatorOnly, func(p string) bool { return p == operatorPermission })
 		tenant.NewHandler(a.Tenants).AdminRoutes(adminRoutes, operatorPermission)
 	}
@@ -84,6 +99,14 @@ func operatorOnly(string) gin.HandlerFunc {
 		}
 		c.Next()
 	}
+}
+
+// tenantIssuers adapts a function to auth.TenantIssuers, so auth can ask
+// the tenant module (built after it) for a tenant's issuer.
+type tenantIssuers func(ctx context.Context, id uuid.UUID) (string, error)
+
+func (f tenantIssuers) OIDCIssuer(ctx context.Context, id uuid.UUID) (string, error) {
+	return f(ctx, id)
 }
 
 // Handler is the HTTP handler of the server.

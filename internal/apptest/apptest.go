@@ -52,6 +52,8 @@ func New(t testing.TB, opts Options) *Server {
 			return env.RedisURL
 		case "PLATFORM_API_KEY":
 			return OperatorKey
+		case "OIDC_ALLOW_INSECURE_ISSUERS":
+			return "true" // the test identity provider serves http on 127.0.0.1
 		}
 		return ""
 	})

@@ -29,8 +29,11 @@ const (
 	GatewayUnavailable   Code = "payment_gateway_unavailable"
 	PreconditionFailed   Code = "precondition_failed"
 	PayloadTooLarge      Code = "payload_too_large"
-	Unavailable          Code = "service_unavailable"
-	Internal             Code = "internal"
+	// IdentityProviderUnavailable means a tenant's OIDC provider could not
+	// be reached for discovery or keys.
+	IdentityProviderUnavailable Code = "identity_provider_unavailable"
+	Unavailable                 Code = "service_unavailable"
+	Internal                    Code = "internal"
 )
 
 // FieldError names one invalid input field.

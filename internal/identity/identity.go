@@ -63,3 +63,17 @@ func RequestID(ctx context.Context) string {
 	id, _ := ctx.Value(requestIDKey{}).(string)
 	return id
 }
+
+type namedTenantKey struct{}
+
+// WithNamedTenant returns ctx carrying the tenant the request names (by
+// X-Tenant or subdomain), a slug or an id.
+func WithNamedTenant(ctx context.Context, named string) context.Context {
+	return context.WithValue(ctx, namedTenantKey{}, named)
+}
+
+// NamedTenant returns the tenant the request names, or "".
+func NamedTenant(ctx context.Context) string {
+	s, _ := ctx.Value(namedTenantKey{}).(string)
+	return s
+}

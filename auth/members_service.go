@@ -1,0 +1,87 @@
+package auth
+
+import (
+	"context"
+	"time"
+
+	"github.com/google/uuid"
+	"gorm.io/gorm"
+
+	"github.com/tenantd/tenantd/internal/fault"
+	"github.com/tenantd/tenantd/internal/identity"
+)
+
+// TenantIssuers tells which OIDC issuer a tenant registered ("" for none).
+type TenantIssuers interface {
+	OIDCIssuer(ctx context.Context, tenantID uuid.UUID) (string, error)
+}
+
+// WithTenantIssuers lets the service add members by subject at the
+// tenant's issuer.
+func WithTenantIssuers(t TenantIssuers) Option { return func(s *Service) { s.tenantIssuers = t } }
+
+// AddMember invites a member by email or adds one by subject at the
+// tenant's issuer. The roles must exist in the tenant and grant nothing the
+// actor lacks.
+func (s *Service) AddMember(ctx context.Context, actor identity.Principal, n NewMember) (Member, error) {
+	if err := n.Validate(); err != nil {
+		return Member{}, err
+	}
+	if err := s.checkGrant(ctx, actor, n.Roles); err != nil {
+		return Member{}, err
+	}
+	now := s.now().UTC().Truncate(time.Microsecond)
+	m := Member{ID: newID(), TenantID: actor.TenantID, Email: n.Email, Roles: n.Roles, Status: MemberInvited,
+		CreatedBy: actor.Actor(), CreatedAt: now, UpdatedAt: now}
+	if n.Subject != "" {
+		if s.tenantIssuers == nil {
+			return Member{}, ErrNoIssuer
+		}
+		issuer, err := s.tenantIssuers.OIDCIssuer(ctx, actor.TenantID)
+		if err != nil {
+			return Member{}, err
+		}
+		if issuer == "" {
+			return Member{}, ErrNoIssuer
+		}
+		m.Issuer, m.Subject, m.Status = issuer, n.Subject, MemberActive
+	}
+	err := s.db.WithTenant(ctx, actor.TenantID, func(tx *gorm.DB) error { return insertMember(tx, m) })
+	if err != nil {
+		return Member{}, err
+	}
+	return m, nil
+}
+
+// ListMembers returns up to limit+1 members of the tenant after the id.
+func (s *Service) ListMembers(ctx context.Context, tenantID, after uuid.UUID, limit int) (ms []Member, err error) {
+	err = s.db.WithTenant(ctx, tenantID, func(tx *gorm.DB) error {
+		ms, err = listMembers(tx, after, limit)
+		return err
+	})
+	return ms, err
+}
+
+// SetMemberRoles replaces a member's roles; it applies to the member's next
+// request.
+func (s *Service) SetMemberRoles(ctx context.Context, actor identity.Principal, id uuid.UUID, roles []string) (m Member, err error) {
+	var f fault.Fields
+	validateRoleNames(&f, roles)
+	if err := f.Err(); err != nil {
+		return Member{}, err
+	}
+	roles = dedupe(roles)
+	if err := s.checkGrant(ctx, actor, roles); err != nil {
+		return Member{}, err
+	}
+	err = s.db.WithTenant(ctx, actor.TenantID, func(tx *gorm.DB) error {
+		m, err = setMemberRoles(tx, id, roles)
+		return err
+	})
+	return m, err
+}
+
+// RemoveMember deletes a member; the user's next request is refused.
+func (s *Service) RemoveMember(ctx context.Context, tenantID, id uuid.UUID) error {
+	return s.db.WithTenant(ctx, tenantID, func(tx *gorm.DB) error { return deleteMember(tx, id) })
+}
