@@ -244,7 +244,7 @@ func (p *OIDCProvider) SetDelay(d time.Duration) {
 func (p *OIDCProvider) middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p.mu.Lock()
-		p.requests[r.URL.Path] += 0
+		p.requests[r.URL.Path]++
 		delay := p.delay
 		p.mu.Unlock()
 		if delay > 0 {
