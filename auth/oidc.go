@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -143,8 +144,8 @@ const (
 	providerTimeout   = 5 * time.Second
 	discoveryRetry    = 10 * time.Second
 	clockSkew         = 30 * time.Second
-	jwksRefetchEvery  = 10 * time.Second
-	jwksRefetchBurst  = 2
+	jwksRefetchEvery  = 2 * time.Second
+	jwksRefetchBurst  = 3
 	maxTokenBytes     = 16 << 10
 	maxProviderAnswer = 1 << 20
 )
@@ -336,8 +337,9 @@ type keySet struct {
 	log     *slog.Logger
 	limiter *rate.Limiter
 
-	mu   sync.RWMutex
-	keys []jose.JSONWebKey
+	fetched atomic.Bool
+	mu      sync.RWMutex
+	keys    []jose.JSONWebKey
 }
 
 // VerifySignature implements oidc.KeySet.
@@ -347,16 +349,18 @@ func (k *keySet) VerifySignature(ctx context.Context, raw string) ([]byte, error
 		return nil, errors.New("malformed jws")
 	}
 	kid := jws.Signatures[0].Header.KeyID
-	if payload, known, err := k.verifyCached(jws, kid); known {
+	payload, known, err := k.verifyCached(jws, kid)
+	if known {
 		return payload, err
 	}
-	if !k.limiter.Allow() {
+	// The first fetch is free; refetches for unknown key ids are limited.
+	if k.fetched.Load() && !k.limiter.Allow() {
 		return nil, errors.New("unknown signing key; key refetch is rate-limited")
 	}
 	if err := k.refresh(ctx); err != nil {
 		return nil, err
 	}
-	payload, _, err := k.verifyCached(jws, kid)
+	payload, _, err = k.verifyCached(jws, kid)
 	return payload, err
 }
 
@@ -412,6 +416,7 @@ func (k *keySet) refresh(ctx context.Context) error {
 	k.mu.Lock()
 	k.keys = keys
 	k.mu.Unlock()
+	k.fetched.Store(true)
 	k.log.Info("oidc: fetched signing keys", "jwks", k.url, "keys", len(keys))
 	return nil
 }
