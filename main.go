@@ -66,6 +66,8 @@ func run(args []string) error {
 		return err
 	}
 	log := newLogger(cfg)
+	slog.SetDefault(log)
+	redis.SetLogger(redisLogger{log})
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	switch args[0] {
@@ -96,6 +98,14 @@ func printUsage() {
 	}
 }
 
+// redisLogger sends go-redis's own messages (reconnects, pool errors) to
+// slog, so every line follows LOG_FORMAT.
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.WarnContext(ctx, "redis: "+fmt.Sprintf(format, v...))
+}
+
 func newLogger(cfg config.Config) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
 	if cfg.LogFormat == "text" {
@@ -120,7 +130,10 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		return err
 	}
 	defer rdb.Close()
-	a := app.New(cfg, d, rdb, log)
+	a, err := app.New(cfg, d, rdb, log)
+	if err != nil {
+		return err
+	}
 	return listenAndServe(ctx, cfg, a, log)
 }
 
@@ -146,8 +159,10 @@ func listenAndServe(ctx context.Context, cfg config.Config, a *app.App, log *slo
 		return fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
 	case <-ctx.Done():
 	}
-	log.Info("shutting down: draining in-flight requests", "timeout", cfg.ShutdownTimeout)
+	log.Info("shutting down: readiness now fails; draining", "drain_delay", cfg.DrainDelay, "timeout", cfg.ShutdownTimeout)
 	a.SetDraining()
+	// Keep serving while load balancers notice /readyz failing.
+	time.Sleep(cfg.DrainDelay)
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
@@ -252,8 +267,10 @@ func dev(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	if cfg.PlatformAPIKey == "" {
 		cfg.PlatformAPIKey = "pk_dev_" + randomHex(16)
 	}
-	// Local identity providers (a Keycloak or Dex on localhost) are allowed.
+	// Local identity providers (a Keycloak or Dex on localhost) are allowed;
+	// Ctrl-C stops at once.
 	cfg.OIDCAllowInsecureIssuers = true
+	cfg.DrainDelay = 0
 	d, err := db.Open(ctx, cfg.DatabaseURL, db.Options{MaxConns: cfg.DBMaxConns})
 	if err != nil {
 		return err
@@ -267,7 +284,10 @@ func dev(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		return err
 	}
 	defer rdb.Close()
-	a := app.New(cfg, d, rdb, log)
+	a, err := app.New(cfg, d, rdb, log)
+	if err != nil {
+		return err
+	}
 	adminKey, err := seedDemo(ctx, a)
 	if err != nil {
 		return err

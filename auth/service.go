@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"slices"
 	"crypto/subtle"
 	"errors"
 	"fmt"
@@ -39,6 +40,7 @@ type Service struct {
 // Roles answers which roles exist in a tenant and what they grant: the
 // built-in roles, and the tenant's own roles when an RBAC store is wired.
 type Roles interface {
+	Allowed(ctx context.Context, p identity.Principal, permission string) bool
 	PermissionsOf(ctx context.Context, tenantID uuid.UUID, roles []string) (map[string]bool, error)
 	RoleExists(ctx context.Context, tenantID uuid.UUID, role string) (bool, error)
 }
@@ -57,6 +59,15 @@ func WithIssuerPolicy(p IssuerPolicy) Option {
 
 // builtinRoles is the Roles of a tenant without custom roles.
 type builtinRoles struct{}
+
+func (builtinRoles) Allowed(_ context.Context, p identity.Principal, permission string) bool {
+	for _, r := range p.Roles {
+		if slices.Contains(BuiltinRoles[r], permission) {
+			return true
+		}
+	}
+	return false
+}
 
 func (builtinRoles) PermissionsOf(_ context.Context, _ uuid.UUID, roles []string) (map[string]bool, error) {
 	return PermissionsOf(roles), nil
@@ -154,14 +165,9 @@ func (s *Service) check(c cachedKey, hash []byte) (identity.Principal, error) {
 }
 
 // Allowed reports whether the principal's roles grant permission in its
-// tenant. An error looking the roles up denies.
+// tenant.
 func (s *Service) Allowed(ctx context.Context, p identity.Principal, permission string) bool {
-	perms, err := s.roles.PermissionsOf(ctx, p.TenantID, p.Roles)
-	if err != nil {
-		s.log.ErrorContext(ctx, "auth: role lookup failed; denying", "err", err, "tenant_id", p.TenantID)
-		return false
-	}
-	return perms[permission]
+	return s.roles.Allowed(ctx, p, permission)
 }
 
 // checkGrant refuses roles that do not exist in the tenant or that grant a
@@ -296,39 +302,37 @@ func (s *Service) forget(msg string) {
 }
 
 // ListenForInvalidations applies other replicas' invalidations until ctx
-// ends. While the subscription is down, messages are lost: then the whole
-// cache is dropped on reconnect, and the TTL bounds staleness meanwhile.
+// ends. Messages published while the subscription is down are lost, so on
+// every (re)subscription the whole cache is dropped; the TTL bounds
+// staleness meanwhile.
 func (s *Service) ListenForInvalidations(ctx context.Context) {
 	if s.rdb == nil || s.cache == nil {
 		return
 	}
-	for ctx.Err() == nil {
-		sub := s.rdb.Subscribe(ctx, invalidationChannel)
-		if _, err := sub.Receive(ctx); err != nil {
-			sub.Close()
-			s.log.WarnContext(ctx, "auth: credential invalidation subscription failed; retrying", "err", err)
+	sub := s.rdb.Subscribe(ctx, invalidationChannel)
+	// A blocking Receive does not watch ctx: closing the subscription ends it.
+	stop := context.AfterFunc(ctx, func() { sub.Close() })
+	defer stop()
+	defer sub.Close()
+	for {
+		msg, err := sub.Receive(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			s.log.WarnContext(ctx, "auth: credential invalidation subscription interrupted; resubscribing", "err", err)
 			select {
 			case <-ctx.Done():
-			case <-time.After(time.Second):
+				return
+			case <-time.After(500 * time.Millisecond):
 			}
 			continue
 		}
-		s.cache.Purge()
-		s.receive(ctx, sub.Channel())
-		sub.Close()
-	}
-}
-
-func (s *Service) receive(ctx context.Context, ch <-chan *redis.Message) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case msg, ok := <-ch:
-			if !ok {
-				return
-			}
-			s.forget(msg.Payload)
+		switch m := msg.(type) {
+		case *redis.Subscription:
+			s.cache.Purge()
+		case *redis.Message:
+			s.forget(m.Payload)
 		}
 	}
 }

@@ -114,7 +114,7 @@ func chooseTenant(regs []registration, aud []string, named string) (registration
 		return registration{}, errAmbiguousTenant
 	}
 	for _, r := range match {
-		if r.Slug == named || strings.EqualFold(r.TenantID.String(), named) {
+		if strings.EqualFold(r.Slug, named) || strings.EqualFold(r.TenantID.String(), named) {
 			return r, nil
 		}
 	}

@@ -24,6 +24,7 @@ type Config struct {
 	DBMaxConns         int           // DB_MAX_CONNS, default 20
 	APIKeyCacheTTL     time.Duration // API_KEY_CACHE_TTL, default 10s
 	ShutdownTimeout    time.Duration // SHUTDOWN_TIMEOUT, default 20s
+	DrainDelay         time.Duration // SHUTDOWN_DRAIN_DELAY, default 2s
 
 	OIDCAllowInsecureIssuers bool   // OIDC_ALLOW_INSECURE_ISSUERS: allow http and private addresses
 	PlatformOIDCIssuer       string // PLATFORM_OIDC_ISSUER: operators sign in with tokens from it
@@ -39,17 +40,18 @@ type Var struct {
 
 // Vars lists every variable Load reads.
 var Vars = []Var{
-	{"DATABASE_URL", "(dev: throw-away server)", "PostgreSQL URL of the runtime role; must not be superuser, BYPASSRLS or a table owner"},
+	{"DATABASE_URL", "(dev: throw-away server)", "PostgreSQL URL of the runtime role; must not be superuser, BYPASSRLS, CREATEROLE or (a member of) a table owner"},
 	{"MIGRATE_DATABASE_URL", "DATABASE_URL", "PostgreSQL URL of the owner role that runs migrations"},
 	{"REDIS_URL", "(dev: throw-away server)", "Redis URL, e.g. redis://127.0.0.1:6379/0"},
 	{"HTTP_ADDR", ":8080", "listen address"},
-	{"PLATFORM_API_KEY", "(unset: /admin/v1 answers 404)", "operator key for /admin/v1; at least 24 characters"},
+	{"PLATFORM_API_KEY", "(unset)", "operator key for /admin/v1, at least 24 characters; with neither it nor PLATFORM_OIDC_ISSUER set, /admin/v1 answers 404"},
 	{"BASE_DOMAIN", "(unset)", "enables tenant selection by subdomain {slug}.{BASE_DOMAIN}"},
 	{"LOG_LEVEL", "info", "debug, info, warn or error"},
 	{"LOG_FORMAT", "json", "json or text"},
 	{"DB_MAX_CONNS", "20", "maximum open PostgreSQL connections per process"},
-	{"API_KEY_CACHE_TTL", "10s", "how long a verified API key is cached; revocation invalidates at once"},
+	{"API_KEY_CACHE_TTL", "10s", "how long a verified API key is cached; a revocation reaches every replica within milliseconds over Redis pub/sub, and within this TTL if Redis is down"},
 	{"SHUTDOWN_TIMEOUT", "20s", "how long in-flight requests may finish after SIGTERM"},
+	{"SHUTDOWN_DRAIN_DELAY", "2s (dev: 0s)", "after SIGTERM, how long /readyz answers 503 while new requests are still served, so load balancers stop routing first"},
 	{"OIDC_ALLOW_INSECURE_ISSUERS", "false", "allow tenants to register http issuers and loopback/private addresses (development and tests only: opens SSRF)"},
 	{"PLATFORM_OIDC_ISSUER", "(unset)", "issuer whose tokens, carrying PLATFORM_OIDC_ROLE, may use /admin/v1"},
 	{"PLATFORM_OIDC_AUDIENCE", "(required with PLATFORM_OIDC_ISSUER)", "audience operator tokens must carry"},
@@ -115,6 +117,9 @@ func Load(getenv func(string) string) (Config, error) {
 	}
 	if c.ShutdownTimeout, err = duration(getenv("SHUTDOWN_TIMEOUT"), "20s"); err != nil {
 		bad("SHUTDOWN_TIMEOUT", "%v", err)
+	}
+	if c.DrainDelay, err = duration(getenv("SHUTDOWN_DRAIN_DELAY"), "2s"); err != nil {
+		bad("SHUTDOWN_DRAIN_DELAY", "%v", err)
 	}
 	if len(errs) > 0 {
 		return Config{}, fmt.Errorf("invalid configuration:\n  %s", strings.Join(errs, "\n  "))

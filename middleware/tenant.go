@@ -27,7 +27,7 @@ func TenantName(baseDomain string) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		header := strings.TrimSpace(c.GetHeader(TenantHeader))
 		sub := subdomain(c.Request.Host, baseDomain)
-		if header != "" && sub != "" && header != sub {
+		if header != "" && sub != "" && !strings.EqualFold(header, sub) {
 			httpx.Error(c, errTenantMismatch)
 			return
 		}
@@ -52,7 +52,7 @@ func TenantCheck() gin.HandlerFunc {
 			httpx.Error(c, errNoCredential)
 			return
 		}
-		if named := identity.NamedTenant(ctx); named != "" && named != p.TenantSlug && !strings.EqualFold(named, p.TenantID.String()) {
+		if named := identity.NamedTenant(ctx); named != "" && !strings.EqualFold(named, p.TenantSlug) && !strings.EqualFold(named, p.TenantID.String()) {
 			httpx.Error(c, errTenantMismatch)
 			return
 		}

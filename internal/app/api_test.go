@@ -313,7 +313,7 @@ func TestReadinessNamesTheFailedDependency(t *testing.T) {
 		t.Fatalf("restart redis: %v", err)
 	}
 	checks, _ := resp.Map(t)["checks"].(map[string]any)
-	if resp.Status != 503 || checks["redis"] == "ok" || checks["postgres"] != "ok" {
+	if resp.Status != 503 || checks["redis"] != "failing" || checks["postgres"] != "ok" {
 		t.Fatalf("redis down: got %d %s, want 503 with the redis check failed", resp.Status, resp.Body)
 	}
 	if resp := s.Do(apptest.Request{Method: "GET", Path: "/readyz"}); resp.Status != 200 {

@@ -6,8 +6,10 @@ package app
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"sync"
 
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
@@ -32,6 +34,7 @@ type App struct {
 	Engine    *gin.Engine
 	Routes    *httpx.Table
 	Auth      *auth.Service
+	RBAC      *auth.RBAC
 	Tenants   *tenant.Service
 	Inventory *inventory.Service
 
@@ -43,11 +46,17 @@ type App struct {
 }
 
 // New wires the server from its configuration and connections.
-func New(cfg config.Config, d *db.DB, rdb *redis.Client, log *slog.Logger) *App {
+func New(cfg config.Config, d *db.DB, rdb *redis.Client, log *slog.Logger) (*App, error) {
 	gin.SetMode(gin.ReleaseMode)
 	a := &App{cfg: cfg, db: d, redis: rdb, log: log, Routes: &httpx.Table{}}
 	issuerPolicy := auth.IssuerPolicy{AllowInsecure: cfg.OIDCAllowInsecureIssuers}
+	rbac, err := auth.NewRBAC(d, rdb, log, auth.RBACOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("rbac: %w", err)
+	}
+	a.RBAC = rbac
 	opts := []auth.Option{
+		auth.WithRoles(rbac),
 		auth.WithIssuerPolicy(issuerPolicy),
 		auth.WithTenantIssuers(tenantIssuers(func(ctx context.Context, id uuid.UUID) (string, error) {
 			return a.Tenants.OIDCIssuer(ctx, id)
@@ -60,7 +69,7 @@ func New(cfg config.Config, d *db.DB, rdb *redis.Client, log *slog.Logger) *App 
 	a.Auth = auth.NewService(d, rdb, cfg.APIKeyCacheTTL, log, opts...)
 	a.Tenants = tenant.NewService(d, a.Auth, a.Auth, issuerPolicy)
 	a.Inventory = inventory.NewService(d)
-	a.health = &health{db: d, redis: rdb}
+	a.health = &health{log: log, db: d, redis: rdb}
 
 	e := gin.New()
 	e.ContextWithFallback = true
@@ -76,6 +85,7 @@ func New(cfg config.Config, d *db.DB, rdb *redis.Client, log *slog.Logger) *App 
 	authHandler := auth.NewHandler(a.Auth)
 	authHandler.Routes(tenantRoutes)
 	authHandler.MemberRoutes(tenantRoutes)
+	auth.NewRolesHandler(a.RBAC).Routes(tenantRoutes)
 	inventory.NewHandler(a.Inventory).Routes(tenantRoutes)
 
 	// Without an operator credential configured the operator routes do not
@@ -86,7 +96,7 @@ func New(cfg config.Config, d *db.DB, rdb *redis.Client, log *slog.Logger) *App 
 		tenant.NewHandler(a.Tenants).AdminRoutes(adminRoutes, operatorPermission)
 	}
 	a.Engine = e
-	return a
+	return a, nil
 }
 
 // operatorOnly admits only the operator principal that middleware.Operator
@@ -112,10 +122,13 @@ func (f tenantIssuers) OIDCIssuer(ctx context.Context, id uuid.UUID) (string, er
 // Handler is the HTTP handler of the server.
 func (a *App) Handler() http.Handler { return a.Engine }
 
-// Run runs the background work (credential invalidations from other
-// replicas) until ctx ends.
+// Run runs the background work until ctx ends: policy propagation and
+// credential invalidations from other replicas.
 func (a *App) Run(ctx context.Context) {
-	a.Auth.ListenForInvalidations(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { a.RBAC.Run(ctx) })
+	wg.Go(func() { a.Auth.ListenForInvalidations(ctx) })
+	wg.Wait()
 }
 
 // SetDraining makes /readyz answer 503, so load balancers stop sending new

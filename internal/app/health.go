@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"sync/atomic"
 	"time"
@@ -16,6 +17,7 @@ import (
 
 // health answers liveness and readiness probes.
 type health struct {
+	log      *slog.Logger
 	db       *db.DB
 	redis    *redis.Client
 	draining atomic.Bool
@@ -31,9 +33,9 @@ func (h *health) ready(c *gin.Context) {
 	ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
 	defer cancel()
 	checks := map[string]string{
-		"postgres":   result(h.db.Ping(ctx)),
-		"redis":      result(h.redis.Ping(ctx).Err()),
-		"migrations": result(h.migrationsCurrent(ctx)),
+		"postgres":   h.result(ctx, "postgres", h.db.Ping(ctx)),
+		"redis":      h.result(ctx, "redis", h.redis.Ping(ctx).Err()),
+		"migrations": h.result(ctx, "migrations", h.migrationsCurrent(ctx)),
 	}
 	status := http.StatusOK
 	for _, v := range checks {
@@ -64,15 +66,20 @@ func (h *health) migrationsCurrent(ctx context.Context) error {
 	if dirty {
 		return fmt.Errorf("migration %d is dirty", v)
 	}
-	if v != latest {
+	// A newer schema is fine: in a rolling deploy migrations run first and
+	// are additive, so the replicas still on the old binary stay ready.
+	if v < latest {
 		return fmt.Errorf("schema at %d, binary expects %d: run tenantd migrate up", v, latest)
 	}
 	return nil
 }
 
-func result(err error) string {
-	if err != nil {
-		return "error: " + err.Error()
+// result names a check's outcome without internals (the route is
+// unauthenticated); the cause goes to the log.
+func (h *health) result(ctx context.Context, check string, err error) string {
+	if err == nil {
+		return "ok"
 	}
-	return "ok"
+	h.log.WarnContext(ctx, "readiness check failed", "check", check, "err", err)
+	return "failing"
 }

@@ -75,7 +75,10 @@ func New(t testing.TB, opts Options) *Server {
 	if err := d.CheckRuntimeRole(context.Background()); err != nil {
 		t.Fatalf("runtime role: %v", err)
 	}
-	a := app.New(cfg, d, env.RedisClient(t), log)
+	a, err := app.New(cfg, d, env.RedisClient(t), log)
+	if err != nil {
+		t.Fatalf("wire app: %v", err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { a.Run(ctx); close(done) }()
