@@ -2,11 +2,11 @@ package auth
 
 import (
 	"context"
-	"slices"
 	"crypto/subtle"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
