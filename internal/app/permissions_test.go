@@ -1,0 +1,92 @@
+package app_test
+
+import (
+	"slices"
+	"sort"
+	"testing"
+
+	"github.com/tenantd/tenantd/auth"
+	"github.com/tenantd/tenantd/internal/apptest"
+)
+
+// matrixRequests holds one request for every route, keyed by the route as
+// registered. A route registered without an entry here fails
+// TestPermissionMatrix, so no route escapes the check.
+var matrixRequests = map[string]apptest.Request{
+	"GET /v1/tenant":              {Method: "GET", Path: "/v1/tenant"},
+	"PATCH /v1/tenant":            {Method: "PATCH", Path: "/v1/tenant", Body: map[string]any{"name": "Matrix"}},
+	"GET /v1/api-keys":            {Method: "GET", Path: "/v1/api-keys"},
+	"POST /v1/api-keys":           {Method: "POST", Path: "/v1/api-keys", Body: map[string]any{"name": "m", "roles": []string{"viewer"}}},
+	"DELETE /v1/api-keys/:id":     {Method: "DELETE", Path: "/v1/api-keys/0190a0a0-0000-7000-8000-000000000001"},
+	"GET /v1/members":             {Method: "GET", Path: "/v1/members"},
+	"POST /v1/members":            {Method: "POST", Path: "/v1/members", Body: map[string]any{"email": "m@example.com", "roles": []string{"viewer"}}},
+	"PATCH /v1/members/:id":       {Method: "PATCH", Path: "/v1/members/0190a0a0-0000-7000-8000-000000000001", Body: map[string]any{"roles": []string{"viewer"}}},
+	"DELETE /v1/members/:id":      {Method: "DELETE", Path: "/v1/members/0190a0a0-0000-7000-8000-000000000001"},
+	"GET /v1/roles":               {Method: "GET", Path: "/v1/roles"},
+	"POST /v1/roles":              {Method: "POST", Path: "/v1/roles", Body: map[string]any{"name": "matrix", "permissions": []string{"products:read"}}},
+	"PATCH /v1/roles/:name":       {Method: "PATCH", Path: "/v1/roles/nope", Body: map[string]any{"permissions": []string{"products:read"}}},
+	"DELETE /v1/roles/:name":      {Method: "DELETE", Path: "/v1/roles/nope"},
+	"GET /v1/products":            {Method: "GET", Path: "/v1/products"},
+	"POST /v1/products":           {Method: "POST", Path: "/v1/products", Body: map[string]any{"sku": "M-1", "name": "M", "price": 1, "currency": "EUR", "stock": 1}},
+	"GET /v1/products/:id":        {Method: "GET", Path: "/v1/products/0190a0a0-0000-7000-8000-000000000001"},
+	"PATCH /v1/products/:id":      {Method: "PATCH", Path: "/v1/products/0190a0a0-0000-7000-8000-000000000001", Body: map[string]any{"name": "M"}},
+	"DELETE /v1/products/:id":     {Method: "DELETE", Path: "/v1/products/0190a0a0-0000-7000-8000-000000000001"},
+	"POST /v1/products/:id/stock": {Method: "POST", Path: "/v1/products/0190a0a0-0000-7000-8000-000000000001/stock", Body: map[string]any{"delta": 1, "reason": "m"}},
+	"GET /admin/v1/plans":         {Method: "GET", Path: "/admin/v1/plans"},
+	"GET /admin/v1/tenants":       {Method: "GET", Path: "/admin/v1/tenants"},
+	"POST /admin/v1/tenants":      {Method: "POST", Path: "/admin/v1/tenants", Body: map[string]any{"slug": "matrix-x", "name": "M"}},
+	"GET /admin/v1/tenants/:id":   {Method: "GET", Path: "/admin/v1/tenants/0190a0a0-0000-7000-8000-000000000001"},
+	"PATCH /admin/v1/tenants/:id": {Method: "PATCH", Path: "/admin/v1/tenants/0190a0a0-0000-7000-8000-000000000001", Body: map[string]any{"name": "M"}},
+}
+
+// TestPermissionMatrix checks, through the real HTTP stack, every route
+// against every built-in role: allowed exactly when the role has the route's
+// permission. Operator routes refuse every tenant role.
+func TestPermissionMatrix(t *testing.T) {
+	s := apptest.New(t, apptest.Options{})
+	tn := s.CreateTenant(slug("matrix"), "pro")
+	keys := map[string]string{"admin": tn.Key}
+	for role := range auth.BuiltinRoles {
+		if role != "admin" {
+			keys[role] = s.CreateKey(tn.Key, role)
+		}
+	}
+
+	var registered []string
+	for _, r := range s.App.Routes.Routes() {
+		registered = append(registered, r.Method+" "+r.Path)
+	}
+	var listed []string
+	for k := range matrixRequests {
+		listed = append(listed, k)
+	}
+	sort.Strings(listed)
+	for _, r := range registered {
+		if _, ok := matrixRequests[r]; !ok {
+			t.Errorf("route %s is not in the permission matrix: add it to matrixRequests", r)
+		}
+	}
+	for _, l := range listed {
+		if !slices.Contains(registered, l) {
+			t.Errorf("matrix lists %s, which is not registered", l)
+		}
+	}
+
+	for _, route := range s.App.Routes.Routes() {
+		req, ok := matrixRequests[route.Method+" "+route.Path]
+		if !ok {
+			continue
+		}
+		for _, role := range []string{"admin", "clerk", "viewer", "billing"} {
+			want := slices.Contains(auth.BuiltinRoles[role], route.Permission)
+			t.Run(route.Method+" "+route.Path+" as "+role, func(t *testing.T) {
+				req.Key = keys[role]
+				resp := s.Do(req)
+				denied := resp.Status == 403 && resp.Code() == "forbidden"
+				if resp.Status == 401 || denied == want {
+					t.Fatalf("permission %s: got %d %s, want allowed=%v", route.Permission, resp.Status, resp.Body, want)
+				}
+			})
+		}
+	}
+}
