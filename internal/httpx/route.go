@@ -23,6 +23,7 @@ type Router struct {
 	authorize func(permission string) gin.HandlerFunc
 	known     func(permission string) bool
 	table     *Table
+	after     []gin.HandlerFunc
 }
 
 // Table collects every route registered through any Router.
@@ -57,12 +58,20 @@ func NewRouter(group *gin.RouterGroup, table *Table, authorize func(string) gin.
 	return &Router{group: group, authorize: authorize, known: known, table: table}
 }
 
+// Use adds middleware that runs after authorization and before the handler
+// (metering, idempotency) on the routes registered from now on.
+func (r *Router) Use(mw ...gin.HandlerFunc) {
+	r.after = append(r.after, mw...)
+}
+
 // Handle registers a route that requires permission.
 func (r *Router) Handle(method, path, permission string, handlers ...gin.HandlerFunc) {
 	if permission == "" || !r.known(permission) {
 		panic(fmt.Sprintf("route %s %s%s: permission %q is not a known permission", method, r.group.BasePath(), path, permission))
 	}
-	chain := append([]gin.HandlerFunc{r.authorize(permission)}, handlers...)
+	chain := []gin.HandlerFunc{r.authorize(permission)}
+	chain = append(chain, r.after...)
+	chain = append(chain, handlers...)
 	r.group.Handle(method, path, chain...)
 	full := r.group.BasePath() + path
 	if path == "" {
