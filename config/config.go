@@ -25,6 +25,9 @@ type Config struct {
 	APIKeyCacheTTL     time.Duration // API_KEY_CACHE_TTL, default 10s
 	ShutdownTimeout    time.Duration // SHUTDOWN_TIMEOUT, default 20s
 	DrainDelay         time.Duration // SHUTDOWN_DRAIN_DELAY, default 2s
+	ReservationTTL     time.Duration // ORDER_RESERVATION_TTL, default 15m
+	GatewayFailTimes   int           // PAYMENT_GATEWAY_FAIL_TIMES, default 2
+	GatewayLatency     time.Duration // PAYMENT_GATEWAY_LATENCY, default 0s
 
 	OIDCAllowInsecureIssuers bool   // OIDC_ALLOW_INSECURE_ISSUERS: allow http and private addresses
 	PlatformOIDCIssuer       string // PLATFORM_OIDC_ISSUER: operators sign in with tokens from it
@@ -52,6 +55,9 @@ var Vars = []Var{
 	{"API_KEY_CACHE_TTL", "10s", "how long a verified API key is cached; a revocation reaches every replica within milliseconds over Redis pub/sub, and within this TTL if Redis is down"},
 	{"SHUTDOWN_TIMEOUT", "20s", "how long in-flight requests may finish after SIGTERM"},
 	{"SHUTDOWN_DRAIN_DELAY", "2s (dev: 0s)", "after SIGTERM, how long /readyz answers 503 while new requests are still served, so load balancers stop routing first"},
+	{"ORDER_RESERVATION_TTL", "15m", "how long a pending order holds its stock before the sweeper cancels it (reservation_expired)"},
+	{"PAYMENT_GATEWAY_FAIL_TIMES", "2", "simulated gateway: how many times payment_method card_error fails before it succeeds (negative: always)"},
+	{"PAYMENT_GATEWAY_LATENCY", "0s", "simulated gateway: latency of every charge"},
 	{"OIDC_ALLOW_INSECURE_ISSUERS", "false", "allow tenants to register http issuers and loopback/private addresses (development and tests only: opens SSRF)"},
 	{"PLATFORM_OIDC_ISSUER", "(unset)", "issuer whose tokens, carrying PLATFORM_OIDC_ROLE, may use /admin/v1"},
 	{"PLATFORM_OIDC_AUDIENCE", "(required with PLATFORM_OIDC_ISSUER)", "audience operator tokens must carry"},
@@ -120,6 +126,15 @@ func Load(getenv func(string) string) (Config, error) {
 	}
 	if c.DrainDelay, err = duration(getenv("SHUTDOWN_DRAIN_DELAY"), "2s"); err != nil {
 		bad("SHUTDOWN_DRAIN_DELAY", "%v", err)
+	}
+	if c.ReservationTTL, err = duration(getenv("ORDER_RESERVATION_TTL"), "15m"); err != nil || c.ReservationTTL < time.Second {
+		bad("ORDER_RESERVATION_TTL", "must be a duration of at least 1s (got %q)", getenv("ORDER_RESERVATION_TTL"))
+	}
+	if c.GatewayFailTimes, err = strconv.Atoi(or(getenv("PAYMENT_GATEWAY_FAIL_TIMES"), "2")); err != nil {
+		bad("PAYMENT_GATEWAY_FAIL_TIMES", "must be an integer (got %q)", getenv("PAYMENT_GATEWAY_FAIL_TIMES"))
+	}
+	if c.GatewayLatency, err = duration(getenv("PAYMENT_GATEWAY_LATENCY"), "0s"); err != nil {
+		bad("PAYMENT_GATEWAY_LATENCY", "%v", err)
 	}
 	if len(errs) > 0 {
 		return Config{}, fmt.Errorf("invalid configuration:\n  %s", strings.Join(errs, "\n  "))

@@ -43,6 +43,7 @@ func (h *Handler) Routes(r *httpx.Router) {
 	r.Handle(http.MethodPatch, "/products/:id", permWrite, h.update)
 	r.Handle(http.MethodDelete, "/products/:id", permWrite, h.delete)
 	r.Handle(http.MethodPost, "/products/:id/stock", permAdjust, h.adjustStock)
+	r.Handle(http.MethodGet, "/products/:id/reservations", permRead, h.reservations)
 }
 
 // productJSON is a product as the API shows it.

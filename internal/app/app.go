@@ -10,21 +10,30 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
+	"github.com/sony/gobreaker/v2"
 
 	"github.com/tenantd/tenantd/auth"
 	"github.com/tenantd/tenantd/config"
 	"github.com/tenantd/tenantd/internal/db"
+	"github.com/tenantd/tenantd/internal/events"
 	"github.com/tenantd/tenantd/internal/fault"
 	"github.com/tenantd/tenantd/internal/httpx"
+	"github.com/tenantd/tenantd/internal/idempotency"
 	"github.com/tenantd/tenantd/internal/identity"
 	"github.com/tenantd/tenantd/inventory"
 	"github.com/tenantd/tenantd/middleware"
+	"github.com/tenantd/tenantd/orders"
+	"github.com/tenantd/tenantd/payments"
 	"github.com/tenantd/tenantd/tenant"
 )
+
+// orderSweepEvery is how often expired reservations are looked for.
+const orderSweepEvery = 2 * time.Second
 
 // operatorPermission is the one permission of every /admin/v1 route.
 const operatorPermission = "platform:operate"
@@ -37,6 +46,11 @@ type App struct {
 	RBAC      *auth.RBAC
 	Tenants   *tenant.Service
 	Inventory *inventory.Service
+	Orders    *orders.Service
+	Payments  *payments.Service
+	Events    *events.Dispatcher
+	// Idempotency stores the responses of POSTs sent with Idempotency-Key.
+	Idempotency *idempotency.Store
 
 	cfg    config.Config
 	db     *db.DB
@@ -69,6 +83,16 @@ func New(cfg config.Config, d *db.DB, rdb *redis.Client, log *slog.Logger) (*App
 	a.Auth = auth.NewService(d, rdb, cfg.APIKeyCacheTTL, log, opts...)
 	a.Tenants = tenant.NewService(d, a.Auth, a.Auth, issuerPolicy)
 	a.Inventory = inventory.NewService(d)
+	a.Orders = orders.NewService(d, stock{a.Inventory}, log, orders.Options{ReservationTTL: cfg.ReservationTTL})
+	gateway := payments.NewResilient(
+		payments.NewSimulated(payments.SimulatedOptions{FailTimes: cfg.GatewayFailTimes, Latency: cfg.GatewayLatency}),
+		payments.ResilienceOptions{OnStateChange: func(from, to gobreaker.State) {
+			log.Warn("payments: gateway circuit breaker changed state", "from", from.String(), "to", to.String())
+		}})
+	a.Payments = payments.NewService(d, payable{a.Orders}, gateway)
+	a.Events = events.NewDispatcher(d, log, events.Options{ListenURL: cfg.DatabaseURL})
+	a.Orders.Subscribe(a.Events)
+	a.Idempotency = idempotency.NewStore(d, time.Now)
 	a.health = &health{log: log, db: d, redis: rdb}
 
 	e := gin.New()
@@ -81,12 +105,15 @@ func New(cfg config.Config, d *db.DB, rdb *redis.Client, log *slog.Logger) (*App
 
 	v1 := e.Group("/v1", middleware.TenantName(cfg.BaseDomain), middleware.Authenticate(a.Auth), middleware.TenantCheck())
 	tenantRoutes := httpx.NewRouter(v1, a.Routes, middleware.Authorize(a.Auth), auth.KnownPermission)
+	tenantRoutes.Use(idempotency.Middleware(a.Idempotency, log))
 	tenant.NewHandler(a.Tenants).Routes(tenantRoutes)
 	authHandler := auth.NewHandler(a.Auth)
 	authHandler.Routes(tenantRoutes)
 	authHandler.MemberRoutes(tenantRoutes)
 	auth.NewRolesHandler(a.RBAC).Routes(tenantRoutes)
 	inventory.NewHandler(a.Inventory).Routes(tenantRoutes)
+	orders.NewHandler(a.Orders).Routes(tenantRoutes)
+	payments.NewHandler(a.Payments).Routes(tenantRoutes)
 
 	// Without an operator credential configured the operator routes do not
 	// exist (404).
@@ -128,6 +155,13 @@ func (a *App) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	wg.Go(func() { a.RBAC.Run(ctx) })
 	wg.Go(func() { a.Auth.ListenForInvalidations(ctx) })
+	wg.Go(func() {
+		if err := a.Events.Run(ctx); err != nil && ctx.Err() == nil {
+			a.log.Error("event dispatcher stopped", "err", err)
+		}
+	})
+	wg.Go(func() { a.Orders.RunSweeper(ctx, orderSweepEvery) })
+	wg.Go(func() { a.Idempotency.RunSweeper(ctx, 10*time.Minute, a.log) })
 	wg.Wait()
 }
 

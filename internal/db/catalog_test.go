@@ -23,7 +23,8 @@ var sharedTables = []string{"casbin_rule", "plans", "schema_migrations", "tenant
 
 // securityDefiners are the SECURITY DEFINER functions tenantd_app may call;
 // each runs as the owner and so sees past row-level security.
-var securityDefiners = []string{"auth_api_key_lookup(text)", "auth_oidc_tenants(text)"}
+var securityDefiners = []string{"auth_api_key_lookup(text)", "auth_oidc_tenants(text)",
+	"idempotency_sweep()", "orders_expired(timestamp with time zone,integer)"}
 
 // tenantTables lists every table in the public schema with a tenant_id
 // column, so a table added by a later migration is covered without edits.

@@ -20,6 +20,42 @@ var tenantFixtures = map[string]func(tx *gorm.DB, tenantID uuid.UUID) error{
 			VALUES (?, ?, 'fixture', ?, ?, ARRAY['viewer'], 'rls_test')`,
 			tenantID, uuid.New(), "fx"+uuid.NewString()[:12], []byte("not-a-hash")).Error
 	},
+	"idempotency_keys": func(tx *gorm.DB, tenantID uuid.UUID) error {
+		return tx.Exec(`INSERT INTO idempotency_keys (tenant_id, credential, key, request_hash)
+			VALUES (?, 'api_key:rls_test', ?, ?)`,
+			tenantID, "fx-"+uuid.NewString(), make([]byte, 32)).Error
+	},
+	"order_views": func(tx *gorm.DB, tenantID uuid.UUID) error {
+		return tx.Exec(`INSERT INTO order_views (tenant_id, id, customer_id, status, items, total, currency,
+			reservation_expires_at, version, created_at, updated_at)
+			VALUES (?, ?, 'c-1', 'pending', '[]', 0, 'EUR', now(), 1, now(), now())`, tenantID, uuid.New()).Error
+	},
+	"payments": func(tx *gorm.DB, tenantID uuid.UUID) error {
+		return tx.Exec(`INSERT INTO payments (tenant_id, id, order_id, status, amount, currency, payment_method)
+			VALUES (?, ?, ?, 'processing', 100, 'EUR', 'card')`,
+			tenantID, uuid.New(), uuid.New()).Error
+	},
+	// A refund needs its succeeded payment: the fixture inserts both.
+	"refunds": func(tx *gorm.DB, tenantID uuid.UUID) error {
+		paymentID := uuid.New()
+		if err := tx.Exec(`INSERT INTO payments (tenant_id, id, order_id, status, amount, currency, payment_method, captured, refunded)
+			VALUES (?, ?, ?, 'succeeded', 100, 'EUR', 'card', 100, 40)`,
+			tenantID, paymentID, uuid.New()).Error; err != nil {
+			return err
+		}
+		return tx.Exec(`INSERT INTO refunds (tenant_id, id, payment_id, amount, currency) VALUES (?, ?, ?, 40, 'EUR')`,
+			tenantID, uuid.New(), paymentID).Error
+	},
+	// A reservation needs its product: the fixture inserts both.
+	"reservations": func(tx *gorm.DB, tenantID uuid.UUID) error {
+		productID := uuid.New()
+		if err := tx.Exec(`INSERT INTO products (tenant_id, id, sku, name, price, currency, stock_on_hand, stock_reserved)
+			VALUES (?, ?, ?, 'Reserved', 100, 'EUR', 5, 1)`, tenantID, productID, "RSV-"+uuid.NewString()[:8]).Error; err != nil {
+			return err
+		}
+		return tx.Exec(`INSERT INTO reservations (tenant_id, id, order_id, product_id, quantity, status, expires_at)
+			VALUES (?, ?, ?, ?, 1, 'held', now())`, tenantID, uuid.New(), uuid.New(), productID).Error
+	},
 	"members": func(tx *gorm.DB, tenantID uuid.UUID) error {
 		return tx.Exec(`INSERT INTO members (tenant_id, id, issuer, subject, roles, status, created_by)
 			VALUES (?, ?, 'https://idp.example', ?, ARRAY['viewer'], 'active', 'rls_test')`,

@@ -1,0 +1,58 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/google/uuid"
+	"gorm.io/gorm"
+
+	"github.com/tenantd/tenantd/inventory"
+	"github.com/tenantd/tenantd/orders"
+	"github.com/tenantd/tenantd/payments"
+)
+
+// The adapters below let modules talk through the small interfaces they
+// declare, without importing each other.
+
+// stock lets orders reserve, commit and release inventory.
+type stock struct{ inv *inventory.Service }
+
+func (s stock) Reserve(ctx context.Context, tx *gorm.DB, tenantID, orderID uuid.UUID, lines []orders.StockLine, expiresAt time.Time) ([]orders.HeldStock, error) {
+	in := make([]inventory.Line, len(lines))
+	for i, l := range lines {
+		in[i] = inventory.Line(l)
+	}
+	held, err := s.inv.Reserve(ctx, tx, tenantID, orderID, in, expiresAt)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]orders.HeldStock, len(held))
+	for i, h := range held {
+		out[i] = orders.HeldStock{ReservationID: h.ID, ProductID: h.ProductID, SKU: h.SKU, Quantity: h.Quantity, UnitPrice: h.UnitPrice, Currency: h.Currency}
+	}
+	return out, nil
+}
+
+func (s stock) Commit(ctx context.Context, tx *gorm.DB, tenantID, orderID uuid.UUID) error {
+	return s.inv.Commit(ctx, tx, tenantID, orderID)
+}
+
+func (s stock) Release(ctx context.Context, tx *gorm.DB, tenantID, orderID uuid.UUID) error {
+	return s.inv.Release(ctx, tx, tenantID, orderID)
+}
+
+// payable lets payments read the order it charges.
+type payable struct{ orders *orders.Service }
+
+func (p payable) PaymentTarget(ctx context.Context, tx *gorm.DB, orderID uuid.UUID) (payments.Target, error) {
+	o, err := p.orders.Lookup(ctx, tx, orderID)
+	if errors.Is(err, orders.ErrNotFound) {
+		return payments.Target{}, payments.ErrOrderNotFound
+	}
+	if err != nil {
+		return payments.Target{}, err
+	}
+	return payments.Target{Status: string(o.Status), Total: o.Total, Currency: o.Currency}, nil
+}

@@ -1,0 +1,160 @@
+package events
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"gorm.io/gorm"
+
+	"github.com/tenantd/tenantd/internal/fault"
+)
+
+// DeadLetter is an event a subscriber gave up on after its retries. The
+// subscriber moved on; Replay runs the handler on it again.
+type DeadLetter struct {
+	ID         uuid.UUID `json:"id"`
+	TenantID   uuid.UUID `json:"tenant_id"`
+	Subscriber string    `json:"subscriber"`
+	Event      Event     `json:"event"`
+	Error      string    `json:"error"`    // the last failure
+	Attempts   int       `json:"attempts"` // failed attempts so far, replays included
+	CreatedAt  time.Time `json:"created_at"`
+	UpdatedAt  time.Time `json:"updated_at"`
+}
+
+// ErrDeadLetterNotFound means the tenant has no such dead letter (or it was
+// replayed already).
+var ErrDeadLetterNotFound error = fault.New(fault.NotFound, "no such dead letter")
+
+// park records e as a dead letter of s and moves s's checkpoint past it, in
+// one transaction of e's tenant.
+func (d *Dispatcher) park(ctx context.Context, s *subscription, from int64, e Event, attempts int, cause error) error {
+	id, err := uuid.NewV7()
+	if err != nil {
+		return fmt.Errorf("dead letter id: %w", err)
+	}
+	err = d.db.WithTenant(ctx, e.TenantID, func(tx *gorm.DB) error {
+		if err := claim(tx, s.name, from); err != nil {
+			return err
+		}
+		if err := tx.Exec(`INSERT INTO dead_letters (tenant_id, id, subscriber, event_id, position, error, attempts)
+			VALUES (?, ?, ?, ?, ?, ?, ?)`, e.TenantID, id, s.name, e.ID, e.Position, errorText(cause), attempts).Error; err != nil {
+			return fmt.Errorf("insert dead letter: %w", err)
+		}
+		return advanceTo(tx, s.name, e.Position)
+	})
+	if err != nil {
+		return fmt.Errorf("park event %s for %s: %w", e.ID, s.name, err)
+	}
+	return nil
+}
+
+// deadLetterRow is a dead letter joined with its event.
+type deadLetterRow struct {
+	ID         uuid.UUID
+	TenantID   uuid.UUID
+	Subscriber string
+	Error      string
+	Attempts   int
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
+
+	EventID        uuid.UUID
+	StreamID       string
+	Version        int64
+	Type           string
+	Data           []byte
+	Metadata       []byte
+	Position       int64
+	EventCreatedAt time.Time
+}
+
+const deadLetterQuery = `
+	SELECT d.id, d.tenant_id, d.subscriber, d.error, d.attempts, d.created_at, d.updated_at,
+	       e.id AS event_id, e.stream_id, e.version, e.type, e.data, e.metadata, e.position,
+	       e.created_at AS event_created_at
+	FROM dead_letters d JOIN events e ON e.tenant_id = d.tenant_id AND e.id = d.event_id`
+
+func (r deadLetterRow) toModel() (DeadLetter, error) {
+	e, err := eventRow{
+		TenantID: r.TenantID, ID: r.EventID, StreamID: r.StreamID, Version: r.Version, Type: r.Type,
+		Data: r.Data, Metadata: r.Metadata, Position: r.Position, CreatedAt: r.EventCreatedAt,
+	}.toEvent()
+	if err != nil {
+		return DeadLetter{}, err
+	}
+	return DeadLetter{
+		ID: r.ID, TenantID: r.TenantID, Subscriber: r.Subscriber, Event: e,
+		Error: r.Error, Attempts: r.Attempts, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
+	}, nil
+}
+
+// DeadLetters returns the tenant's dead letters, of every subscriber, in
+// event position order.
+func (d *Dispatcher) DeadLetters(ctx context.Context, tenantID uuid.UUID) ([]DeadLetter, error) {
+	var rows []deadLetterRow
+	err := d.db.WithTenant(ctx, tenantID, func(tx *gorm.DB) error {
+		return tx.Raw(deadLetterQuery + " ORDER BY d.position, d.subscriber").Scan(&rows).Error
+	})
+	if err != nil {
+		return nil, fmt.Errorf("events: dead letters: %w", err)
+	}
+	out := make([]DeadLetter, 0, len(rows))
+	for _, r := range rows {
+		dl, err := r.toModel()
+		if err != nil {
+			return nil, fmt.Errorf("events: dead letters: %w", err)
+		}
+		out = append(out, dl)
+	}
+	return out, nil
+}
+
+// Replay runs the parked event's subscriber on it again, in a transaction of
+// the tenant; on success the dead letter goes, with the handler's effects
+// committed. On failure it stays, its attempts and error updated, and the
+// handler's error is returned. The subscriber must be registered on d. A
+// replayed event arrives after later events of its stream: handlers must
+// tolerate that.
+func (d *Dispatcher) Replay(ctx context.Context, tenantID, deadLetterID uuid.UUID) (err error) {
+	defer wrap(&err, "replay dead letter %s", deadLetterID)
+	var handlerErr error
+	err = d.db.WithTenant(ctx, tenantID, func(tx *gorm.DB) error {
+		var rows []deadLetterRow
+		if err := tx.Raw(deadLetterQuery+" WHERE d.id = ? FOR UPDATE OF d", deadLetterID).Scan(&rows).Error; err != nil {
+			return err
+		}
+		if len(rows) == 0 {
+			return ErrDeadLetterNotFound
+		}
+		dl, err := rows[0].toModel()
+		if err != nil {
+			return err
+		}
+		d.mu.Lock()
+		s := d.subscription(dl.Subscriber)
+		d.mu.Unlock()
+		if s == nil {
+			return fmt.Errorf("subscriber %q is not registered on this dispatcher", dl.Subscriber)
+		}
+		// A savepoint: a failing handler leaves tx usable for the bookkeeping.
+		handlerErr = tx.Transaction(func(sp *gorm.DB) error { return runHandler(ctx, sp, s, dl.Event) })
+		if handlerErr != nil {
+			if isCanceled(ctx, handlerErr) {
+				return handlerErr
+			}
+			return tx.Exec(`UPDATE dead_letters SET attempts = attempts + 1, error = ?, updated_at = now() WHERE id = ?`,
+				errorText(handlerErr), deadLetterID).Error
+		}
+		return tx.Exec("DELETE FROM dead_letters WHERE id = ?", deadLetterID).Error
+	})
+	if err != nil {
+		return err
+	}
+	if handlerErr != nil {
+		return fmt.Errorf("handler failed again: %w", handlerErr)
+	}
+	return nil
+}

@@ -1,0 +1,334 @@
+package idempotency_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
+	"gorm.io/gorm"
+
+	"github.com/tenantd/tenantd/internal/db"
+	"github.com/tenantd/tenantd/internal/fault"
+	"github.com/tenantd/tenantd/internal/httpx"
+	"github.com/tenantd/tenantd/internal/idempotency"
+	"github.com/tenantd/tenantd/internal/identity"
+	"github.com/tenantd/tenantd/internal/testenv"
+)
+
+// Headers the test principal middleware reads: the tenant the request acts
+// in, and the credential's subject (default "key-1").
+const (
+	testTenantHeader  = "X-Test-Tenant"
+	testSubjectHeader = "X-Test-Subject"
+)
+
+// clock is a settable clock for the store.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newClock(now time.Time) *clock { return &clock{now: now} }
+
+// Now returns the clock's time.
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+// Advance moves the clock forward by d.
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// harness is a gin engine with a stand-in authenticator, the idempotency
+// middleware over a store with a settable clock, and handlers that count
+// how often they run and create a product each time they succeed.
+type harness struct {
+	app   *db.DB
+	owner *db.DB
+	store *idempotency.Store
+	clock *clock
+	eng   *gin.Engine
+
+	runs  atomic.Int64  // executions of any POST or GET handler
+	delay time.Duration // how long /v1/things takes
+	// The first two /v1/blocks calls close entered[i] when they start and
+	// wait for gate[i] to be closed; with firstFails the first then
+	// answers 503.
+	entered    [2]chan struct{}
+	gate       [2]chan struct{}
+	firstFails bool
+}
+
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	gin.SetMode(gin.TestMode)
+	env := testenv.Get(t)
+	h := &harness{
+		app:   env.OpenDB(t, 12),
+		owner: env.OpenOwnerDB(t),
+		clock: newClock(time.Now().UTC()),
+	}
+	for i := range h.gate {
+		h.entered[i], h.gate[i] = make(chan struct{}), make(chan struct{})
+	}
+	h.store = idempotency.NewStore(h.app, h.clock.Now)
+	h.eng = h.engine(h.store)
+	return h
+}
+
+// engine builds the chain: recovery ▸ principal ▸ idempotency ▸ handlers.
+func (h *harness) engine(s *idempotency.Store) *gin.Engine {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	e := gin.New()
+	e.ContextWithFallback = true
+	e.Use(gin.CustomRecoveryWithWriter(io.Discard, func(c *gin.Context, _ any) {
+		httpx.Fail(c, fault.Internal, "panic")
+	}))
+	e.Use(func(c *gin.Context) {
+		if raw := c.GetHeader(testTenantHeader); raw != "" {
+			subject := c.GetHeader(testSubjectHeader)
+			if subject == "" {
+				subject = "key-1"
+			}
+			p := identity.Principal{Kind: identity.KindAPIKey, TenantID: uuid.MustParse(raw), Subject: subject}
+			c.Request = c.Request.WithContext(identity.WithPrincipal(c.Request.Context(), p))
+		}
+		c.Next()
+	})
+	e.Use(idempotency.Middleware(s, log))
+	e.POST("/v1/things", func(c *gin.Context) {
+		n := h.runs.Add(1)
+		if h.delay > 0 {
+			time.Sleep(h.delay)
+		}
+		h.create(c, n)
+	})
+	e.POST("/v1/other-things", func(c *gin.Context) { h.create(c, h.runs.Add(1)) })
+	e.POST("/v1/flaky", func(c *gin.Context) {
+		if n := h.runs.Add(1); n == 1 {
+			httpx.Fail(c, fault.GatewayUnavailable, "the payment gateway did not answer")
+		} else {
+			h.create(c, n)
+		}
+	})
+	e.POST("/v1/panics", func(c *gin.Context) {
+		n := h.runs.Add(1)
+		if n == 1 {
+			panic("handler bug")
+		}
+		h.create(c, n)
+	})
+	e.POST("/v1/blocks", func(c *gin.Context) {
+		n := h.runs.Add(1)
+		if n <= 2 {
+			close(h.entered[n-1])
+			<-h.gate[n-1]
+		}
+		if n == 1 && h.firstFails {
+			httpx.Fail(c, fault.GatewayUnavailable, "the payment gateway did not answer")
+			return
+		}
+		h.create(c, n)
+	})
+	e.GET("/v1/things", func(c *gin.Context) {
+		c.JSON(http.StatusOK, gin.H{"run": h.runs.Add(1)})
+	})
+	return e
+}
+
+// thing is the request and response body of the test handlers.
+type thing struct {
+	ID  uuid.UUID `json:"id,omitempty"`
+	SKU string    `json:"sku"`
+	Run int64     `json:"run,omitempty"`
+}
+
+// create inserts a product for the request's tenant (a side effect that must
+// happen once per key) and answers 201 with Location and ETag; sku "taken"
+// gets a 409 instead.
+func (h *harness) create(c *gin.Context, run int64) {
+	var in thing
+	if err := httpx.BindJSON(c, &in); err != nil {
+		httpx.Error(c, err)
+		return
+	}
+	if in.SKU == "taken" {
+		httpx.Fail(c, fault.Conflict, "sku taken")
+		return
+	}
+	p, _ := identity.FromContext(c.Request.Context())
+	id := uuid.New()
+	err := h.app.WithTenant(c.Request.Context(), p.TenantID, func(tx *gorm.DB) error {
+		return tx.Exec(`INSERT INTO products (tenant_id, id, sku, name, price, currency, stock_on_hand)
+			VALUES (?, ?, ?, 'Thing', 100, 'EUR', 1)`, p.TenantID, id, in.SKU+"-"+id.String()[:8]).Error
+	})
+	if err != nil {
+		httpx.Error(c, err)
+		return
+	}
+	c.Header("Location", "/v1/things/"+id.String())
+	c.Header("ETag", `"`+strconv.FormatInt(run, 10)+`"`)
+	c.JSON(http.StatusCreated, thing{ID: id, SKU: in.SKU, Run: run})
+}
+
+// request is one request of a test.
+type request struct {
+	method  string // default POST
+	path    string // default /v1/things
+	tenant  uuid.UUID
+	subject string
+	keys    []string // Idempotency-Key values; none when nil
+	body    string
+}
+
+// key returns the keys slice for one Idempotency-Key value.
+func key(k string) []string { return []string{k} }
+
+func (h *harness) do(t *testing.T, r request) *httptest.ResponseRecorder {
+	t.Helper()
+	return serve(t, h.eng, r)
+}
+
+func serve(t *testing.T, e *gin.Engine, r request) *httptest.ResponseRecorder {
+	t.Helper()
+	if r.method == "" {
+		r.method = http.MethodPost
+	}
+	if r.path == "" {
+		r.path = "/v1/things"
+	}
+	req := httptest.NewRequest(r.method, r.path, strings.NewReader(r.body))
+	req.Header.Set("Content-Type", "application/json")
+	if r.tenant != uuid.Nil {
+		req.Header.Set(testTenantHeader, r.tenant.String())
+	}
+	if r.subject != "" {
+		req.Header.Set(testSubjectHeader, r.subject)
+	}
+	for _, k := range r.keys {
+		req.Header.Add(idempotency.Header, k)
+	}
+	w := httptest.NewRecorder()
+	e.ServeHTTP(w, req)
+	return w
+}
+
+// tenant inserts a tenant through the owner's platform scope.
+func (h *harness) tenant(t *testing.T) uuid.UUID {
+	t.Helper()
+	id := uuid.New()
+	slug := "t-" + randomHex(t, 6)
+	err := h.owner.WithPlatform(context.Background(), func(tx *gorm.DB) error {
+		return tx.Exec(`INSERT INTO tenants (id, slug, name, plan) VALUES (?, ?, ?, 'free')`, id, slug, "Tenant "+slug).Error
+	})
+	if err != nil {
+		t.Fatalf("create tenant: %v", err)
+	}
+	return id
+}
+
+// products counts the tenant's products whose sku starts with sku+"-".
+func (h *harness) products(t *testing.T, tenantID uuid.UUID, sku string) int64 {
+	t.Helper()
+	var n int64
+	err := h.app.WithTenant(context.Background(), tenantID, func(tx *gorm.DB) error {
+		return tx.Raw("SELECT count(*) FROM products WHERE starts_with(sku, ?)", sku+"-").Scan(&n).Error
+	})
+	if err != nil {
+		t.Fatalf("count products: %v", err)
+	}
+	return n
+}
+
+// keyCount counts the tenant's idempotency keys as the runtime role sees them.
+func keyCount(t *testing.T, d *db.DB, tenantID uuid.UUID) int64 {
+	t.Helper()
+	var n int64
+	err := d.WithTenant(context.Background(), tenantID, func(tx *gorm.DB) error {
+		return tx.Raw("SELECT count(*) FROM idempotency_keys").Scan(&n).Error
+	})
+	if err != nil {
+		t.Fatalf("count idempotency keys: %v", err)
+	}
+	return n
+}
+
+func randomHex(t testing.TB, n int) string {
+	t.Helper()
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatalf("random: %v", err)
+	}
+	return hex.EncodeToString(b)
+}
+
+// newKey returns a fresh Idempotency-Key.
+func newKey(t testing.TB) string { return "key-" + randomHex(t, 8) }
+
+// codeOf returns the problem+json code of a response, or "".
+func codeOf(w *httptest.ResponseRecorder) string {
+	var p struct {
+		Code string `json:"code"`
+	}
+	if err := json.Unmarshal(w.Body.Bytes(), &p); err != nil {
+		return ""
+	}
+	return p.Code
+}
+
+// fieldsOf returns the fields a problem+json response blames.
+func fieldsOf(w *httptest.ResponseRecorder) []string {
+	var p struct {
+		Errors []struct {
+			Field string `json:"field"`
+		} `json:"errors"`
+	}
+	if err := json.Unmarshal(w.Body.Bytes(), &p); err != nil {
+		return nil
+	}
+	var out []string
+	for _, e := range p.Errors {
+		out = append(out, e.Field)
+	}
+	return out
+}
+
+// replayed reports whether w carries Idempotent-Replayed: true.
+func replayed(w *httptest.ResponseRecorder) bool {
+	return w.Header().Get(idempotency.ReplayedHeader) == "true"
+}
+
+// wantSame fails t unless got repeats want: status, body byte for byte and
+// the stored headers.
+func wantSame(t *testing.T, got, want *httptest.ResponseRecorder) {
+	t.Helper()
+	if got.Code != want.Code {
+		t.Errorf("got status %d, want %d", got.Code, want.Code)
+	}
+	if got.Body.String() != want.Body.String() {
+		t.Errorf("got body %q, want %q", got.Body.String(), want.Body.String())
+	}
+	for _, hdr := range []string{"Content-Type", "Location", "ETag"} {
+		if g, w := got.Header().Get(hdr), want.Header().Get(hdr); g != w {
+			t.Errorf("got %s %q, want %q", hdr, g, w)
+		}
+	}
+}

@@ -1,0 +1,2 @@
+DROP FUNCTION IF EXISTS idempotency_sweep();
+DROP TABLE IF EXISTS idempotency_keys;

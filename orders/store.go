@@ -1,0 +1,126 @@
+package orders
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+)
+
+// viewRow is the order_views row: the read model of one order.
+type viewRow struct {
+	TenantID             uuid.UUID
+	ID                   uuid.UUID
+	CustomerID           string
+	Status               string
+	Items                []byte `gorm:"type:jsonb"`
+	Total                int64
+	Currency             string
+	CancellationReason   *string
+	PaymentID            *uuid.UUID
+	ReservationExpiresAt time.Time
+	Version              int64
+	CreatedAt            time.Time
+	UpdatedAt            time.Time
+}
+
+func (viewRow) TableName() string { return "order_views" }
+
+func fromOrder(o Order) (viewRow, error) {
+	items, err := json.Marshal(o.Items)
+	if err != nil {
+		return viewRow{}, fmt.Errorf("encode items: %w", err)
+	}
+	r := viewRow{TenantID: o.TenantID, ID: o.ID, CustomerID: o.CustomerID, Status: string(o.Status), Items: items,
+		Total: o.Total, Currency: o.Currency, PaymentID: o.PaymentID, ReservationExpiresAt: o.ReservationExpiresAt,
+		Version: o.Version, CreatedAt: o.CreatedAt, UpdatedAt: o.UpdatedAt}
+	if o.CancellationReason != "" {
+		r.CancellationReason = &o.CancellationReason
+	}
+	return r, nil
+}
+
+func (r viewRow) toOrder() (Order, error) {
+	o := Order{TenantID: r.TenantID, ID: r.ID, CustomerID: r.CustomerID, Status: Status(r.Status), Total: r.Total,
+		Currency: r.Currency, PaymentID: r.PaymentID, ReservationExpiresAt: r.ReservationExpiresAt.UTC(),
+		Version: r.Version, CreatedAt: r.CreatedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC()}
+	if r.CancellationReason != nil {
+		o.CancellationReason = *r.CancellationReason
+	}
+	if err := json.Unmarshal(r.Items, &o.Items); err != nil {
+		return Order{}, fmt.Errorf("decode items of order %s: %w", r.ID, err)
+	}
+	return o, nil
+}
+
+// project writes the order's current state to the read model.
+func project(tx *gorm.DB, o Order) error {
+	r, err := fromOrder(o)
+	if err != nil {
+		return err
+	}
+	err = tx.Clauses(clause.OnConflict{
+		Columns:   []clause.Column{{Name: "tenant_id"}, {Name: "id"}},
+		DoUpdates: clause.AssignmentColumns([]string{"status", "cancellation_reason", "payment_id", "version", "updated_at"}),
+	}).Create(&r).Error
+	if err != nil {
+		return fmt.Errorf("project order %s: %w", o.ID, err)
+	}
+	return nil
+}
+
+func getView(tx *gorm.DB, id uuid.UUID, forUpdate bool) (Order, error) {
+	var r viewRow
+	q := tx.Where("id = ?", id)
+	if forUpdate {
+		q = q.Clauses(clause.Locking{Strength: "UPDATE"})
+	}
+	if err := q.Take(&r).Error; err != nil {
+		if errors.Is(err, gorm.ErrRecordNotFound) {
+			return Order{}, ErrNotFound
+		}
+		return Order{}, fmt.Errorf("get order %s: %w", id, err)
+	}
+	return r.toOrder()
+}
+
+func listViews(tx *gorm.DB, status Status, after uuid.UUID, limit int) ([]Order, error) {
+	var rows []viewRow
+	q := tx.Order("id").Limit(limit + 1)
+	if status != "" {
+		q = q.Where("status = ?", string(status))
+	}
+	if after != uuid.Nil {
+		q = q.Where("id > ?", after)
+	}
+	if err := q.Find(&rows).Error; err != nil {
+		return nil, fmt.Errorf("list orders: %w", err)
+	}
+	out := make([]Order, len(rows))
+	for i, r := range rows {
+		o, err := r.toOrder()
+		if err != nil {
+			return nil, err
+		}
+		out[i] = o
+	}
+	return out, nil
+}
+
+// expiredOrder is a row of orders_expired.
+type expiredOrder struct {
+	TenantID uuid.UUID
+	OrderID  uuid.UUID
+}
+
+func listExpired(tx *gorm.DB, now time.Time, limit int) ([]expiredOrder, error) {
+	var rows []expiredOrder
+	if err := tx.Raw(`SELECT * FROM orders_expired(?, ?)`, now, limit).Scan(&rows).Error; err != nil {
+		return nil, fmt.Errorf("list expired orders: %w", err)
+	}
+	return rows, nil
+}

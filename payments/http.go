@@ -1,0 +1,273 @@
+package payments
+
+import (
+	"net/http"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
+
+	"github.com/tenantd/tenantd/internal/fault"
+	"github.com/tenantd/tenantd/internal/httpx"
+	"github.com/tenantd/tenantd/internal/identity"
+)
+
+// Permissions the payment routes require.
+const (
+	permRead   = "payments:read"
+	permWrite  = "payments:write"
+	permRefund = "payments:refund"
+)
+
+var errNoTenant = fault.New(fault.Unauthenticated, "a credential for a tenant is required")
+
+// Handler serves the payment routes.
+type Handler struct {
+	svc *Service
+}
+
+// NewHandler returns a Handler on svc.
+func NewHandler(svc *Service) *Handler {
+	return &Handler{svc: svc}
+}
+
+// Routes registers the payment routes on r, which is mounted on /v1.
+func (h *Handler) Routes(r *httpx.Router) {
+	r.Handle(http.MethodPost, "/payments", permWrite, h.create)
+	r.Handle(http.MethodGet, "/payments", permRead, h.list)
+	r.Handle(http.MethodGet, "/payments/:id", permRead, h.get)
+	r.Handle(http.MethodPost, "/payments/:id/refunds", permRefund, h.refund)
+}
+
+// paymentJSON is a payment as the API shows it.
+type paymentJSON struct {
+	ID            uuid.UUID `json:"id"`
+	OrderID       uuid.UUID `json:"order_id"`
+	Status        Status    `json:"status"`
+	Amount        int64     `json:"amount"`
+	Currency      string    `json:"currency"`
+	PaymentMethod string    `json:"payment_method"`
+	FailureReason string    `json:"failure_reason,omitempty"`
+	Refunded      int64     `json:"refunded"`
+	CreatedAt     time.Time `json:"created_at"`
+}
+
+func toJSON(p Payment) paymentJSON {
+	return paymentJSON{
+		ID:            p.ID,
+		OrderID:       p.OrderID,
+		Status:        p.Status,
+		Amount:        p.Amount,
+		Currency:      p.Currency,
+		PaymentMethod: p.Method,
+		FailureReason: string(p.FailureReason),
+		Refunded:      p.Refunded,
+		CreatedAt:     p.CreatedAt,
+	}
+}
+
+// refundJSON is a refund as the API shows it.
+type refundJSON struct {
+	ID        uuid.UUID `json:"id"`
+	PaymentID uuid.UUID `json:"payment_id"`
+	Amount    int64     `json:"amount"`
+	Currency  string    `json:"currency"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// createRequest is the body of POST /payments. Pointers tell a missing
+// field from a zero one.
+type createRequest struct {
+	OrderID       *string `json:"order_id"`
+	Amount        *int64  `json:"amount"`
+	Currency      *string `json:"currency"`
+	PaymentMethod *string `json:"payment_method"`
+}
+
+// toModel returns the new payment, or a validation error naming every
+// missing or malformed field together with the problems of the others.
+func (r createRequest) toModel() (NewPayment, error) {
+	var n NewPayment
+	var f fault.Fields
+	if r.OrderID == nil {
+		f.Add("order_id", "is required")
+	} else if id, err := uuid.Parse(*r.OrderID); err != nil || id == uuid.Nil {
+		f.Add("order_id", "must be a UUID")
+	} else {
+		n.OrderID = id
+	}
+	if r.Amount == nil {
+		f.Add("amount", "is required")
+	} else {
+		n.Amount = *r.Amount
+	}
+	if r.Currency == nil {
+		f.Add("currency", "is required")
+	} else {
+		n.Currency = *r.Currency
+	}
+	if r.PaymentMethod == nil {
+		f.Add("payment_method", "is required")
+	} else {
+		n.Method = *r.PaymentMethod
+	}
+	if fe, ok := fault.As(n.Validate()); ok {
+		for _, v := range fe.Fields {
+			if !slices.ContainsFunc(f, func(m fault.FieldError) bool { return m.Field == v.Field }) {
+				f = append(f, v)
+			}
+		}
+	}
+	return n, f.Err()
+}
+
+// refundRequest is the body of POST /payments/:id/refunds.
+type refundRequest struct {
+	Amount *int64 `json:"amount"`
+}
+
+func (h *Handler) create(c *gin.Context) {
+	tenantID, err := tenantOf(c)
+	if err != nil {
+		httpx.Error(c, err)
+		return
+	}
+	var req createRequest
+	if err := httpx.BindJSON(c, &req); err != nil {
+		httpx.Error(c, err)
+		return
+	}
+	n, err := req.toModel()
+	if err != nil {
+		httpx.Error(c, err)
+		return
+	}
+	p, err := h.svc.Pay(c.Request.Context(), tenantID, n)
+	if err != nil {
+		httpx.Error(c, err)
+		return
+	}
+	c.Header("Location", path.Join(c.Request.URL.Path, p.ID.String()))
+	c.Header("ETag", etag(p.Version))
+	c.JSON(http.StatusCreated, toJSON(p))
+}
+
+func (h *Handler) list(c *gin.Context) {
+	tenantID, err := tenantOf(c)
+	if err != nil {
+		httpx.Error(c, err)
+		return
+	}
+	page, err := httpx.ParsePage(c)
+	if err != nil {
+		httpx.Error(c, err)
+		return
+	}
+	q := ListQuery{After: page.After, Limit: page.Limit}
+	if raw, given := c.GetQuery("order_id"); given {
+		id, err := uuid.Parse(raw)
+		if err != nil || id == uuid.Nil {
+			httpx.Error(c, fault.Invalid(fault.Field("order_id", "must be a UUID")))
+			return
+		}
+		q.OrderID = id
+	}
+	payments, err := h.svc.List(c.Request.Context(), tenantID, q)
+	if err != nil {
+		httpx.Error(c, err)
+		return
+	}
+	items := make([]paymentJSON, len(payments))
+	for i, p := range payments {
+		items[i] = toJSON(p)
+	}
+	c.JSON(http.StatusOK, httpx.NewList(items, page.Limit, func(p paymentJSON) uuid.UUID { return p.ID }))
+}
+
+func (h *Handler) get(c *gin.Context) {
+	tenantID, id, err := tenantAndID(c)
+	if err != nil {
+		httpx.Error(c, err)
+		return
+	}
+	p, err := h.svc.Get(c.Request.Context(), tenantID, id)
+	if err != nil {
+		httpx.Error(c, err)
+		return
+	}
+	tag := etag(p.Version)
+	c.Header("ETag", tag)
+	if noneMatch(c.GetHeader("If-None-Match"), tag) {
+		c.Status(http.StatusNotModified)
+		return
+	}
+	c.JSON(http.StatusOK, toJSON(p))
+}
+
+func (h *Handler) refund(c *gin.Context) {
+	tenantID, id, err := tenantAndID(c)
+	if err != nil {
+		httpx.Error(c, err)
+		return
+	}
+	var req refundRequest
+	if err := httpx.BindJSON(c, &req); err != nil {
+		httpx.Error(c, err)
+		return
+	}
+	if req.Amount == nil {
+		httpx.Error(c, fault.Invalid(fault.Field("amount", "is required")))
+		return
+	}
+	r, err := h.svc.Refund(c.Request.Context(), tenantID, id, NewRefund{Amount: *req.Amount})
+	if err != nil {
+		httpx.Error(c, err)
+		return
+	}
+	c.JSON(http.StatusCreated, refundJSON{ID: r.ID, PaymentID: r.PaymentID, Amount: r.Amount, Currency: r.Currency, CreatedAt: r.CreatedAt})
+}
+
+// tenantOf returns the tenant of the authenticated principal.
+func tenantOf(c *gin.Context) (uuid.UUID, error) {
+	p, ok := identity.FromContext(c.Request.Context())
+	if !ok || p.TenantID == uuid.Nil {
+		return uuid.Nil, errNoTenant
+	}
+	return p.TenantID, nil
+}
+
+// tenantAndID returns the principal's tenant and the :id path parameter.
+func tenantAndID(c *gin.Context) (uuid.UUID, uuid.UUID, error) {
+	tenantID, err := tenantOf(c)
+	if err != nil {
+		return uuid.Nil, uuid.Nil, err
+	}
+	id, err := httpx.ParseID(c, "id")
+	if err != nil {
+		return uuid.Nil, uuid.Nil, err
+	}
+	return tenantID, id, nil
+}
+
+// etag is the strong entity tag of a payment version.
+func etag(version int) string {
+	return `"` + strconv.Itoa(version) + `"`
+}
+
+// noneMatch reports whether an If-None-Match header matches tag, by the weak
+// comparison RFC 9110 prescribes for it.
+func noneMatch(header, tag string) bool {
+	if strings.TrimSpace(header) == "*" {
+		return true
+	}
+	for _, t := range strings.Split(header, ",") {
+		if strings.TrimPrefix(strings.TrimSpace(t), "W/") == tag {
+			return true
+		}
+	}
+	return false
+}

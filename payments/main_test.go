@@ -1,0 +1,198 @@
+package payments_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"gorm.io/gorm"
+
+	"github.com/tenantd/tenantd/internal/db"
+	"github.com/tenantd/tenantd/internal/events"
+	"github.com/tenantd/tenantd/internal/fault"
+	"github.com/tenantd/tenantd/internal/testenv"
+	"github.com/tenantd/tenantd/payments"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// fakeOrders stands in for the orders module: targets by tenant and order.
+// It reads the tenant from the transaction it is given, as the real one's
+// row-level security would scope it.
+type fakeOrders struct {
+	mu      sync.Mutex
+	targets map[[2]uuid.UUID]payments.Target
+}
+
+func (o *fakeOrders) PaymentTarget(_ context.Context, tx *gorm.DB, orderID uuid.UUID) (payments.Target, error) {
+	var setting string
+	if err := tx.Raw("SELECT current_setting('app.tenant_id', true)").Scan(&setting).Error; err != nil {
+		return payments.Target{}, err
+	}
+	tenantID, err := uuid.Parse(setting)
+	if err != nil {
+		return payments.Target{}, errors.New("fake orders: no tenant set on the transaction")
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	t, ok := o.targets[[2]uuid.UUID{tenantID, orderID}]
+	if !ok {
+		return payments.Target{}, payments.ErrOrderNotFound
+	}
+	return t, nil
+}
+
+func (o *fakeOrders) set(tenantID, orderID uuid.UUID, t payments.Target) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.targets == nil {
+		o.targets = map[[2]uuid.UUID]payments.Target{}
+	}
+	o.targets[[2]uuid.UUID{tenantID, orderID}] = t
+}
+
+// countingGateway counts the calls that reach the gateway it wraps, and the
+// charges it approved.
+type countingGateway struct {
+	next     payments.Gateway
+	calls    atomic.Int64
+	approved atomic.Int64
+}
+
+func (g *countingGateway) Charge(ctx context.Context, c payments.Charge) (payments.Result, error) {
+	g.calls.Add(1)
+	res, err := g.next.Charge(ctx, c)
+	if err == nil && res.Approved {
+		g.approved.Add(1)
+	}
+	return res, err
+}
+
+// fastRetries are resilience options for tests: short waits, and a breaker
+// that trips after five failures and cools down in 100ms.
+var fastRetries = payments.ResilienceOptions{
+	InitialInterval: time.Millisecond,
+	MaxInterval:     5 * time.Millisecond,
+	MaxElapsed:      time.Second,
+	AttemptTimeout:  time.Second,
+	TripAfter:       5,
+	OpenTimeout:     100 * time.Millisecond,
+}
+
+// fixture is a runtime-role pool, the payments service on it with a
+// simulated gateway behind retries and a breaker, and the owner pool for
+// setting up what the runtime role may not.
+type fixture struct {
+	db        *db.DB
+	owner     *db.DB
+	orders    *fakeOrders
+	gateway   *countingGateway
+	resilient *payments.Resilient
+	svc       *payments.Service
+}
+
+func newFixture(t *testing.T, maxConns int) fixture {
+	t.Helper()
+	return newFixtureWith(t, maxConns, payments.SimulatedOptions{}, fastRetries)
+}
+
+func newFixtureWith(t *testing.T, maxConns int, sim payments.SimulatedOptions, res payments.ResilienceOptions) fixture {
+	t.Helper()
+	env := testenv.Get(t)
+	d := env.OpenDB(t, maxConns)
+	f := fixture{
+		db:      d,
+		owner:   env.OpenOwnerDB(t),
+		orders:  &fakeOrders{},
+		gateway: &countingGateway{next: payments.NewSimulated(sim)},
+	}
+	f.resilient = payments.NewResilient(f.gateway, res)
+	f.svc = payments.NewService(d, f.orders, f.resilient)
+	return f
+}
+
+// tenant inserts a new tenant row and returns its id.
+func (f fixture) tenant(t *testing.T) uuid.UUID {
+	t.Helper()
+	id := uuid.Must(uuid.NewV7())
+	b := make([]byte, 6)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	slug := "t-" + hex.EncodeToString(b)
+	err := f.owner.WithPlatform(context.Background(), func(tx *gorm.DB) error {
+		return tx.Exec("INSERT INTO tenants (id, slug, name, plan) VALUES (?, ?, ?, 'free')", id, slug, "Tenant "+slug).Error
+	})
+	if err != nil {
+		t.Fatalf("insert tenant: %v", err)
+	}
+	return id
+}
+
+// order registers a pending order of total EUR and returns its id.
+func (f fixture) order(t *testing.T, tenantID uuid.UUID, total int64) uuid.UUID {
+	t.Helper()
+	id := uuid.Must(uuid.NewV7())
+	f.orders.set(tenantID, id, payments.Target{Status: payments.OrderPending, Total: total, Currency: "EUR"})
+	return id
+}
+
+// pay pays a new order of total with method and fails the test on an error.
+func (f fixture) pay(t *testing.T, tenantID uuid.UUID, total int64, method string) payments.Payment {
+	t.Helper()
+	orderID := f.order(t, tenantID, total)
+	p, err := f.svc.Pay(context.Background(), tenantID, payments.NewPayment{OrderID: orderID, Amount: total, Currency: "EUR", Method: method})
+	if err != nil {
+		t.Fatalf("pay with %s: %v", method, err)
+	}
+	return p
+}
+
+// storedEvent is an event as the tests compare it.
+type storedEvent struct {
+	Type    string
+	Version int64
+	Data    string
+}
+
+// streamEvents loads a stream's events in version order as the runtime role
+// in tenantID, so row-level security applies.
+func (f fixture) streamEvents(t *testing.T, tenantID uuid.UUID, streamID string) []storedEvent {
+	t.Helper()
+	var out []storedEvent
+	err := f.db.WithTenant(context.Background(), tenantID, func(tx *gorm.DB) error {
+		evs, err := events.Load(context.Background(), tx, streamID)
+		for _, e := range evs {
+			if e.TenantID != tenantID || e.StreamID != streamID {
+				t.Errorf("got event %s of tenant %s stream %s, want tenant %s stream %s", e.ID, e.TenantID, e.StreamID, tenantID, streamID)
+			}
+			out = append(out, storedEvent{Type: e.Type, Version: e.Version, Data: string(e.Data)})
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatalf("load stream %s: %v", streamID, err)
+	}
+	return out
+}
+
+// fieldsOf returns the code of err and the names of the fields it blames.
+func fieldsOf(err error) (fault.Code, []string) {
+	fe, ok := fault.As(err)
+	if !ok {
+		return fault.CodeOf(err), nil
+	}
+	var names []string
+	for _, f := range fe.Fields {
+		names = append(names, f.Field)
+	}
+	slices.Sort(names)
+	return fe.Code, names
+}
