@@ -149,6 +149,7 @@ func TestRoutesDeclarePermissions(t *testing.T) {
 		{Method: "DELETE", Path: "/v1/products/:id", Permission: "products:write"},
 		{Method: "GET", Path: "/v1/products/:id", Permission: "products:read"},
 		{Method: "PATCH", Path: "/v1/products/:id", Permission: "products:write"},
+		{Method: "GET", Path: "/v1/products/:id/reservations", Permission: "products:read"},
 		{Method: "POST", Path: "/v1/products/:id/stock", Permission: "inventory:adjust"},
 	}
 	if !slices.Equal(got, want) {

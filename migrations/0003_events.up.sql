@@ -3,7 +3,8 @@
 -- cross-tenant read the dispatcher needs.
 
 -- Global positions. CACHE 1 is required: the dispatcher's horizon reads
--- last_value and relies on every value up to it having been handed out.
+-- last_value and relies on every value up to it having been handed out
+-- already, in increasing order.
 CREATE SEQUENCE events_position_seq AS bigint CACHE 1;
 
 CREATE TABLE events (
@@ -15,7 +16,7 @@ CREATE TABLE events (
     data       jsonb  NOT NULL,
     metadata   jsonb  NOT NULL DEFAULT '{}'::jsonb,
     position   bigint NOT NULL, -- set by events_before_insert
-    txid       xid8   NOT NULL, -- set by events_before_insert
+    txid       xid8   NOT NULL, -- the appending transaction, set by events_before_insert
     created_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (tenant_id, id),
     CONSTRAINT events_stream_version_key UNIQUE (tenant_id, stream_id, version)
@@ -26,16 +27,20 @@ ALTER SEQUENCE events_position_seq OWNED BY events.position;
 CREATE UNIQUE INDEX events_position_key ON events (position);
 CREATE INDEX events_tenant_position ON events (tenant_id, position);
 
--- Every row gets its transaction id first and its position second, whatever
--- the client sent. The order matters: a transaction holding a position had
--- its xid assigned before the position was drawn, so once every xid below a
--- snapshot's xmax has ended, every position drawn before that snapshot is
--- either committed or never will be (see internal/events/horizon.go).
+-- Every appending transaction first takes a shared advisory lock
+-- (class 1702232067, key 0; shared locks never wait for one another) and
+-- holds it to its end, and only then draws positions. The dispatcher reads
+-- the sequence and then the lock's holders: any transaction that may hold a
+-- position up to what it read is among them, and once they have all ended
+-- every such position is committed or never will be
+-- (see internal/events/horizon.go). txid records the appending transaction.
+-- The trigger overrides whatever position and txid the client sent.
 CREATE FUNCTION events_before_insert() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, public
 AS $$
 BEGIN
+    PERFORM pg_advisory_xact_lock_shared(1702232067, 0);
     NEW.txid := pg_current_xact_id();
     NEW.position := nextval('events_position_seq');
     RETURN NEW;

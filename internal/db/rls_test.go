@@ -20,6 +20,19 @@ var tenantFixtures = map[string]func(tx *gorm.DB, tenantID uuid.UUID) error{
 			VALUES (?, ?, 'fixture', ?, ?, ARRAY['viewer'], 'rls_test')`,
 			tenantID, uuid.New(), "fx"+uuid.NewString()[:12], []byte("not-a-hash")).Error
 	},
+	"dead_letters": func(tx *gorm.DB, tenantID uuid.UUID) error {
+		return tx.Exec(`INSERT INTO dead_letters (tenant_id, id, subscriber, event_id, position, error, attempts)
+			VALUES (?, ?, 'rls_test', ?, 1, 'fixture', 1)`, tenantID, uuid.New(), uuid.New()).Error
+	},
+	// position and txid are set by the events_before_insert trigger.
+	"events": func(tx *gorm.DB, tenantID uuid.UUID) error {
+		return tx.Exec(`INSERT INTO events (tenant_id, id, stream_id, version, type, data)
+			VALUES (?, ?, ?, 1, 'fixture.created', '{}')`, tenantID, uuid.New(), "fx-"+uuid.NewString()[:8]).Error
+	},
+	"usage_counters": func(tx *gorm.DB, tenantID uuid.UUID) error {
+		return tx.Exec(`INSERT INTO usage_counters (tenant_id, meter, hour, billing_period, quantity)
+			VALUES (?, 'api_requests', date_trunc('hour', now()), to_char(now(), 'YYYY-MM'), 1)`, tenantID).Error
+	},
 	"idempotency_keys": func(tx *gorm.DB, tenantID uuid.UUID) error {
 		return tx.Exec(`INSERT INTO idempotency_keys (tenant_id, credential, key, request_hash)
 			VALUES (?, 'api_key:rls_test', ?, ?)`,
@@ -163,6 +176,17 @@ func TestRLSIsolation(t *testing.T) {
 				})
 				wantSQLState(t, err, "42501")
 			})
+			// Append-only tables (events, usage_counters' deletes) grant the
+			// runtime role no UPDATE or DELETE at all: then it must be refused.
+			granted := func(t *testing.T, privilege string) bool {
+				t.Helper()
+				var ok bool
+				if err := app.Unscoped(ctx).Raw("SELECT has_table_privilege('tenantd_app', ?::regclass, ?)",
+					q, privilege).Scan(&ok).Error; err != nil {
+					t.Fatalf("read %s privilege on %s: %v", privilege, table, err)
+				}
+				return ok
+			}
 			t.Run("update another tenant's rows", func(t *testing.T) {
 				err := app.WithTenant(ctx, a, func(tx *gorm.DB) error {
 					res := tx.Exec("UPDATE "+q+" SET tenant_id = tenant_id WHERE tenant_id = ?", b)
@@ -171,6 +195,10 @@ func TestRLSIsolation(t *testing.T) {
 					}
 					return res.Error
 				})
+				if !granted(t, "UPDATE") {
+					wantSQLState(t, err, "42501")
+					return
+				}
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -183,6 +211,10 @@ func TestRLSIsolation(t *testing.T) {
 					}
 					return res.Error
 				})
+				if !granted(t, "DELETE") {
+					wantSQLState(t, err, "42501")
+					return
+				}
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -142,7 +142,7 @@ func (d *Dispatcher) Replay(ctx context.Context, tenantID, deadLetterID uuid.UUI
 		// A savepoint: a failing handler leaves tx usable for the bookkeeping.
 		handlerErr = tx.Transaction(func(sp *gorm.DB) error { return runHandler(ctx, sp, s, dl.Event) })
 		if handlerErr != nil {
-			if isCanceled(ctx, handlerErr) {
+			if ctx.Err() != nil {
 				return handlerErr
 			}
 			return tx.Exec(`UPDATE dead_letters SET attempts = attempts + 1, error = ?, updated_at = now() WHERE id = ?`,

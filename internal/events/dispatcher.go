@@ -2,8 +2,6 @@ package events
 
 import (
 	"context"
-	"database/sql"
-	"database/sql/driver"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -35,8 +33,9 @@ type Options struct {
 	// MaxAttempts is how often a handler is tried on one event before the
 	// event is parked as a dead letter (default 5).
 	MaxAttempts int
-	// Backoff is the pause after the attempt-th failure (default
-	// DefaultBackoff).
+	// Backoff is the pause after the attempt-th failure of a handler on one
+	// event (default DefaultBackoff). It also paces restarts after database
+	// failures and LISTEN reconnects.
 	Backoff func(attempt int) time.Duration
 	// ListenURL is a PostgreSQL URL on which the dispatcher LISTENs for
 	// appends; empty means polling only.
@@ -168,6 +167,10 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		}
 		return err
 	}
+	if len(subs) == 0 {
+		<-ctx.Done()
+		return nil
+	}
 	w := newWaker(subs)
 	var wg sync.WaitGroup
 	if d.opts.ListenURL != "" {
@@ -190,133 +193,6 @@ func (d *Dispatcher) createCheckpoints(ctx context.Context, subs []*subscription
 	return nil
 }
 
-// waker fans a wake-up out to every subscriber's worker.
-type waker struct{ chans map[string]chan struct{} }
-
-func newWaker(subs []*subscription) *waker {
-	w := &waker{chans: make(map[string]chan struct{}, len(subs))}
-	for _, s := range subs {
-		w.chans[s.name] = make(chan struct{}, 1)
-	}
-	return w
-}
-
-func (w *waker) wakeAll() {
-	for _, c := range w.chans {
-		select {
-		case c <- struct{}{}:
-		default:
-		}
-	}
-}
-
-// worker is a running subscriber worker.
-type worker struct {
-	cancel context.CancelFunc
-	done   chan struct{}
-}
-
-// holdLeases keeps, on one dedicated connection, a session advisory lock per
-// subscriber this replica works for, and runs a worker for each lock held.
-// Locks it cannot take yet (another replica holds them) are tried again
-// every PollInterval; a dead replica's connection closes and frees its
-// locks. If the lease connection fails, every worker stops and the leases
-// are taken anew.
-func (d *Dispatcher) holdLeases(ctx context.Context, subs []*subscription, hz *horizon, w *waker) {
-	sqlDB, err := d.db.Unscoped(ctx).DB()
-	if err != nil {
-		d.log.Error("events: no connection pool", "err", err)
-		return
-	}
-	workers := make(map[string]*worker)
-	stopAll := func() {
-		for name, wk := range workers {
-			wk.cancel()
-			<-wk.done
-			delete(workers, name)
-		}
-	}
-	var conn *sql.Conn
-	drop := func() {
-		stopAll()
-		if conn != nil {
-			discard(conn)
-			conn = nil
-		}
-	}
-	defer drop()
-
-	failures := 0
-	for {
-		if conn != nil {
-			if err := conn.PingContext(ctx); err != nil {
-				if ctx.Err() != nil {
-					return
-				}
-				d.log.Warn("events: lease connection lost; stopping workers", "err", err)
-				drop()
-			}
-		}
-		if conn == nil {
-			if conn, err = sqlDB.Conn(ctx); err != nil {
-				if ctx.Err() != nil {
-					return
-				}
-				d.log.Warn("events: no lease connection", "err", err)
-				conn = nil
-			}
-		}
-		if conn != nil {
-			var leaseErr error
-			for _, s := range subs {
-				if _, ok := workers[s.name]; ok {
-					continue
-				}
-				var ok bool
-				if leaseErr = conn.QueryRowContext(ctx, "SELECT pg_try_advisory_lock($1, hashtext($2))",
-					leaseLockClass, s.name).Scan(&ok); leaseErr != nil {
-					break
-				}
-				if ok {
-					wctx, cancel := context.WithCancel(ctx)
-					wk := &worker{cancel: cancel, done: make(chan struct{})}
-					workers[s.name] = wk
-					go func() {
-						defer close(wk.done)
-						d.work(wctx, s, hz, w.chans[s.name])
-					}()
-				}
-			}
-			if leaseErr != nil && ctx.Err() == nil {
-				d.log.Warn("events: take lease", "err", leaseErr)
-				drop()
-			}
-		}
-		wait := d.opts.PollInterval
-		if conn == nil {
-			failures++
-			wait = d.opts.Backoff(failures)
-		} else {
-			failures = 0
-		}
-		if !sleep(ctx, wait) {
-			return
-		}
-	}
-}
-
-// discard closes conn's session, which releases its advisory locks, instead
-// of returning it to the pool still holding them.
-func discard(conn *sql.Conn) {
-	if err := conn.Raw(func(any) error { return driver.ErrBadConn }); err != nil && !errors.Is(err, driver.ErrBadConn) {
-		// Raw failed before it could mark the connection bad: it is already closed.
-		return
-	}
-	if err := conn.Close(); err != nil && !errors.Is(err, sql.ErrConnDone) {
-		slog.Debug("events: close lease connection", "err", err)
-	}
-}
-
 // sleep waits d or until ctx ends; it reports whether ctx is still live.
 func sleep(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
@@ -328,10 +204,6 @@ func sleep(ctx context.Context, d time.Duration) bool {
 		return true
 	}
 }
-
-// errLeaseLost means another worker moved this subscriber's checkpoint: this
-// one must reload it (and, with leases, should not be running at all).
-var errLeaseLost = errors.New("events: checkpoint moved by another worker")
 
 // work runs subscriber s until ctx ends, restarting after failures.
 func (d *Dispatcher) work(ctx context.Context, s *subscription, hz *horizon, wake <-chan struct{}) {
@@ -407,125 +279,6 @@ func (d *Dispatcher) serve(ctx context.Context, s *subscription, hz *horizon, wa
 		}
 		t.Stop()
 	}
-}
-
-// batch reads up to limit events in (after, upto] of types, across tenants.
-func (d *Dispatcher) batch(ctx context.Context, after, upto int64, limit int, types []string) ([]Event, error) {
-	var ts any
-	if len(types) > 0 {
-		ts = db.TextArray(types)
-	}
-	var rows []eventRow
-	if err := d.db.Unscoped(ctx).Raw("SELECT "+eventColumns+" FROM events_dispatch_batch(?, ?, ?, ?::text[])",
-		after, upto, limit, ts).Scan(&rows).Error; err != nil {
-		return nil, fmt.Errorf("read events after %d: %w", after, err)
-	}
-	return toEvents(rows)
-}
-
-// moveCheckpoint moves subscriber's checkpoint from `from` to `to`, if no
-// other worker moved it.
-func (d *Dispatcher) moveCheckpoint(ctx context.Context, subscriber string, from, to int64) error {
-	res := d.db.Unscoped(ctx).Exec(`UPDATE event_checkpoints SET position = ?, updated_at = now()
-		WHERE subscriber = ? AND position = ?`, to, subscriber, from)
-	if res.Error != nil {
-		return fmt.Errorf("move checkpoint to %d: %w", to, res.Error)
-	}
-	if res.RowsAffected != 1 {
-		return errLeaseLost
-	}
-	return nil
-}
-
-// claim locks subscriber's checkpoint row in tx and checks it still reads
-// from. Two workers for one subscriber (a lease lost to a broken connection)
-// thus serialise here, and the later one backs off instead of handling the
-// event again.
-func claim(tx *gorm.DB, subscriber string, from int64) error {
-	var cp []int64
-	if err := tx.Raw("SELECT position FROM event_checkpoints WHERE subscriber = ? FOR UPDATE", subscriber).Scan(&cp).Error; err != nil {
-		return fmt.Errorf("lock checkpoint: %w", err)
-	}
-	if len(cp) != 1 || cp[0] != from {
-		return errLeaseLost
-	}
-	return nil
-}
-
-// advanceTo records in tx that subscriber is done up to position.
-func advanceTo(tx *gorm.DB, subscriber string, position int64) error {
-	if err := tx.Exec("UPDATE event_checkpoints SET position = ?, updated_at = now() WHERE subscriber = ?",
-		position, subscriber).Error; err != nil {
-		return fmt.Errorf("record checkpoint: %w", err)
-	}
-	return nil
-}
-
-// attemptError is a failed attempt at handling an event: the handler failed,
-// or its transaction did not commit. It counts towards MaxAttempts.
-type attemptError struct{ err error }
-
-func (e *attemptError) Error() string { return e.err.Error() }
-func (e *attemptError) Unwrap() error { return e.err }
-
-// deliver handles e for s (whose checkpoint reads from), retrying with
-// backoff and parking e as a dead letter after MaxAttempts failures. It
-// returns an error only when it could not do either.
-func (d *Dispatcher) deliver(ctx context.Context, s *subscription, from int64, e Event) error {
-	log := d.log.With("subscriber", s.name, "tenant_id", e.TenantID, "event_id", e.ID, "type", e.Type, "position", e.Position)
-	for attempt := 1; ; attempt++ {
-		err := d.handleOnce(ctx, s, from, e)
-		if err == nil {
-			return nil
-		}
-		var ae *attemptError
-		if isCanceled(ctx, err) || !errors.As(err, &ae) {
-			return err
-		}
-		if attempt >= d.opts.MaxAttempts {
-			if err := d.park(ctx, s, from, e, attempt, ae.err); err != nil {
-				return err
-			}
-			log.Error("events: handler failed; event parked as a dead letter", "attempts", attempt, "err", ae.err)
-			return nil
-		}
-		log.Warn("events: handler failed; retrying", "attempt", attempt, "err", ae.err)
-		if !sleep(ctx, d.opts.Backoff(attempt)) {
-			return ctx.Err()
-		}
-	}
-}
-
-// handleOnce runs s's handler on e and records the checkpoint, in one
-// transaction of e's tenant.
-func (d *Dispatcher) handleOnce(ctx context.Context, s *subscription, from int64, e Event) error {
-	claimed := false
-	err := d.db.WithTenant(ctx, e.TenantID, func(tx *gorm.DB) error {
-		if err := claim(tx, s.name, from); err != nil {
-			return err
-		}
-		claimed = true
-		if err := runHandler(ctx, tx, s, e); err != nil {
-			return err
-		}
-		return advanceTo(tx, s.name, e.Position)
-	})
-	if err != nil && claimed {
-		return &attemptError{err}
-	}
-	return err
-}
-
-// runHandler calls s's handler with e as the cause, turning a panic into an
-// error.
-func runHandler(ctx context.Context, tx *gorm.DB, s *subscription, e Event) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("handler panicked: %v", r)
-		}
-	}()
-	hctx := WithCause(withActor(ctx, "subscriber:"+s.name), e)
-	return s.h(hctx, tx, e)
 }
 
 // Lag returns, per subscriber of d, the age of the oldest event of its types

@@ -65,8 +65,12 @@ func TestRestartMidStream(t *testing.T) {
 	for _, g := range got {
 		byReplica[g.Replica]++
 	}
-	if byReplica["first"] != killedAt || byReplica["second"] != len(appended)-killedAt {
-		t.Errorf("got effects per dispatcher %v, want first %d and second %d", byReplica, killedAt, len(appended)-killedAt)
+	// A COMMIT in flight when the first dispatcher's context was cancelled
+	// may still land after stop returned (its outcome was unknown to the
+	// client), so the first may own a few more effects than counted at the
+	// kill; exactly-once above is what matters.
+	if byReplica["first"] < killedAt || byReplica["second"] == 0 || byReplica["first"]+byReplica["second"] != len(appended) {
+		t.Errorf("got effects per dispatcher %v, want first ≥ %d, the rest by second", byReplica, killedAt)
 	}
 	if n := calls.Load(); n < int64(len(appended)) {
 		t.Errorf("got %d handler calls, want at least %d", n, len(appended))

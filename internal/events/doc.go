@@ -35,10 +35,11 @@
 // transaction at a time; subscribers run in parallel with each other.
 //
 // Positions come from a sequence and commit out of order. The dispatcher
-// reads only up to a settled horizon, a position below which no transaction
-// is still in flight (see horizon.go for the argument), so it never moves
-// past an event that has yet to commit. A write transaction left open
-// anywhere in the cluster holds delivery back until it ends.
+// reads only up to a settled horizon, a position at or below which no
+// appending transaction is still in flight (see horizon.go for the argument
+// and for why transaction-id watermarks fall short), so it never moves past
+// an event that has yet to commit. An appending transaction left open holds
+// delivery back until it ends.
 //
 // A dispatcher is woken by LISTEN/NOTIFY on Options.ListenURL and polls
 // every Options.PollInterval in any case.

@@ -3,7 +3,6 @@ package events
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -308,9 +307,4 @@ func errorText(err error) string {
 		s = s[:4000]
 	}
 	return strings.ToValidUTF8(s, "")
-}
-
-// isCanceled reports whether err comes from ctx ending.
-func isCanceled(ctx context.Context, err error) bool {
-	return ctx.Err() != nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 }

@@ -14,25 +14,25 @@ import (
 // passes a position whose transaction is still in flight, so it never skips
 // an event that commits out of position order.
 //
-// Why it holds. The events_before_insert trigger gives each row its
-// transaction id before it draws a position, so a transaction that holds
-// position p had an xid before p was drawn. An observation reads the
-// sequence's last_value L first, and then, in a later statement, the xmax X
-// of a fresh snapshot (the first xid not yet assigned). Every position <= L
-// was drawn before the read of L, by a transaction whose xid was assigned
-// before that, so below X. Once the oldest running xid (the xmin of a current
-// snapshot) is >= X, every such transaction has ended: L is settled.
+// Why it holds. The events_before_insert trigger takes a shared advisory
+// lock (appendLockClass, 0) before it draws a position, and the lock is held
+// until the transaction ends (after its commit is visible). An observation
+// reads the sequence's last_value L first and then, in a later statement,
+// the transactions holding that lock. A transaction holding a position <= L
+// took the lock before L was read, so at the second read it has either
+// ended or is among the holders. Once none of those holders holds the lock
+// any more, L is settled. Transactions that start appending later draw
+// positions above L and do not matter.
 //
-// Filtering rows by "txid < xmin" alone is not enough: a transaction that got
-// its xid early (it wrote something else first) can draw a later position
-// and commit while a younger transaction holding an earlier position is
-// still open; its rows pass that filter and a reader would move past the
-// open one's position for good.
+// Transaction-id watermarks do not work here. Filtering rows on "txid <
+// xmin" lets a transaction that got its xid early (it wrote its state first)
+// commit a later position while a younger one holding an earlier position is
+// still open. Waiting for a snapshot's xmin to pass an earlier snapshot's
+// xmax fails too: xmax is latestCompletedXid + 1, not the next xid, so a
+// running appender can have an xid at or above it and be in neither bound.
 //
-// Only transactions with an xid (those that wrote) hold the horizon back,
-// for as long as they stay open, anywhere in the cluster: keep write
-// transactions short (idle_in_transaction_session_timeout helps). This
-// delays delivery; it never loses an event.
+// Only appending transactions hold the horizon back, for as long as they
+// stay open: keep them short. That delays delivery; it never loses an event.
 type horizon struct {
 	db *db.DB
 
@@ -41,19 +41,29 @@ type horizon struct {
 	pending *observation // taken, not yet settled
 }
 
-// observation is the sequence's last value and an xid bound taken after it.
+// observation is the sequence's last value and the appenders (virtual
+// transaction ids) that were running just after it was read.
 type observation struct {
-	last int64
-	xmax string // xid8 as text
+	last      int64
+	appenders db.TextArray
 }
 
+// appendLockClass is the class of the shared advisory lock every appending
+// transaction holds (migrations/0003_events.up.sql).
+const appendLockClass int32 = 1702232067
+
+// appenderLocks selects the append lock's rows in pg_locks.
+const appenderLocks = `FROM pg_locks
+	WHERE locktype = 'advisory' AND classid = ?::oid AND objid = 0 AND objsubid = 2
+	  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`
+
 // advance returns the settled position, and whether a later observation is
-// waiting for transactions to end (worth checking again soon).
+// waiting for appenders to end (worth checking again soon).
 func (h *horizon) advance(ctx context.Context) (settled int64, waiting bool, err error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.pending != nil {
-		done, err := h.ended(ctx, h.pending.xmax)
+		done, err := h.ended(ctx, h.pending.appenders)
 		if err != nil {
 			return h.settled, true, err
 		}
@@ -70,37 +80,43 @@ func (h *horizon) advance(ctx context.Context) (settled int64, waiting bool, err
 	if obs.last <= h.settled {
 		return h.settled, false, nil
 	}
-	done, err := h.ended(ctx, obs.xmax)
-	if err != nil {
-		return h.settled, false, err
-	}
-	if !done {
-		h.pending = &obs
-		return h.settled, true, nil
+	if len(obs.appenders) > 0 {
+		done, err := h.ended(ctx, obs.appenders)
+		if err != nil {
+			return h.settled, false, err
+		}
+		if !done {
+			h.pending = &obs
+			return h.settled, true, nil
+		}
 	}
 	h.settled = obs.last
 	return h.settled, false, nil
 }
 
-// observe reads last_value, then (in a later statement, so a later snapshot)
-// the xid bound. The order is what makes the observation sound.
+// observe reads last_value, then (in a later statement) the appenders. The
+// order is what makes the observation sound.
 func (h *horizon) observe(ctx context.Context) (observation, error) {
 	var obs observation
 	g := h.db.Unscoped(ctx)
 	if err := g.Raw("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM events_position_seq").Scan(&obs.last).Error; err != nil {
 		return obs, fmt.Errorf("events: read last position: %w", err)
 	}
-	if err := g.Raw("SELECT pg_snapshot_xmax(pg_current_snapshot())::text").Scan(&obs.xmax).Error; err != nil {
-		return obs, fmt.Errorf("events: read xid bound: %w", err)
+	// Row, not Scan: gorm would take a slice destination for many rows.
+	if err := g.Raw("SELECT coalesce(array_agg(virtualtransaction), '{}') "+appenderLocks+" AND granted",
+		appendLockClass).Row().Scan(&obs.appenders); err != nil {
+		return obs, fmt.Errorf("events: read appenders: %w", err)
 	}
 	return obs, nil
 }
 
-// ended reports whether every transaction with an xid below xmax has ended.
-func (h *horizon) ended(ctx context.Context, xmax string) (bool, error) {
-	var done bool
-	if err := h.db.Unscoped(ctx).Raw("SELECT pg_snapshot_xmin(pg_current_snapshot()) >= ?::xid8", xmax).Scan(&done).Error; err != nil {
-		return false, fmt.Errorf("events: read oldest running xid: %w", err)
+// ended reports whether none of the appenders holds the append lock any
+// more. Virtual transaction ids are not reused while a server runs.
+func (h *horizon) ended(ctx context.Context, appenders db.TextArray) (bool, error) {
+	var running bool
+	if err := h.db.Unscoped(ctx).Raw("SELECT EXISTS (SELECT 1 "+appenderLocks+" AND virtualtransaction = ANY (?::text[]))",
+		appendLockClass, appenders).Scan(&running).Error; err != nil {
+		return false, fmt.Errorf("events: read appenders: %w", err)
 	}
-	return done, nil
+	return !running, nil
 }
