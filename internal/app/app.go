@@ -114,6 +114,7 @@ func New(cfg config.Config, d *db.DB, rdb *redis.Client, log *slog.Logger) (*App
 	inventory.NewHandler(a.Inventory).Routes(tenantRoutes)
 	orders.NewHandler(a.Orders).Routes(tenantRoutes)
 	payments.NewHandler(a.Payments).Routes(tenantRoutes)
+	events.NewLogHandler(events.NewFeed(d)).Routes(tenantRoutes)
 
 	// Without an operator credential configured the operator routes do not
 	// exist (404).

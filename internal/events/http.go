@@ -1,0 +1,202 @@
+package events
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
+
+	"github.com/tenantd/tenantd/internal/fault"
+	"github.com/tenantd/tenantd/internal/httpx"
+	"github.com/tenantd/tenantd/internal/identity"
+)
+
+// LogHandler serves a tenant's event log: GET /v1/events and the SSE stream.
+type LogHandler struct {
+	feed *Feed
+	// Poll is how often the stream looks for new events.
+	Poll time.Duration
+}
+
+// NewLogHandler returns the event log handlers.
+func NewLogHandler(feed *Feed) *LogHandler {
+	return &LogHandler{feed: feed, Poll: 500 * time.Millisecond}
+}
+
+// Routes registers the event routes on the /v1 router.
+func (h *LogHandler) Routes(r *httpx.Router) {
+	r.Handle(http.MethodGet, "/events", "events:read", h.list)
+	r.Handle(http.MethodGet, "/events/stream", "events:read", h.stream)
+}
+
+// Response is an event as clients see it.
+type Response struct {
+	ID        uuid.UUID       `json:"id"`
+	StreamID  string          `json:"stream_id"`
+	Version   int64           `json:"version"`
+	Type      string          `json:"type"`
+	Position  int64           `json:"position"`
+	Data      json.RawMessage `json:"data"`
+	Metadata  Metadata        `json:"metadata"`
+	CreatedAt time.Time       `json:"created_at"`
+}
+
+// ToResponse converts an event for the API.
+func ToResponse(e Event) Response {
+	return Response{ID: e.ID, StreamID: e.StreamID, Version: e.Version, Type: e.Type, Position: e.Position,
+		Data: e.Data, Metadata: e.Metadata, CreatedAt: e.CreatedAt}
+}
+
+// page is GET /v1/events: the events after a position, and the position to
+// ask from next.
+type page struct {
+	Data       []Response `json:"data"`
+	NextCursor *string    `json:"next_cursor"`
+}
+
+// query is the parsed after/cursor, limit and type filters.
+type query struct {
+	after int64
+	limit int
+	types []string
+}
+
+func parseQuery(c *gin.Context) (query, error) {
+	q := query{limit: 50}
+	var f fault.Fields
+	after := c.Query("after")
+	if after == "" {
+		after = c.Query("cursor")
+	}
+	if after == "" {
+		after = c.GetHeader("Last-Event-ID")
+	}
+	if after != "" {
+		n, err := strconv.ParseInt(after, 10, 64)
+		if err != nil || n < 0 {
+			f.Add("after", "must be a position (a non-negative integer) from an earlier answer")
+		}
+		q.after = n
+	}
+	if s := c.Query("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 200 {
+			f.Add("limit", "must be an integer from 1 to 200")
+		}
+		q.limit = n
+	}
+	if s := c.Query("type"); s != "" {
+		q.types = strings.Split(s, ",")
+	}
+	return q, f.Err()
+}
+
+func tenantOf(c *gin.Context) (uuid.UUID, bool) {
+	p, ok := identity.FromContext(c.Request.Context())
+	if !ok || p.TenantID == uuid.Nil {
+		httpx.Fail(c, fault.Unauthenticated, "a credential is required")
+		return uuid.Nil, false
+	}
+	return p.TenantID, true
+}
+
+func (h *LogHandler) list(c *gin.Context) {
+	tenantID, ok := tenantOf(c)
+	if !ok {
+		return
+	}
+	q, err := parseQuery(c)
+	if err != nil {
+		httpx.Error(c, err)
+		return
+	}
+	es, err := h.feed.Read(c.Request.Context(), tenantID, q.after, q.limit, q.types)
+	if err != nil {
+		httpx.Error(c, err)
+		return
+	}
+	p := page{Data: make([]Response, len(es))}
+	for i, e := range es {
+		p.Data[i] = ToResponse(e)
+	}
+	if len(es) == q.limit {
+		next := strconv.FormatInt(es[len(es)-1].Position, 10)
+		p.NextCursor = &next
+	}
+	c.JSON(http.StatusOK, p)
+}
+
+// stream sends the tenant's events as Server-Sent Events (id = position,
+// so a reconnecting client resumes with Last-Event-ID), with a comment
+// every 15 s to keep proxies from closing an idle stream. With
+// follow=false it ends once it has sent what is there.
+func (h *LogHandler) stream(c *gin.Context) {
+	tenantID, ok := tenantOf(c)
+	if !ok {
+		return
+	}
+	q, err := parseQuery(c)
+	if err != nil {
+		httpx.Error(c, err)
+		return
+	}
+	follow := c.Query("follow") != "false"
+	ctx := c.Request.Context()
+	rc := http.NewResponseController(c.Writer)
+	c.Header("Content-Type", "text/event-stream")
+	c.Header("Cache-Control", "no-store")
+	c.Header("X-Accel-Buffering", "no")
+	c.Status(http.StatusOK)
+	after := q.after
+	poll := time.NewTicker(h.Poll)
+	defer poll.Stop()
+	lastWrite := time.Now()
+	for {
+		es, err := h.feed.Read(ctx, tenantID, after, 200, q.types)
+		if err != nil {
+			if ctx.Err() == nil {
+				c.Error(err) //nolint:errcheck // recorded for the access log
+			}
+			return
+		}
+		// The server's write timeout would end the stream: extend it.
+		if err := rc.SetWriteDeadline(time.Now().Add(time.Minute)); err != nil && !strings.Contains(err.Error(), "not supported") {
+			return
+		}
+		for _, e := range es {
+			data, err := json.Marshal(ToResponse(e))
+			if err != nil {
+				return
+			}
+			if _, err := fmt.Fprintf(c.Writer, "id: %d\nevent: %s\ndata: %s\n\n", e.Position, e.Type, data); err != nil {
+				return
+			}
+			after, lastWrite = e.Position, time.Now()
+		}
+		if len(es) == 0 && time.Since(lastWrite) > 15*time.Second {
+			if _, err := fmt.Fprint(c.Writer, ": keep-alive\n\n"); err != nil {
+				return
+			}
+			lastWrite = time.Now()
+		}
+		if err := rc.Flush(); err != nil {
+			return
+		}
+		if len(es) == 200 {
+			continue
+		}
+		if !follow {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-poll.C:
+		}
+	}
+}
