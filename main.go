@@ -24,12 +24,15 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/extra/redisotel/v9"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tenantd/tenantd/config"
 	"github.com/tenantd/tenantd/internal/app"
 	"github.com/tenantd/tenantd/internal/db"
 	"github.com/tenantd/tenantd/internal/devenv"
+	"github.com/tenantd/tenantd/internal/obs"
 	"github.com/tenantd/tenantd/inventory"
 	"github.com/tenantd/tenantd/migrations"
 	"github.com/tenantd/tenantd/tenant"
@@ -41,6 +44,7 @@ Usage:
   tenantd serve                        serve the API
   tenantd migrate up | down [N] | status
                                        apply, roll back (all, or N steps) or show migrations
+  tenantd projections rebuild          recreate every tenant's order read model from its events
   tenantd healthcheck                  exit 0 when the local server answers /healthz
   tenantd dev                          start throw-away PostgreSQL and Redis (unless
                                        DATABASE_URL / REDIS_URL are set), migrate, create
@@ -82,6 +86,14 @@ func run(args []string) error {
 		return dev(ctx, cfg, log)
 	case "healthcheck":
 		return healthcheck(cfg)
+	case "projections":
+		if len(args) < 2 || args[1] != "rebuild" {
+			return errors.New("usage: tenantd projections rebuild")
+		}
+		if err := cfg.RequireServices(); err != nil {
+			return err
+		}
+		return rebuildProjections(ctx, cfg, log)
 	case "help", "-h", "--help":
 		printUsage()
 		return nil
@@ -109,15 +121,38 @@ func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
 func newLogger(cfg config.Config) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
 	if cfg.LogFormat == "text" {
-		return slog.New(slog.NewTextHandler(os.Stderr, opts))
+		return slog.New(obs.TraceHandler{Handler: slog.NewTextHandler(os.Stderr, opts)})
 	}
-	return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	return slog.New(obs.TraceHandler{Handler: slog.NewJSONHandler(os.Stderr, opts)})
+}
+
+// setupTracing turns tracing on when an OTLP endpoint is configured, and
+// returns the function that flushes it at exit.
+func setupTracing(ctx context.Context, cfg config.Config, log *slog.Logger) func() {
+	if !cfg.Tracing {
+		return func() {}
+	}
+	shutdown, err := obs.SetupTracing(ctx)
+	if err != nil {
+		log.Error("tracing disabled: could not set up the OTLP exporter", "err", err)
+		cfg.Tracing = false
+		return func() {}
+	}
+	log.Info("tracing on: exporting spans over OTLP")
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := shutdown(ctx); err != nil {
+			log.Warn("tracing: flushing spans at exit failed", "err", err)
+		}
+	}
 }
 
 // serve runs the API until ctx ends, then drains: /readyz turns 503 and
 // in-flight requests get up to SHUTDOWN_TIMEOUT to finish.
 func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
-	d, err := db.Open(ctx, cfg.DatabaseURL, db.Options{MaxConns: cfg.DBMaxConns})
+	defer setupTracing(ctx, cfg, log)()
+	d, err := db.Open(ctx, cfg.DatabaseURL, db.Options{MaxConns: cfg.DBMaxConns, Tracing: cfg.Tracing})
 	if err != nil {
 		return err
 	}
@@ -125,7 +160,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	if err := d.CheckRuntimeRole(ctx); err != nil {
 		return err
 	}
-	rdb, err := openRedis(cfg.RedisURL)
+	rdb, err := openRedis(cfg)
 	if err != nil {
 		return err
 	}
@@ -172,15 +207,21 @@ func listenAndServe(ctx context.Context, cfg config.Config, a *app.App, log *slo
 	return nil
 }
 
-func openRedis(url string) (*redis.Client, error) {
-	opts, err := redis.ParseURL(url)
+func openRedis(cfg config.Config) (*redis.Client, error) {
+	opts, err := redis.ParseURL(cfg.RedisURL)
 	if err != nil {
 		return nil, fmt.Errorf("REDIS_URL: %w", err)
 	}
 	opts.DialTimeout = 2 * time.Second
 	opts.ReadTimeout = time.Second
 	opts.WriteTimeout = time.Second
-	return redis.NewClient(opts), nil
+	rdb := redis.NewClient(opts)
+	if cfg.Tracing {
+		if err := redisotel.InstrumentTracing(rdb); err != nil {
+			return nil, fmt.Errorf("redis tracing: %w", err)
+		}
+	}
+	return rdb, nil
 }
 
 func migrate(cfg config.Config, args []string, log *slog.Logger) error {
@@ -271,7 +312,8 @@ func dev(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	// Ctrl-C stops at once.
 	cfg.OIDCAllowInsecureIssuers = true
 	cfg.DrainDelay = 0
-	d, err := db.Open(ctx, cfg.DatabaseURL, db.Options{MaxConns: cfg.DBMaxConns})
+	defer setupTracing(ctx, cfg, log)()
+	d, err := db.Open(ctx, cfg.DatabaseURL, db.Options{MaxConns: cfg.DBMaxConns, Tracing: cfg.Tracing})
 	if err != nil {
 		return err
 	}
@@ -279,7 +321,7 @@ func dev(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	if err := d.CheckRuntimeRole(ctx); err != nil {
 		return err
 	}
-	rdb, err := openRedis(cfg.RedisURL)
+	rdb, err := openRedis(cfg)
 	if err != nil {
 		return err
 	}
@@ -337,6 +379,49 @@ func printWelcome(cfg config.Config, adminKey string) {
 	fmt.Printf("  curl -s %s/v1/products -H \"Authorization: Bearer $KEY\" -H 'Content-Type: application/json' \\\n    -d '{\"sku\":\"TNT-1\",\"name\":\"TNT\",\"price\":999,\"currency\":\"EUR\",\"stock\":5}'\n", base)
 	fmt.Printf("  curl -s %s/admin/v1/tenants -H \"Authorization: Bearer %s\"\n\n", base, cfg.PlatformAPIKey)
 	fmt.Printf("Ctrl-C stops tenantd and removes the throw-away servers.\n\n")
+}
+
+// rebuildProjections recreates the order read model of every tenant from
+// the event streams, one tenant per transaction.
+func rebuildProjections(ctx context.Context, cfg config.Config, log *slog.Logger) error {
+	d, err := db.Open(ctx, cfg.DatabaseURL, db.Options{MaxConns: 4})
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	rdb, err := openRedis(cfg)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	a, err := app.New(cfg, d, rdb, log)
+	if err != nil {
+		return err
+	}
+	tenants, orders := 0, 0
+	for after := uuid.Nil; ; {
+		page, err := a.Tenants.List(ctx, after, 500)
+		if err != nil {
+			return err
+		}
+		if len(page) > 500 {
+			page = page[:500]
+		}
+		for _, t := range page {
+			n, err := a.Orders.Rebuild(ctx, t.ID)
+			if err != nil {
+				return fmt.Errorf("rebuild tenant %s: %w", t.Slug, err)
+			}
+			tenants, orders = tenants+1, orders+n
+			after = t.ID
+		}
+		if len(page) < 500 {
+			break
+		}
+	}
+	log.Info("projections rebuilt", "tenants", tenants, "orders", orders)
+	fmt.Printf("rebuilt order_views: %d orders of %d tenants\n", orders, tenants)
+	return nil
 }
 
 // healthcheck probes the server on HTTP_ADDR, for container HEALTHCHECKs

@@ -26,6 +26,7 @@ type Config struct {
 	ShutdownTimeout    time.Duration // SHUTDOWN_TIMEOUT, default 20s
 	DrainDelay         time.Duration // SHUTDOWN_DRAIN_DELAY, default 2s
 	ReservationTTL     time.Duration // ORDER_RESERVATION_TTL, default 15m
+	Tracing            bool          // OTEL_EXPORTER_OTLP_ENDPOINT (or _TRACES_ENDPOINT) set
 	GatewayFailTimes   int           // PAYMENT_GATEWAY_FAIL_TIMES, default 2
 	GatewayLatency     time.Duration // PAYMENT_GATEWAY_LATENCY, default 0s
 
@@ -58,6 +59,7 @@ var Vars = []Var{
 	{"ORDER_RESERVATION_TTL", "15m", "how long a pending order holds its stock before the sweeper cancels it (reservation_expired)"},
 	{"PAYMENT_GATEWAY_FAIL_TIMES", "2", "simulated gateway: how many times payment_method card_error fails before it succeeds (negative: always)"},
 	{"PAYMENT_GATEWAY_LATENCY", "0s", "simulated gateway: latency of every charge"},
+	{"OTEL_EXPORTER_OTLP_ENDPOINT", "(unset: tracing off)", "OTLP/HTTP endpoint for traces; the other standard OTEL_* variables (OTEL_SERVICE_NAME, headers, sampler) apply"},
 	{"OIDC_ALLOW_INSECURE_ISSUERS", "false", "allow tenants to register http issuers and loopback/private addresses (development and tests only: opens SSRF)"},
 	{"PLATFORM_OIDC_ISSUER", "(unset)", "issuer whose tokens, carrying PLATFORM_OIDC_ROLE, may use /admin/v1"},
 	{"PLATFORM_OIDC_AUDIENCE", "(required with PLATFORM_OIDC_ISSUER)", "audience operator tokens must carry"},
@@ -76,6 +78,7 @@ func Load(getenv func(string) string) (Config, error) {
 		BaseDomain:         strings.ToLower(strings.TrimSpace(getenv("BASE_DOMAIN"))),
 		LogFormat:          or(getenv("LOG_FORMAT"), "json"),
 
+		Tracing:                getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != "",
 		PlatformOIDCIssuer:     getenv("PLATFORM_OIDC_ISSUER"),
 		PlatformOIDCAudience:   getenv("PLATFORM_OIDC_AUDIENCE"),
 		PlatformOIDCRole:       or(getenv("PLATFORM_OIDC_ROLE"), "platform-admin"),

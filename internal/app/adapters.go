@@ -2,12 +2,16 @@ package app
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/google/uuid"
 	"gorm.io/gorm"
 
+	"github.com/tenantd/tenantd/internal/events"
+	"github.com/tenantd/tenantd/internal/obs"
 	"github.com/tenantd/tenantd/inventory"
 	"github.com/tenantd/tenantd/orders"
 	"github.com/tenantd/tenantd/payments"
@@ -55,4 +59,21 @@ func (p payable) PaymentTarget(ctx context.Context, tx *gorm.DB, orderID uuid.UU
 		return payments.Target{}, err
 	}
 	return payments.Target{Status: string(o.Status), Total: o.Total, Currency: o.Currency}, nil
+}
+
+// sagaOutcomes counts finished orders for the saga metric, from the order
+// events (at least once: a metric, not a ledger).
+func sagaOutcomes(m *obs.Metrics) events.Handler {
+	return func(_ context.Context, _ *gorm.DB, e events.Event) error {
+		outcome := "completed"
+		if e.Type == orders.EventCancelled {
+			var c orders.CancelledEvent
+			if err := json.Unmarshal(e.Data, &c); err != nil {
+				return fmt.Errorf("decode %s: %w", e.Type, err)
+			}
+			outcome = "cancelled_" + c.Reason
+		}
+		m.SagaOutcomes.WithLabelValues(outcome).Inc()
+		return nil
+	}
 }

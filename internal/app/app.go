@@ -16,6 +16,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 	"github.com/sony/gobreaker/v2"
+	"go.opentelemetry.io/contrib/instrumentation/github.com/gin-gonic/gin/otelgin"
 
 	"github.com/tenantd/tenantd/auth"
 	"github.com/tenantd/tenantd/config"
@@ -25,6 +26,7 @@ import (
 	"github.com/tenantd/tenantd/internal/httpx"
 	"github.com/tenantd/tenantd/internal/idempotency"
 	"github.com/tenantd/tenantd/internal/identity"
+	"github.com/tenantd/tenantd/internal/obs"
 	"github.com/tenantd/tenantd/inventory"
 	"github.com/tenantd/tenantd/middleware"
 	"github.com/tenantd/tenantd/orders"
@@ -51,6 +53,7 @@ type App struct {
 	Events    *events.Dispatcher
 	// Idempotency stores the responses of POSTs sent with Idempotency-Key.
 	Idempotency *idempotency.Store
+	Metrics     *obs.Metrics
 
 	cfg    config.Config
 	db     *db.DB
@@ -62,7 +65,8 @@ type App struct {
 // New wires the server from its configuration and connections.
 func New(cfg config.Config, d *db.DB, rdb *redis.Client, log *slog.Logger) (*App, error) {
 	gin.SetMode(gin.ReleaseMode)
-	a := &App{cfg: cfg, db: d, redis: rdb, log: log, Routes: &httpx.Table{}}
+	a := &App{cfg: cfg, db: d, redis: rdb, log: log, Routes: &httpx.Table{}, Metrics: obs.NewMetrics()}
+	m := a.Metrics
 	issuerPolicy := auth.IssuerPolicy{AllowInsecure: cfg.OIDCAllowInsecureIssuers}
 	rbac, err := auth.NewRBAC(d, rdb, log, auth.RBACOptions{})
 	if err != nil {
@@ -88,20 +92,29 @@ func New(cfg config.Config, d *db.DB, rdb *redis.Client, log *slog.Logger) (*App
 		payments.NewSimulated(payments.SimulatedOptions{FailTimes: cfg.GatewayFailTimes, Latency: cfg.GatewayLatency}),
 		payments.ResilienceOptions{OnStateChange: func(from, to gobreaker.State) {
 			log.Warn("payments: gateway circuit breaker changed state", "from", from.String(), "to", to.String())
+			m.BreakerState.Set(map[gobreaker.State]float64{gobreaker.StateOpen: 1, gobreaker.StateHalfOpen: 0.5}[to])
 		}})
 	a.Payments = payments.NewService(d, payable{a.Orders}, gateway)
-	a.Events = events.NewDispatcher(d, log, events.Options{ListenURL: cfg.DatabaseURL})
+	a.Events = events.NewDispatcher(d, log, events.Options{ListenURL: cfg.DatabaseURL,
+		OnPark: func(sub string) { m.DeadLettered.WithLabelValues(sub).Inc() }})
 	a.Orders.Subscribe(a.Events)
+	a.Events.Subscribe("metrics-saga", []string{orders.EventCompleted, orders.EventCancelled}, sagaOutcomes(m))
+	m.CollectDBStats(d.Stats)
+	m.CollectOutboxLag(a.Events.Lag)
 	a.Idempotency = idempotency.NewStore(d, time.Now)
 	a.health = &health{log: log, db: d, redis: rdb}
 
 	e := gin.New()
 	e.ContextWithFallback = true
-	e.Use(middleware.RequestID(), middleware.Recover(log), middleware.AccessLog(log),
+	if cfg.Tracing {
+		e.Use(otelgin.Middleware("tenantd"))
+	}
+	e.Use(middleware.RequestID(), m.HTTP(), middleware.Recover(log), middleware.AccessLog(log),
 		middleware.BodyLimit(httpx.MaxBodyBytes))
 	e.NoRoute(func(c *gin.Context) { httpx.Fail(c, fault.NotFound, "no such route") })
 	e.GET("/healthz", a.health.live)
 	e.GET("/readyz", a.health.ready)
+	e.GET("/metrics", m.Handler())
 
 	v1 := e.Group("/v1", middleware.TenantName(cfg.BaseDomain), middleware.Authenticate(a.Auth), middleware.TenantCheck())
 	tenantRoutes := httpx.NewRouter(v1, a.Routes, middleware.Authorize(a.Auth), auth.KnownPermission)

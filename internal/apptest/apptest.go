@@ -7,11 +7,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +25,51 @@ import (
 
 // OperatorKey is the PLATFORM_API_KEY of test servers.
 const OperatorKey = "test-operator-key-0123456789abcdef"
+
+// logs collects what every server of the package logged (unless a test
+// gives its own writer), and secrets every credential sent with Do: after
+// the package's tests, no secret may appear in the logs.
+var (
+	logs        syncBuffer
+	secrets     sync.Map
+	checkLogsOn sync.Once
+)
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// checkLogs fails when a credential sent by a test appears in the logs.
+func checkLogs() error {
+	out := logs.String()
+	if out == "" {
+		return errors.New("apptest: the servers logged nothing: the log redaction check would prove nothing")
+	}
+	var leaked []string
+	secrets.Range(func(k, _ any) bool {
+		if s := k.(string); strings.Contains(out, s) {
+			leaked = append(leaked, s[:min(len(s), 12)]+"…")
+		}
+		return true
+	})
+	if len(leaked) > 0 {
+		return fmt.Errorf("apptest: %d credentials appear in the server logs: %v", len(leaked), leaked)
+	}
+	return nil
+}
 
 // Server is a running tenantd for one test.
 type Server struct {
@@ -66,9 +114,10 @@ func New(t testing.TB, opts Options) *Server {
 	if opts.MaxConns == 0 {
 		opts.MaxConns = 8
 	}
+	checkLogsOn.Do(func() { testenv.AfterTests(checkLogs) })
 	logOut := opts.Log
 	if logOut == nil {
-		logOut = io.Discard
+		logOut = &logs
 	}
 	log := slog.New(slog.NewJSONHandler(logOut, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	d := env.OpenDB(t, opts.MaxConns)
@@ -171,6 +220,9 @@ func (s *Server) Try(req Request) (Response, error) {
 	}
 	if req.Key != "" {
 		hr.Header.Set("Authorization", "Bearer "+req.Key)
+		if len(req.Key) >= 16 {
+			secrets.Store(req.Key, true)
+		}
 	}
 	for k, v := range req.Header {
 		if k == "Host" {
@@ -213,6 +265,7 @@ func (s *Server) CreateTenant(slug, plan string) Tenant {
 		AdminAPIKey string `json:"admin_api_key"`
 	}
 	resp.JSON(s.t, &out)
+	secrets.Store(out.AdminAPIKey, true)
 	return Tenant{ID: out.ID, Slug: out.Slug, Key: out.AdminAPIKey}
 }
 
@@ -229,5 +282,6 @@ func (s *Server) CreateKey(adminKey string, roles ...string) string {
 		Secret string `json:"secret"`
 	}
 	resp.JSON(s.t, &out)
+	secrets.Store(out.Secret, true)
 	return out.Secret
 }

@@ -17,17 +17,38 @@ import (
 	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
+	"gorm.io/plugin/opentelemetry/tracing"
 )
 
 // DB is the runtime connection pool.
 type DB struct {
 	gorm *gorm.DB
 	sql  *sql.DB
+	// beforeCommit, when set, runs at the end of every WithTenant
+	// transaction (see SetBeforeCommit).
+	beforeCommit BeforeCommit
 }
+
+// BeforeCommit is a hook that WithTenant runs in each of its transactions
+// after fn succeeded and just before COMMIT, on the same tx and with the same
+// ctx, so that it can add rows that commit or roll back with fn's (the audit
+// trail's per-request entry). An error rolls the transaction back and is
+// returned by WithTenant. The hook may return after, which WithTenant then
+// calls once the transaction has ended, telling it whether it committed.
+type BeforeCommit func(ctx context.Context, tx *gorm.DB, tenantID uuid.UUID) (after func(committed bool), err error)
+
+// SetBeforeCommit installs the pool's one BeforeCommit hook (nil removes
+// it). Call it while wiring, before the pool is used concurrently. The hook
+// runs for every tenant transaction, so it must return at once when it has
+// nothing to do.
+func (d *DB) SetBeforeCommit(hook BeforeCommit) { d.beforeCommit = hook }
 
 // Options tune the pool.
 type Options struct {
 	MaxConns int
+	// Tracing adds an OpenTelemetry span to every query (statement text
+	// only, no bound values).
+	Tracing bool
 }
 
 // Open connects to url and checks the connection.
@@ -50,6 +71,12 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 	if err != nil {
 		sqlDB.Close()
 		return nil, fmt.Errorf("open gorm: %w", err)
+	}
+	if opts.Tracing {
+		if err := g.Use(tracing.NewPlugin(tracing.WithoutMetrics(), tracing.WithoutQueryVariables(), tracing.WithDBSystem("postgresql"))); err != nil {
+			sqlDB.Close()
+			return nil, fmt.Errorf("gorm tracing: %w", err)
+		}
 	}
 	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -75,17 +102,31 @@ var ErrNoTenant = errors.New("db: no tenant given")
 // WithTenant runs fn in one transaction in which row-level security admits
 // only tenantID's rows. The tenant is set with a transaction-local
 // set_config, so it can never outlive the transaction on a pooled connection.
-// fn must run every statement on tx.
+// fn must run every statement on tx. The BeforeCommit hook, if set, runs
+// after fn in the same transaction.
 func (d *DB) WithTenant(ctx context.Context, tenantID uuid.UUID, fn func(tx *gorm.DB) error) error {
 	if tenantID == uuid.Nil {
 		return ErrNoTenant
 	}
-	return d.gorm.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	var after func(committed bool)
+	err := d.gorm.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		if err := SetTenant(tx, tenantID); err != nil {
 			return err
 		}
-		return fn(tx)
+		if err := fn(tx); err != nil {
+			return err
+		}
+		if d.beforeCommit == nil {
+			return nil
+		}
+		var err error
+		after, err = d.beforeCommit(ctx, tx, tenantID)
+		return err
 	})
+	if after != nil {
+		after(err == nil)
+	}
+	return err
 }
 
 // SetTenant sets the tenant for the rest of the transaction tx. Only platform

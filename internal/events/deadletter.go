@@ -48,6 +48,11 @@ func (d *Dispatcher) park(ctx context.Context, s *subscription, from int64, e Ev
 	if err != nil {
 		return fmt.Errorf("park event %s for %s: %w", e.ID, s.name, err)
 	}
+	d.log.ErrorContext(ctx, "events: parked an event its subscriber keeps failing on", "subscriber", s.name,
+		"event_id", e.ID, "type", e.Type, "tenant_id", e.TenantID, "attempts", attempts, "err", cause)
+	if d.opts.OnPark != nil {
+		d.opts.OnPark(s.name)
+	}
 	return nil
 }
 

@@ -40,6 +40,9 @@ type Options struct {
 	// ListenURL is a PostgreSQL URL on which the dispatcher LISTENs for
 	// appends; empty means polling only.
 	ListenURL string
+	// OnPark, when set, is called after an event is parked as a dead
+	// letter (for metrics).
+	OnPark func(subscriber string)
 }
 
 func (o Options) withDefaults() Options {

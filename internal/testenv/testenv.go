@@ -49,9 +49,19 @@ type Env struct {
 }
 
 var (
-	current *Env
-	setupMu sync.Mutex
+	current    *Env
+	setupMu    sync.Mutex
+	afterTests []func() error
 )
+
+// AfterTests registers a check that runs once the package's tests have
+// passed; an error fails the package. apptest uses it to prove no
+// credential it sent ever reached a log.
+func AfterTests(check func() error) {
+	setupMu.Lock()
+	defer setupMu.Unlock()
+	afterTests = append(afterTests, check)
+}
 
 // Main sets up the package's environment, runs the tests and tears it down.
 // A failure to set up is fatal: a test that needs PostgreSQL never skips.
@@ -75,6 +85,15 @@ func run(m *testing.M) (int, error) {
 	current = env
 	setupMu.Unlock()
 	code := m.Run()
+	setupMu.Lock()
+	checks := afterTests
+	setupMu.Unlock()
+	for _, check := range checks {
+		if err := check(); err != nil {
+			fmt.Fprintln(os.Stderr, "testenv: after the tests:", err)
+			code = max(code, 1)
+		}
+	}
 	env.tearDown()
 	return code, nil
 }

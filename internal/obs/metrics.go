@@ -1,0 +1,141 @@
+package obs
+
+import (
+	"context"
+	"database/sql"
+	"strconv"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics holds tenantd's Prometheus registry and instruments. Labels are
+// bounded: route templates (never raw paths), methods, status codes,
+// subscriber names, plans, meters, outcomes — never tenant ids.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	requests       *prometheus.CounterVec
+	duration       *prometheus.HistogramVec
+	inFlight       prometheus.Gauge
+	RedisErrors    *prometheus.CounterVec
+	DeadLettered   *prometheus.CounterVec
+	SagaOutcomes   *prometheus.CounterVec
+	Rejected       *prometheus.CounterVec
+	RateLimitFails prometheus.Counter
+	FlushLag       prometheus.Gauge
+	BreakerState   prometheus.Gauge
+}
+
+// NewMetrics creates the registry with the Go and process collectors.
+func NewMetrics() *Metrics {
+	m := &Metrics{Registry: prometheus.NewRegistry()}
+	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tenantd_http_requests_total", Help: "HTTP requests by route template, method and status.",
+	}, []string{"route", "method", "status"})
+	m.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "tenantd_http_request_duration_seconds", Help: "HTTP request latency by route template and method.",
+		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+	}, []string{"route", "method"})
+	m.inFlight = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "tenantd_http_requests_in_flight", Help: "HTTP requests being served.",
+	})
+	m.RedisErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tenantd_redis_errors_total", Help: "Redis operations that failed, by use.",
+	}, []string{"use"})
+	m.DeadLettered = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tenantd_events_dead_lettered_total", Help: "Events parked after their subscriber kept failing.",
+	}, []string{"subscriber"})
+	m.SagaOutcomes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tenantd_saga_outcomes_total", Help: "Orders the saga finished, by outcome (completed, or cancelled with its reason).",
+	}, []string{"outcome"})
+	m.Rejected = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tenantd_requests_rejected_total", Help: "Requests refused by rate limits (rate_limited) or quotas (quota_exceeded), by plan.",
+	}, []string{"reason", "plan"})
+	m.RateLimitFails = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tenantd_rate_limit_unavailable_total", Help: "Requests whose rate limit could not be checked (Redis down).",
+	})
+	m.FlushLag = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "tenantd_usage_flush_lag_seconds", Help: "Seconds since usage counters were last flushed to PostgreSQL.",
+	})
+	m.BreakerState = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "tenantd_payment_gateway_breaker_open", Help: "1 while the payment gateway circuit breaker is open, 0.5 half-open, 0 closed.",
+	})
+	m.Registry.MustRegister(m.requests, m.duration, m.inFlight, m.RedisErrors, m.DeadLettered, m.SagaOutcomes,
+		m.Rejected, m.RateLimitFails, m.FlushLag, m.BreakerState,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Handler serves the registry at /metrics.
+func (m *Metrics) Handler() gin.HandlerFunc {
+	h := promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry})
+	return gin.WrapH(h)
+}
+
+// HTTP records request count, latency and in-flight requests per route
+// template. Unmatched routes are labelled "unmatched".
+func (m *Metrics) HTTP() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		start := time.Now()
+		m.inFlight.Inc()
+		defer m.inFlight.Dec()
+		c.Next()
+		route := c.FullPath()
+		if route == "" {
+			route = "unmatched"
+		}
+		m.requests.WithLabelValues(route, c.Request.Method, strconv.Itoa(c.Writer.Status())).Inc()
+		m.duration.WithLabelValues(route, c.Request.Method).Observe(time.Since(start).Seconds())
+	}
+}
+
+// CollectDBStats exports the connection pool's statistics.
+func (m *Metrics) CollectDBStats(stats func() sql.DBStats) {
+	gauge := func(name, help string, v func(sql.DBStats) float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tenantd_db_" + name, Help: help},
+			func() float64 { return v(stats()) })
+	}
+	counter := func(name, help string, v func(sql.DBStats) float64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "tenantd_db_" + name, Help: help},
+			func() float64 { return v(stats()) })
+	}
+	m.Registry.MustRegister(
+		gauge("open_connections", "Open connections to PostgreSQL.", func(s sql.DBStats) float64 { return float64(s.OpenConnections) }),
+		gauge("in_use_connections", "Connections in use.", func(s sql.DBStats) float64 { return float64(s.InUse) }),
+		gauge("idle_connections", "Idle connections.", func(s sql.DBStats) float64 { return float64(s.Idle) }),
+		gauge("max_open_connections", "Pool size limit.", func(s sql.DBStats) float64 { return float64(s.MaxOpenConnections) }),
+		counter("wait_count_total", "Times a request waited for a connection.", func(s sql.DBStats) float64 { return float64(s.WaitCount) }),
+		counter("wait_seconds_total", "Time spent waiting for a connection.", func(s sql.DBStats) float64 { return s.WaitDuration.Seconds() }),
+	)
+}
+
+// CollectOutboxLag exports, per subscriber, the age of the oldest event it
+// has not handled yet.
+func (m *Metrics) CollectOutboxLag(lag func(context.Context) (map[string]time.Duration, error)) {
+	m.Registry.MustRegister(&lagCollector{lag: lag, desc: prometheus.NewDesc("tenantd_outbox_lag_seconds",
+		"Age of the oldest event a subscriber has not handled yet.", []string{"subscriber"}, nil)})
+}
+
+type lagCollector struct {
+	lag  func(context.Context) (map[string]time.Duration, error)
+	desc *prometheus.Desc
+}
+
+func (l *lagCollector) Describe(ch chan<- *prometheus.Desc) { ch <- l.desc }
+
+func (l *lagCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	lags, err := l.lag(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(l.desc, err)
+		return
+	}
+	for sub, d := range lags {
+		ch <- prometheus.MustNewConstMetric(l.desc, prometheus.GaugeValue, d.Seconds(), sub)
+	}
+}
