@@ -78,10 +78,17 @@ func (s *Service) SetMemberRoles(ctx context.Context, actor identity.Principal, 
 		m, err = setMemberRoles(tx, id, roles)
 		return err
 	})
+	if err == nil {
+		s.InvalidateTenant(ctx, actor.TenantID)
+	}
 	return m, err
 }
 
 // RemoveMember deletes a member; the user's next request is refused.
 func (s *Service) RemoveMember(ctx context.Context, tenantID, id uuid.UUID) error {
-	return s.db.WithTenant(ctx, tenantID, func(tx *gorm.DB) error { return deleteMember(tx, id) })
+	err := s.db.WithTenant(ctx, tenantID, func(tx *gorm.DB) error { return deleteMember(tx, id) })
+	if err == nil {
+		s.InvalidateTenant(ctx, tenantID)
+	}
+	return err
 }

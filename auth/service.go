@@ -23,13 +23,18 @@ import (
 // Service issues, verifies and revokes API keys and answers permission
 // questions.
 type Service struct {
-	db      *db.DB
-	rdb     *redis.Client // nil: invalidations stay within this process
-	cache   *expirable.LRU[string, cachedKey]
-	log     *slog.Logger
-	now     func() time.Time
-	roles   Roles
-	issuers *issuers
+	db    *db.DB
+	rdb   *redis.Client // nil: invalidations stay within this process
+	cache *expirable.LRU[string, cachedKey]
+	// signIns caches what a token sign-in reads from the database: the
+	// tenants of an issuer, and members by (tenant, issuer, subject). Both
+	// are dropped with the tenant's credentials (InvalidateTenant).
+	registrations *expirable.LRU[string, []registration]
+	members       *expirable.LRU[memberKey, Member]
+	log           *slog.Logger
+	now           func() time.Time
+	roles         Roles
+	issuers       *issuers
 	// tenantIssuers, when set, lets members be added by subject.
 	tenantIssuers TenantIssuers
 	// platform, when set, admits operator tokens from that issuer.
@@ -102,6 +107,8 @@ func NewService(d *db.DB, rdb *redis.Client, cacheTTL time.Duration, log *slog.L
 	s.issuers = newIssuers(IssuerPolicy{}, log)
 	if cacheTTL > 0 {
 		s.cache = expirable.NewLRU[string, cachedKey](cacheSize, nil, cacheTTL)
+		s.registrations = expirable.NewLRU[string, []registration](cacheSize/10, nil, cacheTTL)
+		s.members = expirable.NewLRU[memberKey, Member](cacheSize, nil, cacheTTL)
 	}
 	for _, o := range opts {
 		o(s)
@@ -298,6 +305,14 @@ func (s *Service) forget(msg string) {
 				s.cache.Remove(prefix)
 			}
 		}
+		// A tenant's OIDC settings or status may have changed: which
+		// tenants an issuer serves is read again.
+		s.registrations.Purge()
+		for _, k := range s.members.Keys() {
+			if k.tenant.String() == value {
+				s.members.Remove(k)
+			}
+		}
 	}
 }
 
@@ -331,6 +346,8 @@ func (s *Service) ListenForInvalidations(ctx context.Context) {
 		switch m := msg.(type) {
 		case *redis.Subscription:
 			s.cache.Purge()
+			s.registrations.Purge()
+			s.members.Purge()
 		case *redis.Message:
 			s.forget(m.Payload)
 		}

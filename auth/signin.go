@@ -46,7 +46,7 @@ var errAmbiguousTenant = fault.New(fault.Unauthenticated,
 // audience (and X-Tenant when several match), and resolves the member.
 func (s *Service) signIn(ctx context.Context, raw string) (identity.Principal, error) {
 	iss, _ := peekIssuer(raw)
-	regs, err := s.registrations(ctx, iss)
+	regs, err := s.tenantsOf(ctx, iss)
 	if err != nil {
 		return identity.Principal{}, err
 	}
@@ -75,7 +75,27 @@ func (s *Service) signIn(ctx context.Context, raw string) (identity.Principal, e
 	}, nil
 }
 
-func (s *Service) registrations(ctx context.Context, issuer string) ([]registration, error) {
+// memberKey identifies a signed-in user in a tenant.
+type memberKey struct {
+	tenant          uuid.UUID
+	issuer, subject string
+}
+
+// tenantsOf returns the tenants that registered issuer, cached.
+func (s *Service) tenantsOf(ctx context.Context, issuer string) ([]registration, error) {
+	if s.registrations != nil {
+		if regs, ok := s.registrations.Get(issuer); ok {
+			return regs, nil
+		}
+	}
+	regs, err := s.loadRegistrations(ctx, issuer)
+	if err == nil && s.registrations != nil {
+		s.registrations.Add(issuer, regs)
+	}
+	return regs, err
+}
+
+func (s *Service) loadRegistrations(ctx context.Context, issuer string) ([]registration, error) {
 	rows, err := lookupRegistrations(s.db.Unscoped(ctx), issuer)
 	if err != nil {
 		return nil, err
@@ -126,6 +146,20 @@ func chooseTenant(regs []registration, aud []string, named string) (registration
 // pending invitation (which is then bound to the subject); else by JIT
 // sign-up for an allowed email domain. Otherwise the user is no member.
 func (s *Service) member(ctx context.Context, reg registration, tok token) (Member, error) {
+	key := memberKey{reg.TenantID, tok.Issuer, tok.Subject}
+	if s.members != nil {
+		if m, ok := s.members.Get(key); ok {
+			return m, nil
+		}
+	}
+	m, err := s.resolveMember(ctx, reg, tok)
+	if err == nil && s.members != nil {
+		s.members.Add(key, m)
+	}
+	return m, err
+}
+
+func (s *Service) resolveMember(ctx context.Context, reg registration, tok token) (Member, error) {
 	var m Member
 	err := s.db.WithTenant(ctx, reg.TenantID, func(tx *gorm.DB) (err error) {
 		m, err = memberBySubject(tx, tok.Issuer, tok.Subject)

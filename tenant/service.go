@@ -161,5 +161,10 @@ func (s *Service) UpdateSelf(ctx context.Context, tenantID uuid.UUID, c SelfChan
 		t, err = updateTenant(tx, next, cur.Version)
 		return err
 	})
+	if err == nil {
+		// The tenant's OIDC registration may have changed: signed-in
+		// users are resolved again.
+		s.cache.InvalidateTenant(ctx, tenantID)
+	}
 	return t, err
 }
