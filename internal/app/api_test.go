@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"gorm.io/gorm"
+
 	"github.com/tenantd/tenantd/config"
 	"github.com/tenantd/tenantd/internal/apptest"
 )
@@ -318,5 +320,34 @@ func TestReadinessNamesTheFailedDependency(t *testing.T) {
 	}
 	if resp := s.Do(apptest.Request{Method: "GET", Path: "/readyz"}); resp.Status != 200 {
 		t.Fatalf("redis back: got %d %s, want 200", resp.Status, resp.Body)
+	}
+}
+
+// TestKeySecretsAreNeverStoredForReplay: creating an API key with an
+// Idempotency-Key does not keep the one-time secret in the idempotency
+// store; a retry is told the request was done.
+func TestKeySecretsAreNeverStoredForReplay(t *testing.T) {
+	s := apptest.New(t, apptest.Options{})
+	a := s.CreateTenant(slug("idem-key"), "pro")
+	req := apptest.Request{Method: "POST", Path: "/v1/api-keys", Key: a.Key, Header: map[string]string{"Idempotency-Key": "k-1"},
+		Body: map[string]any{"name": "ci", "roles": []string{"viewer"}}}
+	first := s.Do(req)
+	secret, _ := first.Map(t)["secret"].(string)
+	if first.Status != 201 || secret == "" {
+		t.Fatalf("create: got %d %s", first.Status, first.Body)
+	}
+	retry := s.Do(req)
+	if retry.Status != 409 || strings.Contains(string(retry.Body), secret) || retry.Header.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("retry: got %d %s, want 409 without the secret", retry.Status, retry.Body)
+	}
+	owner := s.Env.OpenOwnerDB(t)
+	var stored int64
+	if err := owner.WithTenant(context.Background(), mustUUID(t, a.ID), func(tx *gorm.DB) error {
+		return tx.Raw("SELECT count(*) FROM idempotency_keys WHERE position(? in convert_from(response_body, 'UTF8')) > 0", secret).Scan(&stored).Error
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if stored != 0 {
+		t.Fatalf("the secret is stored in %d idempotency records", stored)
 	}
 }

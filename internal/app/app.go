@@ -27,6 +27,7 @@ import (
 	"github.com/tenantd/tenantd/internal/idempotency"
 	"github.com/tenantd/tenantd/internal/identity"
 	"github.com/tenantd/tenantd/internal/obs"
+	"github.com/tenantd/tenantd/internal/openapi"
 	"github.com/tenantd/tenantd/inventory"
 	"github.com/tenantd/tenantd/middleware"
 	"github.com/tenantd/tenantd/orders"
@@ -115,6 +116,9 @@ func New(cfg config.Config, d *db.DB, rdb *redis.Client, log *slog.Logger) (*App
 	e.GET("/healthz", a.health.live)
 	e.GET("/readyz", a.health.ready)
 	e.GET("/metrics", m.Handler())
+	e.GET(openapi.SpecPath, openapi.Spec())
+	e.GET(openapi.DocsPath, openapi.Docs())
+	e.GET(openapi.ViewerPath, openapi.Viewer())
 
 	v1 := e.Group("/v1", middleware.TenantName(cfg.BaseDomain), middleware.Authenticate(a.Auth), middleware.TenantCheck())
 	tenantRoutes := httpx.NewRouter(v1, a.Routes, middleware.Authorize(a.Auth), auth.KnownPermission)

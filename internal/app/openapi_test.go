@@ -193,7 +193,7 @@ func (sc *specCheck) do(t *testing.T, c call) apptest.Response {
 	in := &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: route, Options: sc.opts}
 	if !c.invalid {
 		if err := openapi3filter.ValidateRequest(ctx, in); err != nil {
-			t.Errorf("%s %s: the request does not match the document: %v", c.method, c.path, err)
+			t.Errorf("%s %s: the request does not match the document: %.3000v", c.method, c.path, err)
 		}
 		req.Body = io.NopCloser(bytes.NewReader(body)) // the validator read it
 	}
@@ -214,7 +214,7 @@ func (sc *specCheck) do(t *testing.T, c call) apptest.Response {
 		Body: io.NopCloser(bytes.NewReader(data)), Options: sc.opts,
 	}
 	if err := openapi3filter.ValidateResponse(ctx, out); err != nil {
-		t.Errorf("%s %s: the %d response does not match operation %s: %v\nbody: %.2000s",
+		t.Errorf("%s %s: the %d response does not match operation %s: %.3000v\nbody: %.2000s",
 			c.method, c.path, resp.StatusCode, route.Operation.OperationID, err, data)
 	}
 	return apptest.Response{Status: resp.StatusCode, Header: resp.Header, Body: data}

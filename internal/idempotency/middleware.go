@@ -5,12 +5,14 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -41,6 +43,8 @@ var (
 	errInvalidKey = fault.Invalid(fault.Field(Header, "must be given once, as 1 to 255 visible ASCII characters"))
 	errReused     = fault.New(fault.IdempotencyKeyReused,
 		"this Idempotency-Key was already used with a different request; use a new key for a new request")
+	errWithheld = fault.New(fault.Conflict,
+		"this request was already processed; its response carried a one-time secret, which is never stored, so it cannot be replayed")
 	errInFlight = fault.New(fault.Conflict,
 		"a request with this Idempotency-Key is still in progress; retry after it completes")
 	errNoTenant = errors.New("idempotency: no tenant principal in the request context; the middleware must run after authentication")
@@ -133,7 +137,21 @@ func (s *Store) run(c *gin.Context, sc scope, claimID uuid.UUID, log *slog.Logge
 			resp.headers[h] = v
 		}
 	}
+	if strings.Contains(w.Header().Get("Cache-Control"), "no-store") {
+		// The answer carries a one-time secret (a new API key): it is never
+		// written to the database. A retry learns that the request was done.
+		resp = withheld(c)
+	}
 	s.settle(settleCtx, sc, claimID, &resp, log)
+}
+
+// withheld is what a retry gets instead of a response that must not be
+// stored.
+func withheld(c *gin.Context) response {
+	p := httpx.ProblemFor(errWithheld)
+	p.Instance = c.Request.URL.Path
+	body, _ := json.Marshal(p) // a Problem always encodes
+	return response{status: p.Status, headers: map[string]string{"Content-Type": "application/problem+json"}, body: body}
 }
 
 // settle stores resp for claimID, or releases the claim when resp is nil.
