@@ -30,6 +30,7 @@ import (
 
 	"github.com/tenantd/tenantd/config"
 	"github.com/tenantd/tenantd/internal/app"
+	"github.com/tenantd/tenantd/internal/audit"
 	"github.com/tenantd/tenantd/internal/db"
 	"github.com/tenantd/tenantd/internal/devenv"
 	"github.com/tenantd/tenantd/internal/obs"
@@ -45,6 +46,9 @@ Usage:
   tenantd migrate up | down [N] | status
                                        apply, roll back (all, or N steps) or show migrations
   tenantd projections rebuild          recreate every tenant's order read model from its events
+  tenantd audit verify [--tenant ID|SLUG]
+                                       recompute the audit hash chain of every tenant (or one);
+                                       prints each chain's head, exits 1 if one is broken
   tenantd healthcheck                  exit 0 when the local server answers /healthz
   tenantd dev                          start throw-away PostgreSQL and Redis (unless
                                        DATABASE_URL / REDIS_URL are set), migrate, create
@@ -94,6 +98,14 @@ func run(args []string) error {
 			return err
 		}
 		return rebuildProjections(ctx, cfg, log)
+	case "audit":
+		if len(args) < 2 || args[1] != "verify" {
+			return errors.New("usage: tenantd audit verify [--tenant ID|SLUG]")
+		}
+		if cfg.DatabaseURL == "" {
+			return errors.New("invalid configuration: DATABASE_URL must be set")
+		}
+		return verifyAudit(ctx, cfg, args[2:])
 	case "help", "-h", "--help":
 		printUsage()
 		return nil
@@ -422,6 +434,17 @@ func rebuildProjections(ctx context.Context, cfg config.Config, log *slog.Logger
 	log.Info("projections rebuilt", "tenants", tenants, "orders", orders)
 	fmt.Printf("rebuilt order_views: %d orders of %d tenants\n", orders, tenants)
 	return nil
+}
+
+// verifyAudit recomputes the audit hash chains, reading as the runtime role
+// under row-level security.
+func verifyAudit(ctx context.Context, cfg config.Config, args []string) error {
+	d, err := db.Open(ctx, cfg.DatabaseURL, db.Options{MaxConns: 2})
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return audit.RunVerifyCLI(ctx, d, args, os.Stdout)
 }
 
 // healthcheck probes the server on HTTP_ADDR, for container HEALTHCHECKs

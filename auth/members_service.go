@@ -6,7 +6,9 @@ import (
 
 	"github.com/google/uuid"
 	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
 
+	"github.com/tenantd/tenantd/internal/audit"
 	"github.com/tenantd/tenantd/internal/fault"
 	"github.com/tenantd/tenantd/internal/identity"
 )
@@ -46,7 +48,13 @@ func (s *Service) AddMember(ctx context.Context, actor identity.Principal, n New
 		}
 		m.Issuer, m.Subject, m.Status = issuer, n.Subject, MemberActive
 	}
-	err := s.db.WithTenant(ctx, actor.TenantID, func(tx *gorm.DB) error { return insertMember(tx, m) })
+	err := s.db.WithTenant(ctx, actor.TenantID, func(tx *gorm.DB) error {
+		if err := insertMember(tx, m); err != nil {
+			return err
+		}
+		return audit.Record(ctx, tx, actor.TenantID, audit.Entry{Action: "member.added", Resource: "member:" + m.ID.String(),
+			Summary: map[string]any{"after": map[string]any{"status": m.Status, "roles": m.Roles, "subject": m.Subject, "email_domain": emailDomain(m.Email)}}})
+	})
 	if err != nil {
 		return Member{}, err
 	}
@@ -75,8 +83,15 @@ func (s *Service) SetMemberRoles(ctx context.Context, actor identity.Principal, 
 		return Member{}, err
 	}
 	err = s.db.WithTenant(ctx, actor.TenantID, func(tx *gorm.DB) error {
-		m, err = setMemberRoles(tx, id, roles)
-		return err
+		before, err := findMember(tx.Clauses(clause.Locking{Strength: "UPDATE"}), "id = ?", id)
+		if err != nil {
+			return err
+		}
+		if m, err = setMemberRoles(tx, id, roles); err != nil {
+			return err
+		}
+		return audit.Record(ctx, tx, actor.TenantID, audit.Entry{Action: "member.roles_changed", Resource: "member:" + id.String(),
+			Summary: map[string]any{"before": map[string]any{"roles": before.Roles}, "after": map[string]any{"roles": m.Roles}}})
 	})
 	if err == nil {
 		s.InvalidateTenant(ctx, actor.TenantID)
@@ -86,7 +101,17 @@ func (s *Service) SetMemberRoles(ctx context.Context, actor identity.Principal, 
 
 // RemoveMember deletes a member; the user's next request is refused.
 func (s *Service) RemoveMember(ctx context.Context, tenantID, id uuid.UUID) error {
-	err := s.db.WithTenant(ctx, tenantID, func(tx *gorm.DB) error { return deleteMember(tx, id) })
+	err := s.db.WithTenant(ctx, tenantID, func(tx *gorm.DB) error {
+		before, err := findMember(tx, "id = ?", id)
+		if err != nil {
+			return err
+		}
+		if err := deleteMember(tx, id); err != nil {
+			return err
+		}
+		return audit.Record(ctx, tx, tenantID, audit.Entry{Action: "member.removed", Resource: "member:" + id.String(),
+			Summary: map[string]any{"before": map[string]any{"status": before.Status, "roles": before.Roles, "subject": before.Subject, "email_domain": emailDomain(before.Email)}}})
+	})
 	if err == nil {
 		s.InvalidateTenant(ctx, tenantID)
 	}

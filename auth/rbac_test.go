@@ -17,6 +17,7 @@ import (
 	gormadapter "github.com/casbin/gorm-adapter/v3"
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
+	"gorm.io/gorm"
 
 	"github.com/tenantd/tenantd/auth"
 	"github.com/tenantd/tenantd/internal/db"
@@ -36,6 +37,22 @@ type replica struct {
 // unless the test asks for one.
 func replicaOptions(t *testing.T) auth.RBACOptions {
 	return auth.RBACOptions{ReloadInterval: time.Hour, Channel: "test:casbin:" + t.Name()}
+}
+
+// newTenantID inserts a tenant and returns its id: role changes are
+// recorded in the tenant's audit trail, which needs the tenant to exist.
+func newTenantID(t *testing.T) uuid.UUID {
+	t.Helper()
+	id := uuid.New()
+	owner := testenv.Get(t).OpenOwnerDB(t)
+	err := owner.WithPlatform(t.Context(), func(tx *gorm.DB) error {
+		return tx.Exec(`INSERT INTO tenants (id, slug, name, plan) VALUES (?, ?, 'Test tenant', 'free')`,
+			id, "t-"+strings.ReplaceAll(id.String(), "-", "")[:20]).Error
+	})
+	if err != nil {
+		t.Fatalf("create tenant: %v", err)
+	}
+	return id
 }
 
 // newReplica starts an RBAC on the package database; withRedis false
@@ -99,7 +116,7 @@ func eventually(t *testing.T, within time.Duration, what string, cond func() boo
 func TestDecisionsMatchCasbin(t *testing.T) {
 	r := newReplica(t, replicaOptions(t), false)
 	ctx := context.Background()
-	a, b := uuid.New(), uuid.New()
+	a, b := newTenantID(t), newTenantID(t)
 	mustCreate(t, r, a, "auditor", "audit:read", "orders:read", "events:read")
 	mustCreate(t, r, a, "cashier", "payments:write", "payments:refund", "orders:write")
 	mustCreate(t, r, a, "everything", auth.Permissions...)
@@ -156,7 +173,7 @@ func TestChangesReachOtherReplicaWithinOneSecond(t *testing.T) {
 	opts := replicaOptions(t)
 	a, b := newReplica(t, opts, true), newReplica(t, opts, true)
 	ctx := context.Background()
-	tenant := uuid.New()
+	tenant := newTenantID(t)
 	admin := as(tenant, "admin")
 	support := as(tenant, "support")
 
@@ -222,7 +239,7 @@ func TestReloadAfterRedisRestart(t *testing.T) {
 	opts := replicaOptions(t)
 	a, b := newReplica(t, opts, true), newReplica(t, opts, true)
 	ctx := context.Background()
-	tenant := uuid.New()
+	tenant := newTenantID(t)
 	night := as(tenant, "night")
 
 	if b.Allowed(ctx, night, "orders:read") {
@@ -288,7 +305,7 @@ func TestPeriodicReloadCatchesUnannouncedChanges(t *testing.T) {
 	opts.ReloadInterval = 100 * time.Millisecond
 	r := newReplica(t, opts, false)
 	ctx := context.Background()
-	tenant := uuid.New()
+	tenant := newTenantID(t)
 	ops := as(tenant, "ops")
 	if r.Allowed(ctx, ops, "orders:read") {
 		t.Fatal("allowed before any rule exists")
@@ -310,7 +327,7 @@ func TestConcurrentCreatesAcrossReplicas(t *testing.T) {
 	replicas := []replica{newReplica(t, opts, true), newReplica(t, opts, true)}
 	ctx := context.Background()
 	for round := range 10 {
-		tenant := uuid.New()
+		tenant := newTenantID(t)
 		errs := make([]error, 4)
 		var wg sync.WaitGroup
 		for i := range errs {
@@ -349,7 +366,7 @@ func TestConcurrentCreatesAcrossReplicas(t *testing.T) {
 func TestDecisionsDuringChanges(t *testing.T) {
 	r := newReplica(t, replicaOptions(t), true)
 	ctx := context.Background()
-	tenant := uuid.New()
+	tenant := newTenantID(t)
 	mustCreate(t, r, tenant, "stable", "orders:read")
 	mustCreate(t, r, tenant, "flappy", "orders:write")
 	stable, flappy := as(tenant, "stable"), as(tenant, "flappy")

@@ -15,6 +15,8 @@ import (
 	"github.com/google/uuid"
 	"gorm.io/gorm"
 
+	"github.com/tenantd/tenantd/internal/audit"
+	"github.com/tenantd/tenantd/internal/db"
 	"github.com/tenantd/tenantd/internal/fault"
 	"github.com/tenantd/tenantd/internal/identity"
 )
@@ -131,6 +133,8 @@ func (r *RBAC) CreateRole(ctx context.Context, actor identity.Principal, in Role
 		if err := p.add(rules); err != nil {
 			return nil, err
 		}
+		p.entry = &audit.Entry{Action: "role.created", Resource: "role:" + name,
+			Summary: map[string]any{"after": map[string]any{"permissions": out.Permissions}}}
 		return func(w *rediswatcher.Watcher) error { return w.UpdateForAddPolicies("p", "p", rules...) }, nil
 	})
 	if err != nil {
@@ -178,6 +182,8 @@ func (r *RBAC) UpdateRole(ctx context.Context, actor identity.Principal, name st
 		if err := p.add(rules); err != nil {
 			return nil, err
 		}
+		p.entry = &audit.Entry{Action: "role.updated", Resource: "role:" + name,
+			Summary: map[string]any{"before": map[string]any{"permissions": r.names(have)}, "after": map[string]any{"permissions": out.Permissions}}}
 		return func(w *rediswatcher.Watcher) error { return w.UpdateForUpdatePolicies("p", "p", old, rules) }, nil
 	})
 	if err != nil {
@@ -193,12 +199,15 @@ func (r *RBAC) DeleteRole(ctx context.Context, actor identity.Principal, name st
 		return ErrBuiltinRole
 	}
 	return r.change(ctx, actor.TenantID, func(p *tenantPolicy) (announcement, error) {
-		if _, ok := p.custom.roles[name]; !ok {
+		have, ok := p.custom.roles[name]
+		if !ok {
 			return nil, ErrRoleNotFound
 		}
 		if err := p.remove(0, name, p.domain); err != nil {
 			return nil, err
 		}
+		p.entry = &audit.Entry{Action: "role.deleted", Resource: "role:" + name,
+			Summary: map[string]any{"before": map[string]any{"permissions": r.names(have)}}}
 		return func(w *rediswatcher.Watcher) error {
 			return w.UpdateForRemoveFilteredPolicy("p", "p", 0, name, p.domain)
 		}, nil
@@ -236,6 +245,9 @@ type tenantPolicy struct {
 	e      *casbin.Enforcer
 	domain string
 	custom *tenantRoles // as loaded, before the change
+	// entry, when fn sets it, is recorded in the tenant's audit trail in
+	// the change's transaction.
+	entry *audit.Entry
 }
 
 // grants is what the roles grant in the tenant before the change.
@@ -325,8 +337,16 @@ func (r *RBAC) change(ctx context.Context, tenantID uuid.UUID, fn func(p *tenant
 		for _, rule := range rules {
 			r.compile(custom, rule)
 		}
-		send, err = fn(&tenantPolicy{rbac: r, e: e, domain: domain, custom: custom})
-		return err
+		p := &tenantPolicy{rbac: r, e: e, domain: domain, custom: custom}
+		if send, err = fn(p); err != nil || p.entry == nil {
+			return err
+		}
+		// casbin_rule is platform data: scope the rest of the transaction to
+		// the tenant for its audit trail.
+		if err := db.SetTenant(tx, tenantID); err != nil {
+			return err
+		}
+		return audit.Record(ctx, tx, tenantID, *p.entry)
 	})
 	if err != nil {
 		return err

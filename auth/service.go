@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"gorm.io/gorm"
 
+	"github.com/tenantd/tenantd/internal/audit"
 	"github.com/tenantd/tenantd/internal/db"
 	"github.com/tenantd/tenantd/internal/fault"
 	"github.com/tenantd/tenantd/internal/identity"
@@ -40,7 +41,18 @@ type Service struct {
 	// platform, when set, admits operator tokens from that issuer.
 	platform        *PlatformIssuer
 	platformIssuers *issuers
+	// failures, when set, is told about failed authentications.
+	failures FailureRecorder
 }
+
+// FailureRecorder is told about each failed authentication, described
+// without its secret; audit.Auditor counts them into bursts.
+type FailureRecorder interface {
+	AuthFailed(ctx context.Context, f audit.Failure)
+}
+
+// WithFailureRecorder reports failed authentications to r.
+func WithFailureRecorder(r FailureRecorder) Option { return func(s *Service) { s.failures = r } }
 
 // Roles answers which roles exist in a tenant and what they grant: the
 // built-in roles, and the tenant's own roles when an RBAC store is wired.
@@ -120,6 +132,17 @@ func NewService(d *db.DB, rdb *redis.Client, cacheTTL time.Duration, log *slog.L
 // Every failure is ErrUnauthenticated, whatever the cause, so a client
 // learns nothing about which keys exist.
 func (s *Service) Authenticate(ctx context.Context, credential string) (identity.Principal, error) {
+	var failed audit.Failure // what is known of the credential, should it fail
+	p, err := s.authenticate(ctx, credential, &failed)
+	if err != nil && s.failures != nil && fault.CodeOf(err) == fault.Unauthenticated {
+		s.failures.AuthFailed(ctx, failed)
+	}
+	return p, err
+}
+
+// authenticate is Authenticate, noting in failed the key prefix and the
+// key's tenant as soon as they are known.
+func (s *Service) authenticate(ctx context.Context, credential string, failed *audit.Failure) (identity.Principal, error) {
 	if LooksLikeJWT(credential) {
 		return s.signIn(ctx, credential)
 	}
@@ -127,9 +150,11 @@ func (s *Service) Authenticate(ctx context.Context, credential string) (identity
 	if !ok {
 		return identity.Principal{}, ErrUnauthenticated
 	}
+	failed.KeyPrefix = prefix
 	hash := hashKey(credential)
 	if s.cache != nil {
 		if c, ok := s.cache.Get(prefix); ok {
+			failed.TenantID = c.principal.TenantID
 			return s.check(c, hash)
 		}
 	}
@@ -140,6 +165,7 @@ func (s *Service) Authenticate(ctx context.Context, credential string) (identity
 	if err != nil {
 		return identity.Principal{}, err
 	}
+	failed.TenantID = row.TenantID
 	if row.RevokedAt != nil {
 		return identity.Principal{}, ErrUnauthenticated
 	}
@@ -225,7 +251,12 @@ func (s *Service) IssueKey(ctx context.Context, tx *gorm.DB, tenantID uuid.UUID,
 	if err := insertKey(tx.WithContext(ctx), &r); err != nil {
 		return Key{}, "", err
 	}
-	return r.toModel(), secret, nil
+	k := r.toModel()
+	if err := audit.Record(ctx, tx, tenantID, audit.Entry{Action: "api_key.created", Resource: "api_key:" + k.ID.String(),
+		Summary: map[string]any{"after": map[string]any{"name": k.Name, "prefix": k.Prefix, "roles": k.Roles, "expires_at": k.ExpiresAt}}}); err != nil {
+		return Key{}, "", err
+	}
+	return k, secret, nil
 }
 
 // IssueAdminKey mints a new tenant's first key, with role admin, inside the
@@ -265,8 +296,11 @@ func (s *Service) ListKeys(ctx context.Context, tenantID, after uuid.UUID, limit
 // TTL).
 func (s *Service) RevokeKey(ctx context.Context, tenantID, id uuid.UUID) (k Key, err error) {
 	err = s.db.WithTenant(ctx, tenantID, func(tx *gorm.DB) error {
-		k, err = revokeKey(tx, id)
-		return err
+		if k, err = revokeKey(tx, id); err != nil {
+			return err
+		}
+		return audit.Record(ctx, tx, tenantID, audit.Entry{Action: "api_key.revoked", Resource: "api_key:" + k.ID.String(),
+			Summary: map[string]any{"after": map[string]any{"name": k.Name, "prefix": k.Prefix, "roles": k.Roles, "revoked_at": k.RevokedAt}}})
 	})
 	if err != nil {
 		return Key{}, err

@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 	"gorm.io/gorm"
 
+	"github.com/tenantd/tenantd/internal/audit"
 	"github.com/tenantd/tenantd/internal/fault"
 	"github.com/tenantd/tenantd/internal/identity"
 )
@@ -180,17 +181,26 @@ func (s *Service) resolveMember(ctx context.Context, reg registration, tok token
 		return Member{}, ErrNotMember
 	}
 	err = s.db.WithTenant(ctx, reg.TenantID, func(tx *gorm.DB) (err error) {
+		via := "invitation"
 		m, err = claimInvitation(tx, email, tok.Issuer, tok.Subject)
-		if !errors.Is(err, ErrMemberNotFound) {
+		switch {
+		case errors.Is(err, ErrMemberNotFound):
+			if !slices.Contains(reg.OIDC.JITEmailDomains, emailDomain(email)) || reg.OIDC.JITDefaultRole == "" {
+				return ErrNotMember
+			}
+			now := s.now().UTC().Truncate(time.Microsecond)
+			m = Member{ID: newID(), TenantID: reg.TenantID, Issuer: tok.Issuer, Subject: tok.Subject, Email: email,
+				Roles: []string{reg.OIDC.JITDefaultRole}, Status: MemberActive, CreatedBy: "jit", CreatedAt: now, UpdatedAt: now, LastSignInAt: &now}
+			if err := insertMember(tx, m); err != nil {
+				return err
+			}
+			via = "jit"
+		case err != nil:
 			return err
 		}
-		if !slices.Contains(reg.OIDC.JITEmailDomains, emailDomain(email)) || reg.OIDC.JITDefaultRole == "" {
-			return ErrNotMember
-		}
-		now := s.now().UTC().Truncate(time.Microsecond)
-		m = Member{ID: newID(), TenantID: reg.TenantID, Issuer: tok.Issuer, Subject: tok.Subject, Email: email,
-			Roles: []string{reg.OIDC.JITDefaultRole}, Status: MemberActive, CreatedBy: "jit", CreatedAt: now, UpdatedAt: now, LastSignInAt: &now}
-		return insertMember(tx, m)
+		return audit.Record(ctx, tx, reg.TenantID, audit.Entry{Actor: string(identity.KindUser) + ":" + tok.Subject,
+			Action: "member.first_sign_in", Resource: "member:" + m.ID.String(),
+			Summary: map[string]any{"after": map[string]any{"status": m.Status, "roles": m.Roles, "via": via, "issuer": tok.Issuer}}})
 	})
 	if errors.Is(err, ErrMemberExists) {
 		// A concurrent first sign-in of the same user bound it first.

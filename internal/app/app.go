@@ -20,6 +20,7 @@ import (
 
 	"github.com/tenantd/tenantd/auth"
 	"github.com/tenantd/tenantd/config"
+	"github.com/tenantd/tenantd/internal/audit"
 	"github.com/tenantd/tenantd/internal/db"
 	"github.com/tenantd/tenantd/internal/events"
 	"github.com/tenantd/tenantd/internal/fault"
@@ -54,7 +55,10 @@ type App struct {
 	Events    *events.Dispatcher
 	// Idempotency stores the responses of POSTs sent with Idempotency-Key.
 	Idempotency *idempotency.Store
-	Metrics     *obs.Metrics
+	// Audit records every mutating request and failed-authentication
+	// bursts, and serves the audit trail.
+	Audit   *audit.Auditor
+	Metrics *obs.Metrics
 
 	cfg    config.Config
 	db     *db.DB
@@ -74,7 +78,11 @@ func New(cfg config.Config, d *db.DB, rdb *redis.Client, log *slog.Logger) (*App
 		return nil, fmt.Errorf("rbac: %w", err)
 	}
 	a.RBAC = rbac
+	a.Audit = audit.New(d, log, audit.Options{})
+	// Each request's audit entry commits with its first write.
+	d.SetBeforeCommit(a.Audit.BeforeCommit)
 	opts := []auth.Option{
+		auth.WithFailureRecorder(a.Audit),
 		auth.WithRoles(rbac),
 		auth.WithIssuerPolicy(issuerPolicy),
 		auth.WithTenantIssuers(tenantIssuers(func(ctx context.Context, id uuid.UUID) (string, error) {
@@ -110,7 +118,12 @@ func New(cfg config.Config, d *db.DB, rdb *redis.Client, log *slog.Logger) (*App
 	if cfg.Tracing {
 		e.Use(otelgin.Middleware("tenantd"))
 	}
-	e.Use(middleware.RequestID(), m.HTTP(), middleware.Recover(log), middleware.AccessLog(log),
+	// Client addresses come from the connection, not from X-Forwarded-For,
+	// unless proxies are configured: the audit trail records them.
+	if err := e.SetTrustedProxies(nil); err != nil {
+		return nil, fmt.Errorf("trusted proxies: %w", err)
+	}
+	e.Use(middleware.RequestID(), audit.Origins(), m.HTTP(), middleware.Recover(log), middleware.AccessLog(log),
 		middleware.BodyLimit(httpx.MaxBodyBytes))
 	e.NoRoute(func(c *gin.Context) { httpx.Fail(c, fault.NotFound, "no such route") })
 	e.GET("/healthz", a.health.live)
@@ -120,9 +133,11 @@ func New(cfg config.Config, d *db.DB, rdb *redis.Client, log *slog.Logger) (*App
 	e.GET(openapi.DocsPath, openapi.Docs())
 	e.GET(openapi.ViewerPath, openapi.Viewer())
 
-	v1 := e.Group("/v1", middleware.TenantName(cfg.BaseDomain), middleware.Authenticate(a.Auth), middleware.TenantCheck())
+	v1 := e.Group("/v1", middleware.TenantName(cfg.BaseDomain), middleware.Authenticate(a.Auth), middleware.TenantCheck(),
+		a.Audit.Middleware())
 	tenantRoutes := httpx.NewRouter(v1, a.Routes, middleware.Authorize(a.Auth), auth.KnownPermission)
-	tenantRoutes.Use(idempotency.Middleware(a.Idempotency, log))
+	// Bind last: only the handlers' transactions carry the request's entry.
+	tenantRoutes.Use(idempotency.Middleware(a.Idempotency, log), a.Audit.Bind())
 	tenant.NewHandler(a.Tenants).Routes(tenantRoutes)
 	authHandler := auth.NewHandler(a.Auth)
 	authHandler.Routes(tenantRoutes)
@@ -132,6 +147,7 @@ func New(cfg config.Config, d *db.DB, rdb *redis.Client, log *slog.Logger) (*App
 	orders.NewHandler(a.Orders).Routes(tenantRoutes)
 	payments.NewHandler(a.Payments).Routes(tenantRoutes)
 	events.NewLogHandler(events.NewFeed(d)).Routes(tenantRoutes)
+	audit.NewHandler(a.Audit).Routes(tenantRoutes)
 
 	// Without an operator credential configured the operator routes do not
 	// exist (404).

@@ -44,6 +44,7 @@ var matrixRequests = map[string]apptest.Request{
 	"POST /v1/payments/:id/refunds":     {Method: "POST", Path: "/v1/payments/0190a0a0-0000-7000-8000-000000000001/refunds", Body: map[string]any{"amount": 1}},
 	"GET /v1/events":                    {Method: "GET", Path: "/v1/events"},
 	"GET /v1/events/stream":             {Method: "GET", Path: "/v1/events/stream?follow=false"},
+	"GET /v1/audit-events":              {Method: "GET", Path: "/v1/audit-events"},
 	"GET /admin/v1/plans":               {Method: "GET", Path: "/admin/v1/plans"},
 	"GET /admin/v1/tenants":             {Method: "GET", Path: "/admin/v1/tenants"},
 	"POST /admin/v1/tenants":            {Method: "POST", Path: "/admin/v1/tenants", Body: map[string]any{"slug": "matrix-x", "name": "M"}},

@@ -20,6 +20,13 @@ var tenantFixtures = map[string]func(tx *gorm.DB, tenantID uuid.UUID) error{
 			VALUES (?, ?, 'fixture', ?, ?, ARRAY['viewer'], 'rls_test')`,
 			tenantID, uuid.New(), "fx"+uuid.NewString()[:12], []byte("not-a-hash")).Error
 	},
+	// A chain's first link; the hashes are not checked here (see
+	// internal/audit for the chain).
+	"audit_events": func(tx *gorm.DB, tenantID uuid.UUID) error {
+		return tx.Exec(`INSERT INTO audit_events (tenant_id, seq, id, occurred_at, actor, action, resource, status, prev_hash, hash)
+			VALUES (?, 1, ?, now(), 'rls_test', 'fixture.created', 'fixture', 0, ?, ?)`,
+			tenantID, uuid.New(), make([]byte, 32), make([]byte, 32)).Error
+	},
 	"dead_letters": func(tx *gorm.DB, tenantID uuid.UUID) error {
 		return tx.Exec(`INSERT INTO dead_letters (tenant_id, id, subscriber, event_id, position, error, attempts)
 			VALUES (?, ?, 'rls_test', ?, 1, 'fixture', 1)`, tenantID, uuid.New(), uuid.New()).Error

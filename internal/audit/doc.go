@@ -1,0 +1,49 @@
+// Package audit keeps each tenant's audit trail: who did what, when and
+// from where, for every mutating request and every security event.
+//
+// What it owns: the audit_events table (migrations/0010_audit.up.sql), a
+// tenant table under row-level security to which the runtime role may only
+// SELECT and INSERT. Each tenant's events form one hash chain, seq 1, 2, 3,
+// …: hash = SHA-256(prev_hash || the row's canonical encoding, see
+// Event.computeHash), prev_hash being the previous event's hash (32 zero
+// bytes for seq 1). Appends take a per-tenant transaction advisory lock and
+// hold it to commit, so seq order is commit order and the chain has no gap.
+// Only a superuser or the table owner can change or delete rows; Verify
+// finds the first row where the chain stops holding (a changed row, a
+// removed one, a replaced hash).
+//
+// What it publishes:
+//
+//   - Record, which a module calls inside its own db.WithTenant transaction
+//     for a security event (an API key created or revoked, a member added,
+//     removed or given other roles, a member's first sign-in, a role
+//     changed), so the event commits or rolls back with the change. Actor,
+//     request id, client address and User-Agent come from the context.
+//   - Auditor.Middleware, Auditor.Bind and Auditor.BeforeCommit (installed
+//     with db.DB.SetBeforeCommit), which write one entry per POST, PUT,
+//     PATCH and DELETE request: atomically with the request's first
+//     committed write when there is one, else after the response with its
+//     status (see Middleware for the exact guarantee). Origins puts the
+//     client's address and User-Agent in the context for events recorded
+//     before authentication.
+//   - Auditor.AuthFailed, which the authentication path calls on each
+//     failure; bursts against a known tenant become auth.failed_burst
+//     events.
+//   - Handler: GET /v1/audit-events (audit:read), filtered by actor,
+//     action, resource (exact, or prefix with a trailing "*") and time,
+//     newest first with a seq cursor.
+//   - Verify, VerifyAll and RunVerifyCLI (`tenantd audit verify
+//     [--tenant]`).
+//
+// What it needs: internal/db for tenant transactions and the commit hook,
+// internal/identity for the principal and request id, internal/httpx and
+// internal/fault for the HTTP side.
+//
+// # Limits
+//
+// The chain proves rows were not changed or removed in the middle. Removing
+// the newest rows, or rewriting every row from some seq on, leaves a chain
+// that holds: compare the head (seq and hash) that verify prints with one
+// kept elsewhere. Client addresses are as trustworthy as the engine's
+// trusted-proxy setting. Failed authentications are counted per process.
+package audit

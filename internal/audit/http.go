@@ -1,0 +1,180 @@
+package audit
+
+import (
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
+
+	"github.com/tenantd/tenantd/internal/fault"
+	"github.com/tenantd/tenantd/internal/httpx"
+	"github.com/tenantd/tenantd/internal/identity"
+)
+
+// Permission is what GET /v1/audit-events requires.
+const Permission = "audit:read"
+
+// Handler serves GET /v1/audit-events.
+type Handler struct {
+	a *Auditor
+}
+
+// NewHandler returns the audit trail's handler.
+func NewHandler(a *Auditor) *Handler { return &Handler{a: a} }
+
+// Routes registers GET /audit-events on the /v1 router.
+func (h *Handler) Routes(r *httpx.Router) {
+	r.Handle(http.MethodGet, "/audit-events", Permission, h.list)
+}
+
+// EventResponse is an audit event as clients see it. Hashes are hex; the
+// summary is in the canonical form the hash covers.
+type EventResponse struct {
+	ID         uuid.UUID       `json:"id"`
+	Seq        int64           `json:"seq"`
+	OccurredAt time.Time       `json:"occurred_at"`
+	Actor      string          `json:"actor"`
+	Action     string          `json:"action"`
+	Resource   string          `json:"resource"`
+	Status     int             `json:"status"`
+	Summary    json.RawMessage `json:"summary"`
+	RequestID  string          `json:"request_id"`
+	IP         *string         `json:"ip"`
+	UserAgent  string          `json:"user_agent"`
+	PrevHash   string          `json:"prev_hash"`
+	Hash       string          `json:"hash"`
+}
+
+// ToResponse converts an event for the API.
+func ToResponse(e Event) EventResponse {
+	summary := e.Summary
+	if canon, err := recanonical(e.Summary); err == nil {
+		summary = canon
+	}
+	r := EventResponse{
+		ID: e.ID, Seq: e.Seq, OccurredAt: e.OccurredAt.UTC(), Actor: e.Actor, Action: e.Action,
+		Resource: e.Resource, Status: e.Status, Summary: summary, RequestID: e.RequestID,
+		UserAgent: e.UserAgent, PrevHash: hex.EncodeToString(e.PrevHash), Hash: hex.EncodeToString(e.Hash),
+	}
+	if e.IP != "" {
+		ip := e.IP
+		r.IP = &ip
+	}
+	return r
+}
+
+// list serves GET /v1/audit-events?actor=&action=&resource=&since=&until=
+// &limit=&cursor=, newest first. action and resource match exactly, or as
+// a prefix when they end in "*"; since is inclusive, until exclusive (RFC
+// 3339).
+func (h *Handler) list(c *gin.Context) {
+	p, ok := identity.FromContext(c.Request.Context())
+	if !ok || p.TenantID == uuid.Nil {
+		httpx.Fail(c, fault.Unauthenticated, "a tenant credential is required")
+		return
+	}
+	f, err := parseFilter(c)
+	if err != nil {
+		httpx.Error(c, err)
+		return
+	}
+	evs, err := h.a.List(c.Request.Context(), p.TenantID, f)
+	if err != nil {
+		httpx.Error(c, err)
+		return
+	}
+	out := httpx.List[EventResponse]{Data: make([]EventResponse, 0, min(len(evs), f.Limit))}
+	for i, e := range evs {
+		if i == f.Limit {
+			cur := encodeCursor(evs[i-1].Seq)
+			out.NextCursor = &cur
+			break
+		}
+		out.Data = append(out.Data, ToResponse(e))
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+// parseFilter reads and validates the list's query; every malformed
+// parameter is named in one 422.
+func parseFilter(c *gin.Context) (Filter, error) {
+	f := Filter{Limit: 50}
+	var fields fault.Fields
+	text := func(name string, max int) (string, bool) {
+		v, present := c.GetQuery(name)
+		if !present {
+			return "", false
+		}
+		if v == "" || len(v) > 4*max || !utf8.ValidString(v) || utf8.RuneCountInString(v) > max {
+			fields.Add(name, "must be 1 to "+strconv.Itoa(max)+" characters")
+			return "", false
+		}
+		return v, true
+	}
+	if v, ok := text("actor", maxActor); ok {
+		f.Actor = v
+	}
+	if v, ok := text("action", maxAction); ok {
+		f.Action, f.ActionPrefix = strings.CutSuffix(v, "*")
+	}
+	if v, ok := text("resource", maxResource); ok {
+		f.Resource, f.ResourcePrefix = strings.CutSuffix(v, "*")
+	}
+	instant := func(name string) time.Time {
+		v, present := c.GetQuery(name)
+		if !present {
+			return time.Time{}
+		}
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			fields.Add(name, "must be an RFC 3339 timestamp, e.g. 2026-01-02T15:04:05Z")
+			return time.Time{}
+		}
+		return t
+	}
+	f.Since, f.Until = instant("since"), instant("until")
+	if !f.Since.IsZero() && !f.Until.IsZero() && !f.Since.Before(f.Until) {
+		fields.Add("until", "must be after since")
+	}
+	if v, present := c.GetQuery("limit"); present {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 200 {
+			fields.Add("limit", "must be an integer from 1 to 200")
+		} else {
+			f.Limit = n
+		}
+	}
+	if v, present := c.GetQuery("cursor"); present {
+		seq, ok := decodeCursor(v)
+		if !ok {
+			fields.Add("cursor", "is not a cursor returned by this API")
+		}
+		f.BeforeSeq = seq
+	}
+	return f, fields.Err()
+}
+
+// A cursor is the last returned seq, as 8 big-endian bytes in unpadded
+// base64url; the next page holds the events before it.
+func encodeCursor(seq int64) string {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(seq))
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+func decodeCursor(s string) (int64, bool) {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil || len(b) != 8 {
+		return 0, false
+	}
+	seq := int64(binary.BigEndian.Uint64(b))
+	return seq, seq > 0
+}

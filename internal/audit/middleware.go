@@ -1,0 +1,299 @@
+package audit
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"maps"
+	"net/http"
+	"regexp"
+	"slices"
+	"sync"
+
+	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
+	"gorm.io/gorm"
+
+	"github.com/tenantd/tenantd/internal/identity"
+)
+
+// Request entries are written in one of two phases, named in their
+// summary's "phase".
+const (
+	// PhaseCommit: written by the request's first transaction that wrote
+	// anything, atomically with it, before the response was known (status 0).
+	PhaseCommit = "commit"
+	// PhaseResponse: written after the response, in a transaction of its
+	// own, with the final status.
+	PhaseResponse = "response"
+)
+
+// replayedHeader marks a response the idempotency middleware replayed.
+const replayedHeader = "Idempotent-Replayed"
+
+// Origins puts the request's Origin (client address as the engine's
+// trusted proxies resolve it, and User-Agent) in its context, for events
+// recorded before Middleware runs: first sign-ins and failed
+// authentications. Put it right after the request id middleware.
+func Origins() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		c.Request = c.Request.WithContext(WithOrigin(c.Request.Context(), originOf(c)))
+		c.Next()
+	}
+}
+
+func originOf(c *gin.Context) Origin {
+	return Origin{IP: c.ClientIP(), UserAgent: clean(c.Request.UserAgent(), MaxUserAgent)}
+}
+
+// mutating reports whether requests of method change state and are audited.
+func mutating(method string) bool {
+	switch method {
+	case http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete:
+		return true
+	}
+	return false
+}
+
+// Middleware audits every POST, PUT, PATCH and DELETE request of an
+// authenticated tenant principal: action "METHOD /route/:template",
+// resource the request's path, summary the top-level field names of its
+// JSON body (never values). Put it on the tenant routes' group after
+// authentication and the tenant check; pair it with Bind and a.BeforeCommit.
+//
+// The guarantee: the entry is written with the request's first tenant
+// transaction that writes and commits (phase "commit", status 0), so a
+// change never commits without its entry; a request that commits no such
+// transaction (refused, invalid, failed, replayed by idempotency) gets its
+// entry after the response, with the final status (phase "response"); a
+// request that committed and then answered 400 or more gets both. Only the
+// "response" entries can be lost, if the database fails right then; that
+// is logged. A commit whose outcome the driver misreports as failed may
+// leave a duplicate "response" entry: at least once, never silently none.
+// GET, HEAD and OPTIONS requests cost nothing.
+func (a *Auditor) Middleware() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if !mutating(c.Request.Method) {
+			c.Next()
+			return
+		}
+		ctx := c.Request.Context()
+		p, ok := identity.FromContext(ctx)
+		if !ok || p.TenantID == uuid.Nil {
+			c.Next()
+			return
+		}
+		if _, ok := OriginFrom(ctx); !ok {
+			ctx = WithOrigin(ctx, originOf(c))
+		}
+		route := c.FullPath()
+		if route == "" {
+			route = c.Request.URL.EscapedPath()
+		}
+		summary := map[string]any{}
+		if fields := requestFields(c); fields != nil {
+			summary["fields"] = fields
+		}
+		req := &pending{tenantID: p.TenantID, entry: Entry{
+			Actor: p.Actor(), Action: c.Request.Method + " " + route,
+			Resource: c.Request.URL.EscapedPath(), Summary: summary,
+		}}
+		req.cond = sync.NewCond(&req.mu)
+		ctx = context.WithValue(ctx, pendingKey{}, req)
+		c.Request = c.Request.WithContext(ctx)
+		completed := false
+		defer func() {
+			status := c.Writer.Status()
+			if !completed {
+				status = http.StatusInternalServerError // a panic, answered by the recovery middleware
+			}
+			a.settle(ctx, req, status, c.Writer.Header().Get(replayedHeader) == "true")
+		}()
+		c.Next()
+		completed = true
+	}
+}
+
+// settle writes the request's "response" entry unless its "commit" entry
+// covers it.
+func (a *Auditor) settle(ctx context.Context, req *pending, status int, replayed bool) {
+	written := req.close()
+	if written && status < http.StatusBadRequest {
+		return
+	}
+	e := req.entry
+	e.Status = status
+	e.Summary = maps.Clone(e.Summary)
+	e.Summary["phase"] = PhaseResponse
+	if replayed {
+		e.Summary["replayed"] = true
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	defer cancel()
+	err := a.db.WithTenant(ctx, req.tenantID, func(tx *gorm.DB) error {
+		_, err := record(ctx, tx, req.tenantID, e, a.now())
+		return err
+	})
+	if err != nil {
+		a.log.ErrorContext(ctx, "audit: recording a request failed; the request is not in the audit trail",
+			"tenant_id", req.tenantID, "action", e.Action, "resource", e.Resource, "status", status, "err", err)
+	}
+}
+
+// Bind lets the handler's transactions carry the request's entry (see
+// BeforeCommit). Put it last before the handlers (httpx.Router.Use after
+// idempotency), so that the transactions of middleware (idempotency claims,
+// their lease renewals) never carry it.
+func (a *Auditor) Bind() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		ctx := c.Request.Context()
+		req, ok := ctx.Value(pendingKey{}).(*pending)
+		if !ok {
+			c.Next()
+			return
+		}
+		c.Request = c.Request.WithContext(context.WithValue(ctx, boundKey{}, req))
+		c.Next()
+	}
+}
+
+// BeforeCommit is the db.BeforeCommit hook (install it with
+// d.SetBeforeCommit(a.BeforeCommit)). In a transaction of a request bound
+// by Bind, for the request's tenant, that wrote something, and whose entry
+// no other transaction has written or is writing, it appends the entry
+// (phase "commit", status 0); if the transaction then fails to commit, the
+// entry is up for grabs again. Everywhere else it returns at once.
+func (a *Auditor) BeforeCommit(ctx context.Context, tx *gorm.DB, tenantID uuid.UUID) (func(committed bool), error) {
+	req, ok := ctx.Value(boundKey{}).(*pending)
+	if !ok || req.tenantID != tenantID || !req.idle() {
+		return nil, nil
+	}
+	// A transaction is assigned an id by its first write (or row lock):
+	// reads alone do not carry the entry.
+	var wrote bool
+	if err := tx.WithContext(ctx).Raw("SELECT pg_current_xact_id_if_assigned() IS NOT NULL").Scan(&wrote).Error; err != nil {
+		return nil, err
+	}
+	if !wrote || !req.claim() {
+		return nil, nil
+	}
+	e := req.entry
+	e.Summary = maps.Clone(e.Summary)
+	e.Summary["phase"] = PhaseCommit
+	if _, err := record(ctx, tx, tenantID, e, a.now()); err != nil {
+		req.release(false)
+		return nil, err
+	}
+	return req.release, nil
+}
+
+type pendingKey struct{}
+
+// boundKey marks the context of handlers, whose transactions may carry the
+// entry.
+type boundKey struct{}
+
+// pending is a request's entry, waiting for a transaction to carry it.
+type pending struct {
+	tenantID uuid.UUID
+	entry    Entry
+
+	mu    sync.Mutex
+	cond  *sync.Cond // signalled when a write in flight ends
+	state pendingState
+}
+
+type pendingState int
+
+const (
+	idle     pendingState = iota // not written
+	inFlight                     // being written by a transaction not yet ended
+	written                      // committed
+	closed                       // the request is over; no more writes
+)
+
+func (p *pending) idle() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.state == idle
+}
+
+// claim takes the entry for one transaction.
+func (p *pending) claim() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.state != idle {
+		return false
+	}
+	p.state = inFlight
+	return true
+}
+
+// release ends the claiming transaction's write.
+func (p *pending) release(committed bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if committed {
+		p.state = written
+	} else {
+		p.state = idle
+	}
+	p.cond.Broadcast()
+}
+
+// close ends the request, waiting for a write in flight, and reports
+// whether the entry was written.
+func (p *pending) close() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for p.state == inFlight {
+		p.cond.Wait()
+	}
+	wasWritten := p.state == written
+	p.state = closed
+	return wasWritten
+}
+
+// maxFields bounds the field names a request entry lists.
+const maxFields = 50
+
+var fieldName = regexp.MustCompile(`^[A-Za-z0-9_.\-]{1,64}$`)
+
+// requestFields returns the sorted top-level field names of a JSON object
+// body (names that are not plain identifiers show as "?"), or nil for any
+// other body. The body is put back for the handler, read errors included.
+func requestFields(c *gin.Context) []string {
+	if c.Request.Body == nil || c.Request.Body == http.NoBody {
+		return nil
+	}
+	body, err := io.ReadAll(c.Request.Body)
+	if err != nil {
+		c.Request.Body = io.NopCloser(io.MultiReader(bytes.NewReader(body), errReader{err}))
+		return nil
+	}
+	c.Request.Body = io.NopCloser(bytes.NewReader(body))
+	var obj map[string]json.RawMessage
+	if json.Unmarshal(body, &obj) != nil || obj == nil {
+		return nil
+	}
+	names := make([]string, 0, len(obj))
+	for k := range obj {
+		if !fieldName.MatchString(k) {
+			k = "?"
+		}
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	names = slices.Compact(names)
+	if len(names) > maxFields {
+		names = names[:maxFields]
+	}
+	return names
+}
+
+// errReader fails every read with err: the body limit's error reaches the
+// handler as if the middleware had not read the body.
+type errReader struct{ err error }
+
+func (r errReader) Read([]byte) (int, error) { return 0, r.err }
