@@ -28,6 +28,7 @@ import (
 	"github.com/redis/go-redis/extra/redisotel/v9"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/tenantd/tenantd/billing"
 	"github.com/tenantd/tenantd/config"
 	"github.com/tenantd/tenantd/internal/app"
 	"github.com/tenantd/tenantd/internal/audit"
@@ -45,6 +46,8 @@ Usage:
   tenantd serve                        serve the API
   tenantd migrate up | down [N] | status
                                        apply, roll back (all, or N steps) or show migrations
+  tenantd billing export --period YYYY-MM [--format csv|jsonl] [--out FILE] [--provisional]
+                                       the billing file of a month (closes an ended month)
   tenantd projections rebuild          recreate every tenant's order read model from its events
   tenantd audit verify [--tenant ID|SLUG]
                                        recompute the audit hash chain of every tenant (or one);
@@ -90,6 +93,8 @@ func run(args []string) error {
 		return dev(ctx, cfg, log)
 	case "healthcheck":
 		return healthcheck(cfg)
+	case "billing":
+		return billingCommand(ctx, cfg, args[1:])
 	case "projections":
 		if len(args) < 2 || args[1] != "rebuild" {
 			return errors.New("usage: tenantd projections rebuild")
@@ -196,7 +201,8 @@ func listenAndServe(ctx context.Context, cfg config.Config, a *app.App, log *slo
 	}
 	bgCtx, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBackground()
-	go a.Run(bgCtx)
+	background := make(chan struct{})
+	go func() { a.Run(bgCtx); close(background) }()
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ListenAndServe() }()
@@ -214,6 +220,13 @@ func listenAndServe(ctx context.Context, cfg config.Config, a *app.App, log *slo
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
+	}
+	// Dispatchers and flushers stop at a safe point (between transactions);
+	// then every usage count still in this process or in Redis is flushed.
+	stopBackground()
+	<-background
+	if err := a.Usage.Flush(shutdownCtx); err != nil {
+		return fmt.Errorf("shutdown: flush usage: %w", err)
 	}
 	log.Info("tenantd stopped")
 	return nil
@@ -391,6 +404,25 @@ func printWelcome(cfg config.Config, adminKey string) {
 	fmt.Printf("  curl -s %s/v1/products -H \"Authorization: Bearer $KEY\" -H 'Content-Type: application/json' \\\n    -d '{\"sku\":\"TNT-1\",\"name\":\"TNT\",\"price\":999,\"currency\":\"EUR\",\"stock\":5}'\n", base)
 	fmt.Printf("  curl -s %s/admin/v1/tenants -H \"Authorization: Bearer %s\"\n\n", base, cfg.PlatformAPIKey)
 	fmt.Printf("Ctrl-C stops tenantd and removes the throw-away servers.\n\n")
+}
+
+// billingCommand runs "tenantd billing export …" as the runtime role.
+func billingCommand(ctx context.Context, cfg config.Config, args []string) error {
+	if len(args) == 0 || args[0] != "export" {
+		return errors.New("billing needs a subcommand: billing export --period YYYY-MM [--format csv|jsonl] [--out FILE]")
+	}
+	if cfg.DatabaseURL == "" {
+		return errors.New("invalid configuration: DATABASE_URL must be set")
+	}
+	d, err := db.Open(ctx, cfg.DatabaseURL, db.Options{MaxConns: 2})
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.CheckRuntimeRole(ctx); err != nil {
+		return err
+	}
+	return billing.RunExportCLI(ctx, d, args[1:], os.Stdout, os.Stderr)
 }
 
 // rebuildProjections recreates the order read model of every tenant from

@@ -27,6 +27,7 @@ type Config struct {
 	DrainDelay         time.Duration // SHUTDOWN_DRAIN_DELAY, default 2s
 	ReservationTTL     time.Duration // ORDER_RESERVATION_TTL, default 15m
 	Tracing            bool          // OTEL_EXPORTER_OTLP_ENDPOINT (or _TRACES_ENDPOINT) set
+	RateLimitFailOpen  bool          // RATE_LIMIT_FAIL: open (default) or closed
 	GatewayFailTimes   int           // PAYMENT_GATEWAY_FAIL_TIMES, default 2
 	GatewayLatency     time.Duration // PAYMENT_GATEWAY_LATENCY, default 0s
 
@@ -59,6 +60,7 @@ var Vars = []Var{
 	{"ORDER_RESERVATION_TTL", "15m", "how long a pending order holds its stock before the sweeper cancels it (reservation_expired)"},
 	{"PAYMENT_GATEWAY_FAIL_TIMES", "2", "simulated gateway: how many times payment_method card_error fails before it succeeds (negative: always)"},
 	{"PAYMENT_GATEWAY_LATENCY", "0s", "simulated gateway: latency of every charge"},
+	{"RATE_LIMIT_FAIL", "open", "when Redis cannot decide a rate limit: open lets the request through (with a warning and a metric), closed answers 503"},
 	{"OTEL_EXPORTER_OTLP_ENDPOINT", "(unset: tracing off)", "OTLP/HTTP endpoint for traces; the other standard OTEL_* variables (OTEL_SERVICE_NAME, headers, sampler) apply"},
 	{"OIDC_ALLOW_INSECURE_ISSUERS", "false", "allow tenants to register http issuers and loopback/private addresses (development and tests only: opens SSRF)"},
 	{"PLATFORM_OIDC_ISSUER", "(unset)", "issuer whose tokens, carrying PLATFORM_OIDC_ROLE, may use /admin/v1"},
@@ -129,6 +131,13 @@ func Load(getenv func(string) string) (Config, error) {
 	}
 	if c.DrainDelay, err = duration(getenv("SHUTDOWN_DRAIN_DELAY"), "2s"); err != nil {
 		bad("SHUTDOWN_DRAIN_DELAY", "%v", err)
+	}
+	switch getenv("RATE_LIMIT_FAIL") {
+	case "", "open":
+		c.RateLimitFailOpen = true
+	case "closed":
+	default:
+		bad("RATE_LIMIT_FAIL", "must be open or closed (got %q)", getenv("RATE_LIMIT_FAIL"))
 	}
 	if c.ReservationTTL, err = duration(getenv("ORDER_RESERVATION_TTL"), "15m"); err != nil || c.ReservationTTL < time.Second {
 		bad("ORDER_RESERVATION_TTL", "must be a duration of at least 1s (got %q)", getenv("ORDER_RESERVATION_TTL"))

@@ -19,6 +19,7 @@ import (
 	"go.opentelemetry.io/contrib/instrumentation/github.com/gin-gonic/gin/otelgin"
 
 	"github.com/tenantd/tenantd/auth"
+	"github.com/tenantd/tenantd/billing"
 	"github.com/tenantd/tenantd/config"
 	"github.com/tenantd/tenantd/internal/audit"
 	"github.com/tenantd/tenantd/internal/db"
@@ -59,6 +60,10 @@ type App struct {
 	// bursts, and serves the audit trail.
 	Audit   *audit.Auditor
 	Metrics *obs.Metrics
+	// Usage counts request meters (Redis first, PostgreSQL when Redis is
+	// down) and flushes them into usage_counters.
+	Usage  *billing.Counter
+	Limits *billing.Limits
 
 	cfg    config.Config
 	db     *db.DB
@@ -107,6 +112,10 @@ func New(cfg config.Config, d *db.DB, rdb *redis.Client, log *slog.Logger) (*App
 	a.Events = events.NewDispatcher(d, log, events.Options{ListenURL: cfg.DatabaseURL,
 		OnPark: func(sub string) { m.DeadLettered.WithLabelValues(sub).Inc() }})
 	a.Orders.Subscribe(a.Events)
+	billing.SubscribeMeters(a.Events)
+	a.Usage = billing.NewCounter(rdb, d, log, time.Now)
+	a.Limits = billing.NewLimits(rdb, d, log, billing.LimitOptions{FailOpen: cfg.RateLimitFailOpen, Counter: a.Usage,
+		OnRedisError: func(bool) { m.RateLimitFails.Inc() }})
 	a.Events.Subscribe("metrics-saga", []string{orders.EventCompleted, orders.EventCancelled}, sagaOutcomes(m))
 	m.CollectDBStats(d.Stats)
 	m.CollectOutboxLag(a.Events.Lag)
@@ -133,8 +142,10 @@ func New(cfg config.Config, d *db.DB, rdb *redis.Client, log *slog.Logger) (*App
 	e.GET(openapi.DocsPath, openapi.Docs())
 	e.GET(openapi.ViewerPath, openapi.Viewer())
 
+	// Every authenticated request is metered, refused ones included, except
+	// those the rate limit or a quota refused.
 	v1 := e.Group("/v1", middleware.TenantName(cfg.BaseDomain), middleware.Authenticate(a.Auth), middleware.TenantCheck(),
-		a.Audit.Middleware())
+		a.Audit.Middleware(), billing.Metering(a.Usage), a.Limits.RateLimit(), a.Limits.Quota())
 	tenantRoutes := httpx.NewRouter(v1, a.Routes, middleware.Authorize(a.Auth), auth.KnownPermission)
 	// Bind last: only the handlers' transactions carry the request's entry.
 	tenantRoutes.Use(idempotency.Middleware(a.Idempotency, log), a.Audit.Bind())
@@ -147,6 +158,8 @@ func New(cfg config.Config, d *db.DB, rdb *redis.Client, log *slog.Logger) (*App
 	orders.NewHandler(a.Orders).Routes(tenantRoutes)
 	payments.NewHandler(a.Payments).Routes(tenantRoutes)
 	events.NewLogHandler(events.NewFeed(d)).Routes(tenantRoutes)
+	billingHandler := billing.NewHandler(billing.NewReporter(d), billing.NewExporter(d))
+	billingHandler.Routes(tenantRoutes)
 	audit.NewHandler(a.Audit).Routes(tenantRoutes)
 
 	// Without an operator credential configured the operator routes do not
@@ -155,6 +168,7 @@ func New(cfg config.Config, d *db.DB, rdb *redis.Client, log *slog.Logger) (*App
 		admin := e.Group("/admin/v1", middleware.Operator(cfg.PlatformAPIKey, a.Auth))
 		adminRoutes := httpx.NewRouter(admin, a.Routes, operatorOnly, func(p string) bool { return p == operatorPermission })
 		tenant.NewHandler(a.Tenants).AdminRoutes(adminRoutes, operatorPermission)
+		billingHandler.AdminRoutes(adminRoutes, operatorPermission)
 	}
 	a.Engine = e
 	return a, nil
@@ -189,6 +203,7 @@ func (a *App) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	wg.Go(func() { a.RBAC.Run(ctx) })
 	wg.Go(func() { a.Auth.ListenForInvalidations(ctx) })
+	wg.Go(func() { a.Usage.Run(ctx) })
 	wg.Go(func() {
 		if err := a.Events.Run(ctx); err != nil && ctx.Err() == nil {
 			a.log.Error("event dispatcher stopped", "err", err)

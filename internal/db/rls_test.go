@@ -27,6 +27,11 @@ var tenantFixtures = map[string]func(tx *gorm.DB, tenantID uuid.UUID) error{
 			VALUES (?, 1, ?, now(), 'rls_test', 'fixture.created', 'fixture', 0, ?, ?)`,
 			tenantID, uuid.New(), make([]byte, 32), make([]byte, 32)).Error
 	},
+	"billing_lines": func(tx *gorm.DB, tenantID uuid.UUID) error {
+		return tx.Exec(`INSERT INTO billing_lines (tenant_id, period, meter, usage_period, tenant_slug, plan,
+			quantity, included, billable, unit_price, unit_size, amount, currency, hard_limit)
+			VALUES (?, '2026-01', 'api_requests', '2026-01', 'fixture', 'free', 1, 100000, 0, 0, 1000, 0, 'EUR', true)`, tenantID).Error
+	},
 	"dead_letters": func(tx *gorm.DB, tenantID uuid.UUID) error {
 		return tx.Exec(`INSERT INTO dead_letters (tenant_id, id, subscriber, event_id, position, error, attempts)
 			VALUES (?, ?, 'rls_test', ?, 1, 'fixture', 1)`, tenantID, uuid.New(), uuid.New()).Error

@@ -1,0 +1,200 @@
+package billing
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"gorm.io/gorm"
+)
+
+// periodLayout is how a billing period is written: "YYYY-MM".
+const periodLayout = "2006-01"
+
+// PeriodOf returns the billing period of t: its UTC month, "YYYY-MM".
+func PeriodOf(t time.Time) string { return t.UTC().Format(periodLayout) }
+
+// PeriodStart returns the first instant of period ("YYYY-MM"), in UTC.
+func PeriodStart(period string) (time.Time, error) {
+	t, err := time.Parse(periodLayout, period)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("billing period %q is not YYYY-MM", period)
+	}
+	return t, nil
+}
+
+// PeriodEnd returns the first instant after period: midnight UTC of the
+// first day of the next month, when its quotas reset.
+func PeriodEnd(period string) (time.Time, error) {
+	t, err := PeriodStart(period)
+	if err != nil {
+		return time.Time{}, err
+	}
+	return t.AddDate(0, 1, 0), nil
+}
+
+// periods is what billing_periods said inside one transaction.
+type periods struct {
+	closed map[string]bool
+	latest string // the latest closed period, or ""
+}
+
+// lockPeriods takes ROW EXCLUSIVE on usage_counters and then reads the
+// closed periods. billing_close_period takes SHARE on usage_counters before
+// it closes a period, so either this transaction commits before the close
+// reads the counters, or it waits for the close and then sees the period
+// closed: a count never lands in a period after its lines were computed.
+func lockPeriods(tx *gorm.DB) (periods, error) {
+	if err := tx.Exec("LOCK TABLE usage_counters IN ROW EXCLUSIVE MODE").Error; err != nil {
+		return periods{}, fmt.Errorf("lock usage_counters: %w", err)
+	}
+	var closed []string
+	if err := tx.Raw("SELECT period FROM billing_periods").Scan(&closed).Error; err != nil {
+		return periods{}, fmt.Errorf("read closed periods: %w", err)
+	}
+	p := periods{closed: make(map[string]bool, len(closed))}
+	for _, c := range closed {
+		p.closed[c] = true
+		if c > p.latest {
+			p.latest = c
+		}
+	}
+	return p, nil
+}
+
+// attribute returns the billing period of a count made in hour: the hour's
+// month, or, when that month is closed, the first period after the latest
+// closed one (an adjustment; an issued export never changes).
+func (p periods) attribute(hour time.Time) string {
+	period := PeriodOf(hour)
+	if !p.closed[period] {
+		return period
+	}
+	next := p.latest
+	for p.closed[next] {
+		start, err := PeriodStart(next)
+		if err != nil { // billing_periods checks the format; unreachable
+			return period
+		}
+		next = PeriodOf(start.AddDate(0, 1, 0))
+	}
+	return next
+}
+
+// count is an amount to add to one meter of one hour.
+type count struct {
+	meter    string
+	currency string
+	hour     time.Time // UTC, truncated to the hour
+	n        int64
+}
+
+// addCounts adds counts to tenantID's usage_counters in tx (a transaction
+// of that tenant): counters are summed, gauges keep the highest value of
+// the hour.
+func addCounts(tx *gorm.DB, tenantID uuid.UUID, counts []count) error {
+	if len(counts) == 0 {
+		return nil
+	}
+	p, err := lockPeriods(tx)
+	if err != nil {
+		return err
+	}
+	type rowKey struct {
+		meter, currency string
+		hour            int64
+	}
+	merged := map[rowKey]int64{}
+	for _, c := range counts {
+		if c.n < 0 {
+			return fmt.Errorf("negative count %d of %s", c.n, c.meter)
+		}
+		k := rowKey{c.meter, c.currency, c.hour.Unix()}
+		if IsGauge(c.meter) {
+			merged[k] = max(merged[k], c.n)
+		} else {
+			merged[k] += c.n
+		}
+	}
+	keys := make([]rowKey, 0, len(merged))
+	for k := range merged {
+		keys = append(keys, k)
+	}
+	// One order for every writer, so concurrent upserts of the same rows
+	// queue instead of deadlocking.
+	slices.SortFunc(keys, func(a, b rowKey) int {
+		if c := strings.Compare(a.meter, b.meter); c != 0 {
+			return c
+		}
+		if c := strings.Compare(a.currency, b.currency); c != 0 {
+			return c
+		}
+		return int(a.hour - b.hour)
+	})
+	var sb strings.Builder
+	sb.WriteString("INSERT INTO usage_counters (tenant_id, meter, currency, hour, billing_period, quantity) VALUES ")
+	args := make([]any, 0, 6*len(keys))
+	for i, k := range keys {
+		if i > 0 {
+			sb.WriteString(", ")
+		}
+		sb.WriteString("(?, ?, ?, ?, ?, ?)")
+		hour := time.Unix(k.hour, 0).UTC()
+		args = append(args, tenantID, k.meter, k.currency, hour, p.attribute(hour), merged[k])
+	}
+	sb.WriteString(` ON CONFLICT (tenant_id, meter, currency, hour, billing_period) DO UPDATE SET
+		quantity = CASE WHEN usage_counters.meter = '` + MeterActiveProducts + `'
+		                THEN greatest(usage_counters.quantity, EXCLUDED.quantity)
+		                ELSE usage_counters.quantity + EXCLUDED.quantity END,
+		updated_at = now()`)
+	if err := tx.Exec(sb.String(), args...).Error; err != nil {
+		return fmt.Errorf("add usage counts: %w", err)
+	}
+	return nil
+}
+
+// applyOnce adds counts in tx unless name is already in usage_flushes; it
+// records name either way. It reports whether the counts were added.
+func applyOnce(tx *gorm.DB, tenantID uuid.UUID, name string, counts []count) (bool, error) {
+	res := tx.Exec("INSERT INTO usage_flushes (flush_key) VALUES (?) ON CONFLICT (flush_key) DO NOTHING", name)
+	if res.Error != nil {
+		return false, fmt.Errorf("record flush %s: %w", name, res.Error)
+	}
+	if res.RowsAffected == 0 {
+		return false, nil
+	}
+	return true, addCounts(tx, tenantID, counts)
+}
+
+// UsedInPeriod returns what the tenant of tx (a db.WithTenant transaction)
+// used in a billing period according to usage_counters, per meter and
+// currency: the sum of counts, the highest hourly value of gauges. It does
+// not include counts not yet flushed from Redis (at most the current and
+// previous hour's).
+func UsedInPeriod(ctx context.Context, tx *gorm.DB, period string) (map[MeterKey]int64, error) {
+	if _, err := PeriodStart(period); err != nil {
+		return nil, err
+	}
+	var rows []struct {
+		Meter    string
+		Currency string
+		Used     int64
+	}
+	err := tx.WithContext(ctx).Raw(`
+		SELECT meter, currency,
+		       (CASE WHEN meter = ? THEN max(quantity) ELSE sum(quantity) END)::bigint AS used
+		FROM usage_counters
+		WHERE billing_period = ?
+		GROUP BY meter, currency`, MeterActiveProducts, period).Scan(&rows).Error
+	if err != nil {
+		return nil, fmt.Errorf("usage in %s: %w", period, err)
+	}
+	out := make(map[MeterKey]int64, len(rows))
+	for _, r := range rows {
+		out[MeterKey{r.Meter, r.Currency}] = r.Used
+	}
+	return out, nil
+}

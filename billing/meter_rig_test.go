@@ -1,0 +1,257 @@
+package billing_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+	"gorm.io/gorm"
+
+	"github.com/tenantd/tenantd/billing"
+	"github.com/tenantd/tenantd/internal/db"
+	"github.com/tenantd/tenantd/internal/fault"
+	"github.com/tenantd/tenantd/internal/httpx"
+	"github.com/tenantd/tenantd/internal/identity"
+	"github.com/tenantd/tenantd/internal/testenv"
+)
+
+// Headers the metering tests' stand-in authenticator reads.
+const (
+	meterTenantHeader = "X-Test-Tenant"
+	meterPlanHeader   = "X-Test-Plan"
+)
+
+// meterRig is the package's PostgreSQL (runtime role and owner) and Redis.
+type meterRig struct {
+	env   *testenv.Env
+	app   *db.DB
+	owner *db.DB
+	rdb   *redis.Client
+	log   *slog.Logger
+}
+
+func newMeterRig(t *testing.T) *meterRig {
+	t.Helper()
+	gin.SetMode(gin.TestMode)
+	env := testenv.Get(t)
+	out := io.Discard
+	if os.Getenv("TESTENV_VERBOSE") != "" {
+		out = os.Stderr
+	}
+	return &meterRig{
+		env: env, app: env.OpenDB(t, 16), owner: env.OpenOwnerDB(t), rdb: env.RedisClient(t),
+		log: slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	}
+}
+
+func meterHex(t testing.TB, n int) string {
+	t.Helper()
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatalf("random: %v", err)
+	}
+	return hex.EncodeToString(b)
+}
+
+// tenant creates a tenant on plan.
+func (r *meterRig) tenant(t *testing.T, plan string) uuid.UUID {
+	t.Helper()
+	id := uuid.New()
+	slug := "m-" + meterHex(t, 6)
+	err := r.owner.WithPlatform(t.Context(), func(tx *gorm.DB) error {
+		return tx.Exec(`INSERT INTO tenants (id, slug, name, plan) VALUES (?, ?, ?, ?)`, id, slug, "Tenant "+slug, plan).Error
+	})
+	if err != nil {
+		t.Fatalf("create tenant: %v", err)
+	}
+	return id
+}
+
+// testMeter is one meter of a test plan.
+type testMeter struct {
+	included int64
+	hard     bool
+}
+
+// plan creates a plan with the given rate limit and meters (the others
+// get a soft limit of 0) and returns its name.
+func (r *meterRig) plan(t *testing.T, rate, burst int, meters map[string]testMeter) string {
+	t.Helper()
+	name := "test-" + meterHex(t, 4)
+	err := r.owner.Unscoped(t.Context()).Transaction(func(tx *gorm.DB) error {
+		if err := tx.Exec(`INSERT INTO plans (name, display_name, rate_per_second, burst, monthly_price, currency, sort_order)
+			VALUES (?, ?, ?, ?, 0, 'EUR', 99)`, name, "Test "+name, rate, burst).Error; err != nil {
+			return err
+		}
+		for _, m := range billing.Meters {
+			terms := meters[m]
+			if err := tx.Exec(`INSERT INTO plan_meters (plan, meter, included, unit_price, unit_size, currency, hard_limit)
+				VALUES (?, ?, ?, 1, 1, 'EUR', ?)`, name, m, terms.included, terms.hard).Error; err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("create plan: %v", err)
+	}
+	return name
+}
+
+// usage returns what usage_counters holds for tenantID, per meter and
+// currency, over all periods: counts summed, gauges at their maximum.
+func (r *meterRig) usage(t *testing.T, tenantID uuid.UUID) map[billing.MeterKey]int64 {
+	t.Helper()
+	var rows []struct {
+		Meter, Currency string
+		Quantity        int64
+	}
+	err := r.app.WithTenant(t.Context(), tenantID, func(tx *gorm.DB) error {
+		return tx.Raw(`SELECT meter, currency, quantity FROM usage_counters`).Scan(&rows).Error
+	})
+	if err != nil {
+		t.Fatalf("read usage: %v", err)
+	}
+	out := map[billing.MeterKey]int64{}
+	for _, row := range rows {
+		k := billing.MeterKey{Meter: row.Meter, Currency: row.Currency}
+		if billing.IsGauge(row.Meter) {
+			out[k] = max(out[k], row.Quantity)
+		} else {
+			out[k] += row.Quantity
+		}
+	}
+	return out
+}
+
+// requests returns tenantID's api_requests in usage_counters.
+func (r *meterRig) requests(t *testing.T, tenantID uuid.UUID) int64 {
+	t.Helper()
+	return r.usage(t, tenantID)[billing.MeterKey{Meter: billing.MeterAPIRequests}]
+}
+
+// redisKeys returns the usage keys Redis holds for tenantID, of any kind
+// (usage, usage-flushing).
+func (r *meterRig) redisKeys(t *testing.T, tenantID uuid.UUID) []string {
+	t.Helper()
+	var keys []string
+	for _, pattern := range []string{"usage:{" + tenantID.String() + "}:*", "usage-flushing:{" + tenantID.String() + "}:*"} {
+		iter := r.rdb.Scan(t.Context(), 0, pattern, 100).Iterator()
+		for iter.Next(t.Context()) {
+			keys = append(keys, iter.Val())
+		}
+		if err := iter.Err(); err != nil {
+			t.Fatalf("scan %s: %v", pattern, err)
+		}
+	}
+	return keys
+}
+
+// meterClock is a settable clock.
+type meterClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *meterClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *meterClock) Set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = t
+}
+
+// meterEngine is gin with a stand-in authenticator (tenant and plan from
+// headers), then mws, then test routes: GET /v1/things/:id answers 200, or
+// 404 for id "missing"; POST /v1/orders answers 201.
+func meterEngine(mws ...gin.HandlerFunc) *gin.Engine {
+	e := gin.New()
+	e.ContextWithFallback = true
+	e.Use(func(c *gin.Context) {
+		if raw := c.GetHeader(meterTenantHeader); raw != "" {
+			p := identity.Principal{Kind: identity.KindAPIKey, TenantID: uuid.MustParse(raw),
+				Plan: c.GetHeader(meterPlanHeader), Subject: "key-1"}
+			c.Request = c.Request.WithContext(identity.WithPrincipal(c.Request.Context(), p))
+		}
+		c.Next()
+	})
+	v1 := e.Group("/v1", mws...)
+	v1.GET("/things/:id", func(c *gin.Context) {
+		if c.Param("id") == "missing" {
+			httpx.Fail(c, fault.NotFound, "no such thing")
+			return
+		}
+		c.JSON(http.StatusOK, gin.H{"id": c.Param("id")})
+	})
+	v1.POST("/orders", func(c *gin.Context) { c.JSON(http.StatusCreated, gin.H{"status": "pending"}) })
+	return e
+}
+
+// meterGet sends GET path as tenantID on plan.
+func meterGet(e http.Handler, tenantID uuid.UUID, plan, path string) *httptest.ResponseRecorder {
+	return meterSend(e, http.MethodGet, tenantID, plan, path)
+}
+
+func meterSend(e http.Handler, method string, tenantID uuid.UUID, plan, path string) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(method, path, strings.NewReader(""))
+	req.Header.Set(meterTenantHeader, tenantID.String())
+	req.Header.Set(meterPlanHeader, plan)
+	w := httptest.NewRecorder()
+	e.ServeHTTP(w, req)
+	return w
+}
+
+// meterProblemCode returns the code of a problem+json response, or "".
+func meterProblemCode(w *httptest.ResponseRecorder) string {
+	var p struct {
+		Code string `json:"code"`
+	}
+	if err := json.Unmarshal(w.Body.Bytes(), &p); err != nil {
+		return ""
+	}
+	return p.Code
+}
+
+// runMeterCounter runs c until the test ends (waiting for its final flush).
+func runMeterCounter(t *testing.T, c *billing.Counter) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c.Run(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+}
+
+// meterEventually polls cond every 20ms until it holds or d passes.
+func meterEventually(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, d)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -1,0 +1,378 @@
+package billing_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"gorm.io/gorm"
+
+	"github.com/tenantd/tenantd/billing"
+)
+
+// TestCountsExactWithRacingFlushers serves concurrent requests of several
+// tenants on two replicas while both flush over and over, the current hour
+// included: after a final flush each tenant's api_requests equals the
+// requests served to it, and Redis holds none of its keys.
+func TestCountsExactWithRacingFlushers(t *testing.T) {
+	r := newMeterRig(t)
+	ctx := t.Context()
+	tenants := make([]uuid.UUID, 5)
+	for i := range tenants {
+		tenants[i] = r.tenant(t, "free")
+	}
+	replicas := []*billing.Counter{
+		billing.NewCounter(r.rdb, r.app, r.log, time.Now),
+		billing.NewCounter(r.rdb, r.app, r.log, time.Now),
+	}
+	engines := make([]http.Handler, len(replicas))
+	for i, c := range replicas {
+		runMeterCounter(t, c)
+		engines[i] = meterEngine(billing.Metering(c))
+	}
+
+	stop := make(chan struct{})
+	var flushers sync.WaitGroup
+	var flushes atomic.Int64
+	for _, c := range replicas {
+		flushers.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if err := c.Flush(ctx); err != nil {
+					t.Errorf("flush during load: %v", err)
+					return
+				}
+				flushes.Add(1)
+				time.Sleep(time.Duration(rand.IntN(15)) * time.Millisecond)
+			}
+		})
+	}
+
+	const workers, perWorker = 8, 150
+	var served [5]atomic.Int64
+	var load sync.WaitGroup
+	for w := range workers {
+		load.Go(func() {
+			for i := range perWorker {
+				ti := rand.IntN(len(tenants))
+				path := "/v1/things/x"
+				if i%7 == 0 {
+					path = "/v1/things/missing" // a 4xx counts too
+				}
+				resp := meterGet(engines[(w+i)%len(engines)], tenants[ti], "free", path)
+				if resp.Code != http.StatusOK && resp.Code != http.StatusNotFound {
+					t.Errorf("got status %d, want 200 or 404", resp.Code)
+				}
+				served[ti].Add(1)
+				time.Sleep(time.Duration(rand.IntN(20)) * time.Millisecond)
+			}
+		})
+	}
+	load.Wait()
+	close(stop)
+	flushers.Wait()
+	for _, c := range replicas {
+		if err := c.Flush(ctx); err != nil {
+			t.Fatalf("final flush: %v", err)
+		}
+	}
+	t.Logf("%d flushes raced the load", flushes.Load())
+	if flushes.Load() < 20 {
+		t.Errorf("got %d flushes during the load, want several racing ones", flushes.Load())
+	}
+	var total int64
+	for i, id := range tenants {
+		total += served[i].Load()
+		if got, want := r.requests(t, id), served[i].Load(); got != want {
+			t.Errorf("tenant %d: got api_requests %d, want %d served", i, got, want)
+		}
+		if keys := r.redisKeys(t, id); len(keys) > 0 {
+			t.Errorf("tenant %d: got keys %v left in Redis after the flush, want none", i, keys)
+		}
+	}
+	if total != workers*perWorker {
+		t.Fatalf("served %d requests, want %d", total, workers*perWorker)
+	}
+}
+
+// TestRedisDownMidLoad stops Redis under load: no request fails because
+// of it, counting goes to PostgreSQL meanwhile and back to Redis after it
+// restarts, and the counts are still exact.
+func TestRedisDownMidLoad(t *testing.T) {
+	r := newMeterRig(t)
+	if r.env.Redis == nil {
+		t.Skip("Redis comes from TEST_REDIS_URL, which this test cannot restart")
+	}
+	ctx := t.Context()
+	// Redis saves its data when it stops, as a production Redis with
+	// persistence keeps it across a restart; an unpersisted Redis loses
+	// what it held, which no client can count again.
+	if err := r.rdb.ConfigSet(ctx, "save", "3600 1").Err(); err != nil {
+		t.Fatalf("configure redis persistence: %v", err)
+	}
+	tenants := []uuid.UUID{r.tenant(t, "enterprise"), r.tenant(t, "enterprise"), r.tenant(t, "enterprise")}
+	counter := billing.NewCounter(r.rdb, r.app, r.log, time.Now)
+	runMeterCounter(t, counter)
+	var failOpen atomic.Int64
+	limits := billing.NewLimits(r.rdb, r.app, r.log, billing.LimitOptions{
+		FailOpen: true, Counter: counter,
+		OnRedisError: func(open bool) {
+			if open {
+				failOpen.Add(1)
+			}
+		},
+	})
+	e := meterEngine(billing.Metering(counter), limits.RateLimit(), limits.Quota())
+
+	var served [3]atomic.Int64
+	var failed atomic.Int64
+	stop := make(chan struct{})
+	var load sync.WaitGroup
+	for w := range 6 {
+		load.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				ti := (w + i) % len(tenants)
+				resp := meterGet(e, tenants[ti], "enterprise", "/v1/things/x")
+				served[ti].Add(1)
+				if resp.Code != http.StatusOK {
+					if failed.Add(1) <= 5 {
+						t.Errorf("got status %d %s, want 200 whatever Redis does", resp.Code, resp.Body)
+					}
+				}
+				time.Sleep(3 * time.Millisecond)
+			}
+		})
+	}
+
+	time.Sleep(time.Second)
+	r.env.Redis.StopRedis()
+	stopped := true
+	t.Cleanup(func() {
+		if stopped {
+			if err := r.env.Redis.StartRedis(context.Background()); err != nil {
+				t.Errorf("restart redis: %v", err)
+			}
+		}
+	})
+	meterEventually(t, 5*time.Second, "counting moves to PostgreSQL", func() bool { return billing.CountsInPostgres(counter) })
+	time.Sleep(2 * time.Second)
+	var direct int64
+	if err := r.app.Unscoped(ctx).Raw("SELECT count(*) FROM usage_flushes WHERE flush_key LIKE 'direct:%'").Scan(&direct).Error; err != nil {
+		t.Fatalf("count direct writes: %v", err)
+	}
+	if direct == 0 {
+		t.Error("got no counts written to PostgreSQL while Redis was down, want the fallback to write them")
+	}
+
+	if err := r.env.Redis.StartRedis(ctx); err != nil {
+		t.Fatalf("restart redis: %v", err)
+	}
+	stopped = false
+	// Later restarts must not bring back this moment's data.
+	if err := os.Remove(filepath.Join(r.env.Redis.Dir(), "dump.rdb")); err != nil {
+		t.Errorf("remove the redis dump: %v", err)
+	}
+	meterEventually(t, 10*time.Second, "counting goes back to Redis", func() bool {
+		return !billing.CountsInPostgres(counter) && len(r.redisKeys(t, tenants[0])) > 0
+	})
+	time.Sleep(500 * time.Millisecond)
+	close(stop)
+	load.Wait()
+
+	if err := counter.Flush(ctx); err != nil {
+		t.Fatalf("final flush: %v", err)
+	}
+	for i, id := range tenants {
+		if got, want := r.requests(t, id), served[i].Load(); got != want {
+			t.Errorf("tenant %d: got api_requests %d, want %d served", i, got, want)
+		}
+	}
+	if failOpen.Load() == 0 || limits.RedisErrors() == 0 {
+		t.Errorf("got %d fail-open decisions (%d counted), want the rate limiter to have failed open", failOpen.Load(), limits.RedisErrors())
+	}
+	t.Logf("served %d requests; %d direct writes to PostgreSQL; %d rate limit decisions without Redis",
+		served[0].Load()+served[1].Load()+served[2].Load(), direct, limits.RedisErrors())
+}
+
+// TestMeteringCounts checks what Metering counts: authenticated requests
+// of any status, not the 429s the rate limit answered, not requests
+// without a tenant.
+func TestMeteringCounts(t *testing.T) {
+	r := newMeterRig(t)
+	ctx := t.Context()
+	plan := r.plan(t, 1, 3, nil)
+	id := r.tenant(t, plan)
+	counter := billing.NewCounter(r.rdb, r.app, r.log, time.Now)
+	limits := billing.NewLimits(r.rdb, r.app, r.log, billing.LimitOptions{FailOpen: true, Counter: counter})
+	e := meterEngine(billing.Metering(counter), limits.RateLimit(), limits.Quota())
+
+	statuses := map[int]int64{}
+	for i := range 10 {
+		path := "/v1/things/x"
+		if i == 1 {
+			path = "/v1/things/missing"
+		}
+		resp := meterGet(e, id, plan, path)
+		statuses[resp.Code]++
+	}
+	if statuses[http.StatusTooManyRequests] == 0 || statuses[http.StatusNotFound] != 1 {
+		t.Fatalf("got statuses %v, want one 404 and some 429s (burst 3)", statuses)
+	}
+	anon := httpTestRequest(e, "/v1/things/x")
+	if anon != http.StatusOK {
+		t.Fatalf("got status %d without a principal, want 200", anon)
+	}
+	if err := counter.Flush(ctx); err != nil {
+		t.Fatalf("flush: %v", err)
+	}
+	if got, want := r.requests(t, id), 10-statuses[http.StatusTooManyRequests]; got != want {
+		t.Errorf("got api_requests %d, want %d (statuses %v)", got, want, statuses)
+	}
+}
+
+func httpTestRequest(e http.Handler, path string) int {
+	w := meterGet(e, uuid.Nil, "", path)
+	return w.Code
+}
+
+// TestUsedInPeriod sums counts and takes the highest hour of gauges,
+// within the period asked for only.
+func TestUsedInPeriod(t *testing.T) {
+	r := newMeterRig(t)
+	id := r.tenant(t, "free")
+	rows := []struct {
+		meter, currency, hour, period string
+		n                             int64
+	}{
+		{billing.MeterAPIRequests, "", "2031-03-01T00:00:00Z", "2031-03", 5},
+		{billing.MeterAPIRequests, "", "2031-03-31T23:00:00Z", "2031-03", 7},
+		{billing.MeterAPIRequests, "", "2031-02-28T23:00:00Z", "2031-03", 1}, // an adjustment
+		{billing.MeterAPIRequests, "", "2031-04-01T00:00:00Z", "2031-04", 100},
+		{billing.MeterPaymentVolume, "EUR", "2031-03-02T10:00:00Z", "2031-03", 2500},
+		{billing.MeterPaymentVolume, "USD", "2031-03-02T10:00:00Z", "2031-03", 700},
+		{billing.MeterActiveProducts, "", "2031-03-02T10:00:00Z", "2031-03", 40},
+		{billing.MeterActiveProducts, "", "2031-03-09T10:00:00Z", "2031-03", 45},
+		{billing.MeterActiveProducts, "", "2031-03-20T10:00:00Z", "2031-03", 12},
+	}
+	for _, row := range rows {
+		insertUsage(t, r, id, row.meter, row.currency, row.hour, row.period, row.n)
+	}
+	var got map[billing.MeterKey]int64
+	err := r.app.WithTenant(t.Context(), id, func(tx *gorm.DB) error {
+		var err error
+		got, err = billing.UsedInPeriod(t.Context(), tx, "2031-03")
+		return err
+	})
+	if err != nil {
+		t.Fatalf("UsedInPeriod: %v", err)
+	}
+	want := map[billing.MeterKey]int64{
+		{Meter: billing.MeterAPIRequests}:                    13,
+		{Meter: billing.MeterPaymentVolume, Currency: "EUR"}: 2500,
+		{Meter: billing.MeterPaymentVolume, Currency: "USD"}: 700,
+		{Meter: billing.MeterActiveProducts}:                 45,
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("got %v, want %v", got, want)
+	}
+}
+
+// insertUsage writes one usage_counters row in the tenant's transaction.
+func insertUsage(t *testing.T, r *meterRig, tenantID uuid.UUID, meter, currency, hour, period string, n int64) {
+	t.Helper()
+	err := r.app.WithTenant(t.Context(), tenantID, func(tx *gorm.DB) error {
+		return tx.Exec(`INSERT INTO usage_counters (tenant_id, meter, currency, hour, billing_period, quantity)
+			VALUES (?, ?, ?, ?::timestamptz, ?, ?)`, tenantID, meter, currency, hour, period, n).Error
+	})
+	if err != nil {
+		t.Fatalf("insert usage: %v", err)
+	}
+}
+
+// TestActiveProductsSample records the number of products as the hour's
+// gauge, keeping the hour's highest sample.
+func TestActiveProductsSample(t *testing.T) {
+	r := newMeterRig(t)
+	ctx := t.Context()
+	clock := &meterClock{now: time.Date(2031, 5, 10, 14, 20, 0, 0, time.UTC)}
+	counter := billing.NewCounter(r.rdb, r.app, r.log, clock.Now)
+	a, b := r.tenant(t, "free"), r.tenant(t, "free")
+	addProducts := func(id uuid.UUID, n int) []uuid.UUID {
+		var ids []uuid.UUID
+		err := r.app.WithTenant(ctx, id, func(tx *gorm.DB) error {
+			for range n {
+				pid := uuid.New()
+				ids = append(ids, pid)
+				if err := tx.Exec(`INSERT INTO products (tenant_id, id, sku, name, price, currency, stock_on_hand)
+					VALUES (?, ?, ?, 'P', 100, 'EUR', 1)`, id, pid, "sku-"+pid.String()[:8]).Error; err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("add products: %v", err)
+		}
+		return ids
+	}
+	gauge := func(id uuid.UUID, hour time.Time) int64 {
+		var n int64
+		err := r.app.WithTenant(ctx, id, func(tx *gorm.DB) error {
+			return tx.Raw(`SELECT coalesce(max(quantity), 0) FROM usage_counters WHERE meter = ? AND hour = ?`,
+				billing.MeterActiveProducts, hour).Scan(&n).Error
+		})
+		if err != nil {
+			t.Fatalf("read gauge: %v", err)
+		}
+		return n
+	}
+	sample := func() {
+		t.Helper()
+		if err := counter.SampleActiveProducts(ctx); err != nil {
+			t.Fatalf("sample: %v", err)
+		}
+	}
+	h1 := time.Date(2031, 5, 10, 14, 0, 0, 0, time.UTC)
+	aIDs := addProducts(a, 3)
+	addProducts(b, 1)
+	sample()
+	if got := gauge(a, h1); got != 3 {
+		t.Errorf("got gauge %d, want 3", got)
+	}
+	if got := gauge(b, h1); got != 1 {
+		t.Errorf("other tenant: got gauge %d, want 1", got)
+	}
+	addProducts(a, 2)
+	sample()
+	if err := r.app.WithTenant(ctx, a, func(tx *gorm.DB) error {
+		return tx.Exec("DELETE FROM products WHERE id IN ?", aIDs).Error
+	}); err != nil {
+		t.Fatalf("delete products: %v", err)
+	}
+	sample()
+	if got := gauge(a, h1); got != 5 {
+		t.Errorf("after 5 and then 2 products: got the hour's gauge %d, want its highest sample 5", got)
+	}
+	clock.Set(h1.Add(time.Hour))
+	sample()
+	if got := gauge(a, h1.Add(time.Hour)); got != 2 {
+		t.Errorf("next hour: got gauge %d, want 2", got)
+	}
+}

@@ -1,0 +1,12 @@
+DROP FUNCTION IF EXISTS billing_usage_page(text, uuid, int);
+DROP FUNCTION IF EXISTS billing_export_tenants(text, boolean);
+DROP FUNCTION IF EXISTS billing_export_rows(text, boolean);
+DROP FUNCTION IF EXISTS billing_close_period(text);
+DROP FUNCTION IF EXISTS billing_live_lines(text);
+DROP TABLE IF EXISTS billing_exports;
+DROP TABLE IF EXISTS billing_lines;
+DROP FUNCTION IF EXISTS billing_amount(bigint, bigint, bigint);
+DROP FUNCTION IF EXISTS billing_billable(bigint, bigint, boolean);
+DROP FUNCTION IF EXISTS billing_meter_is_gauge(text);
+ALTER TABLE billing_periods DROP COLUMN IF EXISTS lines_frozen_at;
+DROP POLICY IF EXISTS owner_billing ON usage_counters;
