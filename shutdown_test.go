@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,6 +16,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+	"gorm.io/gorm"
+
+	"github.com/tenantd/tenantd/internal/db"
 	"github.com/tenantd/tenantd/internal/testenv"
 )
 
@@ -177,6 +182,30 @@ func TestGracefulShutdown(t *testing.T) {
 	}
 	if before < 10 {
 		t.Fatalf("only %d requests before SIGTERM: the load proves nothing", before)
+	}
+
+	// No usage lost: every /v1 request answered (and not refused by a
+	// limit) is in usage_counters once the process has exited.
+	want := int64(1) // the product created before the load
+	for _, o := range outcomes {
+		if o.err == nil && o.status != http.StatusTooManyRequests {
+			want++
+		}
+	}
+	owner, err := db.Open(context.Background(), env.OwnerURL, db.Options{MaxConns: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer owner.Close()
+	var got int64
+	err = owner.WithTenant(context.Background(), uuid.MustParse(tn["id"].(string)), func(tx *gorm.DB) error {
+		return tx.Raw("SELECT coalesce(sum(quantity), 0) FROM usage_counters WHERE meter = 'api_requests'").Scan(&got).Error
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != want {
+		t.Errorf("api_requests after shutdown: got %d, want %d (every served request counted once)", got, want)
 	}
 	t.Logf("%d requests started before SIGTERM, all %d served; %d requests in total", before, served, len(outcomes))
 }
