@@ -13,7 +13,6 @@ import (
 
 	"github.com/tenantd/tenantd/internal/fault"
 	"github.com/tenantd/tenantd/internal/httpx"
-	"github.com/tenantd/tenantd/internal/identity"
 )
 
 // Permissions the product routes require.
@@ -22,8 +21,6 @@ const (
 	permWrite  = "products:write"
 	permAdjust = "inventory:adjust"
 )
-
-var errNoTenant = fault.New(fault.Unauthenticated, "a credential for a tenant is required")
 
 // Handler serves the product routes.
 type Handler struct {
@@ -159,7 +156,7 @@ func (r adjustRequest) toModel() (StockAdjustment, error) {
 }
 
 func (h *Handler) create(c *gin.Context) {
-	tenantID, err := tenantOf(c)
+	tenantID, err := httpx.TenantID(c)
 	if err != nil {
 		httpx.Error(c, err)
 		return
@@ -185,7 +182,7 @@ func (h *Handler) create(c *gin.Context) {
 }
 
 func (h *Handler) list(c *gin.Context) {
-	tenantID, err := tenantOf(c)
+	tenantID, err := httpx.TenantID(c)
 	if err != nil {
 		httpx.Error(c, err)
 		return
@@ -304,18 +301,9 @@ func (h *Handler) adjustStock(c *gin.Context) {
 	c.JSON(http.StatusOK, toJSON(p))
 }
 
-// tenantOf returns the tenant of the authenticated principal.
-func tenantOf(c *gin.Context) (uuid.UUID, error) {
-	p, ok := identity.FromContext(c.Request.Context())
-	if !ok || p.TenantID == uuid.Nil {
-		return uuid.Nil, errNoTenant
-	}
-	return p.TenantID, nil
-}
-
 // tenantAndID returns the principal's tenant and the :id path parameter.
 func tenantAndID(c *gin.Context) (uuid.UUID, uuid.UUID, error) {
-	tenantID, err := tenantOf(c)
+	tenantID, err := httpx.TenantID(c)
 	if err != nil {
 		return uuid.Nil, uuid.Nil, err
 	}

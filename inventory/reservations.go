@@ -167,7 +167,7 @@ type reservationJSON struct {
 }
 
 func (h *Handler) reservations(c *gin.Context) {
-	tenantID, err := tenantOf(c)
+	tenantID, err := httpx.TenantID(c)
 	if err != nil {
 		httpx.Error(c, err)
 		return

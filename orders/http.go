@@ -12,7 +12,6 @@ import (
 	"github.com/tenantd/tenantd/internal/events"
 	"github.com/tenantd/tenantd/internal/fault"
 	"github.com/tenantd/tenantd/internal/httpx"
-	"github.com/tenantd/tenantd/internal/identity"
 )
 
 // Handler serves the /v1/orders routes.
@@ -76,18 +75,10 @@ type EventResponse struct {
 	CreatedAt time.Time       `json:"created_at"`
 }
 
-func tenantOf(c *gin.Context) (uuid.UUID, bool) {
-	p, ok := identity.FromContext(c.Request.Context())
-	if !ok || p.TenantID == uuid.Nil {
-		httpx.Fail(c, fault.Unauthenticated, "a credential is required")
-		return uuid.Nil, false
-	}
-	return p.TenantID, true
-}
-
 func (h *Handler) place(c *gin.Context) {
-	tenantID, ok := tenantOf(c)
-	if !ok {
+	tenantID, err := httpx.TenantID(c)
+	if err != nil {
+		httpx.Error(c, err)
 		return
 	}
 	var req placeRequest
@@ -110,8 +101,9 @@ func (h *Handler) place(c *gin.Context) {
 }
 
 func (h *Handler) list(c *gin.Context) {
-	tenantID, ok := tenantOf(c)
-	if !ok {
+	tenantID, err := httpx.TenantID(c)
+	if err != nil {
+		httpx.Error(c, err)
 		return
 	}
 	page, err := httpx.ParsePage(c)
@@ -139,8 +131,9 @@ func (h *Handler) list(c *gin.Context) {
 }
 
 func (h *Handler) get(c *gin.Context) {
-	tenantID, ok := tenantOf(c)
-	if !ok {
+	tenantID, err := httpx.TenantID(c)
+	if err != nil {
+		httpx.Error(c, err)
 		return
 	}
 	id, err := httpx.ParseID(c, "id")
@@ -163,8 +156,9 @@ func (h *Handler) get(c *gin.Context) {
 }
 
 func (h *Handler) cancel(c *gin.Context) {
-	tenantID, ok := tenantOf(c)
-	if !ok {
+	tenantID, err := httpx.TenantID(c)
+	if err != nil {
+		httpx.Error(c, err)
 		return
 	}
 	id, err := httpx.ParseID(c, "id")
@@ -182,8 +176,9 @@ func (h *Handler) cancel(c *gin.Context) {
 }
 
 func (h *Handler) events(c *gin.Context) {
-	tenantID, ok := tenantOf(c)
-	if !ok {
+	tenantID, err := httpx.TenantID(c)
+	if err != nil {
+		httpx.Error(c, err)
 		return
 	}
 	id, err := httpx.ParseID(c, "id")

@@ -198,13 +198,13 @@ func (f gatewayFunc) Charge(ctx context.Context, c payments.Charge) (payments.Re
 	return f(ctx, c)
 }
 
-// TestResilientBreaker walks the breaker through its states with a 100ms
+// TestResilientBreaker walks the breaker through its states with a 500ms
 // cool-down: closed, open after TripAfter consecutive failures (answering at
 // once without calling the gateway), half-open after the cool-down, and
 // closed again after a successful trial charge; a failed trial reopens it.
 func TestResilientBreaker(t *testing.T) {
 	t.Parallel()
-	const coolDown = 100 * time.Millisecond
+	const coolDown = 500 * time.Millisecond
 	g := &scripted{}
 	var mu sync.Mutex
 	var transitions []string

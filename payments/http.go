@@ -13,7 +13,6 @@ import (
 
 	"github.com/tenantd/tenantd/internal/fault"
 	"github.com/tenantd/tenantd/internal/httpx"
-	"github.com/tenantd/tenantd/internal/identity"
 )
 
 // Permissions the payment routes require.
@@ -22,8 +21,6 @@ const (
 	permWrite  = "payments:write"
 	permRefund = "payments:refund"
 )
-
-var errNoTenant = fault.New(fault.Unauthenticated, "a credential for a tenant is required")
 
 // Handler serves the payment routes.
 type Handler struct {
@@ -131,7 +128,7 @@ type refundRequest struct {
 }
 
 func (h *Handler) create(c *gin.Context) {
-	tenantID, err := tenantOf(c)
+	tenantID, err := httpx.TenantID(c)
 	if err != nil {
 		httpx.Error(c, err)
 		return
@@ -157,7 +154,7 @@ func (h *Handler) create(c *gin.Context) {
 }
 
 func (h *Handler) list(c *gin.Context) {
-	tenantID, err := tenantOf(c)
+	tenantID, err := httpx.TenantID(c)
 	if err != nil {
 		httpx.Error(c, err)
 		return
@@ -231,18 +228,9 @@ func (h *Handler) refund(c *gin.Context) {
 	c.JSON(http.StatusCreated, refundJSON{ID: r.ID, PaymentID: r.PaymentID, Amount: r.Amount, Currency: r.Currency, CreatedAt: r.CreatedAt})
 }
 
-// tenantOf returns the tenant of the authenticated principal.
-func tenantOf(c *gin.Context) (uuid.UUID, error) {
-	p, ok := identity.FromContext(c.Request.Context())
-	if !ok || p.TenantID == uuid.Nil {
-		return uuid.Nil, errNoTenant
-	}
-	return p.TenantID, nil
-}
-
 // tenantAndID returns the principal's tenant and the :id path parameter.
 func tenantAndID(c *gin.Context) (uuid.UUID, uuid.UUID, error) {
-	tenantID, err := tenantOf(c)
+	tenantID, err := httpx.TenantID(c)
 	if err != nil {
 		return uuid.Nil, uuid.Nil, err
 	}

@@ -280,7 +280,9 @@ func TestConcurrentPayments(t *testing.T) {
 // it. The order of the unavailable payment stays payable.
 func TestCircuitBreaker(t *testing.T) {
 	t.Parallel()
-	const coolDown = 100 * time.Millisecond
+	// Long enough that a loaded machine still answers the open breaker
+	// before it half-opens.
+	const coolDown = 2 * time.Second
 	opts := fastRetries
 	opts.TripAfter = 3
 	opts.OpenTimeout = coolDown

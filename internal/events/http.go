@@ -13,7 +13,6 @@ import (
 
 	"github.com/tenantd/tenantd/internal/fault"
 	"github.com/tenantd/tenantd/internal/httpx"
-	"github.com/tenantd/tenantd/internal/identity"
 )
 
 // LogHandler serves a tenant's event log: GET /v1/events and the SSE stream.
@@ -96,18 +95,10 @@ func parseQuery(c *gin.Context) (query, error) {
 	return q, f.Err()
 }
 
-func tenantOf(c *gin.Context) (uuid.UUID, bool) {
-	p, ok := identity.FromContext(c.Request.Context())
-	if !ok || p.TenantID == uuid.Nil {
-		httpx.Fail(c, fault.Unauthenticated, "a credential is required")
-		return uuid.Nil, false
-	}
-	return p.TenantID, true
-}
-
 func (h *LogHandler) list(c *gin.Context) {
-	tenantID, ok := tenantOf(c)
-	if !ok {
+	tenantID, err := httpx.TenantID(c)
+	if err != nil {
+		httpx.Error(c, err)
 		return
 	}
 	q, err := parseQuery(c)
@@ -136,8 +127,9 @@ func (h *LogHandler) list(c *gin.Context) {
 // every 15 s to keep proxies from closing an idle stream. With
 // follow=false it ends once it has sent what is there.
 func (h *LogHandler) stream(c *gin.Context) {
-	tenantID, ok := tenantOf(c)
-	if !ok {
+	tenantID, err := httpx.TenantID(c)
+	if err != nil {
+		httpx.Error(c, err)
 		return
 	}
 	q, err := parseQuery(c)

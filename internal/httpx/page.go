@@ -8,6 +8,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/tenantd/tenantd/internal/fault"
+	"github.com/tenantd/tenantd/internal/identity"
 )
 
 // Page is a validated list request: how many and after which id.
@@ -69,4 +70,17 @@ func ParseID(c *gin.Context, name string) (uuid.UUID, error) {
 		return uuid.Nil, fault.Invalid(fault.Field(name, "must be a UUID"))
 	}
 	return id, nil
+}
+
+// errNoTenant answers a tenant route reached without a tenant principal.
+var errNoTenant = fault.New(fault.Unauthenticated, "a tenant credential is required")
+
+// TenantID returns the acting principal's tenant; without one the error
+// is a 401 for httpx.Error.
+func TenantID(c *gin.Context) (uuid.UUID, error) {
+	p, ok := identity.FromContext(c.Request.Context())
+	if !ok || p.TenantID == uuid.Nil {
+		return uuid.Nil, errNoTenant
+	}
+	return p.TenantID, nil
 }
