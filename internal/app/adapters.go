@@ -5,12 +5,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"time"
 
+	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
 	"gorm.io/gorm"
 
 	"github.com/tenantd/tenantd/internal/events"
+	"github.com/tenantd/tenantd/internal/fault"
+	"github.com/tenantd/tenantd/internal/identity"
 	"github.com/tenantd/tenantd/internal/obs"
 	"github.com/tenantd/tenantd/inventory"
 	"github.com/tenantd/tenantd/orders"
@@ -75,5 +79,18 @@ func sagaOutcomes(m *obs.Metrics) events.Handler {
 		}
 		m.SagaOutcomes.WithLabelValues(outcome).Inc()
 		return nil
+	}
+}
+
+// countRejections counts the requests a rate limit or quota refused, by
+// reason and plan.
+func countRejections(m *obs.Metrics) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		c.Next()
+		if c.Writer.Status() != http.StatusTooManyRequests || len(c.Errors) == 0 {
+			return
+		}
+		p, _ := identity.FromContext(c.Request.Context())
+		m.Rejected.WithLabelValues(string(fault.CodeOf(c.Errors.Last().Err)), p.Plan).Inc()
 	}
 }

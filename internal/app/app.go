@@ -115,12 +115,13 @@ func New(cfg config.Config, d *db.DB, rdb *redis.Client, log *slog.Logger) (*App
 	billing.SubscribeMeters(a.Events)
 	a.Usage = billing.NewCounter(rdb, d, log, time.Now)
 	a.Limits = billing.NewLimits(rdb, d, log, billing.LimitOptions{FailOpen: cfg.RateLimitFailOpen, Counter: a.Usage,
-		OnRedisError: func(bool) { m.RateLimitFails.Inc() }})
+		OnRedisError: func(bool) { m.RateLimitFails.Inc(); m.RedisErrors.WithLabelValues("rate_limit").Inc() }})
+	m.CollectFlushLag(d)
 	a.Events.Subscribe("metrics-saga", []string{orders.EventCompleted, orders.EventCancelled}, sagaOutcomes(m))
 	m.CollectDBStats(d.Stats)
 	m.CollectOutboxLag(a.Events.Lag)
 	a.Idempotency = idempotency.NewStore(d, time.Now)
-	a.health = &health{log: log, db: d, redis: rdb}
+	a.health = &health{log: log, db: d, redis: rdb, stopping: make(chan struct{})}
 
 	e := gin.New()
 	e.ContextWithFallback = true
@@ -145,7 +146,7 @@ func New(cfg config.Config, d *db.DB, rdb *redis.Client, log *slog.Logger) (*App
 	// Every authenticated request is metered, refused ones included, except
 	// those the rate limit or a quota refused.
 	v1 := e.Group("/v1", middleware.TenantName(cfg.BaseDomain), middleware.Authenticate(a.Auth), middleware.TenantCheck(),
-		a.Audit.Middleware(), billing.Metering(a.Usage), a.Limits.RateLimit(), a.Limits.Quota())
+		a.Audit.Middleware(), countRejections(m), billing.Metering(a.Usage), a.Limits.RateLimit(), a.Limits.Quota())
 	tenantRoutes := httpx.NewRouter(v1, a.Routes, middleware.Authorize(a.Auth), auth.KnownPermission)
 	// Bind last: only the handlers' transactions carry the request's entry.
 	tenantRoutes.Use(idempotency.Middleware(a.Idempotency, log), a.Audit.Bind())
@@ -157,7 +158,9 @@ func New(cfg config.Config, d *db.DB, rdb *redis.Client, log *slog.Logger) (*App
 	inventory.NewHandler(a.Inventory).Routes(tenantRoutes)
 	orders.NewHandler(a.Orders).Routes(tenantRoutes)
 	payments.NewHandler(a.Payments).Routes(tenantRoutes)
-	events.NewLogHandler(events.NewFeed(d)).Routes(tenantRoutes)
+	logHandler := events.NewLogHandler(events.NewFeed(d))
+	logHandler.Stop = a.health.stopping
+	logHandler.Routes(tenantRoutes)
 	billingHandler := billing.NewHandler(billing.NewReporter(d), billing.NewExporter(d))
 	billingHandler.Routes(tenantRoutes)
 	audit.NewHandler(a.Audit).Routes(tenantRoutes)
@@ -216,4 +219,8 @@ func (a *App) Run(ctx context.Context) {
 
 // SetDraining makes /readyz answer 503, so load balancers stop sending new
 // requests while in-flight ones finish.
-func (a *App) SetDraining() { a.health.draining.Store(true) }
+func (a *App) SetDraining() {
+	if !a.health.draining.Swap(true) {
+		close(a.health.stopping)
+	}
+}

@@ -21,6 +21,7 @@ type health struct {
 	db       *db.DB
 	redis    *redis.Client
 	draining atomic.Bool
+	stopping chan struct{} // closed when draining starts
 }
 
 func (h *health) live(c *gin.Context) {

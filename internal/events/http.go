@@ -20,6 +20,9 @@ type LogHandler struct {
 	feed *Feed
 	// Poll is how often the stream looks for new events.
 	Poll time.Duration
+	// Stop, when closed, ends every open stream (the server is shutting
+	// down: streams would otherwise hold it until its timeout).
+	Stop <-chan struct{}
 }
 
 // NewLogHandler returns the event log handlers.
@@ -187,6 +190,8 @@ func (h *LogHandler) stream(c *gin.Context) {
 		}
 		select {
 		case <-ctx.Done():
+			return
+		case <-h.Stop:
 			return
 		case <-poll.C:
 		}

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"gorm.io/gorm"
 )
 
 // Metrics holds tenantd's Prometheus registry and instruments. Labels are
@@ -26,7 +27,6 @@ type Metrics struct {
 	SagaOutcomes   *prometheus.CounterVec
 	Rejected       *prometheus.CounterVec
 	RateLimitFails prometheus.Counter
-	FlushLag       prometheus.Gauge
 	BreakerState   prometheus.Gauge
 }
 
@@ -58,14 +58,11 @@ func NewMetrics() *Metrics {
 	m.RateLimitFails = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "tenantd_rate_limit_unavailable_total", Help: "Requests whose rate limit could not be checked (Redis down).",
 	})
-	m.FlushLag = prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "tenantd_usage_flush_lag_seconds", Help: "Seconds since usage counters were last flushed to PostgreSQL.",
-	})
 	m.BreakerState = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "tenantd_payment_gateway_breaker_open", Help: "1 while the payment gateway circuit breaker is open, 0.5 half-open, 0 closed.",
 	})
 	m.Registry.MustRegister(m.requests, m.duration, m.inFlight, m.RedisErrors, m.DeadLettered, m.SagaOutcomes,
-		m.Rejected, m.RateLimitFails, m.FlushLag, m.BreakerState,
+		m.Rejected, m.RateLimitFails, m.BreakerState,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -138,4 +135,25 @@ func (l *lagCollector) Collect(ch chan<- prometheus.Metric) {
 	for sub, d := range lags {
 		ch <- prometheus.MustNewConstMetric(l.desc, prometheus.GaugeValue, d.Seconds(), sub)
 	}
+}
+
+// FlushLagSource is where the time since the last usage flush is read.
+type FlushLagSource interface {
+	Unscoped(ctx context.Context) *gorm.DB
+}
+
+// CollectFlushLag exports the seconds since any replica last flushed usage
+// counters into PostgreSQL (usage_flushes), read at scrape time.
+func (m *Metrics) CollectFlushLag(d FlushLagSource) {
+	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "tenantd_usage_flush_lag_seconds", Help: "Seconds since usage counters were last flushed to PostgreSQL (by any replica).",
+	}, func() float64 {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		var lag float64
+		if err := d.Unscoped(ctx).Raw("SELECT coalesce(extract(epoch FROM now() - max(flushed_at)), 0)::float8 FROM usage_flushes").Scan(&lag).Error; err != nil {
+			return -1
+		}
+		return lag
+	}))
 }

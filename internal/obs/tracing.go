@@ -33,7 +33,9 @@ func SetupTracing(ctx context.Context) (shutdown func(context.Context) error, er
 	if name == "" {
 		name = "tenantd"
 	}
-	res, err := resource.Merge(resource.Default(), resource.NewWithAttributes(semconv.SchemaURL, semconv.ServiceName(name)))
+	// Schemaless: merging with the SDK's default resource fails when their
+	// semantic-convention schema versions differ.
+	res, err := resource.Merge(resource.Default(), resource.NewSchemaless(semconv.ServiceName(name)))
 	if err != nil {
 		return nil, fmt.Errorf("trace resource: %w", err)
 	}
