@@ -91,4 +91,17 @@ func TestEventStream(t *testing.T) {
 	if strings.Join(seen, ",") != "order.placed,stock.reserved" {
 		t.Fatalf("streamed: got %v (%v)", seen, sc.Err())
 	}
+	// Draining ends open streams, so they cannot hold a shutdown up.
+	s.App.SetDraining()
+	ended := make(chan struct{})
+	go func() {
+		for sc.Scan() {
+		}
+		close(ended)
+	}()
+	select {
+	case <-ended:
+	case <-time.After(3 * time.Second):
+		t.Fatal("the stream stayed open after draining began")
+	}
 }
