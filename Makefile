@@ -32,6 +32,10 @@ lint: ## gofmt, go vet, staticcheck
 bench: ## benchmarks (see docs/performance.md)
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./bench/...
 
+.PHONY: bench-orders
+bench-orders: ## order placement under load against pgbench in the same run, ~80 s (docs/performance.md §4)
+	$(GO) run ./bench/orders
+
 .PHONY: migrate
 migrate: build ## apply migrations (MIGRATE_DATABASE_URL or DATABASE_URL)
 	./$(BIN) migrate up

@@ -1,0 +1,117 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+)
+
+// client sends the service's requests over loopback HTTP/1.1 with one
+// kept-alive connection per client goroutine.
+type client struct {
+	base string
+	http *http.Client
+	pop  *population
+}
+
+func newClient(base string, clients int, pop *population) *client {
+	tr := &http.Transport{
+		MaxIdleConns:        clients,
+		MaxIdleConnsPerHost: clients,
+		MaxConnsPerHost:     clients,
+		IdleConnTimeout:     time.Minute,
+		DisableCompression:  true,
+	}
+	return &client{base: base, http: &http.Client{Transport: tr, Timeout: 10 * time.Second}, pop: pop}
+}
+
+func (c *client) close() { c.http.CloseIdleConnections() }
+
+// placed is an order the load created, to read it back.
+type placed struct {
+	tenant int
+	id     string
+}
+
+// placements collects the orders of the placing phase.
+type placements struct {
+	mu  sync.Mutex
+	all []placed
+}
+
+func (p *placements) add(o placed) {
+	p.mu.Lock()
+	p.all = append(p.all, o)
+	p.mu.Unlock()
+}
+
+// place sends order seq: tenants in turn, one or two items (alternately per
+// tenant), quantity 1, as POST /v1/orders.
+func (c *client) place(ctx context.Context, seq int64, out *placements) error {
+	ti := int(seq % int64(len(c.pop.tenants)))
+	t := c.pop.tenants[ti]
+	round := seq / int64(len(c.pop.tenants))
+	a, b := t.pair(round)
+	body := make([]byte, 0, 192)
+	body = fmt.Appendf(body, `{"customer_id":"cust-%d","items":[{"product_id":"%s","quantity":1}`, seq, a.ID)
+	if round%2 == 1 {
+		body = fmt.Appendf(body, `,{"product_id":"%s","quantity":1}`, b.ID)
+	}
+	body = append(body, "]}"...)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/v1/orders", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+t.key)
+	req.Header.Set("Content-Type", "application/json")
+	loc, err := c.send(req, http.StatusCreated)
+	if err != nil {
+		return err
+	}
+	id, ok := strings.CutPrefix(loc, "/v1/orders/")
+	if !ok {
+		return fmt.Errorf("POST /v1/orders: Location %q is not an order", loc)
+	}
+	if out != nil {
+		out.add(placed{tenant: ti, id: id})
+	}
+	return nil
+}
+
+// get reads order seq of the placed ones, in turn, as GET /v1/orders/{id}.
+func (c *client) get(ctx context.Context, seq int64, orders []placed) error {
+	o := orders[seq%int64(len(orders))]
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/v1/orders/"+o.id, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.pop.tenants[o.tenant].key)
+	_, err = c.send(req, http.StatusOK)
+	return err
+}
+
+// send sends req, reads the whole answer (so the connection is reused) and
+// returns its Location header when the status is want.
+func (c *client) send(req *http.Request, want int) (string, error) {
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != want {
+		msg, rerr := io.ReadAll(io.LimitReader(resp.Body, 512))
+		if rerr != nil {
+			msg = []byte("(body unreadable: " + rerr.Error() + ")")
+		}
+		return "", fmt.Errorf("%s %s: status %d, want %d: %s", req.Method, req.URL.Path, resp.StatusCode, want, msg)
+	}
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		return "", fmt.Errorf("%s %s: read body: %w", req.Method, req.URL.Path, err)
+	}
+	return resp.Header.Get("Location"), nil
+}

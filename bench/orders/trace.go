@@ -1,0 +1,180 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// tracePlacement places one two-item order with every statement logged and
+// returns what PostgreSQL logged meanwhile: the placement's transaction, and
+// what the event dispatcher did when notified.
+func tracePlacement(ctx context.Context, d *database, c *client) (string, error) {
+	logPath := filepath.Join(d.env.Dir(), "postgres.log")
+	if err := logStatements(ctx, d.env.AdminURL, "all"); err != nil {
+		return "", err
+	}
+	info, err := os.Stat(logPath)
+	if err != nil {
+		return "", err
+	}
+	// Round 1 of tenant 0: a two-item order.
+	placeErr := c.place(ctx, int64(len(c.pop.tenants)), nil)
+	time.Sleep(time.Second) // the dispatcher's reaction
+	if err := logStatements(ctx, d.env.AdminURL, "none"); err != nil {
+		return "", err
+	}
+	if placeErr != nil {
+		return "", placeErr
+	}
+	f, err := os.Open(logPath)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	if _, err := f.Seek(info.Size(), io.SeekStart); err != nil {
+		return "", err
+	}
+	b, err := io.ReadAll(f)
+	return string(b), err
+}
+
+// logStatements sets log_statement for the whole cluster and reloads the
+// configuration.
+func logStatements(ctx context.Context, adminURL, value string) error {
+	conn, err := pgx.Connect(ctx, adminURL)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, fmt.Sprintf("ALTER SYSTEM SET log_statement = '%s'", value)); err != nil {
+		return fmt.Errorf("log_statement: %w", err)
+	}
+	if _, err := conn.Exec(ctx, "SELECT pg_reload_conf()"); err != nil {
+		return fmt.Errorf("reload: %w", err)
+	}
+	time.Sleep(200 * time.Millisecond) // backends apply it at their next command
+	return nil
+}
+
+// logEntry is the start of a PostgreSQL log line: its backend and message.
+var logEntry = regexp.MustCompile(`^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+ \S+ \[(\d+)\] (\w+):  (.*)$`)
+
+// loggedStatement is the statement text of a LOG message, if it is one.
+var loggedStatement = regexp.MustCompile(`^(?:statement|execute [^:]+): (.*)$`)
+
+// placementStatements finds the placement's transaction in the log: the
+// statements one backend ran from begin to commit, among them the tenant's
+// set_config and the insert into events.
+func placementStatements(log string) ([]string, error) {
+	type statement struct{ pid, text string }
+	var all []statement
+	sc := bufio.NewScanner(strings.NewReader(log))
+	sc.Buffer(make([]byte, 0, 64*1024), 4*1024*1024)
+	continuing := false
+	for sc.Scan() {
+		line := sc.Text()
+		m := logEntry.FindStringSubmatch(line)
+		if m == nil {
+			if continuing && len(all) > 0 {
+				all[len(all)-1].text += "\n" + line
+			}
+			continue
+		}
+		continuing = false
+		if m[2] != "LOG" {
+			continue
+		}
+		if s := loggedStatement.FindStringSubmatch(m[3]); s != nil {
+			all = append(all, statement{pid: m[1], text: s[1]})
+			continuing = true
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	open := map[string][]string{}
+	for _, s := range all {
+		switch sig := signature(s.text); sig {
+		case "begin":
+			open[s.pid] = []string{}
+		case "commit":
+			tx, ok := open[s.pid]
+			delete(open, s.pid)
+			if ok && slices.Contains(tx, "select set_config") && slices.Contains(tx, "insert into events") {
+				return tx, nil
+			}
+		default:
+			if tx, ok := open[s.pid]; ok {
+				open[s.pid] = append(tx, sig)
+			}
+		}
+	}
+	return nil, fmt.Errorf("the placement's transaction is not in the log:\n%s", log)
+}
+
+// scriptStatements reads the SQL statements of a pgbench script, every
+// branch of its \if included, without BEGIN and COMMIT.
+func scriptStatements(script []byte) []string {
+	var out []string
+	var cur strings.Builder
+	for line := range strings.Lines(string(script)) {
+		t := strings.TrimSpace(line)
+		if cur.Len() == 0 && (t == "" || strings.HasPrefix(t, "--") || strings.HasPrefix(t, `\`)) {
+			continue
+		}
+		cur.WriteString(line)
+		stmt, gset := t, false
+		if i := strings.Index(t, `\gset`); i >= 0 {
+			stmt, gset = t[:i], true
+		}
+		if !gset && !strings.HasSuffix(stmt, ";") {
+			continue
+		}
+		if sig := signature(cur.String()); sig != "begin" && sig != "commit" {
+			out = append(out, sig)
+		}
+		cur.Reset()
+	}
+	return out
+}
+
+// signature is what must match between a statement of the service and one
+// of the script: its beginning, lower case, without double quotes and with
+// single spaces, up to its first parenthesis or 24 characters. Parameters,
+// aliases and the script's extra columns come later.
+func signature(stmt string) string {
+	s := strings.ToLower(strings.Join(strings.Fields(strings.ReplaceAll(stmt, `"`, "")), " "))
+	s = strings.TrimSuffix(strings.TrimSpace(strings.Split(s, `\gset`)[0]), ";")
+	if i := strings.IndexByte(s, '('); i >= 0 {
+		s = s[:i]
+	}
+	if r := []rune(s); len(r) > 24 {
+		s = string(r[:24])
+	}
+	return strings.TrimSpace(s)
+}
+
+// checkScript compares the statements of a traced placement with those of
+// place_order.sql.
+func checkScript(log string) error {
+	service, err := placementStatements(log)
+	if err != nil {
+		return err
+	}
+	script := scriptStatements(placeOrderSQL)
+	if !slices.Equal(service, script) {
+		return fmt.Errorf("place_order.sql is out of step with the service (see -trace):\n  service: %s\n  script:  %s",
+			strings.Join(service, " | "), strings.Join(script, " | "))
+	}
+	return nil
+}

@@ -1,0 +1,73 @@
+package main
+
+import (
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestSignature(t *testing.T) {
+	for _, tc := range []struct {
+		stmt, want string
+	}{
+		{"SELECT set_config('app.tenant_id', $1, true)", "select set_config"},
+		{"SELECT set_config('app.tenant_id', t.tenant_id::text, true) AS tenant_id,\n  t.a_id", "select set_config"},
+		{`INSERT INTO "reservations" ("tenant_id","id") VALUES ($1,$2)`, "insert into reservations"},
+		{"UPDATE products SET stock_reserved = stock_reserved + $1", "update products set stoc"},
+		{"SELECT seq, hash FROM audit_events WHERE tenant_id = :tenant_id ORDER BY seq DESC LIMIT 1 \\gset audit_", "select seq, hash from au"},
+		{"begin", "begin"},
+		{"COMMIT;", "commit"},
+	} {
+		t.Run(tc.want, func(t *testing.T) {
+			if got := signature(tc.stmt); got != tc.want {
+				t.Errorf("signature(%q): got %q, want %q", tc.stmt, got, tc.want)
+			}
+		})
+	}
+}
+
+// A log in which another backend's transaction interleaves with the
+// placement's, and a statement spans lines.
+const sampleLog = `2026-11-26 17:08:08.778 UTC [7] LOG:  execute s1: SELECT * FROM auth_api_key_lookup($1)
+2026-11-26 17:08:08.778 UTC [7] DETAIL:  parameters: $1 = 'x'
+2026-11-26 17:08:08.780 UTC [7] LOG:  statement: begin
+2026-11-26 17:08:08.780 UTC [9] LOG:  statement: begin
+2026-11-26 17:08:08.780 UTC [7] LOG:  execute s2: SELECT set_config('app.tenant_id', $1, true)
+2026-11-26 17:08:08.781 UTC [9] LOG:  execute s3: SELECT position FROM event_checkpoints WHERE subscriber = $1 FOR UPDATE
+2026-11-26 17:08:08.781 UTC [7] LOG:  execute s4: UPDATE products SET stock_reserved = stock_reserved + $1
+		WHERE tenant_id = $2
+2026-11-26 17:08:08.782 UTC [9] LOG:  statement: commit
+2026-11-26 17:08:08.787 UTC [7] LOG:  execute s5: INSERT INTO events (tenant_id) VALUES ($1) RETURNING id
+2026-11-26 17:08:08.793 UTC [7] LOG:  statement: commit
+`
+
+func TestPlacementStatements(t *testing.T) {
+	got, err := placementStatements(sampleLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"select set_config", "update products set stoc", "insert into events"}
+	if !slices.Equal(got, want) {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	if _, err := placementStatements(strings.ReplaceAll(sampleLog, "INSERT INTO events", "INSERT INTO other")); err == nil {
+		t.Error("got a placement from a log without one, want an error")
+	}
+}
+
+// TestScriptStatements reads place_order.sql as the run compares it: every
+// statement of a two-item placement, in order, without BEGIN and COMMIT.
+func TestScriptStatements(t *testing.T) {
+	got := scriptStatements(placeOrderSQL)
+	want := []string{
+		"select set_config",
+		"update products set stoc", "insert into reservations",
+		"update products set stoc", "insert into reservations",
+		"select pg_advisory_xact_", "select coalesce", "insert into events", "select pg_notify",
+		"insert into order_views",
+		"select pg_current_xact_i", "select pg_advisory_xact_", "select seq, hash from au", "insert into audit_events",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("got %q,\nwant %q", got, want)
+	}
+}
