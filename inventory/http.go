@@ -213,7 +213,7 @@ func (h *Handler) list(c *gin.Context) {
 }
 
 func (h *Handler) get(c *gin.Context) {
-	tenantID, id, err := tenantAndID(c)
+	tenantID, id, err := httpx.TenantAndID(c)
 	if err != nil {
 		httpx.Error(c, err)
 		return
@@ -233,7 +233,7 @@ func (h *Handler) get(c *gin.Context) {
 }
 
 func (h *Handler) update(c *gin.Context) {
-	tenantID, id, err := tenantAndID(c)
+	tenantID, id, err := httpx.TenantAndID(c)
 	if err != nil {
 		httpx.Error(c, err)
 		return
@@ -264,7 +264,7 @@ func (h *Handler) update(c *gin.Context) {
 }
 
 func (h *Handler) delete(c *gin.Context) {
-	tenantID, id, err := tenantAndID(c)
+	tenantID, id, err := httpx.TenantAndID(c)
 	if err != nil {
 		httpx.Error(c, err)
 		return
@@ -277,7 +277,7 @@ func (h *Handler) delete(c *gin.Context) {
 }
 
 func (h *Handler) adjustStock(c *gin.Context) {
-	tenantID, id, err := tenantAndID(c)
+	tenantID, id, err := httpx.TenantAndID(c)
 	if err != nil {
 		httpx.Error(c, err)
 		return
@@ -299,19 +299,6 @@ func (h *Handler) adjustStock(c *gin.Context) {
 	}
 	c.Header("ETag", etag(p.Version))
 	c.JSON(http.StatusOK, toJSON(p))
-}
-
-// tenantAndID returns the principal's tenant and the :id path parameter.
-func tenantAndID(c *gin.Context) (uuid.UUID, uuid.UUID, error) {
-	tenantID, err := httpx.TenantID(c)
-	if err != nil {
-		return uuid.Nil, uuid.Nil, err
-	}
-	id, err := httpx.ParseID(c, "id")
-	if err != nil {
-		return uuid.Nil, uuid.Nil, err
-	}
-	return tenantID, id, nil
 }
 
 // etag is the strong entity tag of a product version.

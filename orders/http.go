@@ -131,12 +131,7 @@ func (h *Handler) list(c *gin.Context) {
 }
 
 func (h *Handler) get(c *gin.Context) {
-	tenantID, err := httpx.TenantID(c)
-	if err != nil {
-		httpx.Error(c, err)
-		return
-	}
-	id, err := httpx.ParseID(c, "id")
+	tenantID, id, err := httpx.TenantAndID(c)
 	if err != nil {
 		httpx.Error(c, err)
 		return
@@ -156,12 +151,7 @@ func (h *Handler) get(c *gin.Context) {
 }
 
 func (h *Handler) cancel(c *gin.Context) {
-	tenantID, err := httpx.TenantID(c)
-	if err != nil {
-		httpx.Error(c, err)
-		return
-	}
-	id, err := httpx.ParseID(c, "id")
+	tenantID, id, err := httpx.TenantAndID(c)
 	if err != nil {
 		httpx.Error(c, err)
 		return
@@ -176,12 +166,7 @@ func (h *Handler) cancel(c *gin.Context) {
 }
 
 func (h *Handler) events(c *gin.Context) {
-	tenantID, err := httpx.TenantID(c)
-	if err != nil {
-		httpx.Error(c, err)
-		return
-	}
-	id, err := httpx.ParseID(c, "id")
+	tenantID, id, err := httpx.TenantAndID(c)
 	if err != nil {
 		httpx.Error(c, err)
 		return

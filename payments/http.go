@@ -186,7 +186,7 @@ func (h *Handler) list(c *gin.Context) {
 }
 
 func (h *Handler) get(c *gin.Context) {
-	tenantID, id, err := tenantAndID(c)
+	tenantID, id, err := httpx.TenantAndID(c)
 	if err != nil {
 		httpx.Error(c, err)
 		return
@@ -206,7 +206,7 @@ func (h *Handler) get(c *gin.Context) {
 }
 
 func (h *Handler) refund(c *gin.Context) {
-	tenantID, id, err := tenantAndID(c)
+	tenantID, id, err := httpx.TenantAndID(c)
 	if err != nil {
 		httpx.Error(c, err)
 		return
@@ -226,19 +226,6 @@ func (h *Handler) refund(c *gin.Context) {
 		return
 	}
 	c.JSON(http.StatusCreated, refundJSON{ID: r.ID, PaymentID: r.PaymentID, Amount: r.Amount, Currency: r.Currency, CreatedAt: r.CreatedAt})
-}
-
-// tenantAndID returns the principal's tenant and the :id path parameter.
-func tenantAndID(c *gin.Context) (uuid.UUID, uuid.UUID, error) {
-	tenantID, err := httpx.TenantID(c)
-	if err != nil {
-		return uuid.Nil, uuid.Nil, err
-	}
-	id, err := httpx.ParseID(c, "id")
-	if err != nil {
-		return uuid.Nil, uuid.Nil, err
-	}
-	return tenantID, id, nil
 }
 
 // etag is the strong entity tag of a payment version.

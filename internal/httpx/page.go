@@ -84,3 +84,15 @@ func TenantID(c *gin.Context) (uuid.UUID, error) {
 	}
 	return p.TenantID, nil
 }
+
+// TenantAndID returns the acting principal's tenant and the :id path
+// parameter, or the error to answer with.
+func TenantAndID(c *gin.Context) (tenantID, id uuid.UUID, err error) {
+	if tenantID, err = TenantID(c); err != nil {
+		return uuid.Nil, uuid.Nil, err
+	}
+	if id, err = ParseID(c, "id"); err != nil {
+		return uuid.Nil, uuid.Nil, err
+	}
+	return tenantID, id, nil
+}
