@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -218,7 +217,7 @@ func (h *Handler) download(c *gin.Context) {
 		return
 	}
 	etag := `"` + x.SHA256 + `"`
-	if etagMatches(c.GetHeader("If-None-Match"), etag) {
+	if httpx.NoneMatch(c.GetHeader("If-None-Match"), etag) {
 		c.Header("ETag", etag)
 		c.Status(http.StatusNotModified)
 		return
@@ -264,15 +263,4 @@ func extendWriteDeadline(c *gin.Context) {
 	if err != nil && !errors.Is(err, http.ErrNotSupported) {
 		slog.WarnContext(c.Request.Context(), "billing export: cannot extend the write deadline", "err", err)
 	}
-}
-
-// etagMatches reports whether an If-None-Match header names etag.
-func etagMatches(header, etag string) bool {
-	for _, t := range strings.Split(header, ",") {
-		t = strings.TrimPrefix(strings.TrimSpace(t), "W/")
-		if t == etag || t == "*" {
-			return true
-		}
-	}
-	return false
 }

@@ -177,7 +177,7 @@ func (h *Handler) create(c *gin.Context) {
 		return
 	}
 	c.Header("Location", path.Join(c.Request.URL.Path, p.ID.String()))
-	c.Header("ETag", etag(p.Version))
+	c.Header("ETag", httpx.VersionETag(int64(p.Version)))
 	c.JSON(http.StatusCreated, toJSON(p))
 }
 
@@ -223,9 +223,9 @@ func (h *Handler) get(c *gin.Context) {
 		httpx.Error(c, err)
 		return
 	}
-	tag := etag(p.Version)
+	tag := httpx.VersionETag(int64(p.Version))
 	c.Header("ETag", tag)
-	if noneMatch(c.GetHeader("If-None-Match"), tag) {
+	if httpx.NoneMatch(c.GetHeader("If-None-Match"), tag) {
 		c.Status(http.StatusNotModified)
 		return
 	}
@@ -259,7 +259,7 @@ func (h *Handler) update(c *gin.Context) {
 		httpx.Error(c, err)
 		return
 	}
-	c.Header("ETag", etag(p.Version))
+	c.Header("ETag", httpx.VersionETag(int64(p.Version)))
 	c.JSON(http.StatusOK, toJSON(p))
 }
 
@@ -297,27 +297,8 @@ func (h *Handler) adjustStock(c *gin.Context) {
 		httpx.Error(c, err)
 		return
 	}
-	c.Header("ETag", etag(p.Version))
+	c.Header("ETag", httpx.VersionETag(int64(p.Version)))
 	c.JSON(http.StatusOK, toJSON(p))
-}
-
-// etag is the strong entity tag of a product version.
-func etag(version int) string {
-	return `"` + strconv.Itoa(version) + `"`
-}
-
-// noneMatch reports whether an If-None-Match header matches tag, by the weak
-// comparison RFC 9110 prescribes for it.
-func noneMatch(header, tag string) bool {
-	if strings.TrimSpace(header) == "*" {
-		return true
-	}
-	for _, t := range strings.Split(header, ",") {
-		if strings.TrimPrefix(strings.TrimSpace(t), "W/") == tag {
-			return true
-		}
-	}
-	return false
 }
 
 // ifMatchHeader returns the If-Match header, and whether the request sent one.
@@ -344,7 +325,7 @@ func (h *Handler) matchedVersion(c *gin.Context, tenantID, id uuid.UUID, header 
 		if len(t) < 3 || t[0] != '"' || t[len(t)-1] != '"' {
 			continue
 		}
-		if v, err := strconv.Atoi(t[1 : len(t)-1]); err == nil && v > 0 && etag(v) == t {
+		if v, err := strconv.Atoi(t[1 : len(t)-1]); err == nil && v > 0 && httpx.VersionETag(int64(v)) == t {
 			versions = append(versions, v)
 		}
 	}

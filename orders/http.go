@@ -2,7 +2,6 @@ package orders
 
 import (
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"time"
 
@@ -96,7 +95,7 @@ func (h *Handler) place(c *gin.Context) {
 		return
 	}
 	c.Header("Location", "/v1/orders/"+o.ID.String())
-	c.Header("ETag", etag(o))
+	c.Header("ETag", httpx.VersionETag(o.Version))
 	c.JSON(http.StatusCreated, ToResponse(o))
 }
 
@@ -141,9 +140,9 @@ func (h *Handler) get(c *gin.Context) {
 		httpx.Error(c, err)
 		return
 	}
-	tag := etag(o)
+	tag := httpx.VersionETag(o.Version)
 	c.Header("ETag", tag)
-	if c.GetHeader("If-None-Match") == tag {
+	if httpx.NoneMatch(c.GetHeader("If-None-Match"), tag) {
 		c.Status(http.StatusNotModified)
 		return
 	}
@@ -161,7 +160,7 @@ func (h *Handler) cancel(c *gin.Context) {
 		httpx.Error(c, err)
 		return
 	}
-	c.Header("ETag", etag(o))
+	c.Header("ETag", httpx.VersionETag(o.Version))
 	c.JSON(http.StatusOK, ToResponse(o))
 }
 
@@ -182,5 +181,3 @@ func (h *Handler) events(c *gin.Context) {
 	}
 	c.JSON(http.StatusOK, gin.H{"data": out, "next_cursor": nil})
 }
-
-func etag(o Order) string { return fmt.Sprintf(`"%d"`, o.Version) }

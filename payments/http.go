@@ -4,8 +4,6 @@ import (
 	"net/http"
 	"path"
 	"slices"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -149,7 +147,7 @@ func (h *Handler) create(c *gin.Context) {
 		return
 	}
 	c.Header("Location", path.Join(c.Request.URL.Path, p.ID.String()))
-	c.Header("ETag", etag(p.Version))
+	c.Header("ETag", httpx.VersionETag(int64(p.Version)))
 	c.JSON(http.StatusCreated, toJSON(p))
 }
 
@@ -196,9 +194,9 @@ func (h *Handler) get(c *gin.Context) {
 		httpx.Error(c, err)
 		return
 	}
-	tag := etag(p.Version)
+	tag := httpx.VersionETag(int64(p.Version))
 	c.Header("ETag", tag)
-	if noneMatch(c.GetHeader("If-None-Match"), tag) {
+	if httpx.NoneMatch(c.GetHeader("If-None-Match"), tag) {
 		c.Status(http.StatusNotModified)
 		return
 	}
@@ -226,23 +224,4 @@ func (h *Handler) refund(c *gin.Context) {
 		return
 	}
 	c.JSON(http.StatusCreated, refundJSON{ID: r.ID, PaymentID: r.PaymentID, Amount: r.Amount, Currency: r.Currency, CreatedAt: r.CreatedAt})
-}
-
-// etag is the strong entity tag of a payment version.
-func etag(version int) string {
-	return `"` + strconv.Itoa(version) + `"`
-}
-
-// noneMatch reports whether an If-None-Match header matches tag, by the weak
-// comparison RFC 9110 prescribes for it.
-func noneMatch(header, tag string) bool {
-	if strings.TrimSpace(header) == "*" {
-		return true
-	}
-	for _, t := range strings.Split(header, ",") {
-		if strings.TrimPrefix(strings.TrimSpace(t), "W/") == tag {
-			return true
-		}
-	}
-	return false
 }

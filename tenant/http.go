@@ -1,7 +1,6 @@
 package tenant
 
 import (
-	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -212,7 +211,7 @@ func (h *Handler) updateSelf(c *gin.Context) {
 }
 
 func writeTenant(c *gin.Context, t Tenant) {
-	c.Header("ETag", fmt.Sprintf(`"%d"`, t.Version))
+	c.Header("ETag", httpx.VersionETag(int64(t.Version)))
 	c.JSON(http.StatusOK, ToResponse(t))
 }
 
