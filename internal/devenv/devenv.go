@@ -78,21 +78,18 @@ func (p *process) stop(sig syscall.Signal) {
 }
 
 // Start initialises and starts PostgreSQL and Redis on free loopback ports.
-func Start(ctx context.Context, log *slog.Logger) (env *Env, err error) {
+func Start(ctx context.Context, log *slog.Logger) (*Env, error) {
 	dir, err := os.MkdirTemp("", "tenantd-dev-")
 	if err != nil {
 		return nil, fmt.Errorf("devenv: temp dir: %w", err)
 	}
-	env = &Env{dir: dir, log: log}
-	defer func() {
-		if err != nil {
-			env.Stop()
-		}
-	}()
+	env := &Env{dir: dir, log: log}
 	if err := env.startPostgres(ctx); err != nil {
+		env.Stop()
 		return nil, err
 	}
 	if err := env.StartRedis(ctx); err != nil {
+		env.Stop()
 		return nil, err
 	}
 	return env, nil
