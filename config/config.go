@@ -22,6 +22,9 @@ type Config struct {
 	LogLevel           slog.Level    // LOG_LEVEL: debug|info|warn|error
 	LogFormat          string        // LOG_FORMAT: json|text
 	DBMaxConns         int           // DB_MAX_CONNS, default 20
+	DBLockTimeout      time.Duration // DB_LOCK_TIMEOUT, default 2s; 0 leaves the server's setting
+	DBStatementTimeout time.Duration // DB_STATEMENT_TIMEOUT, default 10s; 0 leaves the server's setting
+	DBIdleInTxTimeout  time.Duration // DB_IDLE_IN_TX_TIMEOUT, default 30s; 0 leaves the server's setting
 	APIKeyCacheTTL     time.Duration // API_KEY_CACHE_TTL, default 10s
 	ShutdownTimeout    time.Duration // SHUTDOWN_TIMEOUT, default 20s
 	DrainDelay         time.Duration // SHUTDOWN_DRAIN_DELAY, default 2s
@@ -54,6 +57,9 @@ var Vars = []Var{
 	{"LOG_LEVEL", "info", "debug, info, warn or error"},
 	{"LOG_FORMAT", "json", "json or text"},
 	{"DB_MAX_CONNS", "20", "maximum open PostgreSQL connections per process"},
+	{"DB_LOCK_TIMEOUT", "2s", "lock_timeout of the runtime connections: a request that waits longer for a lock gets 503 with Retry-After; keep it above PostgreSQL's deadlock_timeout (1s) so that deadlocks are found, and retried, first; 0 leaves the server's setting"},
+	{"DB_STATEMENT_TIMEOUT", "10s", "statement_timeout of the runtime connections: a longer statement is cancelled and its request gets 503 with Retry-After; must exceed DB_LOCK_TIMEOUT; billing exports (on up to 2 extra connections) and the CLI commands run without it; 0 leaves the server's setting"},
+	{"DB_IDLE_IN_TX_TIMEOUT", "30s", "idle_in_transaction_session_timeout of the runtime connections: a transaction left idle longer is ended, its connection closed and its request answered 503; 0 leaves the server's setting"},
 	{"API_KEY_CACHE_TTL", "10s", "how long a verified API key is cached; a revocation reaches every replica within milliseconds over Redis pub/sub, and within this TTL if Redis is down"},
 	{"SHUTDOWN_TIMEOUT", "20s", "how long in-flight requests may finish after SIGTERM"},
 	{"SHUTDOWN_DRAIN_DELAY", "2s (dev: 0s)", "after SIGTERM, how long /readyz answers 503 while new requests are still served, so load balancers stop routing first"},
@@ -123,6 +129,20 @@ func Load(getenv func(string) string) (Config, error) {
 	if c.DBMaxConns, err = strconv.Atoi(or(getenv("DB_MAX_CONNS"), "20")); err != nil || c.DBMaxConns < 2 {
 		bad("DB_MAX_CONNS", "must be an integer of at least 2 (got %q)", getenv("DB_MAX_CONNS"))
 	}
+	if c.DBLockTimeout, err = pgTimeout(getenv("DB_LOCK_TIMEOUT"), "2s"); err != nil {
+		bad("DB_LOCK_TIMEOUT", "%v", err)
+	}
+	if c.DBStatementTimeout, err = pgTimeout(getenv("DB_STATEMENT_TIMEOUT"), "10s"); err != nil {
+		bad("DB_STATEMENT_TIMEOUT", "%v", err)
+	}
+	if c.DBIdleInTxTimeout, err = pgTimeout(getenv("DB_IDLE_IN_TX_TIMEOUT"), "30s"); err != nil {
+		bad("DB_IDLE_IN_TX_TIMEOUT", "%v", err)
+	}
+	// A lock wait is part of its statement: a lock timeout no shorter than
+	// the statement timeout would never fire.
+	if c.DBLockTimeout > 0 && c.DBStatementTimeout > 0 && c.DBLockTimeout >= c.DBStatementTimeout {
+		bad("DB_LOCK_TIMEOUT", "must be shorter than DB_STATEMENT_TIMEOUT (got %s, statement timeout %s)", c.DBLockTimeout, c.DBStatementTimeout)
+	}
 	if c.APIKeyCacheTTL, err = duration(getenv("API_KEY_CACHE_TTL"), "10s"); err != nil {
 		bad("API_KEY_CACHE_TTL", "%v", err)
 	}
@@ -187,6 +207,19 @@ func validURL(raw string, schemes ...string) bool {
 		}
 	}
 	return false
+}
+
+// maxPGTimeout is the largest timeout PostgreSQL accepts (INT_MAX ms).
+const maxPGTimeout = 2147483647 * time.Millisecond
+
+// pgTimeout parses a PostgreSQL timeout: 0 (leave the server's setting) or
+// a duration of 1ms to about 24 days.
+func pgTimeout(v, def string) (time.Duration, error) {
+	d, err := time.ParseDuration(or(v, def))
+	if err != nil || d < 0 || (d > 0 && d < time.Millisecond) || d > maxPGTimeout {
+		return 0, fmt.Errorf("must be 0 or a duration from 1ms to 596h such as 5s (got %q)", v)
+	}
+	return d, nil
 }
 
 func duration(v, def string) (time.Duration, error) {
