@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -64,36 +65,71 @@ type reservationRow struct {
 func (reservationRow) TableName() string { return "reservations" }
 
 // Reserve holds stock for an order inside tx, a transaction scoped to
-// tenantID. Each line is guarded by the UPDATE itself (available stock must
-// cover it), so stock is never over-reserved under any concurrency; lines
-// are taken in product order so concurrent orders cannot deadlock. A line
-// that cannot be covered fails the whole call: the caller's transaction
-// rolls back and nothing is held.
+// tenantID, in one statement (one round trip, however many lines). Each
+// line is guarded by the UPDATE itself (available stock must cover it), so
+// stock is never over-reserved under any concurrency; the products are
+// locked in id order first (docs/concurrency.md), so concurrent orders and the
+// saga cannot deadlock. A line that cannot be covered fails the whole call:
+// the caller's transaction rolls back and nothing is held. Lines must name
+// distinct products (orders merge repeated ones).
 func (s *Service) Reserve(ctx context.Context, tx *gorm.DB, tenantID, orderID uuid.UUID, lines []Line, expiresAt time.Time) ([]Reservation, error) {
+	if len(lines) == 0 {
+		return nil, nil
+	}
 	lines = slices.Clone(lines)
 	slices.SortFunc(lines, func(a, b Line) int { return slices.Compare(a.ProductID[:], b.ProductID[:]) })
-	out := make([]Reservation, 0, len(lines))
-	for _, l := range lines {
-		var p productRow
-		res := tx.WithContext(ctx).Raw(`UPDATE products SET stock_reserved = stock_reserved + ?, version = version + 1, updated_at = now()
-			WHERE tenant_id = ? AND id = ? AND stock_on_hand - stock_reserved >= ?
-			RETURNING `+productColumns, l.Quantity, tenantID, l.ProductID, l.Quantity).Scan(&p)
-		if res.Error != nil {
-			return nil, fmt.Errorf("reserve %s: %w", l.ProductID, res.Error)
+	var (
+		values strings.Builder
+		args   = make([]any, 0, 3*len(lines)+5)
+	)
+	for i, l := range lines {
+		if i > 0 {
+			values.WriteString(", ")
 		}
-		if res.RowsAffected == 0 {
-			if _, err := findProduct(tx, tenantID, l.ProductID, false); err != nil {
-				return nil, err
-			}
+		values.WriteString("(?::uuid, ?::uuid, ?::bigint)")
+		args = append(args, newID(), l.ProductID, l.Quantity)
+	}
+	args = append(args, tenantID, tenantID, tenantID, orderID, expiresAt)
+	var rows []struct {
+		ProductID     uuid.UUID
+		Found         bool
+		ReservationID *uuid.UUID
+		SKU           string
+		Price         int64
+		Currency      string
+	}
+	err := tx.WithContext(ctx).Raw(`WITH want (reservation_id, product_id, quantity) AS (VALUES `+values.String()+`),
+		locked AS MATERIALIZED (
+			SELECT p.id FROM products p
+			WHERE p.tenant_id = ? AND p.id IN (SELECT product_id FROM want)
+			ORDER BY p.id FOR UPDATE),
+		held AS (
+			UPDATE products p SET stock_reserved = p.stock_reserved + w.quantity, version = p.version + 1, updated_at = now()
+			FROM want w, locked l
+			WHERE p.tenant_id = ? AND p.id = l.id AND w.product_id = l.id AND p.stock_on_hand - p.stock_reserved >= w.quantity
+			RETURNING p.id, p.sku, p.price, p.currency, w.reservation_id, w.quantity),
+		ins AS (
+			INSERT INTO reservations (tenant_id, id, order_id, product_id, quantity, status, expires_at)
+			SELECT ?, h.reservation_id, ?, h.id, h.quantity, 'held', ? FROM held h)
+		SELECT w.product_id, l.id IS NOT NULL AS found, h.reservation_id, h.sku, h.price, h.currency
+		FROM want w LEFT JOIN locked l ON l.id = w.product_id LEFT JOIN held h ON h.id = w.product_id
+		ORDER BY w.product_id`, args...).Scan(&rows).Error
+	if err != nil {
+		return nil, fmt.Errorf("reserve %d lines: %w", len(lines), err)
+	}
+	if len(rows) != len(lines) {
+		return nil, fmt.Errorf("reserve: got %d lines back, want %d", len(rows), len(lines))
+	}
+	out := make([]Reservation, 0, len(lines))
+	for i, r := range rows {
+		switch {
+		case !r.Found:
+			return nil, fmt.Errorf("reserve %s: %w", r.ProductID, ErrNotFound)
+		case r.ReservationID == nil:
 			return nil, ErrInsufficientStock
 		}
-		r := reservationRow{TenantID: tenantID, ID: newID(), OrderID: orderID, ProductID: l.ProductID,
-			Quantity: l.Quantity, Status: string(Held), ExpiresAt: expiresAt}
-		if err := tx.WithContext(ctx).Omit("CreatedAt", "UpdatedAt").Create(&r).Error; err != nil {
-			return nil, fmt.Errorf("insert reservation: %w", err)
-		}
-		out = append(out, Reservation{ID: r.ID, OrderID: orderID, ProductID: l.ProductID, SKU: p.SKU, Quantity: l.Quantity,
-			UnitPrice: p.Price, Currency: p.Currency, Status: Held, ExpiresAt: expiresAt})
+		out = append(out, Reservation{ID: *r.ReservationID, OrderID: orderID, ProductID: r.ProductID, SKU: r.SKU,
+			Quantity: lines[i].Quantity, UnitPrice: r.Price, Currency: r.Currency, Status: Held, ExpiresAt: expiresAt})
 	}
 	return out, nil
 }
@@ -110,10 +146,25 @@ func (s *Service) Release(ctx context.Context, tx *gorm.DB, tenantID, orderID uu
 	return s.settle(ctx, tx, tenantID, orderID, Released, "stock_reserved = stock_reserved - r.quantity")
 }
 
+// settle moves an order's held reservations to status `to` and applies
+// stock to their products. The products are locked in id order first, as
+// Reserve locks them (docs/concurrency.md): an UPDATE ... FROM locks rows in
+// whatever order its plan reads them, which deadlocked against Reserve.
 func (s *Service) settle(ctx context.Context, tx *gorm.DB, tenantID, orderID uuid.UUID, to ReservationStatus, stock string) error {
+	tx = tx.WithContext(ctx)
+	var locked []uuid.UUID
+	if err := tx.Raw(`SELECT p.id FROM products p
+		WHERE p.tenant_id = ? AND p.id IN (
+			SELECT product_id FROM reservations WHERE tenant_id = ? AND order_id = ? AND status = 'held')
+		ORDER BY p.id FOR UPDATE`, tenantID, tenantID, orderID).Scan(&locked).Error; err != nil {
+		return fmt.Errorf("lock products of order %s: %w", orderID, err)
+	}
+	if len(locked) == 0 {
+		return nil // nothing held: already settled
+	}
 	// One statement: move the held reservations and the products' counters
 	// together.
-	err := tx.WithContext(ctx).Exec(`WITH r AS (
+	err := tx.Exec(`WITH r AS (
 			UPDATE reservations SET status = ?, updated_at = now()
 			WHERE tenant_id = ? AND order_id = ? AND status = 'held'
 			RETURNING product_id, quantity)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/google/uuid"
 	"gorm.io/gorm"
 
 	"github.com/tenantd/tenantd/internal/db"
@@ -131,4 +132,61 @@ func runHandler(ctx context.Context, tx *gorm.DB, s *subscription, e Event) (err
 	}()
 	hctx := WithCause(withActor(ctx, "subscriber:"+s.name), e)
 	return s.h(hctx, tx, e)
+}
+
+// deliverBatch handles batch for s (whose checkpoint reads from) in one
+// transaction: the events grouped by tenant, in order of first appearance
+// (each tenant's events stay in position order), the tenant switched
+// between groups, and the checkpoint moved past the last event. It reports
+// false, with no error, when the batch failed in a way that one-at-a-time
+// delivery should retry (the handler failed, or the commit did).
+func (d *Dispatcher) deliverBatch(ctx context.Context, s *subscription, from int64, batch []Event) (bool, error) {
+	var (
+		order  []uuid.UUID
+		groups = make(map[uuid.UUID][]Event)
+	)
+	for _, e := range batch {
+		if _, ok := groups[e.TenantID]; !ok {
+			order = append(order, e.TenantID)
+		}
+		groups[e.TenantID] = append(groups[e.TenantID], e)
+	}
+	claimed := false
+	err := d.db.WithTenant(ctx, order[0], func(tx *gorm.DB) error {
+		if err := claim(tx, s.name, from); err != nil {
+			return err
+		}
+		claimed = true
+		for i, tenantID := range order {
+			if i > 0 {
+				if err := db.SetTenant(tx, tenantID); err != nil {
+					return err
+				}
+			}
+			if err := runBatchHandler(ctx, tx, s, groups[tenantID]); err != nil {
+				return err
+			}
+		}
+		return advanceTo(tx, s.name, batch[len(batch)-1].Position)
+	})
+	switch {
+	case err == nil:
+		return true, nil
+	case ctx.Err() != nil || !claimed:
+		return false, err
+	default:
+		d.log.Warn("events: batch failed; delivering its events one at a time", "subscriber", s.name,
+			"events", len(batch), "err", err)
+		return false, nil
+	}
+}
+
+// runBatchHandler calls s's batch handler, turning a panic into an error.
+func runBatchHandler(ctx context.Context, tx *gorm.DB, s *subscription, evs []Event) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("handler panicked: %v", r)
+		}
+	}()
+	return s.batch(withActor(ctx, "subscriber:"+s.name), tx, evs)
 }

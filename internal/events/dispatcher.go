@@ -22,6 +22,14 @@ import (
 // idempotent. ctx carries e as the cause (WithCause) for events it appends.
 type Handler func(ctx context.Context, tx *gorm.DB, e Event) error
 
+// BatchHandler handles, in one transaction, consecutive events delivered
+// together (up to Options.BatchSize), in position order: the events of one
+// tenant at a time, with tx scoped to that tenant (the dispatcher switches
+// the tenant between groups). The subscriber's checkpoint moves past the
+// whole batch in the same transaction. For handlers whose cost is per
+// transaction rather than per event, such as counters.
+type BatchHandler func(ctx context.Context, tx *gorm.DB, tenantEvents []Event) error
+
 // Options tune a Dispatcher; zero values take the defaults.
 type Options struct {
 	// PollInterval is how often the log is read when no notification came
@@ -40,6 +48,10 @@ type Options struct {
 	// ListenURL is a PostgreSQL URL on which the dispatcher LISTENs for
 	// appends; empty means polling only.
 	ListenURL string
+	// Debounce is the shortest time between two wake-ups by notification
+	// (default 2ms): a burst of commits wakes the workers once, and each
+	// wake-up computes the horizon once for all of them.
+	Debounce time.Duration
 	// OnPark, when set, is called after an event is parked as a dead
 	// letter (for metrics).
 	OnPark func(subscriber string)
@@ -58,6 +70,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Backoff == nil {
 		o.Backoff = DefaultBackoff
+	}
+	if o.Debounce <= 0 {
+		o.Debounce = 2 * time.Millisecond
 	}
 	return o
 }
@@ -100,8 +115,9 @@ type Dispatcher struct {
 // subscription is one subscriber's registration.
 type subscription struct {
 	name  string
-	types []string // nil = all
-	h     Handler
+	types []string     // nil = all
+	h     Handler      // one event at a time
+	batch BatchHandler // nil, or h's batched form (see SubscribeBatch)
 }
 
 // NewDispatcher returns a dispatcher reading through d.
@@ -117,23 +133,40 @@ func NewDispatcher(d *db.DB, log *slog.Logger, opts Options) *Dispatcher {
 // new name starts from the beginning of the log. It panics on an empty or
 // repeated name, a nil handler, or a call while Run is running.
 func (d *Dispatcher) Subscribe(subscriber string, types []string, h Handler) {
+	if h == nil {
+		panic("events: nil handler for " + subscriber)
+	}
+	d.subscribe(&subscription{name: subscriber, h: h}, types)
+}
+
+// SubscribeBatch is Subscribe for a handler that takes the events of a
+// whole delivered batch in one transaction. When a batch fails, its events
+// are retried one at a time (h called with one event each), so a poison
+// event is parked alone, as with Subscribe.
+func (d *Dispatcher) SubscribeBatch(subscriber string, types []string, h BatchHandler) {
+	if h == nil {
+		panic("events: nil handler for " + subscriber)
+	}
+	one := func(ctx context.Context, tx *gorm.DB, e Event) error { return h(ctx, tx, []Event{e}) }
+	d.subscribe(&subscription{name: subscriber, h: one, batch: h}, types)
+}
+
+func (d *Dispatcher) subscribe(sub *subscription, types []string) {
+	subscriber := sub.name
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	switch {
 	case subscriber == "" || len(subscriber) > 100:
 		panic("events: subscriber name must be 1 to 100 bytes")
-	case h == nil:
-		panic("events: nil handler for " + subscriber)
 	case d.running:
 		panic("events: Subscribe(" + subscriber + ") while the dispatcher runs")
 	case d.subscription(subscriber) != nil:
 		panic("events: subscriber " + subscriber + " registered twice")
 	}
-	var ts []string
 	if len(types) > 0 {
-		ts = slices.Clone(types)
+		sub.types = slices.Clone(types)
 	}
-	d.subs = append(d.subs, &subscription{name: subscriber, types: ts, h: h})
+	d.subs = append(d.subs, sub)
 }
 
 // subscription returns the named subscription or nil; d.mu must be held.
@@ -174,12 +207,13 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		<-ctx.Done()
 		return nil
 	}
-	w := newWaker(subs)
+	hz := &horizon{db: d.db}
+	w := newWaker(subs, hz)
 	var wg sync.WaitGroup
 	if d.opts.ListenURL != "" {
 		wg.Go(func() { d.listen(ctx, w.wakeAll) })
 	}
-	d.holdLeases(ctx, subs, &horizon{db: d.db}, w)
+	d.holdLeases(ctx, subs, hz, w)
 	wg.Wait()
 	return nil
 }
@@ -240,8 +274,9 @@ func (d *Dispatcher) serve(ctx context.Context, s *subscription, hz *horizon, wa
 		return false, fmt.Errorf("read checkpoint: %w", err)
 	}
 	recheck := time.Duration(0)
+	woken := hz.wake() // a start is a wake-up of its own
 	for {
-		settled, waiting, err := hz.advance(ctx)
+		settled, waiting, err := hz.advanceSince(ctx, woken)
 		if err != nil {
 			return progressed, err
 		}
@@ -250,7 +285,19 @@ func (d *Dispatcher) serve(ctx context.Context, s *subscription, hz *horizon, wa
 			if err != nil {
 				return progressed, err
 			}
+			delivered := false
+			if s.batch != nil && len(batch) > 0 {
+				if delivered, err = d.deliverBatch(ctx, s, cp, batch); err != nil {
+					return progressed, err
+				}
+				if delivered {
+					cp, progressed = batch[len(batch)-1].Position, true
+				}
+			}
 			for _, e := range batch {
+				if delivered {
+					break
+				}
 				if err := d.deliver(ctx, s, cp, e); err != nil {
 					return progressed, err
 				}
@@ -278,7 +325,11 @@ func (d *Dispatcher) serve(ctx context.Context, s *subscription, hz *horizon, wa
 			t.Stop()
 			return progressed, ctx.Err()
 		case <-wake:
+			// Notified: the waker numbered this wake-up before sending it,
+			// so the latest number covers it.
+			woken = hz.wakes.Load()
 		case <-t.C:
+			woken = hz.wake() // a poll looks afresh
 		}
 		t.Stop()
 	}

@@ -71,9 +71,10 @@ const channel = "tenantd_events"
 // tenantID), expecting the stream's current version to be expected (0 = the
 // stream must not exist yet; AnyVersion skips the check). Versions continue
 // from the current one. Metadata comes from ctx: the request id, the
-// principal's actor and the cause set by WithCause. Appends to one stream
-// are serialised until the transaction ends; the dispatcher is notified at
-// commit. On ErrVersionConflict the caller rolls back and retries the whole
+// principal's actor and the cause set by WithCause. Appends to an existing
+// stream are serialised until the transaction ends; creating a stream takes
+// no lock (see below). The dispatcher is notified at commit. On
+// ErrVersionConflict the caller rolls back and retries the whole
 // transaction.
 func Append(ctx context.Context, tx *gorm.DB, tenantID uuid.UUID, streamID string, expected int64, evs ...NewEvent) (_ []Event, err error) {
 	defer wrap(&err, "append to stream %q", streamID)
@@ -113,26 +114,33 @@ func Append(ctx context.Context, tx *gorm.DB, tenantID uuid.UUID, streamID strin
 	}
 
 	tx = tx.WithContext(ctx)
-	// Serialise appends to this stream until commit, so the version read next
-	// is the latest committed one (in READ COMMITTED) and a concurrent append
-	// turns into ErrVersionConflict, not a unique violation that aborts tx.
-	if err := tx.Exec("SELECT pg_advisory_xact_lock(?, hashtext(?))", streamLockClass, tenantID.String()+"/"+streamID).Error; err != nil {
-		return nil, fmt.Errorf("lock stream: %w", err)
-	}
 	var current int64
-	if err := tx.Raw("SELECT coalesce(max(version), 0) FROM events WHERE tenant_id = ? AND stream_id = ?",
-		tenantID, streamID).Scan(&current).Error; err != nil {
-		return nil, fmt.Errorf("read version: %w", err)
+	if expected != 0 {
+		// Serialise appends to this stream until commit, so the version read
+		// next is the latest committed one (in READ COMMITTED) and a
+		// concurrent append turns into ErrVersionConflict, not a unique
+		// violation that aborts tx.
+		if err := tx.Exec("SELECT pg_advisory_xact_lock(?, hashtext(?))", streamLockClass, tenantID.String()+"/"+streamID).Error; err != nil {
+			return nil, fmt.Errorf("lock stream: %w", err)
+		}
+		if err := tx.Raw("SELECT coalesce(max(version), 0) FROM events WHERE tenant_id = ? AND stream_id = ?",
+			tenantID, streamID).Scan(&current).Error; err != nil {
+			return nil, fmt.Errorf("read version: %w", err)
+		}
+		if expected != AnyVersion && current != expected {
+			return nil, fmt.Errorf("expected version %d, stream is at %d: %w", expected, current, ErrVersionConflict)
+		}
 	}
-	if expected != AnyVersion && current != expected {
-		return nil, fmt.Errorf("expected version %d, stream is at %d: %w", expected, current, ErrVersionConflict)
-	}
-
+	// A new stream (expected 0) takes no lock and reads nothing first: the
+	// insert itself checks that the stream has no event yet, so creating a
+	// stream costs one round trip. Two transactions creating the same stream
+	// at once meet on the unique key: the later one fails (ErrVersionConflict,
+	// tx aborted).
 	var (
 		sb   strings.Builder
 		args = make([]any, 0, 7*len(out))
 	)
-	sb.WriteString("INSERT INTO events (tenant_id, id, stream_id, version, type, data, metadata) VALUES ")
+	sb.WriteString("INSERT INTO events (tenant_id, id, stream_id, version, type, data, metadata) SELECT * FROM (VALUES ")
 	for i := range out {
 		out[i].Version = current + int64(i) + 1
 		meta, err := json.Marshal(out[i].Metadata)
@@ -142,8 +150,13 @@ func Append(ctx context.Context, tx *gorm.DB, tenantID uuid.UUID, streamID strin
 		if i > 0 {
 			sb.WriteString(", ")
 		}
-		sb.WriteString("(?, ?, ?, ?, ?, ?::jsonb, ?::jsonb)")
+		sb.WriteString("(?::uuid, ?::uuid, ?::text, ?::bigint, ?::text, ?::jsonb, ?::jsonb)")
 		args = append(args, tenantID, out[i].ID, streamID, out[i].Version, out[i].Type, string(out[i].Data), string(meta))
+	}
+	sb.WriteString(") AS v")
+	if expected == 0 {
+		sb.WriteString(" WHERE NOT EXISTS (SELECT 1 FROM events WHERE tenant_id = ? AND stream_id = ?)")
+		args = append(args, tenantID, streamID)
 	}
 	sb.WriteString(" RETURNING id, position, created_at")
 	var inserted []struct {
@@ -153,11 +166,14 @@ func Append(ctx context.Context, tx *gorm.DB, tenantID uuid.UUID, streamID strin
 	}
 	if err := tx.Raw(sb.String(), args...).Scan(&inserted).Error; err != nil {
 		if db.IsUniqueViolation(err, "events_stream_version_key") {
-			// Only possible when the caller's transaction reads an older
-			// snapshot (REPEATABLE READ); tx is aborted.
+			// Another transaction appended this version first; tx is
+			// aborted, and the caller retries the whole transaction.
 			return nil, fmt.Errorf("version %d taken: %w", current+1, ErrVersionConflict)
 		}
 		return nil, fmt.Errorf("insert: %w", err)
+	}
+	if len(inserted) == 0 && expected == 0 {
+		return nil, fmt.Errorf("expected a new stream, it exists: %w", ErrVersionConflict)
 	}
 	if len(inserted) != len(out) {
 		return nil, fmt.Errorf("insert: got %d rows back, want %d", len(inserted), len(out))
@@ -169,10 +185,8 @@ func Append(ctx context.Context, tx *gorm.DB, tenantID uuid.UUID, streamID strin
 			}
 		}
 	}
-	// Delivered to listeners when tx commits, and not at all if it rolls back.
-	if err := tx.Exec("SELECT pg_notify(?, '')", channel).Error; err != nil {
-		return nil, fmt.Errorf("notify: %w", err)
-	}
+	// The events_notify trigger (migrations/0012) notifies channel once per
+	// transaction, delivered at commit and not at all on rollback.
 	return out, nil
 }
 

@@ -15,7 +15,8 @@ func (d *Dispatcher) RunWithoutLeases(ctx context.Context) error {
 	if err := d.createCheckpoints(ctx, subs); err != nil {
 		return err
 	}
-	hz, w := &horizon{db: d.db}, newWaker(subs)
+	hz := &horizon{db: d.db}
+	w := newWaker(subs, hz)
 	var wg sync.WaitGroup
 	for _, s := range subs {
 		wg.Go(func() { d.work(ctx, s, hz, w.chans[s.name]) })

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/tenantd/tenantd/internal/db"
 )
@@ -36,9 +37,32 @@ import (
 type horizon struct {
 	db *db.DB
 
-	mu      sync.Mutex
-	settled int64
-	pending *observation // taken, not yet settled
+	// wakes counts the wake-ups (notifications and polls) handed to
+	// readers; see advanceSince.
+	wakes atomic.Uint64
+
+	mu       sync.Mutex
+	settled  int64
+	pending  *observation // taken, not yet settled
+	computed uint64       // wakes when the last computation began (0: none yet)
+}
+
+// wake records a wake-up and returns its number, for advanceSince.
+func (h *horizon) wake() uint64 { return h.wakes.Add(1) }
+
+// advanceSince is advance computed at most once per wake-up: a reader woken
+// by wake-up number n reuses the result of a computation that began after
+// wake-up n was recorded (so it saw every commit that wake-up announced),
+// instead of querying again. Readers woken together by one notification
+// thus cost one computation, not one each.
+func (h *horizon) advanceSince(ctx context.Context, n uint64) (settled int64, waiting bool, err error) {
+	h.mu.Lock()
+	if h.computed != 0 && n <= h.computed {
+		defer h.mu.Unlock()
+		return h.settled, h.pending != nil, nil
+	}
+	h.mu.Unlock()
+	return h.advance(ctx)
 }
 
 // observation is the sequence's last value and the appenders (virtual
@@ -62,6 +86,12 @@ const appenderLocks = `FROM pg_locks
 func (h *horizon) advance(ctx context.Context) (settled int64, waiting bool, err error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.computed = h.wakes.Load()
+	defer func() {
+		if err != nil {
+			h.computed = 0 // a failed computation is no result to reuse
+		}
+	}()
 	if h.pending != nil {
 		done, err := h.ended(ctx, h.pending.appenders)
 		if err != nil {

@@ -8,11 +8,15 @@ import (
 	"log/slog"
 )
 
-// waker fans a wake-up out to every subscriber's worker.
-type waker struct{ chans map[string]chan struct{} }
+// waker fans a wake-up out to every subscriber's worker, numbering it in
+// the horizon so that the workers it wakes compute the horizon once.
+type waker struct {
+	hz    *horizon
+	chans map[string]chan struct{}
+}
 
-func newWaker(subs []*subscription) *waker {
-	w := &waker{chans: make(map[string]chan struct{}, len(subs))}
+func newWaker(subs []*subscription, hz *horizon) *waker {
+	w := &waker{hz: hz, chans: make(map[string]chan struct{}, len(subs))}
 	for _, s := range subs {
 		w.chans[s.name] = make(chan struct{}, 1)
 	}
@@ -20,6 +24,7 @@ func newWaker(subs []*subscription) *waker {
 }
 
 func (w *waker) wakeAll() {
+	w.hz.wake()
 	for _, c := range w.chans {
 		select {
 		case c <- struct{}{}:

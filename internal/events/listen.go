@@ -56,10 +56,18 @@ func (d *Dispatcher) listenOnce(ctx context.Context, wake func()) (connected boo
 	}
 	// Appends may have committed while nobody listened.
 	wake()
+	last := time.Now()
 	for {
 		if _, err := conn.WaitForNotification(ctx); err != nil {
 			return true, fmt.Errorf("wait for notification: %w", err)
 		}
+		// Debounce: wake the workers at most once per interval. The
+		// notifications of a burst of commits queue up meanwhile and are
+		// covered by this one wake-up.
+		if pause := d.opts.Debounce - time.Since(last); pause > 0 && !sleep(ctx, pause) {
+			return true, ctx.Err()
+		}
 		wake()
+		last = time.Now()
 	}
 }

@@ -1,0 +1,2 @@
+DROP TRIGGER IF EXISTS events_notify ON events;
+DROP FUNCTION IF EXISTS events_notify();
