@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net/netip"
 	"strings"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgconn"
 	"gorm.io/gorm"
 
 	"github.com/tenantd/tenantd/internal/db"
@@ -63,10 +65,14 @@ type Entry struct {
 	Summary map[string]any
 }
 
-// Event is one stored link of a tenant's audit chain.
+// Event is one stored audit event: a link of its tenant's chain once
+// sealed, before that a row with a position but no seq or hashes.
 type Event struct {
-	TenantID   uuid.UUID
-	Seq        int64
+	TenantID uuid.UUID
+	// Position orders the tenant's events: drawn when the row was inserted
+	// (from the sequence events use), sealed into the chain in this order.
+	Position   int64
+	Seq        int64 // 0 until sealed
 	ID         uuid.UUID
 	OccurredAt time.Time
 	Actor      string
@@ -77,9 +83,12 @@ type Event struct {
 	RequestID  string
 	IP         string // "" when unknown
 	UserAgent  string
-	PrevHash   []byte
-	Hash       []byte
+	PrevHash   []byte // nil until sealed
+	Hash       []byte // nil until sealed
 }
+
+// Sealed reports whether the event is linked into its tenant's chain.
+func (e Event) Sealed() bool { return e.Hash != nil }
 
 // Origin is where a request came from: the client's address (as the
 // engine's trusted-proxy settings resolve it) and its User-Agent.
@@ -102,28 +111,21 @@ func OriginFrom(ctx context.Context) (Origin, bool) {
 	return o, ok
 }
 
-// lockClass is the first key of the two-key advisory lock that serialises
-// appends to one tenant's chain (see internal/events for the other classes).
-const lockClass int32 = 0x61750001
-
-// Record appends e to tenantID's audit chain inside tx, the caller's
+// Record appends e to tenantID's audit trail inside tx, the caller's
 // db.WithTenant transaction (or one scoped with db.SetTenant), so the event
 // commits or rolls back with the change it describes. The actor defaults to
 // the principal in ctx; the request id, client address and User-Agent come
-// from ctx. It holds the tenant's audit lock until tx ends, serialising the
-// tenant's audited transactions from here to commit: call it late in the
-// transaction, after the change's own writes.
+// from ctx. It takes no tenant-wide lock: the row is inserted unsealed, and
+// the sealer links it into the tenant's chain after it commits (see
+// RunSealer). Its position is drawn under the shared append lock that
+// events take too, held to the end of tx: call it late in the transaction.
 func Record(ctx context.Context, tx *gorm.DB, tenantID uuid.UUID, e Entry) (err error) {
 	_, err = record(ctx, tx, tenantID, e, time.Now())
 	return err
 }
 
 func record(ctx context.Context, tx *gorm.DB, tenantID uuid.UUID, e Entry, now time.Time) (ev Event, err error) {
-	defer func() {
-		if err != nil {
-			err = fmt.Errorf("audit %s: %w", e.Action, err)
-		}
-	}()
+	defer wrap(&err, e.Action)
 	if tenantID == uuid.Nil {
 		return Event{}, db.ErrNoTenant
 	}
@@ -131,20 +133,77 @@ func record(ctx context.Context, tx *gorm.DB, tenantID uuid.UUID, e Entry, now t
 	if err != nil {
 		return Event{}, err
 	}
-	tx = tx.WithContext(ctx)
-	if err := tx.Exec("SELECT pg_advisory_xact_lock(?, hashtext(?))", lockClass, tenantID.String()).Error; err != nil {
-		return Event{}, fmt.Errorf("lock chain: %w", err)
-	}
-	seq, prev, err := head(tx, tenantID)
-	if err != nil {
-		return Event{}, err
-	}
-	ev.Seq, ev.PrevHash = seq+1, prev
-	ev.Hash = ev.computeHash()
-	if err := insertEvent(tx, ev); err != nil {
+	if err := insertEvent(tx.WithContext(ctx), ev); err != nil {
 		return Event{}, err
 	}
 	return ev, nil
+}
+
+// wrap names the entry's action in a non-nil *err.
+func wrap(err *error, action string) {
+	if *err != nil {
+		*err = fmt.Errorf("audit %s: %w", action, *err)
+	}
+}
+
+// writeTimeout bounds write, retries included.
+const writeTimeout = 5 * time.Second
+
+// write records e for tenantID in a transaction of its own, outside any
+// request's: the "response" entries and failed-authentication bursts. ctx
+// only lends its values (request id, origin); its cancellation does not
+// apply. Transient failures (a lost connection, a timeout, a serialization
+// failure, a deadlock) are retried with backoff for up to writeTimeout, as
+// the same event: should an attempt the driver reported as failed have
+// committed after all, the next finds its id taken and stops there.
+func (a *Auditor) write(ctx context.Context, tenantID uuid.UUID, e Entry) (err error) {
+	defer wrap(&err, e.Action)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
+	defer cancel()
+	ev, err := newEvent(ctx, tenantID, e, a.now())
+	if err != nil {
+		return err
+	}
+	delay := 20 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err = a.db.WithTenant(ctx, tenantID, func(tx *gorm.DB) error { return insertEvent(tx.WithContext(ctx), ev) })
+		switch {
+		case err == nil:
+			return nil
+		case attempt > 1 && db.IsUniqueViolation(err, "audit_events_pkey"):
+			return nil
+		case !transient(err):
+			return err
+		}
+		// Full jitter: replicas failing together do not retry together.
+		if !sleep(ctx, delay/2+rand.N(delay/2+1)) {
+			return fmt.Errorf("gave up after %d attempts: %w", attempt, err)
+		}
+		delay = min(2*delay, time.Second)
+	}
+}
+
+// transient reports whether err may go away if the write is tried again:
+// not an entry refused by its content, a tenant that does not exist, or
+// row-level security refusing it.
+func transient(err error) bool {
+	if errors.Is(err, ErrNoAction) || errors.Is(err, ErrBadStatus) || errors.Is(err, ErrSummaryTooLarge) ||
+		errors.Is(err, db.ErrNoTenant) {
+		return false
+	}
+	var pg *pgconn.PgError
+	if errors.As(err, &pg) {
+		switch pg.Code[:2] {
+		case "08", "40", "53", "55", "57", "58":
+			// connection exception, transaction rollback (40001, 40P01),
+			// insufficient resources, object not in prerequisite state
+			// (lock timeout), operator intervention (statement timeout,
+			// shutdown), system error
+			return true
+		}
+		return false
+	}
+	return true // the connection, not the statement, failed
 }
 
 // newEvent fills in an event from e and ctx, with every field cleaned and
@@ -283,13 +342,14 @@ func canonicalIP(s string) string {
 }
 
 // Auditor records the audit trail of requests and of failed
-// authentications, and serves it. Events inside a service's own transaction
-// need no Auditor: they call Record.
+// authentications, seals it into hash chains, and serves it. Events inside a
+// service's own transaction need no Auditor: they call Record.
 type Auditor struct {
 	db       *db.DB
 	log      *slog.Logger
 	now      func() time.Time
 	failures *failures
+	seal     sealOptions
 }
 
 // Options tune an Auditor.
@@ -302,11 +362,21 @@ type Options struct {
 	FailureWindow time.Duration
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// SealInterval is how often the sealer looks for committed rows to seal
+	// when it has caught up, and how often a replica without the sealer's
+	// lease tries to take it; default 200 ms.
+	SealInterval time.Duration
+	// SealBatch is how many rows of one tenant a sealing transaction links
+	// at most; default 500.
+	SealBatch int
+	// SealWorkers is how many tenants' chains are sealed at once (each chain
+	// by one worker at a time); default 4.
+	SealWorkers int
 }
 
 // New returns an Auditor over d. Wire a.BeforeCommit into d with
 // d.SetBeforeCommit so request entries commit with the request's first
-// write.
+// write, and run a.RunSealer so they are sealed into their chains.
 func New(d *db.DB, log *slog.Logger, opts Options) *Auditor {
 	if opts.FailureBurst <= 0 {
 		opts.FailureBurst = 10
@@ -317,9 +387,19 @@ func New(d *db.DB, log *slog.Logger, opts Options) *Auditor {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.SealInterval <= 0 {
+		opts.SealInterval = 200 * time.Millisecond
+	}
+	if opts.SealBatch <= 0 {
+		opts.SealBatch = 500
+	}
+	if opts.SealWorkers <= 0 {
+		opts.SealWorkers = 4
+	}
 	return &Auditor{
 		db: d, log: log, now: opts.Now,
 		failures: newFailures(opts.FailureBurst, opts.FailureWindow),
+		seal:     sealOptions{interval: opts.SealInterval, batch: opts.SealBatch, workers: opts.SealWorkers},
 	}
 }
 

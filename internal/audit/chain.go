@@ -219,26 +219,45 @@ const (
 // Report is the outcome of verifying one tenant's chain.
 type Report struct {
 	TenantID uuid.UUID
-	Events   int64  // rows read
+	Events   int64  // sealed rows read
 	HeadSeq  int64  // the last row verified good (0 for none)
 	HeadHash []byte // its hash (nil for none)
 	Broken   *Break // nil when the chain holds
+	// Unsealed is how many of the tenant's rows the sealer has not linked
+	// into the chain yet, and OldestUnsealed how long the oldest of them has
+	// waited since it occurred (0 for none).
+	Unsealed       int64
+	OldestUnsealed time.Duration
 }
 
 // OK reports whether the chain holds.
 func (r Report) OK() bool { return r.Broken == nil }
 
+// Stale reports whether a row has waited longer than maxAge to be sealed:
+// the sealer is not running, or cannot keep up, or cannot seal some row.
+func (r Report) Stale(maxAge time.Duration) bool {
+	return r.Unsealed > 0 && r.OldestUnsealed > maxAge
+}
+
 // verifyBatch is how many rows Verify reads per query.
 const verifyBatch = 1000
 
-// Verify recomputes tenantID's chain from seq 1 and reports the first row
-// where it does not hold. It reads under row-level security as the runtime
-// role. A chain that holds proves no row was changed, removed or inserted
+// Verify recomputes tenantID's chain of sealed rows from seq 1 and reports
+// the first row where it does not hold, and how many rows wait to be sealed
+// and for how long. It reads under row-level security as the runtime role.
+// A chain that holds proves no sealed row was changed, removed or inserted
 // in the middle; the removal of the newest rows (or a rewrite of the whole
 // chain from some row on) shows only against a head (seq, hash) recorded
 // earlier elsewhere, which is why the report carries it.
 func Verify(ctx context.Context, d *db.DB, tenantID uuid.UUID) (Report, error) {
 	r := Report{TenantID: tenantID}
+	err := d.WithTenant(ctx, tenantID, func(tx *gorm.DB) (err error) {
+		r.Unsealed, r.OldestUnsealed, err = unsealedStats(tx.WithContext(ctx), tenantID)
+		return err
+	})
+	if err != nil {
+		return r, fmt.Errorf("verify audit chain of %s: %w", tenantID, err)
+	}
 	prev := genesis
 	var after int64
 	for {
@@ -261,13 +280,7 @@ func Verify(ctx context.Context, d *db.DB, tenantID uuid.UUID) (Report, error) {
 				r.Broken = &Break{Seq: e.Seq, Reason: ReasonPrevHashMismatch,
 					Detail: fmt.Sprintf("prev_hash %s, previous hash %s", short(e.PrevHash), short(prev))}
 			default:
-				canon, err := recanonical(e.Summary)
-				if err != nil {
-					r.Broken = &Break{Seq: e.Seq, Reason: ReasonHashMismatch, Detail: err.Error()}
-					break
-				}
-				e.Summary = canon
-				if got := e.computeHash(); !bytes.Equal(got, e.Hash) {
+				if got := e.storedHash(); !bytes.Equal(got, e.Hash) {
 					r.Broken = &Break{Seq: e.Seq, Reason: ReasonHashMismatch,
 						Detail: fmt.Sprintf("stored hash %s, fields hash to %s", short(e.Hash), short(got))}
 				}
@@ -282,6 +295,18 @@ func Verify(ctx context.Context, d *db.DB, tenantID uuid.UUID) (Report, error) {
 			return r, nil
 		}
 	}
+}
+
+// storedHash is computeHash over e as read from the database (seq and
+// prev_hash included), its summary re-encoded canonically from what jsonb
+// gives back. The sealer and Verify both hash this way. A summary that
+// does not re-encode (no row written through Record can be one) is hashed
+// as stored, so that such a row cannot stop its chain from being sealed.
+func (e Event) storedHash() []byte {
+	if canon, err := recanonical(e.Summary); err == nil {
+		e.Summary = canon
+	}
+	return e.computeHash()
 }
 
 // recanonical re-encodes a stored summary canonically.

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/tenantd/tenantd/internal/db"
 )
@@ -15,19 +16,32 @@ import (
 // so the command exits non-zero.
 var ErrChainBroken = errors.New("audit: a chain is broken")
 
-const verifyUsage = "usage: tenantd audit verify [--tenant ID|SLUG]"
+// ErrUnsealed is returned by RunVerifyCLI when some row has waited longer
+// than --max-unsealed-age to be sealed, so the command exits non-zero.
+var ErrUnsealed = errors.New("audit: rows are left unsealed")
 
-// RunVerifyCLI runs `tenantd audit verify [--tenant ID|SLUG]`: it verifies
-// the audit chain of one tenant, or of every tenant, and prints one line
-// per tenant to stdout, "ok" with the event count and the head (seq and
-// hash, worth keeping elsewhere: a later run that finds a lower head or
-// another hash at that seq shows rows removed from, or rewritten at, the
-// end), or "BROKEN" with the first broken seq and why. It returns
-// ErrChainBroken when any chain is broken. d connects as the runtime role.
+// DefaultMaxUnsealedAge is how long `tenantd audit verify` lets a row wait
+// to be sealed before it reports it; the sealer seals within about a second.
+const DefaultMaxUnsealedAge = 10 * time.Second
+
+const verifyUsage = "usage: tenantd audit verify [--tenant ID|SLUG] [--max-unsealed-age 10s]"
+
+// RunVerifyCLI runs `tenantd audit verify [--tenant ID|SLUG]
+// [--max-unsealed-age D]`: it verifies the sealed audit chain of one
+// tenant, or of every tenant, and prints one line per tenant to stdout: "ok"
+// with the event count and the head (seq and hash, worth keeping elsewhere:
+// a later run that finds a lower head or another hash at that seq shows rows
+// removed from, or rewritten at, the end), plus how many rows wait to be
+// sealed if any; "UNSEALED" when a row has waited longer than the maximum
+// age (the sealer is not running or cannot keep up); or "BROKEN" with the
+// first broken seq and why. It returns ErrChainBroken when any chain is
+// broken and ErrUnsealed when rows wait too long. d connects as the runtime
+// role.
 func RunVerifyCLI(ctx context.Context, d *db.DB, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("audit verify", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	tenant := fs.String("tenant", "", "verify only this tenant, by id or slug")
+	maxAge := fs.Duration("max-unsealed-age", DefaultMaxUnsealedAge, "report rows unsealed for longer than this")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(stdout, verifyUsage)
@@ -38,26 +52,47 @@ func RunVerifyCLI(ctx context.Context, d *db.DB, args []string, stdout io.Writer
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%s: unexpected argument %q", verifyUsage, fs.Arg(0))
 	}
+	if *maxAge <= 0 {
+		return fmt.Errorf("%s: --max-unsealed-age must be positive", verifyUsage)
+	}
 	tenants, err := listTenants(ctx, d, *tenant)
 	if err != nil {
 		return err
 	}
-	broken := 0
+	broken, stale := 0, 0
 	for _, t := range tenants {
 		r, err := Verify(ctx, d, t.ID)
 		if err != nil {
 			return err
 		}
-		if r.OK() {
-			fmt.Fprintf(stdout, "ok      %s %s events=%d head=%d:%s\n", t.ID, t.Slug, r.Events, r.HeadSeq, hex.EncodeToString(r.HeadHash))
+		if !r.OK() {
+			broken++
+			fmt.Fprintf(stdout, "BROKEN  %s %s seq=%d reason=%s (%s)\n", t.ID, t.Slug, r.Broken.Seq, r.Broken.Reason, r.Broken.Detail)
 			continue
 		}
-		broken++
-		fmt.Fprintf(stdout, "BROKEN  %s %s seq=%d reason=%s (%s)\n", t.ID, t.Slug, r.Broken.Seq, r.Broken.Reason, r.Broken.Detail)
+		state, waiting := "ok      ", "" // the same columns as BROKEN
+		if r.Unsealed > 0 {
+			waiting = fmt.Sprintf(" unsealed=%d oldest=%s", r.Unsealed, r.OldestUnsealed.Round(time.Millisecond))
+		}
+		if r.Stale(*maxAge) {
+			stale++
+			state = "UNSEALED "
+			waiting += fmt.Sprintf(" (older than %s: is the sealer running?)", *maxAge)
+		}
+		fmt.Fprintf(stdout, "%s%s %s events=%d head=%d:%s%s\n", state, t.ID, t.Slug, r.Events, r.HeadSeq,
+			hex.EncodeToString(r.HeadHash), waiting)
 	}
-	fmt.Fprintf(stdout, "%d tenants verified, %d broken\n", len(tenants), broken)
+	if stale > 0 {
+		fmt.Fprintf(stdout, "%d tenants verified, %d broken, %d with rows unsealed for over %s\n", len(tenants), broken, stale, *maxAge)
+	} else {
+		fmt.Fprintf(stdout, "%d tenants verified, %d broken\n", len(tenants), broken)
+	}
+	var errs []error
 	if broken > 0 {
-		return ErrChainBroken
+		errs = append(errs, ErrChainBroken)
 	}
-	return nil
+	if stale > 0 {
+		errs = append(errs, ErrUnsealed)
+	}
+	return errors.Join(errs...)
 }

@@ -30,9 +30,10 @@ func TestVerifyCLI(t *testing.T) {
 		}
 	}
 	goodHead := events(t, app, good.ID)[2].Hash
-	if err := su.Unscoped(t.Context()).Exec(`UPDATE audit_events SET summary = jsonb_set(summary, '{after,roles}', '["viewer"]')
-		WHERE tenant_id = ? AND seq = 2`, bad.ID).Error; err != nil {
-		t.Fatalf("tamper: %v", err)
+	waitSealed(t, app, bad.ID)
+	if n := tamper(t, su, `UPDATE audit_events SET summary = jsonb_set(summary, '{after,roles}', '["viewer"]')
+		WHERE tenant_id = ? AND seq = 2`, bad.ID); n != 1 {
+		t.Fatalf("tamper: got %d rows, want 1", n)
 	}
 	okLine := func(tn tenant, n int, head []byte) string {
 		return fmt.Sprintf("ok      %s %s events=%d head=%d:%s\n", tn.ID, tn.Slug, n, n, hex.EncodeToString(head))
@@ -59,7 +60,8 @@ func TestVerifyCLI(t *testing.T) {
 		{"unknown tenant", []string{"--tenant", "no-such-tenant"}, nil, "", audit.ErrTenantNotFound, ""},
 		{"unknown flag", []string{"--bogus"}, nil, "", nil, "usage: tenantd audit verify"},
 		{"extra argument", []string{"now"}, nil, "", nil, `unexpected argument "now"`},
-		{"help", []string{"-h"}, nil, "usage: tenantd audit verify [--tenant ID|SLUG]\n", nil, ""},
+		{"help", []string{"-h"}, nil, "usage: tenantd audit verify [--tenant ID|SLUG] [--max-unsealed-age 10s]\n", nil, ""},
+		{"bad age", []string{"--max-unsealed-age", "0s"}, nil, "", nil, "must be positive"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"gorm.io/gorm"
 
 	"github.com/tenantd/tenantd/internal/identity"
 )
@@ -113,9 +112,6 @@ func (f *failures) sweep(now time.Time) {
 	}
 }
 
-// recordTimeout bounds writing a burst event.
-const recordTimeout = 5 * time.Second
-
 // AuthFailed counts a failed authentication. When failures for one known
 // tenant reach the burst threshold within the window (see Options), it
 // records one auth.failed_burst event in that tenant's chain with the
@@ -149,7 +145,7 @@ func (a *Auditor) AuthFailed(ctx context.Context, f Failure) {
 	if !hit {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
 	defer cancel()
 	tenantID := f.TenantID
 	if tenantID == uuid.Nil && f.NamedTenant != "" {
@@ -177,11 +173,7 @@ func (a *Auditor) AuthFailed(ctx context.Context, f Failure) {
 	}
 	e := Entry{Actor: "anonymous", Action: ActionFailedBurst, Resource: "tenant:" + tenantID.String(),
 		Status: http.StatusUnauthorized, Summary: summary}
-	err := a.db.WithTenant(ctx, tenantID, func(tx *gorm.DB) error {
-		_, err := record(ctx, tx, tenantID, e, a.now())
-		return err
-	})
-	if err != nil {
+	if err := a.write(ctx, tenantID, e); err != nil {
 		a.log.ErrorContext(ctx, "audit: recording a burst of failed authentications failed",
 			"tenant_id", tenantID, "failures", b.n, "err", err)
 	}

@@ -9,7 +9,9 @@ import (
 	"log/slog"
 	"net/url"
 	"slices"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -68,6 +70,25 @@ func openSuperuser(t testing.TB, env *testenv.Env) *db.DB {
 	return d
 }
 
+// tamper runs stmt as the superuser with triggers off (as an attacker with
+// the server's keys could), and returns the rows it touched.
+func tamper(t testing.TB, su *db.DB, stmt string, args ...any) int64 {
+	t.Helper()
+	var n int64
+	err := su.Unscoped(t.Context()).Transaction(func(tx *gorm.DB) error {
+		if err := tx.Exec("SET LOCAL session_replication_role = replica").Error; err != nil {
+			return err
+		}
+		res := tx.Exec(stmt, args...)
+		n = res.RowsAffected
+		return res.Error
+	})
+	if err != nil {
+		t.Fatalf("tamper: %v", err)
+	}
+	return n
+}
+
 // actingCtx is a request context: a principal of tenantID, a request id and
 // an origin.
 func actingCtx(ctx context.Context, tenantID uuid.UUID, subject string) context.Context {
@@ -85,14 +106,22 @@ func record(t testing.TB, d *db.DB, ctx context.Context, tenantID uuid.UUID, e a
 	}
 }
 
-// events returns the tenant's events in seq order, as the runtime role
-// reads them through List, page by page.
+// events returns the tenant's events in position order, as the runtime role
+// reads them through List, page by page, once the sealer has sealed every
+// committed one.
 func events(t testing.TB, d *db.DB, tenantID uuid.UUID) []audit.Event {
+	t.Helper()
+	waitSealed(t, d, tenantID)
+	return listAll(t, d, tenantID)
+}
+
+// listAll returns the tenant's events in position order, sealed or not.
+func listAll(t testing.TB, d *db.DB, tenantID uuid.UUID) []audit.Event {
 	t.Helper()
 	a := audit.New(d, quietLog(), audit.Options{})
 	var out []audit.Event
 	for before := int64(0); ; {
-		page, err := a.List(t.Context(), tenantID, audit.Filter{Limit: 200, BeforeSeq: before})
+		page, err := a.List(t.Context(), tenantID, audit.Filter{Limit: 200, BeforePosition: before})
 		if err != nil {
 			t.Fatalf("list events: %v", err)
 		}
@@ -100,10 +129,80 @@ func events(t testing.TB, d *db.DB, tenantID uuid.UUID) []audit.Event {
 		if len(page) <= 200 {
 			break
 		}
-		before = page[199].Seq
+		before = page[199].Position
 	}
 	slices.Reverse(out)
 	return out
+}
+
+// sealInterval is the test sealers' poll: short, so tests wait little.
+const sealInterval = 10 * time.Millisecond
+
+var (
+	sealerOnce sync.Once
+	sealerErr  error
+)
+
+// startSealer runs the package's sealer, once, on a pool of its own that
+// outlives the test (as another replica would), until the package's tests
+// end. Tests that start their own sealers compete with it for the lease.
+func startSealer(t testing.TB) {
+	t.Helper()
+	sealerOnce.Do(func() {
+		env := testenv.Get(t)
+		d, err := db.Open(context.Background(), env.AppURL, db.Options{MaxConns: 6})
+		if err != nil {
+			sealerErr = err
+			return
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			audit.New(d, quietLog(), audit.Options{SealInterval: sealInterval}).RunSealer(ctx)
+		}()
+		testenv.AfterTests(func() error {
+			cancel()
+			<-done
+			return d.Close()
+		})
+	})
+	if sealerErr != nil {
+		t.Fatalf("start the sealer: %v", sealerErr)
+	}
+}
+
+// waitSealed waits, a bounded time, until the tenant has no unsealed row.
+func waitSealed(t testing.TB, d *db.DB, tenantID uuid.UUID) {
+	t.Helper()
+	startSealer(t)
+	eventually(t, 10*time.Second, "every audit row sealed", func() bool { return unsealed(t, d, tenantID) == 0 })
+}
+
+// unsealed counts the tenant's unsealed rows.
+func unsealed(t testing.TB, d *db.DB, tenantID uuid.UUID) int64 {
+	t.Helper()
+	var n int64
+	err := d.WithTenant(t.Context(), tenantID, func(tx *gorm.DB) error {
+		return tx.Raw("SELECT count(*) FROM audit_events WHERE hash IS NULL").Scan(&n).Error
+	})
+	if err != nil {
+		t.Fatalf("count unsealed rows: %v", err)
+	}
+	return n
+}
+
+// eventually polls cond every 10 ms until it holds, or fails the test once
+// within has passed.
+func eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v", what, within)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // quietLog discards log lines.

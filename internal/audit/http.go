@@ -36,10 +36,13 @@ func (h *Handler) Routes(r *httpx.Router) {
 }
 
 // EventResponse is an audit event as clients see it. Hashes are hex; the
-// summary is in the canonical form the hash covers.
+// summary is in the canonical form the hash covers. An event not sealed
+// into the chain yet (it committed moments ago) has sealed false and seq,
+// prev_hash and hash null.
 type EventResponse struct {
 	ID         uuid.UUID       `json:"id"`
-	Seq        int64           `json:"seq"`
+	Sealed     bool            `json:"sealed"`
+	Seq        *int64          `json:"seq"`
 	OccurredAt time.Time       `json:"occurred_at"`
 	Actor      string          `json:"actor"`
 	Action     string          `json:"action"`
@@ -49,8 +52,8 @@ type EventResponse struct {
 	RequestID  string          `json:"request_id"`
 	IP         *string         `json:"ip"`
 	UserAgent  string          `json:"user_agent"`
-	PrevHash   string          `json:"prev_hash"`
-	Hash       string          `json:"hash"`
+	PrevHash   *string         `json:"prev_hash"`
+	Hash       *string         `json:"hash"`
 }
 
 // ToResponse converts an event for the API.
@@ -60,9 +63,12 @@ func ToResponse(e Event) EventResponse {
 		summary = canon
 	}
 	r := EventResponse{
-		ID: e.ID, Seq: e.Seq, OccurredAt: e.OccurredAt.UTC(), Actor: e.Actor, Action: e.Action,
-		Resource: e.Resource, Status: e.Status, Summary: summary, RequestID: e.RequestID,
-		UserAgent: e.UserAgent, PrevHash: hex.EncodeToString(e.PrevHash), Hash: hex.EncodeToString(e.Hash),
+		ID: e.ID, Sealed: e.Sealed(), OccurredAt: e.OccurredAt.UTC(), Actor: e.Actor, Action: e.Action,
+		Resource: e.Resource, Status: e.Status, Summary: summary, RequestID: e.RequestID, UserAgent: e.UserAgent,
+	}
+	if e.Sealed() {
+		seq, prev, hash := e.Seq, hex.EncodeToString(e.PrevHash), hex.EncodeToString(e.Hash)
+		r.Seq, r.PrevHash, r.Hash = &seq, &prev, &hash
 	}
 	if e.IP != "" {
 		ip := e.IP
@@ -72,7 +78,8 @@ func ToResponse(e Event) EventResponse {
 }
 
 // list serves GET /v1/audit-events?actor=&action=&resource=&since=&until=
-// &limit=&cursor=, newest first. action and resource match exactly, or as
+// &limit=&cursor=, newest first (by position: sealed or not, in the order
+// the chain has or will have them). action and resource match exactly, or as
 // a prefix when they end in "*"; since is inclusive, until exclusive (RFC
 // 3339).
 func (h *Handler) list(c *gin.Context) {
@@ -94,7 +101,7 @@ func (h *Handler) list(c *gin.Context) {
 	out := httpx.List[EventResponse]{Data: make([]EventResponse, 0, min(len(evs), f.Limit))}
 	for i, e := range evs {
 		if i == f.Limit {
-			cur := encodeCursor(evs[i-1].Seq)
+			cur := encodeCursor(evs[i-1].Position)
 			out.NextCursor = &cur
 			break
 		}
@@ -153,28 +160,34 @@ func parseFilter(c *gin.Context) (Filter, error) {
 		}
 	}
 	if v, present := c.GetQuery("cursor"); present {
-		seq, ok := decodeCursor(v)
+		pos, ok := decodeCursor(v)
 		if !ok {
 			fields.Add("cursor", "is not a cursor returned by this API")
 		}
-		f.BeforeSeq = seq
+		f.BeforePosition = pos
 	}
 	return f, fields.Err()
 }
 
-// A cursor is the last returned seq, as 8 big-endian bytes in unpadded
-// base64url; the next page holds the events before it.
-func encodeCursor(seq int64) string {
-	var b [8]byte
-	binary.BigEndian.PutUint64(b[:], uint64(seq))
+// cursorVersion opens every cursor: cursors of the seq-ordered list that
+// came before are refused, not misread.
+const cursorVersion = 'p'
+
+// A cursor is the last returned event's position, as cursorVersion and 8
+// big-endian bytes in unpadded base64url; the next page holds the events
+// before it.
+func encodeCursor(pos int64) string {
+	var b [9]byte
+	b[0] = cursorVersion
+	binary.BigEndian.PutUint64(b[1:], uint64(pos))
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
 func decodeCursor(s string) (int64, bool) {
 	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil || len(b) != 8 {
+	if err != nil || len(b) != 9 || b[0] != cursorVersion {
 		return 0, false
 	}
-	seq := int64(binary.BigEndian.Uint64(b))
-	return seq, seq > 0
+	pos := int64(binary.BigEndian.Uint64(b[1:]))
+	return pos, pos > 0
 }

@@ -55,6 +55,8 @@ func TestListEvents(t *testing.T) {
 	record(t, app, bob, a.ID, audit.Entry{Action: "member.added", Resource: "member:2"})
 	record(t, app, alice, a.ID, audit.Entry{Action: "POST /v1/things", Resource: "/v1/things_1%", Status: 201})
 	record(t, app, actingCtx(context.Background(), b.ID, "carol"), b.ID, audit.Entry{Action: "api_key.created", Resource: "api_key:9"})
+	waitSealed(t, app, a.ID)
+	waitSealed(t, app, b.ID)
 
 	aud := audit.New(app, quietLog(), audit.Options{})
 	e := gin.New()
@@ -98,7 +100,7 @@ func TestListEvents(t *testing.T) {
 		}
 		out := []int64{}
 		for _, d := range p.Data {
-			out = append(out, d.Seq)
+			out = append(out, seqOf(t, d))
 		}
 		return out
 	}
@@ -148,7 +150,7 @@ func TestListEvents(t *testing.T) {
 			}
 			page := []int64{}
 			for _, d := range p.Data {
-				page = append(page, d.Seq)
+				page = append(page, seqOf(t, d))
 			}
 			got = append(got, page)
 			if p.NextCursor == nil {
@@ -178,6 +180,9 @@ func TestListEvents(t *testing.T) {
 			{"limit=ten", []string{"limit"}},
 			{"cursor=not-a-cursor", []string{"cursor"}},
 			{"cursor=AAAAAAAAAAA", []string{"cursor"}},
+			// A cursor of the seq-ordered list (seq 3) is refused, not misread.
+			{"cursor=AAAAAAAAAAM", []string{"cursor"}},
+			{"cursor=AAAAAAAAAAAB", []string{"cursor"}}, // nine bytes, another version
 			{"since=yesterday", []string{"since"}},
 			{"until=2026-13-01T00:00:00Z", []string{"until"}},
 			{"since=2026-01-02T00:00:00Z&until=2026-01-01T00:00:00Z", []string{"until"}},
@@ -227,26 +232,38 @@ func TestListEvents(t *testing.T) {
 			if d.IP != nil {
 				ip = *d.IP
 			}
-			prev, err := hex.DecodeString(d.PrevHash)
+			if !d.Sealed || d.PrevHash == nil || d.Hash == nil {
+				t.Fatalf("got event %+v, want it sealed with its hashes", d)
+			}
+			prev, err := hex.DecodeString(*d.PrevHash)
 			if err != nil {
 				t.Fatal(err)
 			}
 			h := sha256.New()
 			h.Write(prev)
-			for _, f := range []string{"tenantd.audit.v1", a.ID.String(), strconv.FormatInt(d.Seq, 10), d.ID.String(),
+			for _, f := range []string{"tenantd.audit.v1", a.ID.String(), strconv.FormatInt(*d.Seq, 10), d.ID.String(),
 				d.OccurredAt.UTC().Format(time.RFC3339Nano), d.Actor, d.Action, d.Resource, strconv.Itoa(d.Status),
 				string(d.Summary), d.RequestID, ip, d.UserAgent} {
 				h.Write(binary.BigEndian.AppendUint32(nil, uint32(len(f))))
 				h.Write([]byte(f))
 			}
-			if got := hex.EncodeToString(h.Sum(nil)); got != d.Hash {
-				t.Errorf("seq %d: recomputed hash %s, want %s", d.Seq, got, d.Hash)
+			if got := hex.EncodeToString(h.Sum(nil)); got != *d.Hash {
+				t.Errorf("seq %d: recomputed hash %s, want %s", *d.Seq, got, *d.Hash)
 			}
 		}
 		first := p.Data[len(p.Data)-1]
-		if first.Seq != 1 || first.IP == nil || *first.IP != "203.0.113.7" || first.UserAgent != "test-agent/1.0" ||
+		if seqOf(t, first) != 1 || first.IP == nil || *first.IP != "203.0.113.7" || first.UserAgent != "test-agent/1.0" ||
 			first.RequestID != "req-alice" || string(first.Summary) != `{"after":{"roles":["viewer"]}}` || first.Status != 0 {
 			t.Errorf("got seq 1 %+v (summary %s), want its recorded fields", first, first.Summary)
 		}
 	})
+}
+
+// seqOf is a sealed event's seq.
+func seqOf(t *testing.T, e audit.EventResponse) int64 {
+	t.Helper()
+	if !e.Sealed || e.Seq == nil {
+		t.Fatalf("got event %s unsealed (seq %v), want it sealed", e.ID, e.Seq)
+	}
+	return *e.Seq
 }

@@ -68,9 +68,16 @@ func mutating(method string) bool {
 // transaction (refused, invalid, failed, replayed by idempotency) gets its
 // entry after the response, with the final status (phase "response"); a
 // request that committed and then answered 400 or more gets both. Only the
-// "response" entries can be lost, if the database fails right then; that
-// is logged. A commit whose outcome the driver misreports as failed may
-// leave a duplicate "response" entry: at least once, never silently none.
+// "response" entries are written outside the request's transactions; a
+// transient failure is retried for up to a few seconds (with the same
+// event id, so a retry after a commit the driver misreported finds the row
+// and stops), and only a failure past that is logged as a lost entry. A
+// commit whose outcome the driver misreports as failed may leave a
+// duplicate "response" entry: at least once, never silently none. While a
+// transaction of the request that turns out not to have written holds the
+// entry (one statement long), a concurrent writing transaction of the same
+// request does not wait for it: its change is then covered by the
+// "response" entry.
 // GET, HEAD and OPTIONS requests cost nothing.
 func (a *Auditor) Middleware() gin.HandlerFunc {
 	return func(c *gin.Context) {
@@ -129,13 +136,7 @@ func (a *Auditor) settle(ctx context.Context, req *pending, status int, replayed
 	if replayed {
 		e.Summary["replayed"] = true
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
-	defer cancel()
-	err := a.db.WithTenant(ctx, req.tenantID, func(tx *gorm.DB) error {
-		_, err := record(ctx, tx, req.tenantID, e, a.now())
-		return err
-	})
-	if err != nil {
+	if err := a.write(ctx, req.tenantID, e); err != nil {
 		a.log.ErrorContext(ctx, "audit: recording a request failed; the request is not in the audit trail",
 			"tenant_id", req.tenantID, "action", e.Action, "resource", e.Resource, "status", status, "err", err)
 	}
@@ -162,26 +163,28 @@ func (a *Auditor) Bind() gin.HandlerFunc {
 // d.SetBeforeCommit(a.BeforeCommit)). In a transaction of a request bound
 // by Bind, for the request's tenant, that wrote something, and whose entry
 // no other transaction has written or is writing, it appends the entry
-// (phase "commit", status 0); if the transaction then fails to commit, the
-// entry is up for grabs again. Everywhere else it returns at once.
-func (a *Auditor) BeforeCommit(ctx context.Context, tx *gorm.DB, tenantID uuid.UUID) (func(committed bool), error) {
+// (phase "commit", status 0); if the transaction then fails to commit (and
+// db.WithTenant may run it again), the entry is up for grabs again.
+// Everywhere else it returns at once. The check that the transaction wrote
+// and the append are one statement.
+func (a *Auditor) BeforeCommit(ctx context.Context, tx *gorm.DB, tenantID uuid.UUID) (after func(committed bool), err error) {
 	req, ok := ctx.Value(boundKey{}).(*pending)
-	if !ok || req.tenantID != tenantID || !req.idle() {
-		return nil, nil
-	}
-	// A transaction is assigned an id by its first write (or row lock):
-	// reads alone do not carry the entry.
-	var wrote bool
-	if err := tx.WithContext(ctx).Raw("SELECT pg_current_xact_id_if_assigned() IS NOT NULL").Scan(&wrote).Error; err != nil {
-		return nil, err
-	}
-	if !wrote || !req.claim() {
+	if !ok || req.tenantID != tenantID || !req.claim() {
 		return nil, nil
 	}
 	e := req.entry
 	e.Summary = maps.Clone(e.Summary)
 	e.Summary["phase"] = PhaseCommit
-	if _, err := record(ctx, tx, tenantID, e, a.now()); err != nil {
+	defer wrap(&err, e.Action)
+	ev, err := newEvent(ctx, tenantID, e, a.now())
+	if err != nil {
+		req.release(false)
+		return nil, err
+	}
+	// A transaction is assigned an id by its first write (or row lock):
+	// reads alone do not carry the entry.
+	wrote, err := insertEventIfWrote(tx.WithContext(ctx), ev)
+	if err != nil || !wrote {
 		req.release(false)
 		return nil, err
 	}

@@ -190,7 +190,8 @@ func (h *mwHarness) insert(c *gin.Context, tenantID uuid.UUID, prefix string) er
 }
 
 // xmins returns the transaction ids that wrote the tenant's products, by
-// sku prefix, and its audit events, by seq (read as the owner).
+// sku prefix, and its audit events, by seq (read as the owner; an event's
+// txid, as sealing rewrites its xmin, cut to the 32 bits xmin has).
 func (h *mwHarness) xmins(t *testing.T, tenantID uuid.UUID) (products map[string][]string, events map[int64]string) {
 	t.Helper()
 	products, events = map[string][]string{}, map[int64]string{}
@@ -207,7 +208,7 @@ func (h *mwHarness) xmins(t *testing.T, tenantID uuid.UUID) (products map[string
 			Seq  int64
 			Xmin string
 		}
-		if err := tx.Raw("SELECT seq, xmin::text AS xmin FROM audit_events WHERE tenant_id = ?", tenantID).Scan(&es).Error; err != nil {
+		if err := tx.Raw("SELECT seq, (txid::text::bigint & 4294967295)::text AS xmin FROM audit_events WHERE tenant_id = ?", tenantID).Scan(&es).Error; err != nil {
 			return err
 		}
 		for _, e := range es {

@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/google/uuid"
 	"gorm.io/gorm"
 
 	"github.com/tenantd/tenantd/internal/audit"
@@ -15,44 +17,96 @@ import (
 	"github.com/tenantd/tenantd/internal/testenv"
 )
 
-// TestRecordConcurrentChain proves concurrent appends for one tenant make a
-// gapless chain 1..n that verifies.
-func TestRecordConcurrentChain(t *testing.T) {
+// errRolledBack makes a test transaction roll back.
+var errRolledBack = errors.New("rolled back on purpose")
+
+// TestConcurrentWritersSealed proves that many concurrent transactions of
+// one tenant append audit rows without a tenant-wide lock (each holds only
+// the shared append lock, and row locks of its own), and that once sealed
+// the tenant's chain holds exactly the committed rows, gapless, with seq
+// order following position order, and verifies.
+func TestConcurrentWritersSealed(t *testing.T) {
 	t.Parallel()
 	env := testenv.Get(t)
-	app := env.OpenDB(t, 10)
+	const writers, perWriter = 16, 50
+	app := env.OpenDB(t, writers+2)
 	tn := newTenant(t, env.OpenOwnerDB(t))
-	const n = 100
+	startSealer(t)
 
-	var wg sync.WaitGroup
-	errs := make(chan error, n)
-	for i := range n {
+	var (
+		mu        sync.Mutex
+		committed = map[string]bool{}
+		wg        sync.WaitGroup
+	)
+	errs := make(chan error, writers)
+	for w := range writers {
 		wg.Go(func() {
-			ctx := actingCtx(context.Background(), tn.ID, "writer")
-			errs <- app.WithTenant(ctx, tn.ID, func(tx *gorm.DB) error {
-				return audit.Record(ctx, tx, tn.ID, audit.Entry{Action: "thing.created", Resource: "thing:" + string(rune('a'+i%26)),
-					Summary: map[string]any{"after": map[string]any{"i": i}}})
-			})
+			ctx := actingCtx(context.Background(), tn.ID, fmt.Sprintf("writer-%d", w))
+			for i := range perWriter {
+				resource := fmt.Sprintf("thing:%d-%d", w, i)
+				rollback := i%5 == 4
+				err := app.WithTenant(ctx, tn.ID, func(tx *gorm.DB) error {
+					if err := tx.Exec(insertProduct, tn.ID, uuid.New(), "w-"+uuid.NewString()[:8]).Error; err != nil {
+						return err
+					}
+					if err := audit.Record(ctx, tx, tn.ID, audit.Entry{Action: "thing.created", Resource: resource,
+						Summary: map[string]any{"after": map[string]any{"writer": w, "i": i}}}); err != nil {
+						return err
+					}
+					var locks struct{ Shared, Other int64 }
+					if err := tx.Raw(`SELECT
+							count(*) FILTER (WHERE classid = 1702232067 AND objid = 0 AND objsubid = 2 AND mode = 'ShareLock') AS shared,
+							count(*) FILTER (WHERE NOT (classid = 1702232067 AND objid = 0 AND objsubid = 2 AND mode = 'ShareLock')) AS other
+						FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()`).Scan(&locks).Error; err != nil {
+						return err
+					}
+					if locks.Shared != 1 || locks.Other != 0 {
+						return fmt.Errorf("writer holds %d shared append locks and %d other advisory locks, want 1 and 0", locks.Shared, locks.Other)
+					}
+					if rollback {
+						return errRolledBack
+					}
+					return nil
+				})
+				switch {
+				case rollback && errors.Is(err, errRolledBack):
+				case err != nil:
+					errs <- fmt.Errorf("%s: %w", resource, err)
+					return
+				default:
+					mu.Lock()
+					committed[resource] = true
+					mu.Unlock()
+				}
+			}
 		})
 	}
 	wg.Wait()
 	close(errs)
 	for err := range errs {
-		if err != nil {
-			t.Fatalf("record: %v", err)
-		}
+		t.Fatal(err)
+	}
+	want := writers * perWriter * 4 / 5
+	if len(committed) != want {
+		t.Fatalf("got %d committed writes, want %d", len(committed), want)
 	}
 
-	evs := events(t, app, tn.ID)
-	if len(evs) != n {
-		t.Fatalf("got %d events, want %d", len(evs), n)
+	evs := events(t, app, tn.ID) // in position order, once sealed
+	if len(evs) != want {
+		t.Fatalf("got %d events, want %d", len(evs), want)
 	}
+	seen := map[string]bool{}
 	for i, e := range evs {
-		if e.Seq != int64(i+1) {
-			t.Fatalf("event %d: got seq %d, want %d", i, e.Seq, i+1)
+		if !committed[e.Resource] || seen[e.Resource] {
+			t.Errorf("got event for %s (seen before: %v), want only committed writes, once each", e.Resource, seen[e.Resource])
 		}
-		if i > 0 && string(e.PrevHash) != string(evs[i-1].Hash) {
-			t.Fatalf("seq %d: prev_hash is not seq %d's hash", e.Seq, e.Seq-1)
+		seen[e.Resource] = true
+		if e.Seq != int64(i+1) {
+			t.Fatalf("event %d in position order (position %d): got seq %d, want %d", i, e.Position, e.Seq, i+1)
+		}
+		if i > 0 && (e.Position <= evs[i-1].Position || string(e.PrevHash) != string(evs[i-1].Hash)) {
+			t.Fatalf("seq %d: position %d after %d, prev_hash linked %v; want increasing positions and linked hashes",
+				e.Seq, e.Position, evs[i-1].Position, string(e.PrevHash) == string(evs[i-1].Hash))
 		}
 	}
 	if got := evs[0].PrevHash; string(got) != string(make([]byte, 32)) {
@@ -62,8 +116,8 @@ func TestRecordConcurrentChain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !r.OK() || r.Events != n || r.HeadSeq != n || string(r.HeadHash) != string(evs[n-1].Hash) {
-		t.Errorf("got report %+v (broken %+v), want OK with %d events and head %d", r, r.Broken, n, n)
+	if !r.OK() || r.Events != int64(want) || r.HeadSeq != int64(want) || string(r.HeadHash) != string(evs[want-1].Hash) || r.Unsealed != 0 {
+		t.Errorf("got report %+v (broken %+v), want OK with %d events, head %d, none unsealed", r, r.Broken, want, want)
 	}
 }
 
@@ -270,11 +324,17 @@ func TestAppendOnly(t *testing.T) {
 	app := env.OpenDB(t, 2)
 	tn := newTenant(t, env.OpenOwnerDB(t))
 	record(t, app, context.Background(), tn.ID, audit.Entry{Action: "x.y"})
+	waitSealed(t, app, tn.ID)
 	for _, stmt := range []string{
 		"UPDATE audit_events SET action = 'forged' WHERE seq = 1",
 		"UPDATE audit_events SET summary = '{}' WHERE seq = 1",
+		"UPDATE audit_events SET position = position + 1 WHERE seq = 1",
 		"DELETE FROM audit_events WHERE seq = 1",
 		"TRUNCATE audit_events",
+		// Sealing's columns, of a row sealed already: refused by the trigger.
+		"UPDATE audit_events SET hash = sha256('forged') WHERE seq = 1",
+		"UPDATE audit_events SET seq = 7 WHERE seq = 1",
+		"UPDATE audit_events SET seq = NULL, prev_hash = NULL, hash = NULL WHERE seq = 1",
 	} {
 		t.Run(stmt, func(t *testing.T) {
 			err := app.WithTenant(t.Context(), tn.ID, func(tx *gorm.DB) error { return tx.Exec(stmt).Error })
@@ -283,14 +343,37 @@ func TestAppendOnly(t *testing.T) {
 			}
 		})
 	}
-	if r, err := audit.Verify(t.Context(), app, tn.ID); err != nil || !r.OK() || r.Events != 1 {
-		t.Errorf("got report %+v, error %v; want 1 event, intact", r, err)
+	t.Run("a superuser is refused too, unless it disables triggers", func(t *testing.T) {
+		su := openSuperuser(t, env)
+		err := su.Unscoped(t.Context()).Exec("UPDATE audit_events SET actor = 'forged' WHERE tenant_id = ? AND seq = 1", tn.ID).Error
+		if got := sqlState(err); got != "42501" {
+			t.Errorf("got error %v (SQLSTATE %q), want SQLSTATE 42501", err, got)
+		}
+	})
+	t.Run("an insert cannot bring its own seal", func(t *testing.T) {
+		err := app.WithTenant(t.Context(), tn.ID, func(tx *gorm.DB) error {
+			return tx.Exec(`INSERT INTO audit_events (tenant_id, id, occurred_at, actor, action, resource, status, seq, prev_hash, hash, position)
+				VALUES (?, ?, now(), 'forger', 'x.forged', '', 0, 2, ?, ?, 1)`, tn.ID, uuid.New(), make([]byte, 32), make([]byte, 32)).Error
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		evs := listAll(t, app, tn.ID)
+		last := evs[len(evs)-1]
+		if last.Action != "x.forged" || last.Sealed() || last.Seq != 0 || last.Position <= evs[0].Position {
+			t.Errorf("got %+v, want the row unsealed, with a position of its own after the first row's", last)
+		}
+	})
+	waitSealed(t, app, tn.ID)
+	if r, err := audit.Verify(t.Context(), app, tn.ID); err != nil || !r.OK() || r.Events != 2 {
+		t.Errorf("got report %+v, error %v; want 2 events, intact", r, err)
 	}
 }
 
 // TestTamperDetected proves Verify finds rows changed or removed by a
-// superuser (who ignores row-level security and grants), at the right seq
-// and for the right reason.
+// superuser (who ignores row-level security and grants, and can disable the
+// trigger that keeps sealed rows as they are), at the right seq and for the
+// right reason.
 func TestTamperDetected(t *testing.T) {
 	t.Parallel()
 	env := testenv.Get(t)
@@ -332,13 +415,13 @@ func TestTamperDetected(t *testing.T) {
 				record(t, app, ctx, tn.ID, audit.Entry{Action: "role.updated", Resource: "role:r" + string(rune('0'+i)), Status: 0,
 					Summary: map[string]any{"after": map[string]any{"roles": []string{"admin"}}}})
 			}
+			waitSealed(t, app, tn.ID)
 			if r, err := audit.Verify(t.Context(), app, tn.ID); err != nil || !r.OK() {
 				t.Fatalf("before tampering: got report %+v, error %v; want intact", r, err)
 			}
 			other := newTenant(t, owner)
-			res := su.Unscoped(t.Context()).Exec(tt.tamper, map[string]any{"t": tn.ID, "other": other.ID})
-			if res.Error != nil || res.RowsAffected != 1 {
-				t.Fatalf("tamper: got %d rows, error %v; want 1 row", res.RowsAffected, res.Error)
+			if n := tamper(t, su, tt.tamper, map[string]any{"t": tn.ID, "other": other.ID}); n != 1 {
+				t.Fatalf("tamper: got %d rows, want 1", n)
 			}
 			r, err := audit.Verify(t.Context(), app, tn.ID)
 			if err != nil {

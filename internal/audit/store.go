@@ -2,9 +2,11 @@ package audit
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -14,14 +16,16 @@ import (
 	"github.com/tenantd/tenantd/internal/db"
 )
 
-// eventColumns reads an events row into eventRow.
-const eventColumns = `tenant_id, seq, id, occurred_at, actor, action, resource, status,
+// eventColumns reads an audit_events row into eventRow.
+const eventColumns = `tenant_id, position, seq, id, occurred_at, actor, action, resource, status,
 	summary::text AS summary, request_id, coalesce(host(ip), '') AS ip, user_agent, prev_hash, hash`
 
-// eventRow is an audit_events row as read from the database.
+// eventRow is an audit_events row as read from the database; seq and the
+// hashes are NULL until the row is sealed.
 type eventRow struct {
 	TenantID   uuid.UUID
-	Seq        int64
+	Position   int64
+	Seq        *int64
 	ID         uuid.UUID
 	OccurredAt time.Time
 	Actor      string
@@ -37,12 +41,16 @@ type eventRow struct {
 }
 
 func (r eventRow) toModel() Event {
-	return Event{
-		TenantID: r.TenantID, Seq: r.Seq, ID: r.ID, OccurredAt: r.OccurredAt.UTC(),
+	e := Event{
+		TenantID: r.TenantID, Position: r.Position, ID: r.ID, OccurredAt: r.OccurredAt.UTC(),
 		Actor: r.Actor, Action: r.Action, Resource: r.Resource, Status: r.Status,
 		Summary: json.RawMessage(r.Summary), RequestID: r.RequestID, IP: canonicalIP(r.IP),
 		UserAgent: r.UserAgent, PrevHash: r.PrevHash, Hash: r.Hash,
 	}
+	if r.Seq != nil {
+		e.Seq = *r.Seq
+	}
+	return e
 }
 
 func toModels(rows []eventRow) []Event {
@@ -53,14 +61,47 @@ func toModels(rows []eventRow) []Event {
 	return out
 }
 
-// head returns the seq and hash of the tenant's newest event, or 0 and the
-// genesis hash for an empty chain.
+// insertColumns are the columns an append sets; the table's trigger sets
+// position and leaves seq, prev_hash and hash NULL for the sealer.
+const insertColumns = `tenant_id, id, occurred_at, actor, action, resource, status, summary, request_id, ip, user_agent`
+
+func insertArgs(e Event) []any {
+	return []any{e.TenantID, e.ID, e.OccurredAt, e.Actor, e.Action, e.Resource, e.Status,
+		string(e.Summary), e.RequestID, e.IP, e.UserAgent}
+}
+
+// insertEvent appends e, unsealed.
+func insertEvent(tx *gorm.DB, e Event) error {
+	err := tx.Exec(`INSERT INTO audit_events (`+insertColumns+`)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?::jsonb, ?, nullif(?, '')::inet, ?)`, insertArgs(e)...).Error
+	if err != nil {
+		return fmt.Errorf("insert event: %w", err)
+	}
+	return nil
+}
+
+// insertEventIfWrote appends e, unsealed, only if tx has written something
+// already (it has a transaction id), and reports whether it did: one round
+// trip for the check and the write.
+func insertEventIfWrote(tx *gorm.DB, e Event) (bool, error) {
+	res := tx.Exec(`INSERT INTO audit_events (`+insertColumns+`)
+		SELECT ?::uuid, ?::uuid, ?::timestamptz, ?::text, ?::text, ?::text, ?::int, ?::jsonb, ?::text,
+		       nullif(?::text, '')::inet, ?::text
+		WHERE pg_current_xact_id_if_assigned() IS NOT NULL`, insertArgs(e)...)
+	if res.Error != nil {
+		return false, fmt.Errorf("insert event: %w", res.Error)
+	}
+	return res.RowsAffected == 1, nil
+}
+
+// head returns the seq and hash of the tenant's newest sealed event, or 0
+// and the genesis hash for an empty chain.
 func head(tx *gorm.DB, tenantID uuid.UUID) (int64, []byte, error) {
 	var rows []struct {
 		Seq  int64
 		Hash []byte
 	}
-	err := tx.Raw("SELECT seq, hash FROM audit_events WHERE tenant_id = ? ORDER BY seq DESC LIMIT 1", tenantID).
+	err := tx.Raw("SELECT seq, hash FROM audit_events WHERE tenant_id = ? AND seq IS NOT NULL ORDER BY seq DESC LIMIT 1", tenantID).
 		Scan(&rows).Error
 	if err != nil {
 		return 0, nil, fmt.Errorf("read chain head: %w", err)
@@ -71,19 +112,7 @@ func head(tx *gorm.DB, tenantID uuid.UUID) (int64, []byte, error) {
 	return rows[0].Seq, rows[0].Hash, nil
 }
 
-func insertEvent(tx *gorm.DB, e Event) error {
-	err := tx.Exec(`INSERT INTO audit_events (tenant_id, seq, id, occurred_at, actor, action, resource, status,
-			summary, request_id, ip, user_agent, prev_hash, hash)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?::jsonb, ?, nullif(?, '')::inet, ?, ?, ?)`,
-		e.TenantID, e.Seq, e.ID, e.OccurredAt, e.Actor, e.Action, e.Resource, e.Status,
-		string(e.Summary), e.RequestID, e.IP, e.UserAgent, e.PrevHash, e.Hash).Error
-	if err != nil {
-		return fmt.Errorf("insert event %d: %w", e.Seq, err)
-	}
-	return nil
-}
-
-// chainPage returns up to limit events after seq after, in seq order.
+// chainPage returns up to limit sealed events after seq after, in seq order.
 func chainPage(tx *gorm.DB, tenantID uuid.UUID, after int64, limit int) ([]Event, error) {
 	var rows []eventRow
 	err := tx.Raw("SELECT "+eventColumns+" FROM audit_events WHERE tenant_id = ? AND seq > ? ORDER BY seq LIMIT ?",
@@ -92,6 +121,79 @@ func chainPage(tx *gorm.DB, tenantID uuid.UUID, after int64, limit int) ([]Event
 		return nil, fmt.Errorf("read chain: %w", err)
 	}
 	return toModels(rows), nil
+}
+
+// unsealedPage returns up to limit of the tenant's unsealed events at or
+// below position upto, in position order.
+func unsealedPage(tx *gorm.DB, tenantID uuid.UUID, upto int64, limit int) ([]Event, error) {
+	var rows []eventRow
+	err := tx.Raw("SELECT "+eventColumns+` FROM audit_events
+		WHERE tenant_id = ? AND hash IS NULL AND position <= ? ORDER BY position LIMIT ?`,
+		tenantID, upto, limit).Scan(&rows).Error
+	if err != nil {
+		return nil, fmt.Errorf("read unsealed events: %w", err)
+	}
+	return toModels(rows), nil
+}
+
+// sealEvents stores the seq and hashes computed for evs, which must all be
+// unsealed still: a row another sealer got to first fails the batch.
+func sealEvents(tx *gorm.DB, tenantID uuid.UUID, evs []Event) error {
+	ids := make(db.TextArray, len(evs))
+	seqs := make(db.TextArray, len(evs))
+	prevs := make(db.TextArray, len(evs))
+	hashes := make(db.TextArray, len(evs))
+	for i, e := range evs {
+		ids[i], seqs[i] = e.ID.String(), strconv.FormatInt(e.Seq, 10)
+		prevs[i], hashes[i] = hex.EncodeToString(e.PrevHash), hex.EncodeToString(e.Hash)
+	}
+	res := tx.Exec(`UPDATE audit_events a
+		SET seq = v.seq::bigint, prev_hash = decode(v.prev_hash, 'hex'), hash = decode(v.hash, 'hex')
+		FROM unnest(?::text[], ?::text[], ?::text[], ?::text[]) AS v(id, seq, prev_hash, hash)
+		WHERE a.tenant_id = ? AND a.id = v.id::uuid AND a.hash IS NULL`, ids, seqs, prevs, hashes, tenantID)
+	if res.Error != nil {
+		return fmt.Errorf("seal events: %w", res.Error)
+	}
+	if res.RowsAffected != int64(len(evs)) {
+		return fmt.Errorf("seal events: sealed %d of %d rows (another sealer?)", res.RowsAffected, len(evs))
+	}
+	return nil
+}
+
+// unsealedStats returns how many of the tenant's rows are unsealed and how
+// long the oldest of them has waited, by the database's clock.
+func unsealedStats(tx *gorm.DB, tenantID uuid.UUID) (n int64, oldest time.Duration, err error) {
+	var row struct {
+		N   int64
+		Age float64
+	}
+	err = tx.Raw(`SELECT count(*) AS n, coalesce(extract(epoch FROM now() - min(occurred_at)), 0)::float8 AS age
+		FROM audit_events WHERE tenant_id = ? AND hash IS NULL`, tenantID).Scan(&row).Error
+	if err != nil {
+		return 0, 0, fmt.Errorf("read unsealed events: %w", err)
+	}
+	return row.N, time.Duration(row.Age * float64(time.Second)), nil
+}
+
+// unsealedTenants returns, across tenants, the tenants of up to limit
+// unsealed rows at or below position upto, oldest row first, each once.
+func unsealedTenants(ctx context.Context, d *db.DB, upto int64, limit int) (tenants []uuid.UUID, full bool, err error) {
+	var rows []struct {
+		TenantID uuid.UUID
+		Position int64
+	}
+	if err := d.Unscoped(ctx).Raw("SELECT tenant_id, position FROM audit_unsealed(?, ?)", upto, limit).
+		Scan(&rows).Error; err != nil {
+		return nil, false, fmt.Errorf("list unsealed events: %w", err)
+	}
+	seen := make(map[uuid.UUID]bool)
+	for _, r := range rows {
+		if !seen[r.TenantID] {
+			seen[r.TenantID] = true
+			tenants = append(tenants, r.TenantID)
+		}
+	}
+	return tenants, len(rows) == limit, nil
 }
 
 // Filter selects events for List. Zero fields select everything.
@@ -105,7 +207,7 @@ type Filter struct {
 	ResourcePrefix bool
 	Since          time.Time // occurred_at at or after, when not zero
 	Until          time.Time // occurred_at before, when not zero
-	BeforeSeq      int64     // only seq < BeforeSeq (the cursor), when not 0
+	BeforePosition int64     // only position < BeforePosition (the cursor), when not 0
 	Limit          int
 }
 
@@ -141,11 +243,11 @@ func listEvents(tx *gorm.DB, tenantID uuid.UUID, f Filter) ([]Event, error) {
 	if !f.Until.IsZero() {
 		q = q.Where("occurred_at < ?", f.Until)
 	}
-	if f.BeforeSeq > 0 {
-		q = q.Where("seq < ?", f.BeforeSeq)
+	if f.BeforePosition > 0 {
+		q = q.Where("position < ?", f.BeforePosition)
 	}
 	var rows []eventRow
-	if err := q.Order("seq DESC").Limit(f.Limit + 1).Scan(&rows).Error; err != nil {
+	if err := q.Order("position DESC").Limit(f.Limit + 1).Scan(&rows).Error; err != nil {
 		return nil, fmt.Errorf("list audit events: %w", err)
 	}
 	return toModels(rows), nil

@@ -1,0 +1,244 @@
+package audit
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"gorm.io/gorm"
+
+	"github.com/tenantd/tenantd/internal/db"
+	"github.com/tenantd/tenantd/internal/events"
+)
+
+// sealLockClass and sealLockKey name the session advisory lock that is the
+// sealer's lease: whoever holds it is the one sealer.
+const (
+	sealLockClass int32 = 0x61750002
+	sealLockKey   int32 = 0
+)
+
+// sealScan is how many unsealed rows a pass looks at across tenants to pick
+// the tenants it seals.
+const sealScan = 1000
+
+// sealPages bounds the batches one pass seals for one tenant, so that a
+// tenant with a long backlog does not hold the others back.
+const sealPages = 20
+
+// sealOptions are the sealer's settings (see Options).
+type sealOptions struct {
+	interval time.Duration
+	batch    int
+	workers  int
+}
+
+// RunSealer seals committed audit rows into their tenants' hash chains
+// until ctx ends. Run it on every replica: one at a time holds the sealer's
+// lease, a session advisory lock on a connection of its own, and seals; the
+// others try to take the lease every SealInterval. A replica that dies
+// drops its connection and with it the lease.
+//
+// The guarantee: a row is sealed only once its position is at or below the
+// settled horizon of events_position_seq (internal/events.Horizon), so
+// every row that will ever commit at a lower position has committed; rows
+// are sealed in position order, each tenant's chain by one transaction at a
+// time, seq following the chain's head. So a tenant's seq order is its
+// position order and the chain never needs a row inserted in the middle.
+// A transaction left open holds the horizon, and with it sealing, back for
+// as long as it stays open; `tenantd audit verify` reports rows waiting
+// too long. A sealing transaction that meets a row sealed by someone else
+// (a lease lost mid-pass) fails and changes nothing.
+func (a *Auditor) RunSealer(ctx context.Context) {
+	s := &sealer{db: a.db, log: a.log, hz: events.NewHorizon(a.db), opts: a.seal}
+	s.run(ctx)
+}
+
+// sealer links unsealed rows into their chains while it holds the lease.
+type sealer struct {
+	db   *db.DB
+	log  *slog.Logger
+	hz   *events.Horizon
+	opts sealOptions
+}
+
+func (s *sealer) run(ctx context.Context) {
+	sqlDB, err := s.db.Unscoped(ctx).DB()
+	if err != nil {
+		s.log.Error("audit: sealer has no connection pool", "err", err)
+		return
+	}
+	var lease *sql.Conn
+	defer func() {
+		if lease != nil {
+			discard(lease)
+		}
+	}()
+	failures := 0
+	for {
+		if lease != nil {
+			if err := lease.PingContext(ctx); err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				s.log.Warn("audit: sealer lease connection lost", "err", err)
+				discard(lease)
+				lease = nil
+			}
+		}
+		if lease == nil {
+			lease, err = takeLease(ctx, sqlDB)
+			if err != nil && ctx.Err() == nil {
+				s.log.Warn("audit: take the sealer lease", "err", err)
+			}
+		}
+		wait := s.opts.interval
+		if lease != nil {
+			more, err := s.pass(ctx)
+			switch {
+			case ctx.Err() != nil:
+				return
+			case err != nil:
+				failures++
+				wait = min(s.opts.interval<<min(failures, 6), 10*time.Second)
+				s.log.Warn("audit: sealing failed; retrying", "failures", failures, "err", err)
+			case more:
+				failures = 0
+				continue
+			default:
+				failures = 0
+			}
+		}
+		if !sleep(ctx, wait) {
+			return
+		}
+	}
+}
+
+// takeLease returns a connection holding the sealer's lease, or nil when
+// another session holds it.
+func takeLease(ctx context.Context, sqlDB *sql.DB) (*sql.Conn, error) {
+	conn, err := sqlDB.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var ok bool
+	if err := conn.QueryRowContext(ctx, "SELECT pg_try_advisory_lock($1, $2)", sealLockClass, sealLockKey).Scan(&ok); err != nil {
+		discard(conn)
+		return nil, err
+	}
+	if !ok {
+		// Not held by this session: the connection can go back to the pool.
+		if err := conn.Close(); err != nil && !errors.Is(err, sql.ErrConnDone) {
+			return nil, err
+		}
+		return nil, nil
+	}
+	return conn, nil
+}
+
+// discard closes conn's session, which releases its advisory locks, instead
+// of returning it to the pool still holding them.
+func discard(conn *sql.Conn) {
+	if err := conn.Raw(func(any) error { return driver.ErrBadConn }); err != nil && !errors.Is(err, driver.ErrBadConn) {
+		return // already closed
+	}
+	if err := conn.Close(); err != nil && !errors.Is(err, sql.ErrConnDone) {
+		slog.Debug("audit: close sealer lease connection", "err", err)
+	}
+}
+
+// sleep waits d or until ctx ends; it reports whether ctx is still live.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// pass seals, for each tenant with unsealed rows at or below the settled
+// horizon (the first sealScan such rows across tenants), its rows up to the
+// horizon, several tenants at once. more says work is left that the next
+// pass should do at once.
+func (s *sealer) pass(ctx context.Context) (more bool, err error) {
+	settled, err := s.hz.Settled(ctx)
+	if err != nil {
+		return false, err
+	}
+	if settled <= 0 {
+		return false, nil
+	}
+	tenants, more, err := unsealedTenants(ctx, s.db, settled, sealScan)
+	if err != nil || len(tenants) == 0 {
+		return false, err
+	}
+	var (
+		mu   sync.Mutex
+		errs []error
+		wg   sync.WaitGroup
+		sem  = make(chan struct{}, s.opts.workers)
+	)
+	for _, t := range tenants {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			left, err := s.sealTenant(ctx, t, settled)
+			mu.Lock()
+			defer mu.Unlock()
+			more = more || left
+			if err != nil {
+				errs = append(errs, fmt.Errorf("tenant %s: %w", t, err))
+			}
+		})
+	}
+	wg.Wait()
+	return more && len(errs) == 0, errors.Join(errs...)
+}
+
+// sealTenant seals the tenant's rows at or below upto, a batch per
+// transaction, up to sealPages batches; left says rows may remain.
+func (s *sealer) sealTenant(ctx context.Context, tenantID uuid.UUID, upto int64) (left bool, err error) {
+	for range sealPages {
+		n, err := s.sealBatch(ctx, tenantID, upto)
+		if err != nil || n < s.opts.batch {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+// sealBatch links the tenant's oldest unsealed rows at or below upto (up to
+// a batch) to its chain's head, in position order, in one transaction.
+func (s *sealer) sealBatch(ctx context.Context, tenantID uuid.UUID, upto int64) (n int, err error) {
+	err = s.db.WithTenant(ctx, tenantID, func(tx *gorm.DB) error {
+		tx = tx.WithContext(ctx)
+		seq, prev, err := head(tx, tenantID)
+		if err != nil {
+			return err
+		}
+		evs, err := unsealedPage(tx, tenantID, upto, s.opts.batch)
+		if err != nil || len(evs) == 0 {
+			n = 0
+			return err
+		}
+		for i := range evs {
+			seq++
+			evs[i].Seq, evs[i].PrevHash = seq, prev
+			evs[i].Hash = evs[i].storedHash()
+			prev = evs[i].Hash
+		}
+		n = len(evs)
+		return sealEvents(tx, tenantID, evs)
+	})
+	return n, err
+}
