@@ -169,7 +169,8 @@ func setupTracing(ctx context.Context, cfg config.Config, log *slog.Logger) func
 // in-flight requests get up to SHUTDOWN_TIMEOUT to finish.
 func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	defer setupTracing(ctx, cfg, log)()
-	d, err := db.Open(ctx, cfg.DatabaseURL, db.Options{MaxConns: cfg.DBMaxConns, Tracing: cfg.Tracing})
+	d, err := db.Open(ctx, cfg.DatabaseURL, db.Options{MaxConns: cfg.DBMaxConns, Tracing: cfg.Tracing,
+		LockTimeout: cfg.DBLockTimeout, StatementTimeout: cfg.DBStatementTimeout, IdleInTxTimeout: cfg.DBIdleInTxTimeout})
 	if err != nil {
 		return err
 	}
@@ -338,7 +339,8 @@ func dev(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	cfg.OIDCAllowInsecureIssuers = true
 	cfg.DrainDelay = 0
 	defer setupTracing(ctx, cfg, log)()
-	d, err := db.Open(ctx, cfg.DatabaseURL, db.Options{MaxConns: cfg.DBMaxConns, Tracing: cfg.Tracing})
+	d, err := db.Open(ctx, cfg.DatabaseURL, db.Options{MaxConns: cfg.DBMaxConns, Tracing: cfg.Tracing,
+		LockTimeout: cfg.DBLockTimeout, StatementTimeout: cfg.DBStatementTimeout, IdleInTxTimeout: cfg.DBIdleInTxTimeout})
 	if err != nil {
 		return err
 	}
@@ -414,7 +416,11 @@ func billingCommand(ctx context.Context, cfg config.Config, args []string) error
 	if cfg.DatabaseURL == "" {
 		return errors.New("invalid configuration: DATABASE_URL must be set")
 	}
-	d, err := db.Open(ctx, cfg.DatabaseURL, db.Options{MaxConns: 2})
+	// A batch job: no statement timeout (an export may run for minutes),
+	// but it neither queues behind live requests' locks nor idles in a
+	// transaction.
+	d, err := db.Open(ctx, cfg.DatabaseURL, db.Options{MaxConns: 2,
+		LockTimeout: cfg.DBLockTimeout, IdleInTxTimeout: cfg.DBIdleInTxTimeout})
 	if err != nil {
 		return err
 	}
@@ -428,7 +434,9 @@ func billingCommand(ctx context.Context, cfg config.Config, args []string) error
 // rebuildProjections recreates the order read model of every tenant from
 // the event streams, one tenant per transaction.
 func rebuildProjections(ctx context.Context, cfg config.Config, log *slog.Logger) error {
-	d, err := db.Open(ctx, cfg.DatabaseURL, db.Options{MaxConns: 4})
+	// A batch job, like billing export: no statement timeout.
+	d, err := db.Open(ctx, cfg.DatabaseURL, db.Options{MaxConns: 4,
+		LockTimeout: cfg.DBLockTimeout, IdleInTxTimeout: cfg.DBIdleInTxTimeout})
 	if err != nil {
 		return err
 	}
@@ -471,7 +479,9 @@ func rebuildProjections(ctx context.Context, cfg config.Config, log *slog.Logger
 // verifyAudit recomputes the audit hash chains, reading as the runtime role
 // under row-level security.
 func verifyAudit(ctx context.Context, cfg config.Config, args []string) error {
-	d, err := db.Open(ctx, cfg.DatabaseURL, db.Options{MaxConns: 2})
+	// A batch job, like billing export: no statement timeout.
+	d, err := db.Open(ctx, cfg.DatabaseURL, db.Options{MaxConns: 2,
+		LockTimeout: cfg.DBLockTimeout, IdleInTxTimeout: cfg.DBIdleInTxTimeout})
 	if err != nil {
 		return err
 	}

@@ -86,6 +86,8 @@ func New(cfg config.Config, d *db.DB, rdb *redis.Client, log *slog.Logger) (*App
 	a.Audit = audit.New(d, log, audit.Options{})
 	// Each request's audit entry commits with its first write.
 	d.SetBeforeCommit(a.Audit.BeforeCommit)
+	// Transactions retried after a deadlock or serialization failure.
+	d.SetOnRetry(m.CountTxRetry)
 	opts := []auth.Option{
 		auth.WithFailureRecorder(a.Audit),
 		auth.WithRoles(rbac),
@@ -161,7 +163,7 @@ func New(cfg config.Config, d *db.DB, rdb *redis.Client, log *slog.Logger) (*App
 	logHandler := events.NewLogHandler(events.NewFeed(d))
 	logHandler.Stop = a.health.stopping
 	logHandler.Routes(tenantRoutes)
-	billingHandler := billing.NewHandler(billing.NewReporter(d), billing.NewExporter(d))
+	billingHandler := billing.NewHandler(billing.NewReporter(d), billing.NewExporter(d.LongRunning()))
 	billingHandler.Routes(tenantRoutes)
 	audit.NewHandler(a.Audit).Routes(tenantRoutes)
 

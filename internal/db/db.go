@@ -9,11 +9,15 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
+	"github.com/jackc/pgx/v5/stdlib" // also registers the "pgx" database/sql driver the migrator uses
 	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
@@ -24,9 +28,20 @@ import (
 type DB struct {
 	gorm *gorm.DB
 	sql  *sql.DB
+	// hooks are shared with the LongRunning view.
+	hooks *hooks
+	// long is the LongRunning view's pool; nil when it is this one.
+	long *DB
+}
+
+// hooks are the pool's wiring-time callbacks.
+type hooks struct {
 	// beforeCommit, when set, runs at the end of every WithTenant
 	// transaction (see SetBeforeCommit).
 	beforeCommit BeforeCommit
+	// onRetry, when set, is told of every transaction retried (see
+	// SetOnRetry).
+	onRetry atomic.Pointer[func(code string)]
 }
 
 // BeforeCommit is a hook that WithTenant runs in each of its transactions
@@ -35,13 +50,27 @@ type DB struct {
 // trail's per-request entry). An error rolls the transaction back and is
 // returned by WithTenant. The hook may return after, which WithTenant then
 // calls once the transaction has ended, telling it whether it committed.
+// When WithTenant retries (see WithTenant), the hook runs again in each
+// attempt, and each attempt's after is called (with false for the attempts
+// that failed) before the next attempt begins.
 type BeforeCommit func(ctx context.Context, tx *gorm.DB, tenantID uuid.UUID) (after func(committed bool), err error)
 
 // SetBeforeCommit installs the pool's one BeforeCommit hook (nil removes
 // it). Call it while wiring, before the pool is used concurrently. The hook
 // runs for every tenant transaction, so it must return at once when it has
 // nothing to do.
-func (d *DB) SetBeforeCommit(hook BeforeCommit) { d.beforeCommit = hook }
+func (d *DB) SetBeforeCommit(hook BeforeCommit) { d.hooks.beforeCommit = hook }
+
+// SetOnRetry installs fn, which is called with the SQLSTATE (40P01 or 40001)
+// each time WithTenant or WithPlatform retries a transaction, for the
+// tenantd_db_tx_retries_total metric. nil removes it.
+func (d *DB) SetOnRetry(fn func(code string)) {
+	if fn == nil {
+		d.hooks.onRetry.Store(nil)
+		return
+	}
+	d.hooks.onRetry.Store(&fn)
+}
 
 // Options tune the pool.
 type Options struct {
@@ -49,19 +78,66 @@ type Options struct {
 	// Tracing adds an OpenTelemetry span to every query (statement text
 	// only, no bound values).
 	Tracing bool
+	// LockTimeout, StatementTimeout and IdleInTxTimeout become the
+	// lock_timeout, statement_timeout and idle_in_transaction_session_timeout
+	// of every connection of the pool (rounded up to whole milliseconds),
+	// so that no request waits on a lock, runs a statement, or leaves a
+	// transaction open longer than that. Zero leaves the server's setting
+	// (off, unless the role or database sets one). The errors they cause
+	// (55P03, 57014, 25P03) are answered 503 by internal/httpx. Keep
+	// LockTimeout above the server's deadlock_timeout (1s by default), or
+	// deadlocks surface as lock timeouts and are not retried.
+	LockTimeout      time.Duration
+	StatementTimeout time.Duration
+	IdleInTxTimeout  time.Duration
 }
+
+// longRunningConns is the size of the LongRunning pool: exports are rare
+// and run their statements one after the other.
+const longRunningConns = 2
 
 // Open connects to url and checks the connection.
 func Open(ctx context.Context, url string, opts Options) (*DB, error) {
-	sqlDB, err := sql.Open("pgx", url)
+	cfg, err := pgx.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
 	}
+	setTimeout(cfg, "lock_timeout", opts.LockTimeout)
+	setTimeout(cfg, "statement_timeout", opts.StatementTimeout)
+	setTimeout(cfg, "idle_in_transaction_session_timeout", opts.IdleInTxTimeout)
 	if opts.MaxConns <= 0 {
 		opts.MaxConns = 20
 	}
-	sqlDB.SetMaxOpenConns(opts.MaxConns)
-	sqlDB.SetMaxIdleConns(opts.MaxConns)
+	h := &hooks{}
+	d, err := openPool(cfg, opts.MaxConns, opts.Tracing, h)
+	if err != nil {
+		return nil, err
+	}
+	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := d.sql.PingContext(pingCtx); err != nil {
+		d.sql.Close()
+		return nil, fmt.Errorf("connect to database: %w", err)
+	}
+	if opts.StatementTimeout > 0 {
+		long := cfg.Copy()
+		delete(long.RuntimeParams, "statement_timeout")
+		if d.long, err = openPool(long, longRunningConns, opts.Tracing, h); err != nil {
+			d.sql.Close()
+			return nil, err
+		}
+		// An export runs seldom: do not keep its connection idle for long.
+		d.long.sql.SetConnMaxIdleTime(time.Minute)
+	}
+	return d, nil
+}
+
+// openPool opens (without connecting) a pool of at most maxConns
+// connections configured by cfg.
+func openPool(cfg *pgx.ConnConfig, maxConns int, traced bool, h *hooks) (*DB, error) {
+	sqlDB := stdlib.OpenDB(*cfg)
+	sqlDB.SetMaxOpenConns(maxConns)
+	sqlDB.SetMaxIdleConns(maxConns)
 	sqlDB.SetConnMaxIdleTime(5 * time.Minute)
 	g, err := gorm.Open(postgres.New(postgres.Config{Conn: sqlDB}), &gorm.Config{
 		SkipDefaultTransaction: true,
@@ -72,23 +148,45 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 		sqlDB.Close()
 		return nil, fmt.Errorf("open gorm: %w", err)
 	}
-	if opts.Tracing {
+	if traced {
 		if err := g.Use(tracing.NewPlugin(tracing.WithoutMetrics(), tracing.WithoutQueryVariables(), tracing.WithDBSystem("postgresql"))); err != nil {
 			sqlDB.Close()
 			return nil, fmt.Errorf("gorm tracing: %w", err)
 		}
 	}
-	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if err := sqlDB.PingContext(pingCtx); err != nil {
-		sqlDB.Close()
-		return nil, fmt.Errorf("connect to database: %w", err)
-	}
-	return &DB{gorm: g, sql: sqlDB}, nil
+	return &DB{gorm: g, sql: sqlDB, hooks: h}, nil
 }
 
-// Close closes the pool.
-func (d *DB) Close() error { return d.sql.Close() }
+// setTimeout sets the runtime parameter name of every connection to d
+// (whole milliseconds, rounded up); zero leaves it alone.
+func setTimeout(cfg *pgx.ConnConfig, name string, d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	ms := (d + time.Millisecond - 1) / time.Millisecond
+	cfg.RuntimeParams[name] = strconv.FormatInt(int64(ms), 10) + "ms"
+}
+
+// LongRunning returns d for work that legitimately runs for minutes, such
+// as billing exports (billing_close_period, billing_export_rows streamed to
+// a client): the same database and hooks through a separate pool of one
+// connection whose statements have no statement_timeout. lock_timeout and
+// idle_in_transaction_session_timeout still apply. Without a
+// StatementTimeout it is d itself.
+func (d *DB) LongRunning() *DB {
+	if d.long == nil {
+		return d
+	}
+	return d.long
+}
+
+// Close closes the pool (and the LongRunning one).
+func (d *DB) Close() error {
+	if d.long != nil {
+		return errors.Join(d.sql.Close(), d.long.sql.Close())
+	}
+	return d.sql.Close()
+}
 
 // Ping checks the database answers.
 func (d *DB) Ping(ctx context.Context) error { return d.sql.PingContext(ctx) }
@@ -104,11 +202,25 @@ var ErrNoTenant = errors.New("db: no tenant given")
 // set_config, so it can never outlive the transaction on a pooled connection.
 // fn must run every statement on tx. The BeforeCommit hook, if set, runs
 // after fn in the same transaction.
+//
+// A transaction that fails with a deadlock (40P01) or a serialization
+// failure (40001) is rolled back and run again, fn included, up to
+// txAttempts times in all, after a short jittered pause; not once ctx is
+// done. fn must therefore be safe to run again: it may set variables it
+// declares or overwrites, but must not append to outer slices, count,
+// send on channels or call out (a payment gateway) — do those after
+// WithTenant returns. The error of the last attempt is returned.
 func (d *DB) WithTenant(ctx context.Context, tenantID uuid.UUID, fn func(tx *gorm.DB) error) error {
 	if tenantID == uuid.Nil {
 		return ErrNoTenant
 	}
+	return d.retry(ctx, func() error { return d.tenantTx(ctx, tenantID, fn) })
+}
+
+// tenantTx is one attempt of WithTenant.
+func (d *DB) tenantTx(ctx context.Context, tenantID uuid.UUID, fn func(tx *gorm.DB) error) error {
 	var after func(committed bool)
+	beforeCommit := d.hooks.beforeCommit
 	err := d.gorm.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		if err := SetTenant(tx, tenantID); err != nil {
 			return err
@@ -116,17 +228,70 @@ func (d *DB) WithTenant(ctx context.Context, tenantID uuid.UUID, fn func(tx *gor
 		if err := fn(tx); err != nil {
 			return err
 		}
-		if d.beforeCommit == nil {
+		if beforeCommit == nil {
 			return nil
 		}
 		var err error
-		after, err = d.beforeCommit(ctx, tx, tenantID)
+		after, err = beforeCommit(ctx, tx, tenantID)
 		return err
 	})
 	if after != nil {
 		after(err == nil)
 	}
 	return err
+}
+
+// txAttempts bounds how often WithTenant and WithPlatform run a
+// transaction that keeps failing with 40P01 or 40001.
+const txAttempts = 3
+
+// retryPause is the pause before the first retry; it doubles for each
+// further one, plus up to as much again at random so that the transactions
+// that collided do not collide again.
+const retryPause = 5 * time.Millisecond
+
+// retry runs attempt until it succeeds, fails with an error a retry cannot
+// help, has run txAttempts times, or ctx is done.
+func (d *DB) retry(ctx context.Context, attempt func() error) error {
+	for n := 1; ; n++ {
+		err := attempt()
+		code, ok := retryable(err)
+		if !ok {
+			return err
+		}
+		if n == txAttempts {
+			return fmt.Errorf("after %d attempts: %w", n, err)
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("%w (not retried: %w)", err, ctx.Err())
+		}
+		pause := retryPause << (n - 1)
+		pause += rand.N(pause)
+		t := time.NewTimer(pause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("%w (not retried: %w)", err, ctx.Err())
+		case <-t.C:
+		}
+		if fn := d.hooks.onRetry.Load(); fn != nil {
+			(*fn)(code)
+		}
+	}
+}
+
+// retryable returns the SQLSTATE of err when running its transaction again
+// may succeed: a deadlock or a serialization failure.
+func retryable(err error) (string, bool) {
+	var pg *pgconn.PgError
+	if err == nil || !errors.As(err, &pg) {
+		return "", false
+	}
+	switch pg.Code {
+	case "40P01", "40001":
+		return pg.Code, true
+	}
+	return "", false
 }
 
 // SetTenant sets the tenant for the rest of the transaction tx. Only platform
@@ -144,12 +309,17 @@ func SetTenant(tx *gorm.DB, tenantID uuid.UUID) error {
 // WithPlatform runs fn in one transaction with the platform flag set, which
 // the tenants table's dedicated policy admits. No tenant-owned table has such
 // a policy, so this path reads and writes tenants, never their data.
+//
+// Like WithTenant, it runs fn again after a deadlock or serialization
+// failure, so fn must be safe to repeat.
 func (d *DB) WithPlatform(ctx context.Context, fn func(tx *gorm.DB) error) error {
-	return d.gorm.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		if err := tx.Exec("SELECT set_config('app.platform', 'on', true)").Error; err != nil {
-			return fmt.Errorf("set platform scope: %w", err)
-		}
-		return fn(tx)
+	return d.retry(ctx, func() error {
+		return d.gorm.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+			if err := tx.Exec("SELECT set_config('app.platform', 'on', true)").Error; err != nil {
+				return fmt.Errorf("set platform scope: %w", err)
+			}
+			return fn(tx)
+		})
 	})
 }
 

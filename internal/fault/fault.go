@@ -32,8 +32,14 @@ const (
 	// IdentityProviderUnavailable means a tenant's OIDC provider could not
 	// be reached for discovery or keys.
 	IdentityProviderUnavailable Code = "identity_provider_unavailable"
-	Unavailable                 Code = "service_unavailable"
-	Internal                    Code = "internal"
+	// Unavailable means the service could not answer in time (a lock or
+	// statement timeout, a deadlock that outlasted its retries, no
+	// connection free): the same request may succeed when retried.
+	Unavailable Code = "service_unavailable"
+	// ClientClosed means the client hung up before the answer; nobody
+	// reads it, but logs and metrics tell it apart from a server error.
+	ClientClosed Code = "client_closed_request"
+	Internal     Code = "internal"
 )
 
 // FieldError names one invalid input field.

@@ -11,6 +11,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"gorm.io/gorm"
+
+	"github.com/tenantd/tenantd/internal/httpx"
 )
 
 // Metrics holds tenantd's Prometheus registry and instruments. Labels are
@@ -28,6 +30,9 @@ type Metrics struct {
 	Rejected       *prometheus.CounterVec
 	RateLimitFails prometheus.Counter
 	BreakerState   prometheus.Gauge
+	// TxRetries counts transactions db.WithTenant and db.WithPlatform ran
+	// again after a deadlock (40P01) or serialization failure (40001).
+	TxRetries *prometheus.CounterVec
 }
 
 // NewMetrics creates the registry with the Go and process collectors.
@@ -61,8 +66,14 @@ func NewMetrics() *Metrics {
 	m.BreakerState = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "tenantd_payment_gateway_breaker_open", Help: "1 while the payment gateway circuit breaker is open, 0.5 half-open, 0 closed.",
 	})
+	m.TxRetries = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tenantd_db_tx_retries_total", Help: "Transactions run again after a deadlock (code 40P01) or serialization failure (40001).",
+	}, []string{"code"})
+	for _, code := range []string{"40P01", "40001"} {
+		m.TxRetries.WithLabelValues(code)
+	}
 	m.Registry.MustRegister(m.requests, m.duration, m.inFlight, m.RedisErrors, m.DeadLettered, m.SagaOutcomes,
-		m.Rejected, m.RateLimitFails, m.BreakerState,
+		m.Rejected, m.RateLimitFails, m.BreakerState, m.TxRetries,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -73,11 +84,18 @@ func (m *Metrics) Handler() gin.HandlerFunc {
 	return gin.WrapH(h)
 }
 
+// CountTxRetry counts one transaction retried after the SQLSTATE code; wire
+// it with db.SetOnRetry.
+func (m *Metrics) CountTxRetry(code string) { m.TxRetries.WithLabelValues(code).Inc() }
+
 // HTTP records request count, latency and in-flight requests per route
-// template. Unmatched routes are labelled "unmatched".
+// template. Unmatched routes are labelled "unmatched". A request whose
+// client hung up before it was answered counts as status 499, not as a
+// server error.
 func (m *Metrics) HTTP() gin.HandlerFunc {
 	return func(c *gin.Context) {
 		start := time.Now()
+		reqCtx := c.Request.Context()
 		m.inFlight.Inc()
 		defer m.inFlight.Dec()
 		c.Next()
@@ -85,7 +103,8 @@ func (m *Metrics) HTTP() gin.HandlerFunc {
 		if route == "" {
 			route = "unmatched"
 		}
-		m.requests.WithLabelValues(route, c.Request.Method, strconv.Itoa(c.Writer.Status())).Inc()
+		status := httpx.ObservedStatus(reqCtx, c.Writer)
+		m.requests.WithLabelValues(route, c.Request.Method, strconv.Itoa(status)).Inc()
 		m.duration.WithLabelValues(route, c.Request.Method).Observe(time.Since(start).Seconds())
 	}
 }
