@@ -216,6 +216,7 @@ func (a *App) Run(ctx context.Context) {
 	})
 	wg.Go(func() { a.Orders.RunSweeper(ctx, orderSweepEvery) })
 	wg.Go(func() { a.Idempotency.RunSweeper(ctx, 10*time.Minute, a.log) })
+	wg.Go(func() { a.Audit.RunSealer(ctx) })
 	wg.Wait()
 }
 

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -15,7 +16,8 @@ import (
 // TestAuditTrail proves, through the real chain, that security events and
 // every mutating request land in the tenant's audit trail with who, what
 // and from where; that reads are not recorded; that bursts of failed
-// authentications with a tenant's key are; and that the chain verifies.
+// authentications with a tenant's key are; and that the server's sealer
+// links them into a chain that verifies.
 func TestAuditTrail(t *testing.T) {
 	s := apptest.New(t, apptest.Options{})
 	tn := s.CreateTenant(slug("audit"), "pro")
@@ -48,12 +50,31 @@ func TestAuditTrail(t *testing.T) {
 		}
 	}
 
-	list := s.Do(apptest.Request{Method: "GET", Path: "/v1/audit-events?limit=200", Key: tn.Key})
-	if list.Status != http.StatusOK {
-		t.Fatalf("list: got %d %s", list.Status, list.Body)
+	// The server's sealer links the entries into the chain within moments
+	// of their commits; until then they are listed unsealed.
+	var (
+		list apptest.Response
+		page struct{ Data []audit.EventResponse }
+	)
+	eventually(t, 10*time.Second, "every entry sealed", func() bool {
+		list = s.Do(apptest.Request{Method: "GET", Path: "/v1/audit-events?limit=200", Key: tn.Key})
+		if list.Status != http.StatusOK {
+			t.Fatalf("list: got %d %s", list.Status, list.Body)
+		}
+		page.Data = nil
+		list.JSON(t, &page)
+		for _, e := range page.Data {
+			if !e.Sealed || e.Seq == nil || e.Hash == nil || e.PrevHash == nil {
+				return false
+			}
+		}
+		return true
+	})
+	for i, e := range page.Data {
+		if want := int64(len(page.Data) - i); *e.Seq != want {
+			t.Errorf("entry %d (newest first): got seq %d, want %d", i, *e.Seq, want)
+		}
 	}
-	var page struct{ Data []audit.EventResponse }
-	list.JSON(t, &page)
 	var got []string
 	for i := len(page.Data) - 1; i >= 0; i-- {
 		e := page.Data[i]
