@@ -175,7 +175,9 @@ func (a *Auditor) write(ctx context.Context, tenantID uuid.UUID, e Entry) (err e
 		case !transient(err):
 			return err
 		}
-		// Full jitter: replicas failing together do not retry together.
+		a.log.DebugContext(ctx, "audit: writing an entry failed; retrying", "tenant_id", tenantID, "action", e.Action,
+			"attempt", attempt, "err", err)
+		// Jitter: replicas failing together do not retry together.
 		if !sleep(ctx, delay/2+rand.N(delay/2+1)) {
 			return fmt.Errorf("gave up after %d attempts: %w", attempt, err)
 		}

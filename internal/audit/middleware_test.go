@@ -1,15 +1,18 @@
 package audit_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
@@ -396,5 +399,88 @@ func TestMiddleware(t *testing.T) {
 				t.Errorf("got report %+v, error %v; want an intact chain", r, err)
 			}
 		})
+	}
+}
+
+// logRecorder keeps the messages of every record logged, debug included.
+type logRecorder struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (r *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
+func (r *logRecorder) Handle(_ context.Context, rec slog.Record) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.msgs = append(r.msgs, rec.Level.String()+" "+rec.Message)
+	return nil
+}
+func (r *logRecorder) WithAttrs([]slog.Attr) slog.Handler { return r }
+func (r *logRecorder) WithGroup(string) slog.Handler      { return r }
+
+// count returns how many messages contain s.
+func (r *logRecorder) count(s string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, m := range r.msgs {
+		if strings.Contains(m, s) {
+			n++
+		}
+	}
+	return n
+}
+
+// TestResponseEntryRetried proves a "response" entry whose write fails on a
+// transient error (here lock timeouts: the tenant's row, which the entry's
+// foreign key check reads, is locked) is written by a later attempt once
+// the cause is gone, not logged as lost.
+func TestResponseEntryRetried(t *testing.T) {
+	t.Parallel()
+	gin.SetMode(gin.TestMode)
+	env := testenv.Get(t)
+	app, err := db.Open(t.Context(), env.AppURL, db.Options{MaxConns: 4, LockTimeout: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { app.Close() })
+	su := openSuperuser(t, env)
+	tn := newTenant(t, env.OpenOwnerDB(t))
+	logs := &logRecorder{}
+	aud := audit.New(app, slog.New(logs), audit.Options{})
+	e := gin.New()
+	e.Use(func(c *gin.Context) {
+		p := identity.Principal{Kind: identity.KindAPIKey, TenantID: tn.ID, Subject: "key-1"}
+		c.Request = c.Request.WithContext(identity.WithPrincipal(c.Request.Context(), p))
+		c.Next()
+	})
+	e.Group("/v1", aud.Middleware()).POST("/invalid", func(c *gin.Context) {
+		httpx.Error(c, fault.Invalid(fault.Field("sku", "is required")))
+	})
+
+	lock := su.Unscoped(t.Context()).Begin()
+	if err := lock.Exec("SELECT 1 FROM tenants WHERE id = ? FOR UPDATE", tn.ID).Error; err != nil {
+		t.Fatal(err)
+	}
+	w := httptest.NewRecorder()
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		e.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/v1/invalid", strings.NewReader("{}")))
+	}()
+	eventually(t, 5*time.Second, "a failed attempt retried", func() bool { return logs.count("retrying") >= 2 })
+	if err := lock.Rollback().Error; err != nil {
+		t.Fatal(err)
+	}
+	<-served
+	if w.Code != http.StatusUnprocessableEntity {
+		t.Fatalf("got status %d, want 422", w.Code)
+	}
+	evs := events(t, app, tn.ID)
+	if len(evs) != 1 || entryOf(t, evs[0]) != (entry{"POST /v1/invalid", "/v1/invalid", 422, audit.PhaseResponse, "", false}) {
+		t.Errorf("got %+v, want the request's response entry once", evs)
+	}
+	if n := logs.count("not in the audit trail"); n != 0 {
+		t.Errorf("got %d entries logged as lost, want 0", n)
 	}
 }

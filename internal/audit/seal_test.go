@@ -1,0 +1,207 @@
+package audit_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"gorm.io/gorm"
+
+	"github.com/tenantd/tenantd/internal/audit"
+	"github.com/tenantd/tenantd/internal/db"
+	"github.com/tenantd/tenantd/internal/testenv"
+)
+
+// holdHorizon keeps a transaction open that has appended (and so holds a
+// position and the shared append lock) until the returned function is
+// called, which rolls it back. While it is open no later position settles,
+// so no row written after it is sealed, in any tenant.
+func holdHorizon(t *testing.T, d *db.DB, tenantID uuid.UUID) (release func()) {
+	t.Helper()
+	held, done := make(chan struct{}), make(chan error, 1)
+	stop := make(chan struct{})
+	go func() {
+		done <- d.WithTenant(context.Background(), tenantID, func(tx *gorm.DB) error {
+			if err := audit.Record(context.Background(), tx, tenantID, audit.Entry{Action: "horizon.held"}); err != nil {
+				return err
+			}
+			close(held)
+			<-stop
+			return errRolledBack
+		})
+	}()
+	select {
+	case <-held:
+	case err := <-done:
+		t.Fatalf("hold the horizon: %v", err)
+	}
+	var once sync.Once
+	release = func() {
+		once.Do(func() {
+			close(stop)
+			if err := <-done; !errors.Is(err, errRolledBack) {
+				t.Errorf("release the horizon: got %v, want the rollback", err)
+			}
+		})
+	}
+	t.Cleanup(release)
+	return release
+}
+
+// TestVerifyReportsUnsealed proves `tenantd audit verify` fails on a row
+// left unsealed longer than the maximum age and passes while unsealed rows
+// are younger, that such rows are listed marked unsealed, and that they
+// are sealed once the transaction holding the horizon back ends. It runs
+// before the parallel tests: holding the horizon stops all sealing.
+func TestVerifyReportsUnsealed(t *testing.T) {
+	env := testenv.Get(t)
+	app := env.OpenDB(t, 4)
+	owner := env.OpenOwnerDB(t)
+	startSealer(t)
+	holder, stale, young := newTenant(t, owner), newTenant(t, owner), newTenant(t, owner)
+
+	release := holdHorizon(t, app, holder.ID)
+	// A row that occurred a minute ago, committed behind the open appender.
+	if err := app.WithTenant(t.Context(), stale.ID, func(tx *gorm.DB) error {
+		return tx.Exec(`INSERT INTO audit_events (tenant_id, id, occurred_at, actor, action, resource, status)
+			VALUES (?, ?, now() - interval '1 minute', 'system', 'old.unsealed', '', 0)`, stale.ID, uuid.New()).Error
+	}); err != nil {
+		t.Fatal(err)
+	}
+	record(t, app, actingCtx(context.Background(), young.ID, "k"), young.ID, audit.Entry{Action: "young.unsealed", Resource: "thing:1"})
+
+	verify := func(t *testing.T, args ...string) (string, error) {
+		t.Helper()
+		var out bytes.Buffer
+		err := audit.RunVerifyCLI(t.Context(), app, args, &out)
+		return out.String(), err
+	}
+	tests := []struct {
+		name     string
+		args     []string
+		wantLine string
+		wantEnd  string
+		wantErr  error
+	}{
+		{"too old", []string{"--tenant", stale.Slug},
+			fmt.Sprintf("UNSEALED %s %s events=0 head=0: unsealed=1 oldest=1m", stale.ID, stale.Slug),
+			"1 tenants verified, 0 broken, 1 with rows unsealed for over 10s\n", audit.ErrUnsealed},
+		{"young", []string{"--tenant", young.Slug},
+			fmt.Sprintf("ok      %s %s events=0 head=0: unsealed=1 oldest=", young.ID, young.Slug),
+			"1 tenants verified, 0 broken\n", nil},
+		{"a longer maximum age", []string{"--tenant", stale.Slug, "--max-unsealed-age", "2m"},
+			fmt.Sprintf("ok      %s %s events=0 head=0: unsealed=1 oldest=1m", stale.ID, stale.Slug),
+			"1 tenants verified, 0 broken\n", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, err := verify(t, tt.args...)
+			if !errors.Is(err, tt.wantErr) || (tt.wantErr == nil && err != nil) {
+				t.Errorf("got error %v, want %v", err, tt.wantErr)
+			}
+			if !strings.Contains(out, tt.wantLine) || !strings.HasSuffix(out, tt.wantEnd) {
+				t.Errorf("got output\n%s\nwant a line starting %q, ending with %q", out, tt.wantLine, tt.wantEnd)
+			}
+		})
+	}
+
+	t.Run("listed unsealed", func(t *testing.T) {
+		evs := listAll(t, app, young.ID)
+		if len(evs) != 1 || evs[0].Sealed() || evs[0].Seq != 0 || evs[0].Position == 0 {
+			t.Fatalf("got %+v, want one unsealed event with a position", evs)
+		}
+		body, err := json.Marshal(audit.ToResponse(evs[0]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{`"sealed":false`, `"seq":null`, `"prev_hash":null`, `"hash":null`, `"action":"young.unsealed"`} {
+			if !bytes.Contains(body, []byte(want)) {
+				t.Errorf("got %s, want it to contain %s", body, want)
+			}
+		}
+	})
+
+	release()
+	waitSealed(t, app, stale.ID)
+	waitSealed(t, app, young.ID)
+	for _, tn := range []tenant{stale, young} {
+		if out, err := verify(t, "--tenant", tn.Slug); err != nil || !strings.Contains(out, fmt.Sprintf("ok      %s %s events=1 head=1:", tn.ID, tn.Slug)) ||
+			strings.Contains(out, "unsealed=") {
+			t.Errorf("after sealing: got %v and output\n%s\nwant the chain ok with its row sealed", err, out)
+		}
+	}
+	if n := len(events(t, app, holder.ID)); n != 0 {
+		t.Errorf("got %d events of the rolled-back holder, want 0", n)
+	}
+}
+
+// leaseHolders returns the backends holding the sealer's lease in the
+// package's database.
+func leaseHolders(t *testing.T, su *db.DB) []int32 {
+	t.Helper()
+	var pids []int32
+	if err := su.Unscoped(t.Context()).Raw(`SELECT pid FROM pg_locks
+		WHERE locktype = 'advisory' AND classid = ?::oid AND objid = 0 AND objsubid = 2 AND granted
+		  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+		ORDER BY pid`, 0x61750002).Scan(&pids).Error; err != nil {
+		t.Fatalf("read lease holders: %v", err)
+	}
+	return pids
+}
+
+// TestSealerLease proves that of several sealers (replicas) on one
+// database exactly one holds the lease, and that when its connection dies
+// another takes the lease over and sealing goes on. It runs before the
+// parallel tests, which would add sealers of their own.
+func TestSealerLease(t *testing.T) {
+	env := testenv.Get(t)
+	app := env.OpenDB(t, 4)
+	su := openSuperuser(t, env)
+	startSealer(t)
+	for range 2 {
+		d, err := db.Open(t.Context(), env.AppURL, db.Options{MaxConns: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			audit.New(d, quietLog(), audit.Options{SealInterval: sealInterval}).RunSealer(ctx)
+		}()
+		t.Cleanup(func() { cancel(); <-done; d.Close() })
+	}
+
+	var first []int32
+	eventually(t, 5*time.Second, "one lease holder", func() bool { first = leaseHolders(t, su); return len(first) == 1 })
+	// The others keep trying: still one holder, many tries later.
+	for range 10 {
+		time.Sleep(2 * sealInterval)
+		if got := leaseHolders(t, su); !slices.Equal(got, first) {
+			t.Fatalf("got lease holders %v, want %v alone", got, first)
+		}
+	}
+
+	// The holder's replica dies: its connection ends, and the lease with it.
+	var terminated bool
+	if err := su.Unscoped(t.Context()).Raw("SELECT pg_terminate_backend(?)", first[0]).Scan(&terminated).Error; err != nil || !terminated {
+		t.Fatalf("terminate the lease holder: %v, %v", terminated, err)
+	}
+	eventually(t, 5*time.Second, "another lease holder", func() bool {
+		got := leaseHolders(t, su)
+		return len(got) == 1 && got[0] != first[0]
+	})
+	tn := newTenant(t, env.OpenOwnerDB(t))
+	record(t, app, context.Background(), tn.ID, audit.Entry{Action: "after.takeover"})
+	if evs := events(t, app, tn.ID); len(evs) != 1 || evs[0].Seq != 1 {
+		t.Errorf("got %+v, want one event sealed at seq 1", evs)
+	}
+}
