@@ -351,17 +351,28 @@ func TestAppendOnly(t *testing.T) {
 		}
 	})
 	t.Run("an insert cannot bring its own seal", func(t *testing.T) {
+		id := uuid.New()
 		err := app.WithTenant(t.Context(), tn.ID, func(tx *gorm.DB) error {
-			return tx.Exec(`INSERT INTO audit_events (tenant_id, id, occurred_at, actor, action, resource, status, seq, prev_hash, hash, position)
-				VALUES (?, ?, now(), 'forger', 'x.forged', '', 0, 2, ?, ?, 1)`, tn.ID, uuid.New(), make([]byte, 32), make([]byte, 32)).Error
+			if err := tx.Exec(`INSERT INTO audit_events (tenant_id, id, occurred_at, actor, action, resource, status, seq, prev_hash, hash, position)
+				VALUES (?, ?, now(), 'forger', 'x.forged', '', 0, 2, ?, ?, 1)`, tn.ID, id, make([]byte, 32), make([]byte, 32)).Error; err != nil {
+				return err
+			}
+			// Read before commit, so that the sealer cannot have sealed it yet.
+			var row struct {
+				Unsealed bool
+				Position int64
+			}
+			if err := tx.Raw("SELECT seq IS NULL AND prev_hash IS NULL AND hash IS NULL AS unsealed, position FROM audit_events WHERE id = ?", id).
+				Scan(&row).Error; err != nil {
+				return err
+			}
+			if !row.Unsealed || row.Position == 1 {
+				t.Errorf("got %+v, want the row unsealed, at a position drawn for it", row)
+			}
+			return nil
 		})
 		if err != nil {
 			t.Fatal(err)
-		}
-		evs := listAll(t, app, tn.ID)
-		last := evs[len(evs)-1]
-		if last.Action != "x.forged" || last.Sealed() || last.Seq != 0 || last.Position <= evs[0].Position {
-			t.Errorf("got %+v, want the row unsealed, with a position of its own after the first row's", last)
 		}
 	})
 	waitSealed(t, app, tn.ID)
