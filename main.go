@@ -49,9 +49,10 @@ Usage:
   tenantd billing export --period YYYY-MM [--format csv|jsonl] [--out FILE] [--provisional]
                                        the billing file of a month (closes an ended month)
   tenantd projections rebuild          recreate every tenant's order read model from its events
-  tenantd audit verify [--tenant ID|SLUG]
+  tenantd audit verify [--tenant ID|SLUG] [--max-unsealed-age 10s]
                                        recompute the audit hash chain of every tenant (or one);
-                                       prints each chain's head, exits 1 if one is broken
+                                       prints each chain's head, exits 1 if one is broken or a
+                                       row has waited longer than the maximum age to be sealed
   tenantd healthcheck                  exit 0 when the local server answers /healthz
   tenantd dev                          start throw-away PostgreSQL and Redis (unless
                                        DATABASE_URL / REDIS_URL are set), migrate, create
@@ -105,7 +106,7 @@ func run(args []string) error {
 		return rebuildProjections(ctx, cfg, log)
 	case "audit":
 		if len(args) < 2 || args[1] != "verify" {
-			return errors.New("usage: tenantd audit verify [--tenant ID|SLUG]")
+			return errors.New("usage: tenantd audit verify [--tenant ID|SLUG] [--max-unsealed-age 10s]")
 		}
 		if cfg.DatabaseURL == "" {
 			return errors.New("invalid configuration: DATABASE_URL must be set")

@@ -1,16 +1,27 @@
 // Package audit keeps each tenant's audit trail: who did what, when and
 // from where, for every mutating request and every security event.
 //
-// What it owns: the audit_events table (migrations/0010_audit.up.sql), a
-// tenant table under row-level security to which the runtime role may only
-// SELECT and INSERT. Each tenant's events form one hash chain, seq 1, 2, 3,
-// …: hash = SHA-256(prev_hash || the row's canonical encoding, see
-// Event.computeHash), prev_hash being the previous event's hash (32 zero
-// bytes for seq 1). Appends take a per-tenant transaction advisory lock and
-// hold it to commit, so seq order is commit order and the chain has no gap.
-// Only a superuser or the table owner can change or delete rows; Verify
-// finds the first row where the chain stops holding (a changed row, a
-// removed one, a replaced hash).
+// What it owns: the audit_events table (migrations 0010 and 0011), a tenant
+// table under row-level security to which the runtime role may SELECT,
+// INSERT, and UPDATE only seq, prev_hash and hash of rows not sealed yet.
+// Each tenant's events form one hash chain, seq 1, 2, 3, …: hash =
+// SHA-256(prev_hash || the row's canonical encoding, see Event.computeHash),
+// prev_hash being the previous event's hash (32 zero bytes for seq 1).
+//
+// Writers take no tenant-wide lock and never read the chain's head: a row
+// is inserted unsealed (seq and hashes NULL) in the writer's transaction,
+// and the table's trigger gives it a position from events_position_seq
+// under the shared append lock events take too. After commit the sealer
+// (RunSealer, one replica at a time) links rows into their chains in
+// position order, but only up to the settled horizon of that sequence
+// (internal/events.Horizon), below which every row has committed or never
+// will: so no row can later appear in the middle of a chain, and a tenant's
+// seq order is its position order. Sealed rows cannot change (a trigger
+// refuses it, to every role that has not disabled triggers): only a
+// superuser or the table's owner can change or delete rows, by going around
+// the trigger or row-level security. Verify finds the first row where the
+// chain stops holding (a changed row, a removed one, a replaced hash), and
+// reports rows left unsealed.
 //
 // What it publishes:
 //
@@ -29,21 +40,27 @@
 //   - Auditor.AuthFailed, which the authentication path calls on each
 //     failure; bursts against a known tenant become auth.failed_burst
 //     events.
+//   - Auditor.RunSealer, the sealer, which every replica runs.
 //   - Handler: GET /v1/audit-events (audit:read), filtered by actor,
 //     action, resource (exact, or prefix with a trailing "*") and time,
-//     newest first with a seq cursor.
+//     newest first by position with a position cursor; rows not sealed yet
+//     show as such.
 //   - Verify, VerifyAll and RunVerifyCLI (`tenantd audit verify
-//     [--tenant]`).
+//     [--tenant] [--max-unsealed-age]`).
 //
 // What it needs: internal/db for tenant transactions and the commit hook,
-// internal/identity for the principal and request id, internal/httpx and
-// internal/fault for the HTTP side.
+// internal/events for the settled horizon, internal/identity for the
+// principal and request id, internal/httpx and internal/fault for the HTTP
+// side.
 //
 // # Limits
 //
 // The chain proves rows were not changed or removed in the middle. Removing
 // the newest rows, or rewriting every row from some seq on, leaves a chain
 // that holds: compare the head (seq and hash) that verify prints with one
-// kept elsewhere. Client addresses are as trustworthy as the engine's
-// trusted-proxy setting. Failed authentications are counted per process.
+// kept elsewhere. A row is in no chain until sealed, usually within a
+// second of its commit; a transaction left open holds sealing back (every
+// tenant's) until it ends or times out. Client addresses are as
+// trustworthy as the engine's trusted-proxy setting. Failed
+// authentications are counted per process.
 package audit

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
 
@@ -22,6 +23,7 @@ import (
 	"github.com/tenantd/tenantd/internal/fault"
 	"github.com/tenantd/tenantd/internal/httpx"
 	"github.com/tenantd/tenantd/internal/identity"
+	"github.com/tenantd/tenantd/internal/openapi"
 	"github.com/tenantd/tenantd/internal/testenv"
 )
 
@@ -266,4 +268,37 @@ func seqOf(t *testing.T, e audit.EventResponse) int64 {
 		t.Fatalf("got event %s unsealed (seq %v), want it sealed", e.ID, e.Seq)
 	}
 	return *e.Seq
+}
+
+// TestEventResponseMatchesOpenAPI proves sealed and unsealed events, as the
+// API answers them, match the AuditEvent schema of the OpenAPI document.
+func TestEventResponseMatchesOpenAPI(t *testing.T) {
+	t.Parallel()
+	doc, err := openapi3.NewLoader().LoadFromData(openapi.Document())
+	if err != nil {
+		t.Fatal(err)
+	}
+	schema := doc.Components.Schemas["AuditEvent"]
+	if schema == nil {
+		t.Fatal("no AuditEvent schema")
+	}
+	base := audit.Event{TenantID: uuid.New(), Position: 7, ID: uuid.New(), OccurredAt: time.Now(), Actor: "system",
+		Action: "x.y", Summary: json.RawMessage(`{"phase":"commit"}`)}
+	sealed := base
+	sealed.Seq, sealed.PrevHash, sealed.Hash, sealed.IP = 1, make([]byte, 32), make([]byte, 32), "192.0.2.1"
+	for name, e := range map[string]audit.Event{"sealed": sealed, "unsealed": base} {
+		t.Run(name, func(t *testing.T) {
+			body, err := json.Marshal(audit.ToResponse(e))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var v any
+			if err := json.Unmarshal(body, &v); err != nil {
+				t.Fatal(err)
+			}
+			if err := schema.Value.VisitJSON(v, openapi3.EnableFormatValidation()); err != nil {
+				t.Errorf("%s: %v", body, err)
+			}
+		})
+	}
 }
