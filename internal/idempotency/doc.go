@@ -9,9 +9,11 @@
 // a repeat with the same body gets the stored response again with
 // Idempotent-Replayed: true, a repeat with another body 422
 // idempotency_key_reused, and a repeat while the first is still running 409
-// conflict. A 5xx answer or a panic releases the key so the client may retry.
-// The claim is a lease that the running request renews, so the key of a
-// request whose process died can be taken over once the lease lapses.
+// conflict. A 5xx answer or a panic releases the key so the client may retry;
+// a release that fails is tried again a few times with backoff.
+// The claim is a lease of a few seconds (Lease, by PostgreSQL's clock) that
+// the running request renews every RenewEvery, so the key of a request
+// whose process died, or lost PostgreSQL, is free again within Lease.
 //
 // It needs an authenticated identity.Principal with a tenant in the request
 // context (so it runs after authentication and authorization), and the

@@ -67,6 +67,7 @@ type harness struct {
 	clock *clock
 	eng   *gin.Engine
 
+	logs  *syncBuffer   // what the middleware logged, for tests that wait on it
 	runs  atomic.Int64  // executions of any POST or GET handler
 	delay time.Duration // how long /v1/things takes
 	// The first two /v1/blocks calls close entered[i] when they start and
@@ -85,6 +86,7 @@ func newHarness(t *testing.T) *harness {
 		app:   env.OpenDB(t, 12),
 		owner: env.OpenOwnerDB(t),
 		clock: newClock(time.Now().UTC()),
+		logs:  &syncBuffer{},
 	}
 	for i := range h.gate {
 		h.entered[i], h.gate[i] = make(chan struct{}), make(chan struct{})
@@ -96,7 +98,7 @@ func newHarness(t *testing.T) *harness {
 
 // engine builds the chain: recovery ▸ principal ▸ idempotency ▸ handlers.
 func (h *harness) engine(s *idempotency.Store) *gin.Engine {
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := slog.New(slog.NewTextHandler(h.logs, nil))
 	e := gin.New()
 	e.ContextWithFallback = true
 	e.Use(gin.CustomRecoveryWithWriter(io.Discard, func(c *gin.Context, _ any) {
@@ -152,6 +154,36 @@ func (h *harness) engine(s *idempotency.Store) *gin.Engine {
 		c.JSON(http.StatusOK, gin.H{"run": h.runs.Add(1)})
 	})
 	return e
+}
+
+// syncBuffer is a log destination safe for concurrent writers.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// waitLog waits up to 10s for the middleware to log a line containing msg.
+func (h *harness) waitLog(t *testing.T, msg string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(h.logs.String(), msg) {
+		if time.Now().After(deadline) {
+			t.Fatalf("got no log line %q within 10s; logs:\n%s", msg, h.logs)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // thing is the request and response body of the test handlers.

@@ -7,16 +7,124 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
 	"gorm.io/gorm"
 
+	"github.com/tenantd/tenantd/internal/db"
 	"github.com/tenantd/tenantd/internal/idempotency"
+	"github.com/tenantd/tenantd/internal/testenv"
 )
 
-// TestLeaseTakeover proves a key whose holder stopped renewing (its process
-// stalled or died) answers 409 while the lease is valid and is taken over
-// once it has lapsed; the stale holder, should it finish after all, can
-// neither store its response nor release the taker's claim.
-func TestLeaseTakeover(t *testing.T) {
+// freeWithin is how soon after its holder died, or answered 5xx, a key must
+// be free for a retry.
+const freeWithin = 5 * time.Second
+
+// replica is a second tenantd process as far as idempotency keys go: its
+// own store on its own pool, which reaches PostgreSQL through a proxy the
+// test can cut.
+type replica struct {
+	proxy *pgProxy
+	store *idempotency.Store
+	eng   *gin.Engine
+}
+
+func (h *harness) replica(t *testing.T) *replica {
+	t.Helper()
+	env := testenv.Get(t)
+	p := newPGProxy(t, env.AppURL)
+	d, err := db.Open(context.Background(), p.URL(t, env.AppURL), db.Options{MaxConns: 4})
+	if err != nil {
+		t.Fatalf("open database through the proxy: %v", err)
+	}
+	t.Cleanup(func() { d.Close() })
+	s := idempotency.NewStore(d, h.clock.Now)
+	return &replica{proxy: p, store: s, eng: h.engine(s)}
+}
+
+// leaseLapsed reports whether the tenant's key k is held by no valid lease,
+// by the database's clock.
+func (h *harness) leaseLapsed(t *testing.T, tenant uuid.UUID, k string) bool {
+	t.Helper()
+	var lapsed bool
+	err := h.app.WithTenant(context.Background(), tenant, func(tx *gorm.DB) error {
+		return tx.Raw("SELECT locked_until <= now() FROM idempotency_keys WHERE key = ?", k).Scan(&lapsed).Error
+	})
+	if err != nil {
+		t.Fatalf("read lease: %v", err)
+	}
+	return lapsed
+}
+
+// retryUntilFresh sends r every 50ms while it is answered 409 (in
+// progress), and returns the first other answer and when it came.
+func (h *harness) retryUntilFresh(t *testing.T, r request, within time.Duration) (*httptest.ResponseRecorder, time.Time) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		w := h.do(t, r)
+		if w.Code != http.StatusConflict {
+			return w, time.Now()
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still 409 after %v: %s", within, w.Body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestDeadHolderFreesKey proves the key of a request whose replica died
+// (here: lost PostgreSQL, so it can neither renew its lease nor release
+// the key) answers 409 at first and is free for a retry within 5s; the
+// dead holder, should it come back, can neither store its response over
+// the retry's nor release the retry's claim.
+func TestDeadHolderFreesKey(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	dead := h.replica(t)
+	tenant := h.tenant(t)
+	k := newKey(t)
+	r := request{path: "/v1/blocks", tenant: tenant, keys: key(k), body: `{"sku":"dead"}`}
+	close(h.gate[1]) // the retry's handler does not block
+
+	holder := make(chan *httptest.ResponseRecorder)
+	go func() { holder <- serve(t, dead.eng, r) }()
+	<-h.entered[0]
+	died := time.Now()
+	dead.proxy.Cut()
+
+	if w := h.do(t, r); w.Code != http.StatusConflict {
+		t.Fatalf("right after the holder died: got status %d (%s), want 409 while its lease runs", w.Code, w.Body)
+	}
+	fresh, at := h.retryUntilFresh(t, r, 3*idempotency.Lease)
+	if fresh.Code != http.StatusCreated || replayed(fresh) {
+		t.Fatalf("retry: got status %d replayed=%v (%s), want a fresh 201", fresh.Code, replayed(fresh), fresh.Body)
+	}
+	if waited := at.Sub(died); waited > freeWithin {
+		t.Errorf("got the key free %v after its holder died, want within %v", waited, freeWithin)
+	}
+	t.Logf("key free %v after its holder died", at.Sub(died))
+
+	close(h.gate[0])
+	if w := <-holder; w.Code != http.StatusCreated {
+		t.Errorf("dead holder: got status %d (%s), want its own 201", w.Code, w.Body)
+	}
+	replay := h.do(t, r)
+	if !replayed(replay) {
+		t.Errorf("after both finished: got replayed false (%d %s), want true", replay.Code, replay.Body)
+	}
+	wantSame(t, replay, fresh)
+	if got := h.runs.Load(); got != 2 {
+		t.Errorf("got %d handler runs, want 2", got)
+	}
+	h.waitLog(t, "renewing lease failed")
+}
+
+// TestStalledHolderIsTakenOver proves a holder that stopped renewing while
+// it still runs (a stalled process) keeps its key for its lease, loses it
+// afterwards, and then can neither store its response nor release the
+// taker's claim.
+func TestStalledHolderIsTakenOver(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name       string
@@ -31,12 +139,14 @@ func TestLeaseTakeover(t *testing.T) {
 			t.Parallel()
 			h := newHarness(t)
 			h.firstFails = tt.firstFails
-			// Stop renewing, as a stalled process would.
-			idempotency.SetLease(h.store, idempotency.Lease, time.Hour)
-			r := request{path: "/v1/blocks", tenant: h.tenant(t), keys: key(newKey(t)), body: `{"sku":"lease"}`}
+			stalled := idempotency.NewStore(h.app, h.clock.Now)
+			idempotency.SetLease(stalled, time.Second, time.Hour) // never renews
+			tenant := h.tenant(t)
+			k := newKey(t)
+			r := request{path: "/v1/blocks", tenant: tenant, keys: key(k), body: `{"sku":"lease"}`}
 
 			stale := make(chan *httptest.ResponseRecorder)
-			go func() { stale <- h.do(t, r) }()
+			go func() { stale <- serve(t, h.engine(stalled), r) }()
 			<-h.entered[0]
 
 			busy := h.do(t, r)
@@ -47,7 +157,13 @@ func TestLeaseTakeover(t *testing.T) {
 				t.Errorf("got Retry-After %q, want \"1\"", got)
 			}
 
-			h.clock.Advance(idempotency.Lease + time.Second)
+			deadline := time.Now().Add(10 * time.Second)
+			for !h.leaseLapsed(t, tenant, k) {
+				if time.Now().After(deadline) {
+					t.Fatal("got the stalled lease still valid after 10s, want it lapsed after 1s")
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
 			taker := make(chan *httptest.ResponseRecorder)
 			go func() { taker <- h.do(t, r) }()
 			<-h.entered[1]
@@ -79,12 +195,11 @@ func TestLeaseTakeover(t *testing.T) {
 }
 
 // TestLeaseRenewal proves a handler slower than the lease keeps its key: the
-// running request renews the lease, so a retry after the original lease
-// would have lapsed still gets 409 and the handler runs once.
+// running request renews the lease, so a retry after the first lease would
+// have lapsed still gets 409, and the handler runs once.
 func TestLeaseRenewal(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
-	idempotency.SetLease(h.store, idempotency.Lease, 20*time.Millisecond)
 	tenant := h.tenant(t)
 	k := newKey(t)
 	r := request{path: "/v1/blocks", tenant: tenant, keys: key(k), body: `{"sku":"renew"}`}
@@ -92,27 +207,11 @@ func TestLeaseRenewal(t *testing.T) {
 	done := make(chan *httptest.ResponseRecorder)
 	go func() { done <- h.do(t, r) }()
 	<-h.entered[0]
-	h.clock.Advance(idempotency.Lease + time.Second)
+	time.Sleep(idempotency.Lease + idempotency.RenewEvery)
 
-	// Wait for a renewal against the advanced clock.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		var lockedUntil time.Time
-		err := h.app.WithTenant(context.Background(), tenant, func(tx *gorm.DB) error {
-			return tx.Raw("SELECT locked_until FROM idempotency_keys WHERE key = ?", k).Scan(&lockedUntil).Error
-		})
-		if err != nil {
-			t.Fatalf("read lease: %v", err)
-		}
-		if lockedUntil.After(h.clock.Now()) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("got locked_until %v, want it renewed past %v within 10s", lockedUntil, h.clock.Now())
-		}
-		time.Sleep(10 * time.Millisecond)
+	if h.leaseLapsed(t, tenant, k) {
+		t.Fatalf("got the lease lapsed %v into the handler, want it renewed", idempotency.Lease+idempotency.RenewEvery)
 	}
-
 	busy := h.do(t, r)
 	if busy.Code != http.StatusConflict {
 		t.Fatalf("while the renewed lease is valid: got status %d (%s), want 409", busy.Code, busy.Body)
@@ -125,5 +224,67 @@ func TestLeaseRenewal(t *testing.T) {
 	wantSame(t, h.do(t, r), first)
 	if got := h.runs.Load(); got != 1 {
 		t.Errorf("got %d handler runs, want 1", got)
+	}
+}
+
+// TestReleaseAfterServerError proves a retry after a 5xx gets a fresh
+// attempt: at once when releasing the key works, also when its first tries
+// fail (PostgreSQL briefly unreachable from the holder: the release is
+// tried again), and within 5s when every try fails.
+func TestReleaseAfterServerError(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		cut     bool          // the holder loses PostgreSQL before it answers
+		restore bool          // and gets it back after a failed release
+		lease   time.Duration // the holder's lease
+		within  time.Duration // the retry must get a fresh attempt this soon after the 5xx
+	}{
+		// A lease of a minute: only the release can free the key in time.
+		{name: "release works", lease: time.Minute, within: time.Second},
+		{name: "release fails, then works", cut: true, restore: true, lease: time.Minute, within: time.Second},
+		{name: "release keeps failing", cut: true, lease: idempotency.Lease, within: freeWithin},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t)
+			h.firstFails = true
+			holder := h.replica(t)
+			idempotency.SetLease(holder.store, tt.lease, idempotency.RenewEvery)
+			r := request{path: "/v1/blocks", tenant: h.tenant(t), keys: key(newKey(t)), body: `{"sku":"release"}`}
+			close(h.gate[1])
+
+			first := make(chan *httptest.ResponseRecorder)
+			go func() { first <- serve(t, holder.eng, r) }()
+			<-h.entered[0]
+			if tt.cut {
+				holder.proxy.Cut()
+			}
+			close(h.gate[0])
+			if tt.restore {
+				h.waitLog(t, "release key failed; retrying")
+				holder.proxy.Restore()
+			}
+			failed := <-first
+			answered := time.Now()
+			if failed.Code != http.StatusServiceUnavailable {
+				t.Fatalf("first: got status %d (%s), want 503", failed.Code, failed.Body)
+			}
+
+			fresh, at := h.retryUntilFresh(t, r, 3*idempotency.Lease)
+			if fresh.Code != http.StatusCreated || replayed(fresh) {
+				t.Fatalf("retry: got status %d replayed=%v (%s), want a fresh 201", fresh.Code, replayed(fresh), fresh.Body)
+			}
+			if waited := at.Sub(answered); waited > tt.within {
+				t.Errorf("got a fresh attempt %v after the 5xx, want within %v", waited, tt.within)
+			}
+			if tt.restore {
+				h.waitLog(t, "release key succeeded after retrying")
+			}
+			if got := h.runs.Load(); got != 2 {
+				t.Errorf("got %d handler runs, want 2", got)
+			}
+		})
 	}
 }

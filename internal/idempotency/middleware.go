@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"strings"
@@ -31,8 +32,16 @@ const (
 	// maxKeyLength is the longest key accepted, in bytes.
 	maxKeyLength = 255
 	// settleTimeout bounds storing or releasing a claim after the handler,
-	// which runs even when the client has gone away.
+	// retries included; settling runs even when the client has gone away.
 	settleTimeout = 10 * time.Second
+	// settleAttempts bounds the tries to store a response or release a key;
+	// settlePause is the pause after the first failed try, doubled after
+	// each further one, plus up to as much again at random (about 1.5 s to
+	// 3 s in all). attemptTimeout bounds one try, so that a connection that
+	// hangs does not use up the budget.
+	settleAttempts = 5
+	settlePause    = 100 * time.Millisecond
+	attemptTimeout = 2 * time.Second
 )
 
 // storedHeaders are the response headers kept and replayed with the body;
@@ -105,7 +114,10 @@ func Middleware(s *Store, log *slog.Logger) gin.HandlerFunc {
 
 // run runs the rest of the chain for the request holding claimID, capturing
 // its response, and then stores it, or releases the key when the handler
-// answered 5xx or panicked.
+// answered 5xx or panicked. The lease is renewed until the response is
+// stored, so no retry runs the handler again meanwhile; before a release
+// renewing stops, so the key is free within the lease even if every try to
+// release it fails.
 func (s *Store) run(c *gin.Context, sc scope, claimID uuid.UUID, log *slog.Logger) {
 	// Settling must happen even when the client has gone away: the handler
 	// may have done its work regardless.
@@ -115,19 +127,20 @@ func (s *Store) run(c *gin.Context, sc scope, claimID uuid.UUID, log *slog.Logge
 	c.Writer = w
 	completed := false
 	defer func() {
-		stop()
 		c.Writer = w.ResponseWriter
 		if completed {
 			return
 		}
 		// The handler panicked (or called runtime.Goexit): release the key
 		// and let the panic go on to the recovery middleware.
+		stop()
 		s.settle(settleCtx, sc, claimID, nil, log)
 	}()
 	c.Next()
 	completed = true
 	status := w.Status()
 	if status >= http.StatusInternalServerError {
+		stop()
 		s.settle(settleCtx, sc, claimID, nil, log)
 		return
 	}
@@ -143,6 +156,7 @@ func (s *Store) run(c *gin.Context, sc scope, claimID uuid.UUID, log *slog.Logge
 		resp = withheld(c)
 	}
 	s.settle(settleCtx, sc, claimID, &resp, log)
+	stop()
 }
 
 // withheld is what a retry gets instead of a response that must not be
@@ -154,28 +168,47 @@ func withheld(c *gin.Context) response {
 	return response{status: p.Status, headers: map[string]string{"Content-Type": "application/problem+json"}, body: body}
 }
 
-// settle stores resp for claimID, or releases the claim when resp is nil.
-// The client has its answer already, so failures are only logged; an
-// unsettled claim frees itself when its lease lapses.
+// settle stores resp for claimID, or releases the claim when resp is nil,
+// trying up to settleAttempts times with backoff: a release that fails
+// would leave a retry waiting for the lease to lapse, a store that fails
+// would let a retry run the handler again once it has. The client has its
+// answer already, so a final failure is only logged.
 func (s *Store) settle(ctx context.Context, sc scope, claimID uuid.UUID, resp *response, log *slog.Logger) {
 	ctx, cancel := context.WithTimeout(ctx, settleTimeout)
 	defer cancel()
-	var (
-		held bool
-		err  error
-		verb = "store response"
-	)
+	verb := "release key"
+	try := func(ctx context.Context) (bool, error) { return s.release(ctx, sc, claimID) }
 	if resp != nil {
-		held, err = s.finish(ctx, sc, claimID, *resp)
-	} else {
-		verb = "release key"
-		held, err = s.release(ctx, sc, claimID)
+		verb = "store response"
+		try = func(ctx context.Context) (bool, error) { return s.finish(ctx, sc, claimID, *resp) }
 	}
-	switch {
-	case err != nil:
-		log.ErrorContext(ctx, "idempotency: "+verb+" failed", "err", err, "tenant_id", sc.tenantID)
-	case !held:
-		log.WarnContext(ctx, "idempotency: "+verb+": the claim was taken over after its lease lapsed", "tenant_id", sc.tenantID)
+	for attempt := 1; ; attempt++ {
+		actx, acancel := context.WithTimeout(ctx, attemptTimeout)
+		held, err := try(actx)
+		acancel()
+		switch {
+		case err == nil && !held:
+			log.WarnContext(ctx, "idempotency: "+verb+": the claim was taken over after its lease lapsed", "tenant_id", sc.tenantID)
+			return
+		case err == nil:
+			if attempt > 1 {
+				log.InfoContext(ctx, "idempotency: "+verb+" succeeded after retrying", "attempts", attempt, "tenant_id", sc.tenantID)
+			}
+			return
+		case attempt == settleAttempts || ctx.Err() != nil:
+			log.ErrorContext(ctx, "idempotency: "+verb+" failed; giving up: the key is free for a retry once its lease lapses",
+				"err", err, "attempts", attempt, "lease", s.lease, "tenant_id", sc.tenantID)
+			return
+		}
+		log.WarnContext(ctx, "idempotency: "+verb+" failed; retrying", "err", err, "attempt", attempt, "tenant_id", sc.tenantID)
+		pause := settlePause << (attempt - 1)
+		pause += rand.N(pause)
+		t := time.NewTimer(pause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+		case <-t.C:
+		}
 	}
 }
 

@@ -18,16 +18,22 @@ import (
 const (
 	// Retention is how long a key and its stored response are kept.
 	Retention = 24 * time.Hour
-	// Lease is how long a claim on a key stays valid without renewal: the
-	// key of a request whose process died can be taken over after it.
-	Lease = 60 * time.Second
+	// Lease is how long a claim on a key stays valid without renewal, by
+	// the database's clock: the key of a request whose process died, or
+	// lost PostgreSQL, is free again within Lease. A running request renews
+	// it every RenewEvery, so a few renewals may fail before it lapses.
+	Lease = 4 * time.Second
+	// RenewEvery is how often a running request renews its lease.
+	RenewEvery = time.Second
 	// maxAttempts bounds the claim loop when the row changes under it
 	// (released, swept or taken over by a concurrent request).
 	maxAttempts = 5
 )
 
 // Store keeps idempotency keys and their responses in PostgreSQL, in each
-// tenant's rows.
+// tenant's rows. Leases are measured by PostgreSQL's clock (now()), which
+// every replica shares: they last seconds, about as long as replicas' clocks
+// may differ. Retention, a day long, follows the Store's own clock.
 type Store struct {
 	db         *db.DB
 	now        func() time.Time
@@ -35,14 +41,17 @@ type Store struct {
 	renewEvery time.Duration
 }
 
-// NewStore returns a Store on d. now is the clock for claims, leases and
-// expiry; nil means time.Now.
+// NewStore returns a Store on d. now is the clock for creation and
+// retention (not leases); nil means time.Now.
 func NewStore(d *db.DB, now func() time.Time) *Store {
 	if now == nil {
 		now = time.Now
 	}
-	return &Store{db: d, now: now, lease: Lease, renewEvery: Lease / 3}
+	return &Store{db: d, now: now, lease: Lease, renewEvery: RenewEvery}
 }
+
+// leaseSeconds is the lease as make_interval's secs argument.
+func (s *Store) leaseSeconds() float64 { return s.lease.Seconds() }
 
 // scope names one key: the tenant, the credential that sent it and the key.
 type scope struct {
@@ -86,7 +95,7 @@ type keyRow struct {
 	Status          *int      `gorm:"column:status"`
 	ResponseBody    []byte    `gorm:"column:response_body"`
 	ResponseHeaders string    `gorm:"column:response_headers"`
-	LockedUntil     time.Time `gorm:"column:locked_until"`
+	Held            bool      `gorm:"column:held"` // the lease is valid by the database's clock
 	ExpiresAt       time.Time `gorm:"column:expires_at"`
 }
 
@@ -112,9 +121,9 @@ func (s *Store) tryAcquire(ctx context.Context, sc scope, hash []byte) (d decisi
 	err = s.db.WithTenant(ctx, sc.tenantID, func(tx *gorm.DB) error {
 		res := tx.Exec(`INSERT INTO idempotency_keys
 				(tenant_id, credential, key, request_hash, claim_id, locked_until, created_at, expires_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+			VALUES (?, ?, ?, ?, ?, now() + make_interval(secs => ?), ?, ?)
 			ON CONFLICT DO NOTHING`,
-			sc.tenantID, sc.credential, sc.key, hash, claimID, now.Add(s.lease), now, now.Add(Retention))
+			sc.tenantID, sc.credential, sc.key, hash, claimID, s.leaseSeconds(), now, now.Add(Retention))
 		if res.Error != nil {
 			return fmt.Errorf("claim idempotency key: %w", res.Error)
 		}
@@ -125,7 +134,7 @@ func (s *Store) tryAcquire(ctx context.Context, sc scope, hash []byte) (d decisi
 
 		var rows []keyRow
 		err := tx.Raw(`SELECT request_hash, status, response_body, response_headers::text AS response_headers,
-				locked_until, expires_at
+				locked_until > now() AS held, expires_at
 			FROM idempotency_keys WHERE tenant_id = ? AND credential = ? AND key = ?`,
 			sc.tenantID, sc.credential, sc.key).Scan(&rows).Error
 		if err != nil {
@@ -148,14 +157,15 @@ func (s *Store) tryAcquire(ctx context.Context, sc scope, hash []byte) (d decisi
 			retry = true
 		case !bytes.Equal(r.RequestHash, hash):
 			d.outcome = reused
-		case r.Status == nil && r.LockedUntil.After(now):
+		case r.Status == nil && r.Held:
 			d.outcome = inFlight
 		case r.Status == nil:
-			// The holder's lease lapsed (its process died): take over. The
-			// WHERE admits one taker; a concurrent one updates no row.
-			res := tx.Exec(`UPDATE idempotency_keys SET claim_id = ?, locked_until = ?
-				WHERE tenant_id = ? AND credential = ? AND key = ? AND status IS NULL AND locked_until <= ?`,
-				claimID, now.Add(s.lease), sc.tenantID, sc.credential, sc.key, now)
+			// The holder's lease lapsed (its process died, or it lost
+			// PostgreSQL): take over. The WHERE admits one taker; a
+			// concurrent one updates no row.
+			res := tx.Exec(`UPDATE idempotency_keys SET claim_id = ?, locked_until = now() + make_interval(secs => ?)
+				WHERE tenant_id = ? AND credential = ? AND key = ? AND status IS NULL AND locked_until <= now()`,
+				claimID, s.leaseSeconds(), sc.tenantID, sc.credential, sc.key)
 			if res.Error != nil {
 				return fmt.Errorf("take over idempotency key: %w", res.Error)
 			}
@@ -228,9 +238,9 @@ func (s *Store) release(ctx context.Context, sc scope, claimID uuid.UUID) (bool,
 func (s *Store) renew(ctx context.Context, sc scope, claimID uuid.UUID) (bool, error) {
 	var renewed bool
 	err := s.db.WithTenant(ctx, sc.tenantID, func(tx *gorm.DB) error {
-		res := tx.Exec(`UPDATE idempotency_keys SET locked_until = ?
+		res := tx.Exec(`UPDATE idempotency_keys SET locked_until = now() + make_interval(secs => ?)
 			WHERE tenant_id = ? AND credential = ? AND key = ? AND claim_id = ? AND status IS NULL`,
-			s.now().UTC().Add(s.lease), sc.tenantID, sc.credential, sc.key, claimID)
+			s.leaseSeconds(), sc.tenantID, sc.credential, sc.key, claimID)
 		if res.Error != nil {
 			return fmt.Errorf("renew idempotency lease: %w", res.Error)
 		}
@@ -240,9 +250,13 @@ func (s *Store) renew(ctx context.Context, sc scope, claimID uuid.UUID) (bool, e
 	return renewed, err
 }
 
-// keepAlive renews the lease of claimID until the returned stop is called,
-// so that a handler slower than the lease is not run a second time by a
-// retry. stop waits for the renewing goroutine to end.
+// keepAlive renews the lease of claimID every renewEvery until the returned
+// stop is called, so that a handler slower than the lease is not run a
+// second time by a retry. A renewal that fails (PostgreSQL unreachable) is
+// tried again at the next tick; if none succeeds within the lease, the key
+// is free for a retry. Renewing ends when the claim is lost. stop waits for
+// the renewing goroutine to end: from then on the lease lapses within
+// s.lease unless the claim is settled first.
 func (s *Store) keepAlive(ctx context.Context, sc scope, claimID uuid.UUID, log *slog.Logger) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -254,16 +268,20 @@ func (s *Store) keepAlive(ctx context.Context, sc scope, claimID uuid.UUID, log 
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				held, err := s.renew(ctx, sc, claimID)
-				switch {
-				case ctx.Err() != nil:
-					return
-				case err != nil:
-					log.WarnContext(ctx, "idempotency: renewing lease failed", "err", err, "tenant_id", sc.tenantID)
-				case !held:
-					log.WarnContext(ctx, "idempotency: lease lost while the handler runs", "tenant_id", sc.tenantID)
-					return
-				}
+			}
+			// A renewal stuck longer than half the lease is worth no more
+			// than a failed one: give the next tick its chance.
+			rctx, rcancel := context.WithTimeout(ctx, s.lease/2)
+			held, err := s.renew(rctx, sc, claimID)
+			rcancel()
+			switch {
+			case ctx.Err() != nil:
+				return
+			case err != nil:
+				log.WarnContext(ctx, "idempotency: renewing lease failed; trying again", "err", err, "tenant_id", sc.tenantID)
+			case !held:
+				log.WarnContext(ctx, "idempotency: lease lost while the handler runs", "tenant_id", sc.tenantID)
+				return
 			}
 		}
 	})
