@@ -103,6 +103,16 @@ func addCounts(tx *gorm.DB, tenantID uuid.UUID, counts []count) error {
 	if err != nil {
 		return err
 	}
+	_, err = upsertCounts(tx, p, tenantID, counts, false)
+	return err
+}
+
+// upsertCounts adds counts to tenantID's usage_counters in tx, where
+// lockPeriods returned p and tenantID is the tenant set for row-level
+// security, in one statement. With ifTenant it writes nothing, and reports
+// false, when the tenant no longer exists (deleted since it was counted)
+// instead of failing on the foreign key.
+func upsertCounts(tx *gorm.DB, p periods, tenantID uuid.UUID, counts []count, ifTenant bool) (bool, error) {
 	type rowKey struct {
 		meter, currency string
 		hour            int64
@@ -110,7 +120,7 @@ func addCounts(tx *gorm.DB, tenantID uuid.UUID, counts []count) error {
 	merged := map[rowKey]int64{}
 	for _, c := range counts {
 		if c.n < 0 {
-			return fmt.Errorf("negative count %d of %s", c.n, c.meter)
+			return false, fmt.Errorf("negative count %d of %s", c.n, c.meter)
 		}
 		k := rowKey{c.meter, c.currency, c.hour.Unix()}
 		if IsGauge(c.meter) {
@@ -118,6 +128,9 @@ func addCounts(tx *gorm.DB, tenantID uuid.UUID, counts []count) error {
 		} else {
 			merged[k] += c.n
 		}
+	}
+	if len(merged) == 0 {
+		return true, nil
 	}
 	keys := make([]rowKey, 0, len(merged))
 	for k := range merged {
@@ -135,29 +148,37 @@ func addCounts(tx *gorm.DB, tenantID uuid.UUID, counts []count) error {
 		return int(a.hour - b.hour)
 	})
 	var sb strings.Builder
-	sb.WriteString("INSERT INTO usage_counters (tenant_id, meter, currency, hour, billing_period, quantity) VALUES ")
-	args := make([]any, 0, 6*len(keys))
+	sb.WriteString("INSERT INTO usage_counters (tenant_id, meter, currency, hour, billing_period, quantity) ")
+	sb.WriteString("SELECT v.tenant_id, v.meter, v.currency, v.hour, v.billing_period, v.quantity FROM (VALUES ")
+	args := make([]any, 0, 6*len(keys)+1)
 	for i, k := range keys {
 		if i > 0 {
 			sb.WriteString(", ")
 		}
-		sb.WriteString("(?, ?, ?, ?, ?, ?)")
+		sb.WriteString("(?::uuid, ?::text, ?::text, ?::timestamptz, ?::text, ?::bigint)")
 		hour := time.Unix(k.hour, 0).UTC()
 		args = append(args, tenantID, k.meter, k.currency, hour, p.attribute(hour), merged[k])
+	}
+	sb.WriteString(") AS v (tenant_id, meter, currency, hour, billing_period, quantity)")
+	if ifTenant {
+		sb.WriteString(" WHERE EXISTS (SELECT 1 FROM tenants t WHERE t.id = ?::uuid)")
+		args = append(args, tenantID)
 	}
 	sb.WriteString(` ON CONFLICT (tenant_id, meter, currency, hour, billing_period) DO UPDATE SET
 		quantity = CASE WHEN usage_counters.meter = '` + MeterActiveProducts + `'
 		                THEN greatest(usage_counters.quantity, EXCLUDED.quantity)
 		                ELSE usage_counters.quantity + EXCLUDED.quantity END,
 		updated_at = now()`)
-	if err := tx.Exec(sb.String(), args...).Error; err != nil {
-		return fmt.Errorf("add usage counts: %w", err)
+	res := tx.Exec(sb.String(), args...)
+	if res.Error != nil {
+		return false, fmt.Errorf("add usage counts: %w", res.Error)
 	}
-	return nil
+	return res.RowsAffected > 0, nil
 }
 
 // applyOnce adds counts in tx unless name is already in usage_flushes; it
-// records name either way. It reports whether the counts were added.
+// records name either way. It reports whether the counts were added. The
+// legacy drain (legacy.go) names each Redis hash it applies this way.
 func applyOnce(tx *gorm.DB, tenantID uuid.UUID, name string, counts []count) (bool, error) {
 	res := tx.Exec("INSERT INTO usage_flushes (flush_key) VALUES (?) ON CONFLICT (flush_key) DO NOTHING", name)
 	if res.Error != nil {
@@ -172,8 +193,8 @@ func applyOnce(tx *gorm.DB, tenantID uuid.UUID, name string, counts []count) (bo
 // UsedInPeriod returns what the tenant of tx (a db.WithTenant transaction)
 // used in a billing period according to usage_counters, per meter and
 // currency: the sum of counts, the highest hourly value of gauges. It does
-// not include counts not yet flushed from Redis (at most the current and
-// previous hour's).
+// not include what replicas hold in memory and have not flushed yet (about
+// the last second of api_requests; see Counter).
 func UsedInPeriod(ctx context.Context, tx *gorm.DB, period string) (map[MeterKey]int64, error) {
 	if _, err := PeriodStart(period); err != nil {
 		return nil, err

@@ -3,7 +3,8 @@
 //
 // What it owns: usage_counters (a tenant table under row-level security:
 // one row per tenant, meter, currency, UTC hour and billing period),
-// usage_flushes (platform data: the names of flushes already applied),
+// usage_flushes (platform data: each replica's last applied flush, and the
+// names of Redis hashes drained from earlier releases),
 // billing_periods (closed periods), billing_lines and billing_exports, and
 // the plan catalogue's meters (plan_meters). Cross-tenant reads go through
 // SECURITY DEFINER functions only: billing_active_products (0008) and the
@@ -17,10 +18,9 @@
 //   - Counter and Metering: request meters. Metering counts api_requests
 //     for every authenticated /v1 request it sees, whatever the status,
 //     except the 429s (and fail-closed 503s) this package itself answered.
-//     Counter.Run pushes the counts to Redis, flushes them into
-//     usage_counters, writes them straight to PostgreSQL while Redis is
-//     down, and samples active_products; Counter.Flush empties everything
-//     into PostgreSQL (call it at shutdown, after the HTTP server stopped).
+//     Counter.Run writes the counts into usage_counters every second and
+//     samples active_products; Counter.Flush writes what is left (call it
+//     at shutdown, after the HTTP server stopped; it needs no Redis).
 //   - SubscribeMeters: business meters (orders_created, payment_volume) from
 //     the event stream, written in the dispatcher's transaction, so each
 //     event counts exactly once however often requests were retried.
@@ -31,50 +31,45 @@
 //     usage API and the admin report; the usage API and billing exports
 //     (usage*.go, export*.go, http.go) build on the same counters.
 //
-// What it needs: internal/db (tenant transactions), Redis, internal/events
-// (the dispatcher it subscribes to), internal/identity (the principal: its
-// tenant and plan), internal/httpx and internal/fault (problem responses).
+// What it needs: internal/db (tenant transactions), Redis (rate limits),
+// internal/events (the dispatcher it subscribes to), internal/identity (the
+// principal: its tenant and plan), internal/httpx and internal/fault
+// (problem responses).
 // It imports no other module: the payloads of order.placed and
 // payment.succeeded that it reads are declared here.
 //
 // # Counting without loss or double counting
 //
-// The request path never waits for Redis to count. Metering adds to an
-// in-process accumulator (sharded maps, a few tens of nanoseconds); every
-// 100ms the accumulator is pushed to Redis, one Lua call per tenant that
-// does HINCRBY on the hash usage:{tenant}:YYYYMMDDHH (field meter|currency)
-// and records the push's sequence number under usage-seq:{tenant}:<replica>.
-// The call applies only a sequence number higher than the recorded one, so
-// pushing a batch again (a go-redis retry, or a retry after the connection
-// broke before the reply) never counts it twice; a batch whose outcome is
-// unknown is held and resolved that way once Redis answers. Every key of a
-// tenant carries the tenant in braces, so on Redis Cluster they share a
-// slot.
+// The request path never waits to count. Metering adds to an in-process
+// accumulator (sharded maps, a few tens of nanoseconds). Every second the
+// Counter takes the accumulator as a flush under the next sequence number
+// of this replica (a random id per process) and writes it straight into
+// usage_counters in one transaction (at most 200 tenants each; more make
+// more flushes, numbered in order). The same transaction raises the
+// replica's applied_seq in usage_flushes (flush_key 'replica:<id>') to the
+// flush's number, and adds nothing if the number is there already. A flush
+// stays in memory until its transaction is known to have committed; one
+// that failed, or whose COMMIT reply was lost, is written again under the
+// same number before any later count is taken, so a retry whose first
+// attempt committed finds its number applied and adds nothing: each count
+// is applied exactly once. While PostgreSQL is away, new counts merge in
+// the accumulator, so memory stays bounded. Each tenant's rows are written
+// after db.SetTenant, under its row-level security; tenants are written in
+// id order by every replica, so flushes of the same rows queue instead of
+// deadlocking. A tenant deleted since it was counted is skipped.
 //
-// The flusher (every 30s, on every replica at once if need be) renames each
-// hash of a past hour to a uniquely named usage-flushing:{tenant}:hour:… key
-// (RENAME is atomic: of two racing flushers one gets "no such key" and moves
-// on), then, in one tenant transaction, inserts the flushing key's name
-// into usage_flushes and, only if that row is new, adds the counts to
-// usage_counters; after the commit it deletes the flushing key. A flusher
-// that dies after the rename leaves the flushing key behind, and a later
-// pass applies it; one that dies after the commit leaves a key whose name
-// is already in usage_flushes, so the later pass only deletes it. (GETDEL or
-// a read-and-delete script would lose the counts in that crash.)
-// usage_flushes rows are pruned after 30 days; usage keys expire after 7.
+// Redis holds no usage: a Redis that restarts without persistence, or is
+// down, loses no count (rate limits fail open or closed meanwhile). Earlier
+// releases pushed counts to Redis hashes; Run drains any such keys an older
+// replica left (at start and every 10 minutes, legacy.go), by renaming
+// each to a uniquely named key and applying that name once.
 //
-// While Redis does not answer, requests are still served and counted: the
-// accumulator is written straight to usage_counters every second, each
-// batch under its own usage_flushes name so a retried commit applies once.
-// When Redis answers again, counting goes back to it.
-//
-// What a crash can still lose: the counts of the last 100ms not yet pushed
-// to Redis (in-process only), and a Redis that restarts without persistence
-// loses what it held. Run Redis with AOF (appendfsync everysec) and stop
-// replicas gracefully (Counter.Flush) for exact counts. A batch whose push
-// outcome is still unknown at shutdown with Redis unreachable is written to
-// PostgreSQL with a warning: it is counted twice only if Redis had applied
-// it and later comes back with it.
+// What a crash can lose: the counts this process took since its last
+// committed flush, about the last second of its requests (a SIGKILL, an
+// out-of-memory kill, a lost machine). A graceful stop (Counter.Flush,
+// which retries while PostgreSQL fails, until its context ends) loses
+// none. usage_counters, and so GET /v1/usage, the admin report and the
+// exports, lag the requests by about a second.
 //
 // A count belongs to the billing period of its hour ("YYYY-MM"), unless
 // that period is closed (a row in billing_periods); then it goes to the
@@ -110,8 +105,9 @@
 // hard-limited meter of the tenant's plan is used up for the current
 // period (UTC month): api_requests on every request, orders_created on
 // POST /v1/orders (LimitOptions.QuotaRoutes). Usage is the counters of the
-// period plus what Redis and this replica have not flushed yet, plus what
-// this replica admitted since it read them. A replica trusts what it read
+// period plus what this replica has not flushed yet (read so that a flush
+// committing meanwhile is never counted twice), plus what this replica
+// admitted since it read them. A replica trusts what it read
 // for as long as the tenant, at its full rate, would need to use half of
 // what is left (1 to 30 seconds), reading again in the background, or, at
 // the one-second floor, before answering: other replicas' requests can

@@ -1,122 +1,34 @@
 package billing
 
 import (
+	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"net"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/redis/go-redis/v9"
 	"gorm.io/gorm"
 
 	"github.com/tenantd/tenantd/internal/db"
 )
 
-// Redis keys. Every key carries its tenant in braces (a hash tag), so on
-// Redis Cluster all of a tenant's keys share a slot and the Lua push and
-// RENAME stay single-slot.
-const (
-	usagePrefix    = "usage:"          // usage:{tenant}:YYYYMMDDHH, a hash of meter|currency → count
-	flushingPrefix = "usage-flushing:" // usage-flushing:{tenant}:YYYYMMDDHH:<uuid v7>, taken by a flusher
-	seqPrefix      = "usage-seq:"      // usage-seq:{tenant}:<replica>, the last push applied
-	hourLayout     = "2006010215"
-	usageKeyTTL    = 7 * 24 * time.Hour
-	seqTTL         = 24 * time.Hour
-	// flushesKept is how long usage_flushes remembers a flush: far longer
-	// than any flushing key can live (usageKeyTTL).
-	flushesKept = "30 days"
-)
+// flushKey is this replica's row in usage_flushes: applied_seq there is the
+// number of the last flush of this replica that usage_counters holds.
+func (c *Counter) flushKey() string { return "replica:" + c.replica }
 
-// pushScript adds one tenant's batch to its hourly hashes unless this
-// replica already pushed a batch with that sequence number or a later one,
-// so pushing a batch again never counts it twice.
-//
-//	KEYS[1]   usage-seq:{tenant}:<replica>
-//	KEYS[2..] usage:{tenant}:<hour>
-//	ARGV      seq, ttl seconds, then (key index, field, amount) triples
-var pushScript = redis.NewScript(`
-local last = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tonumber(ARGV[1]) <= last then
-  return 0
-end
-local ttl = tonumber(ARGV[2])
-for i = 3, #ARGV, 3 do
-  local key = KEYS[tonumber(ARGV[i])]
-  redis.call('HINCRBY', key, ARGV[i + 1], ARGV[i + 2])
-  redis.call('EXPIRE', key, ttl)
-end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[2]))
-return 1
-`)
-
-// errRedisDown means Redis failed recently and is not tried again yet.
-var errRedisDown = errors.New("redis is unavailable")
-
-// flushHooks let tests stop a flusher between its steps.
-type flushHooks struct {
-	afterRename func(flushingKey string) error // after RENAME, before the transaction
-	afterCommit func(flushingKey string) error // after COMMIT, before DEL
-}
-
-func usageKey(tenantID uuid.UUID, hour int64) string {
-	return usagePrefix + "{" + tenantID.String() + "}:" + time.Unix(hour*3600, 0).UTC().Format(hourLayout)
-}
-
-// parseKey splits prefix{tenant}:YYYYMMDDHH[:rest].
-func parseKey(key, prefix string) (tenantID uuid.UUID, hour time.Time, rest string, ok bool) {
-	s, found := strings.CutPrefix(key, prefix+"{")
-	if !found || len(s) < 36+2+len(hourLayout) || s[36:38] != "}:" {
-		return uuid.Nil, time.Time{}, "", false
-	}
-	tenantID, err := uuid.Parse(s[:36])
-	if err != nil {
-		return uuid.Nil, time.Time{}, "", false
-	}
-	s = s[38:]
-	hour, err = time.Parse(hourLayout, s[:len(hourLayout)])
-	if err != nil {
-		return uuid.Nil, time.Time{}, "", false
-	}
-	s = s[len(hourLayout):]
-	if s != "" {
-		if rest, found = strings.CutPrefix(s, ":"); !found || rest == "" {
-			return uuid.Nil, time.Time{}, "", false
-		}
-	}
-	return tenantID, hour, rest, true
-}
-
-// Run does the Counter's background work until ctx ends: it pushes counts
-// to Redis every 100ms, writes them to PostgreSQL while Redis is down,
-// flushes past hours from Redis every 30s, samples active_products every
-// minute and prunes usage_flushes hourly. When ctx ends it flushes
-// everything (Flush) before returning.
+// Run does the Counter's background work until ctx ends: it writes the
+// counts to usage_counters every second, samples active_products every
+// minute, drains usage an earlier release left in Redis (at start, then
+// every 10 minutes) and prunes usage_flushes hourly. When ctx ends it
+// flushes what it still holds (Flush) before returning.
 func (c *Counter) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		every(ctx, pushEvery, func() {
-			if err := c.push(ctx, false); err != nil && !errors.Is(err, errRedisDown) {
-				c.log.Debug("billing: push usage to redis", "err", err)
-			}
-		})
-	})
-	wg.Go(func() {
-		every(ctx, directEvery, func() {
-			if err := c.writeDirect(ctx); err != nil && ctx.Err() == nil {
-				c.log.Warn("billing: write usage to postgres; will retry", "err", err)
-			}
-		})
-	})
-	wg.Go(func() {
 		every(ctx, flushEvery, func() {
-			if err := c.flushRedis(ctx, false); err != nil && ctx.Err() == nil {
-				c.log.Warn("billing: flush usage from redis; will retry", "err", err)
+			if err := c.flushOnce(ctx); err != nil && ctx.Err() == nil {
+				c.failed(err)
 			}
 		})
 	})
@@ -126,6 +38,15 @@ func (c *Counter) Run(ctx context.Context) {
 				c.log.Warn("billing: sample active products", "err", err)
 			}
 		})
+	})
+	wg.Go(func() {
+		drain := func() {
+			if err := c.drainLegacy(ctx); err != nil && ctx.Err() == nil {
+				c.log.Warn("billing: drain usage left in redis by an earlier release; will retry", "err", err)
+			}
+		}
+		drain()
+		every(ctx, legacyEvery, drain)
 	})
 	wg.Go(func() {
 		every(ctx, pruneEvery, func() {
@@ -156,217 +77,79 @@ func every(ctx context.Context, d time.Duration, fn func()) {
 	}
 }
 
-// Flush moves every count this replica holds, and every count in Redis
-// (the current hour's too), into usage_counters. Call it at shutdown after
-// the HTTP server has stopped, and in tests. It is safe to call while Run
-// runs, and on several replicas at once.
+// failed logs a flush that failed: the first of a series, then every
+// tenth, so an outage of PostgreSQL does not log every second.
+func (c *Counter) failed(err error) {
+	c.flushMu.Lock()
+	n := c.failures
+	c.flushMu.Unlock()
+	if n == 1 || n%10 == 0 {
+		c.log.Warn("billing: write usage to postgres; counts stay in memory and are retried every second",
+			"failures_in_a_row", n, "err", err)
+	}
+}
+
+// Flush writes every count this replica holds to usage_counters, retrying
+// while PostgreSQL fails, until ctx ends. Call it at shutdown after the
+// HTTP server has stopped (it needs no Redis), and in tests. It is safe to
+// call while Run runs.
 func (c *Counter) Flush(ctx context.Context) error {
-	pushErr := c.push(ctx, true)
-	if pushErr != nil {
-		// Redis is down: what it may have applied cannot be known now.
-		c.mu.Lock()
-		if n := len(c.unknown); n > 0 {
-			c.log.Warn("billing: writing usage batches of unknown outcome to postgres; they count twice if redis applied them and comes back with them", "batches", n)
-			c.direct = append(c.direct, c.unknown...)
-			c.unknown = nil
+	pause := 50 * time.Millisecond
+	for {
+		err := c.flushOnce(ctx)
+		if err == nil {
+			return nil
 		}
-		c.mu.Unlock()
-	}
-	c.directMu.Lock()
-	err := c.writeDirectLocked(ctx, pushErr != nil)
-	c.directMu.Unlock()
-	if err != nil {
-		return err
-	}
-	if pushErr != nil {
-		return fmt.Errorf("flush usage from redis: %w", pushErr)
-	}
-	return c.flushRedis(ctx, true)
-}
-
-// redisUp reports whether counts should go to Redis: it has not failed, or
-// it answers a PING again (tried at most once per probeEvery unless force).
-func (c *Counter) redisUp(ctx context.Context, force bool) bool {
-	c.mu.Lock()
-	down, probeAt := c.down, c.probeAt
-	c.mu.Unlock()
-	if !down {
-		return true
-	}
-	if !force && time.Now().Before(probeAt) {
-		return false
-	}
-	if err := c.rdb.Ping(ctx).Err(); err != nil {
-		c.mu.Lock()
-		c.probeAt = time.Now().Add(probeEvery)
-		c.mu.Unlock()
-		return false
-	}
-	c.mu.Lock()
-	c.down = false
-	c.mu.Unlock()
-	c.log.Info("billing: redis answers again; counting usage there")
-	return true
-}
-
-func (c *Counter) markDown(err error) {
-	c.mu.Lock()
-	was := c.down
-	c.down, c.probeAt = true, time.Now().Add(probeEvery)
-	c.mu.Unlock()
-	if !was {
-		c.log.Warn("billing: redis unavailable; counting usage in postgres until it answers", "err", err)
-	}
-}
-
-// push sends the accumulator to Redis. Batches whose outcome is unknown go
-// first: the sequence check applies each at most once, and a tenant's later
-// batch must not reach Redis before them (it would raise the sequence past
-// theirs). While any stays unknown, or Redis fails, the counts wait for
-// writeDirect.
-func (c *Counter) push(ctx context.Context, force bool) error {
-	c.pushMu.Lock()
-	defer c.pushMu.Unlock()
-	if !c.redisUp(ctx, force) {
-		return errRedisDown
-	}
-	c.mu.Lock()
-	retry := c.unknown
-	c.unknown = nil
-	c.inflight = append(c.inflight, retry...)
-	c.mu.Unlock()
-	if len(retry) > 0 {
-		failed, unknown, err := c.send(ctx, retry)
-		c.mu.Lock()
-		c.inflight = nil
-		c.unknown = append(append(c.unknown, failed...), unknown...) // still unknown either way
-		stuck := len(c.unknown) > 0
-		c.mu.Unlock()
-		if stuck {
-			c.markDown(err)
-			return fmt.Errorf("resolve usage batches: %w", err)
+		t := time.NewTimer(pause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("flush usage: %w (gave up: %w)", err, ctx.Err())
+		case <-t.C:
 		}
+		pause = min(2*pause, time.Second)
 	}
-	bs := c.drain(true)
-	if len(bs) == 0 {
-		return nil
-	}
-	failed, unknown, err := c.send(ctx, bs)
-	c.mu.Lock()
-	c.inflight = nil
-	c.direct = append(c.direct, failed...)
-	c.unknown = append(c.unknown, unknown...)
-	c.mu.Unlock()
-	if err != nil {
-		c.markDown(err)
-		return fmt.Errorf("push usage: %w", err)
-	}
-	return nil
 }
 
-// drain takes the accumulator as batches under a new sequence number and
-// lists them as in flight (toRedis) or to be written to PostgreSQL.
-func (c *Counter) drain(toRedis bool) []*batch {
-	bs := c.take()
-	if len(bs) == 0 {
-		return nil
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.seq++
-	for _, b := range bs {
-		b.seq = c.seq
-	}
-	if toRedis {
-		c.inflight = append(c.inflight, bs...)
-	} else {
-		c.direct = append(c.direct, bs...)
-	}
-	return bs
-}
-
-// send pushes batches in one pipeline. It returns the batches Redis
-// certainly did not apply, those it may have applied, and the first error.
-func (c *Counter) send(ctx context.Context, bs []*batch) (failed, unknown []*batch, first error) {
-	run := func(bs []*batch, eval bool) (noScript []*batch) {
-		pipe := c.rdb.Pipeline()
-		cmds := make([]*redis.Cmd, len(bs))
-		for i, b := range bs {
-			keys, args := b.scriptArgs(c.replica)
-			if eval {
-				cmds[i] = pushScript.Eval(ctx, pipe, keys, args...)
-			} else {
-				cmds[i] = pushScript.EvalSha(ctx, pipe, keys, args...)
+// flushOnce writes the pending flushes, oldest first, and then what the
+// accumulator holds as a new flush. While an older flush is pending (its
+// write failed, or its outcome is unknown), new counts stay in the
+// accumulator, where they merge: memory stays bounded however long
+// PostgreSQL is away.
+func (c *Counter) flushOnce(ctx context.Context) error {
+	c.flushMu.Lock()
+	defer c.flushMu.Unlock()
+	for {
+		c.mu.Lock()
+		retry := len(c.pending) > 0
+		if !retry {
+			c.pending = c.takeLocked()
+		}
+		todo := slices.Clone(c.pending)
+		c.mu.Unlock()
+		for _, f := range todo {
+			if err := c.write(ctx, f); err != nil {
+				c.failures++
+				return err
 			}
+			c.mu.Lock()
+			c.pending = slices.DeleteFunc(c.pending, func(p *flush) bool { return p == f })
+			c.mu.Unlock()
 		}
-		if _, err := pipe.Exec(ctx); err != nil {
-			c.log.Debug("billing: usage push pipeline", "err", err) // classified per command below
+		if c.failures > 0 {
+			c.log.Info("billing: usage written to postgres again", "failures_in_a_row", c.failures)
+			c.failures = 0
 		}
-		for i, cmd := range cmds {
-			err := cmd.Err()
-			switch {
-			case err == nil:
-			case !eval && redis.HasErrorPrefix(err, "NOSCRIPT"):
-				noScript = append(noScript, bs[i])
-			case notSent(err):
-				failed = append(failed, bs[i])
-				first = firstErr(first, err)
-			default:
-				unknown = append(unknown, bs[i])
-				first = firstErr(first, err)
-			}
+		if !retry {
+			return nil
 		}
-		return noScript
 	}
-	if again := run(bs, false); len(again) > 0 {
-		run(again, true)
-	}
-	return failed, unknown, first
 }
 
-func firstErr(first, err error) error {
-	if first != nil {
-		return first
-	}
-	return err
-}
-
-// notSent reports whether a command that failed with err certainly did not
-// run in Redis: no connection could be made, or Redis answered with an
-// error. Anything else (a connection that broke after the write, a
-// timeout) leaves the outcome unknown.
-func notSent(err error) bool {
-	var op *net.OpError
-	if errors.As(err, &op) && op.Op == "dial" {
-		return true
-	}
-	var re redis.Error
-	if errors.As(err, &re) {
-		return true
-	}
-	return errors.Is(err, redis.ErrClosed) || errors.Is(err, redis.ErrPoolTimeout)
-}
-
-// scriptArgs returns pushScript's keys and arguments for b.
-func (b *batch) scriptArgs(replica string) (keys []string, args []any) {
-	keys = []string{seqPrefix + "{" + b.tenant.String() + "}:" + replica}
-	index := map[int64]int{}
-	args = []any{b.seq, int64(usageKeyTTL / time.Second)}
-	for k, n := range b.counts {
-		i, ok := index[k.hour]
-		if !ok {
-			keys = append(keys, usageKey(b.tenant, k.hour))
-			i = len(keys)
-			index[k.hour] = i
-		}
-		args = append(args, i, k.meter+"|"+k.currency, n)
-	}
-	return keys, args
-}
-
-// take empties the accumulator into one batch per tenant.
-func (c *Counter) take() []*batch {
-	byTenant := map[uuid.UUID]*batch{}
+// takeLocked empties the accumulator into new flushes of at most
+// maxFlushTenants tenants each, numbered in order. c.mu must be held.
+func (c *Counter) takeLocked() []*flush {
+	byTenant := map[uuid.UUID][]count{}
 	for i := range c.shards {
 		s := &c.shards[i]
 		s.mu.Lock()
@@ -374,177 +157,108 @@ func (c *Counter) take() []*batch {
 		s.counts = nil
 		s.mu.Unlock()
 		for k, n := range counts {
-			b := byTenant[k.tenant]
-			if b == nil {
-				b = &batch{tenant: k.tenant, counts: map[countKey]int64{}}
-				byTenant[k.tenant] = b
-			}
-			b.counts[k] += n
+			byTenant[k.tenant] = append(byTenant[k.tenant], count{meter: k.meter, currency: k.currency,
+				hour: time.Unix(k.hour*3600, 0).UTC(), n: n})
 		}
 	}
-	out := make([]*batch, 0, len(byTenant))
-	for _, b := range byTenant {
-		out = append(out, b)
+	if len(byTenant) == 0 {
+		return nil
+	}
+	batches := make([]batch, 0, len(byTenant))
+	for id, counts := range byTenant {
+		batches = append(batches, batch{tenant: id, counts: counts})
+	}
+	// Every flush of every replica writes tenants in id order (PostgreSQL
+	// orders uuids bytewise too), so flushes that touch the same rows queue
+	// instead of deadlocking.
+	slices.SortFunc(batches, func(a, b batch) int { return bytes.Compare(a.tenant[:], b.tenant[:]) })
+	var out []*flush
+	for chunk := range slices.Chunk(batches, maxFlushTenants) {
+		c.seq++
+		out = append(out, &flush{seq: c.seq, batches: chunk})
 	}
 	return out
 }
 
-// writeDirect writes to PostgreSQL the batches Redis could not take and,
-// while Redis is down, the accumulator.
-func (c *Counter) writeDirect(ctx context.Context) error {
-	c.directMu.Lock()
-	defer c.directMu.Unlock()
-	c.mu.Lock()
-	down := c.down
-	c.mu.Unlock()
-	return c.writeDirectLocked(ctx, down)
-}
-
-// writeDirectLocked is writeDirect with directMu held; with drainAll the
-// accumulator is written too.
-func (c *Counter) writeDirectLocked(ctx context.Context, drainAll bool) error {
-	if drainAll {
-		c.drain(false)
-	}
-	c.mu.Lock()
-	todo := slices.Clone(c.direct)
-	c.mu.Unlock()
-	var errs []error
-	for _, b := range todo {
-		err := c.writeBatch(ctx, b)
-		if err != nil && !db.IsForeignKeyViolation(err) {
-			errs = append(errs, err)
-			continue
+// write applies f to usage_counters exactly once. In one transaction it
+// raises this replica's applied_seq in usage_flushes to f.seq, which
+// succeeds only if f is not applied yet, and then adds each tenant's counts
+// under that tenant's row-level security. A write retried after a COMMIT
+// whose reply was lost finds f.seq recorded and adds nothing. This relies
+// on a replica writing its flushes one at a time and in order (flushMu,
+// and a flush is dropped only once it is known to be applied).
+//
+// One transaction serves many tenants: each one's statements run after
+// db.SetTenant, so row-level security admits only its rows. A tenant
+// deleted since it was counted is skipped, its counts dropped.
+func (c *Counter) write(ctx context.Context, f *flush) error {
+	var gone []uuid.UUID
+	applied := false
+	err := c.d.Unscoped(ctx).Transaction(func(tx *gorm.DB) error {
+		gone, applied = nil, false
+		res := tx.Exec(`INSERT INTO usage_flushes (flush_key, applied_seq) VALUES (?, ?)
+			ON CONFLICT (flush_key) DO UPDATE SET applied_seq = EXCLUDED.applied_seq, flushed_at = now()
+			WHERE usage_flushes.applied_seq < EXCLUDED.applied_seq`, c.flushKey(), f.seq)
+		if res.Error != nil {
+			return fmt.Errorf("record flush %d: %w", f.seq, res.Error)
 		}
+		if res.RowsAffected == 0 {
+			return nil // applied by an earlier attempt
+		}
+		p, err := lockPeriods(tx)
 		if err != nil {
-			c.log.Warn("billing: dropping usage of a deleted tenant", "tenant_id", b.tenant)
-		}
-		c.mu.Lock()
-		c.direct = slices.DeleteFunc(c.direct, func(x *batch) bool { return x == b })
-		c.mu.Unlock()
-	}
-	return errors.Join(errs...)
-}
-
-// writeBatch adds b to usage_counters once, however often it is retried:
-// its name goes into usage_flushes in the same transaction.
-func (c *Counter) writeBatch(ctx context.Context, b *batch) error {
-	name := "direct:" + c.replica + ":" + strconv.FormatUint(b.seq, 10) + ":" + b.tenant.String()
-	counts := make([]count, 0, len(b.counts))
-	for k, n := range b.counts {
-		counts = append(counts, count{meter: k.meter, currency: k.currency, hour: time.Unix(k.hour*3600, 0).UTC(), n: n})
-	}
-	return c.d.WithTenant(ctx, b.tenant, func(tx *gorm.DB) error {
-		_, err := applyOnce(tx, b.tenant, name, counts)
-		return err
-	})
-}
-
-// flushRedis moves the hashes of past hours (all hours with current) from
-// Redis into usage_counters, and finishes flushes that dead flushers left
-// (any age with current, else older than leftoverAfter).
-func (c *Counter) flushRedis(ctx context.Context, current bool) error {
-	nowHour := c.now().Unix() / 3600
-	var errs []error
-	iter := c.rdb.Scan(ctx, 0, usagePrefix+"{*", 500).Iterator()
-	for iter.Next(ctx) {
-		key := iter.Val()
-		tenantID, hour, rest, ok := parseKey(key, usagePrefix)
-		if !ok || rest != "" || (!current && hour.Unix()/3600 >= nowHour) {
-			continue
-		}
-		id, err := uuid.NewV7()
-		if err != nil {
-			return fmt.Errorf("flushing key name: %w", err)
-		}
-		flushing := flushingPrefix + "{" + tenantID.String() + "}:" + hour.Format(hourLayout) + ":" + id.String()
-		if err := c.rdb.Rename(ctx, key, flushing).Err(); err != nil {
-			if redis.HasErrorPrefix(err, "no such key") {
-				continue // another flusher took it
-			}
-			errs = append(errs, fmt.Errorf("take %s: %w", key, err))
-			continue
-		}
-		if h := c.hooks.afterRename; h != nil {
-			if err := h(flushing); err != nil {
-				return err
-			}
-		}
-		if err := c.applyFlushing(ctx, flushing, tenantID, hour); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if err := iter.Err(); err != nil {
-		return errors.Join(append(errs, fmt.Errorf("scan usage keys: %w", err))...)
-	}
-
-	iter = c.rdb.Scan(ctx, 0, flushingPrefix+"{*", 500).Iterator()
-	for iter.Next(ctx) {
-		key := iter.Val()
-		tenantID, hour, rest, ok := parseKey(key, flushingPrefix)
-		if !ok {
-			continue
-		}
-		id, err := uuid.Parse(rest)
-		if err != nil {
-			continue
-		}
-		if sec, nsec := id.Time().UnixTime(); !current && time.Since(time.Unix(sec, nsec)) < leftoverAfter {
-			continue // probably a live flusher's
-		}
-		if err := c.applyFlushing(ctx, key, tenantID, hour); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if err := iter.Err(); err != nil {
-		errs = append(errs, fmt.Errorf("scan flushing keys: %w", err))
-	}
-	return errors.Join(errs...)
-}
-
-// applyFlushing adds the counts of a flushing key to usage_counters, once
-// (its name goes into usage_flushes in the same transaction), and then
-// deletes it.
-func (c *Counter) applyFlushing(ctx context.Context, key string, tenantID uuid.UUID, hour time.Time) error {
-	fields, err := c.rdb.HGetAll(ctx, key).Result()
-	if err != nil {
-		return fmt.Errorf("read %s: %w", key, err)
-	}
-	if len(fields) > 0 {
-		counts := make([]count, 0, len(fields))
-		for f, v := range fields {
-			meter, currency, _ := strings.Cut(f, "|")
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil || meter == "" || n < 0 {
-				c.log.Error("billing: unreadable usage count skipped", "key", key, "field", f, "value", v)
-				continue
-			}
-			if n > 0 {
-				counts = append(counts, count{meter: meter, currency: currency, hour: hour, n: n})
-			}
-		}
-		err = c.d.WithTenant(ctx, tenantID, func(tx *gorm.DB) error {
-			_, err := applyOnce(tx, tenantID, key, counts)
 			return err
-		})
-		if db.IsForeignKeyViolation(err) {
-			c.log.Warn("billing: dropping usage of a deleted tenant", "tenant_id", tenantID, "key", key)
-		} else if err != nil {
-			return fmt.Errorf("flush %s: %w", key, err)
 		}
-		if h := c.hooks.afterCommit; h != nil {
-			if err := h(key); err != nil {
+		for _, b := range f.batches {
+			if err := db.SetTenant(tx, b.tenant); err != nil {
 				return err
 			}
+			ok, err := upsertCounts(tx, p, b.tenant, b.counts, true)
+			if err != nil {
+				return fmt.Errorf("tenant %s: %w", b.tenant, err)
+			}
+			if !ok {
+				gone = append(gone, b.tenant)
+			}
+		}
+		applied = true
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("write usage flush %d: %w", f.seq, err)
+	}
+	if h := c.hooks.afterFlush; h != nil {
+		if err := h(f.seq); err != nil {
+			return err
 		}
 	}
-	if err := c.rdb.Del(ctx, key).Err(); err != nil {
-		return fmt.Errorf("delete flushed %s: %w", key, err)
+	if !applied {
+		c.duplicates.Add(1)
+		c.log.Info("billing: usage flush retried after an unanswered commit was applied already; not counted again", "seq", f.seq)
+	}
+	for _, id := range gone {
+		c.log.Warn("billing: dropping usage of a deleted tenant", "tenant_id", id)
 	}
 	return nil
 }
 
-// prune forgets flushes older than any flushing key can be.
+// appliedSeq reads, in tx, the number of this replica's last flush that
+// usage_counters holds (0 if none). See unflushed for when to call it.
+func (c *Counter) appliedSeq(ctx context.Context, tx *gorm.DB) (uint64, error) {
+	var seq []int64
+	err := tx.WithContext(ctx).Raw("SELECT applied_seq FROM usage_flushes WHERE flush_key = ?", c.flushKey()).Scan(&seq).Error
+	if err != nil {
+		return 0, fmt.Errorf("read applied usage flush: %w", err)
+	}
+	if len(seq) == 0 || seq[0] <= 0 {
+		return 0, nil
+	}
+	return uint64(seq[0]), nil
+}
+
+// prune forgets flushes older than any retry of them can be: the names of
+// drained Redis keys, and the rows of replicas that have not flushed for
+// as long (a live replica's row comes back with its next flush).
 func (c *Counter) prune(ctx context.Context) error {
 	return c.d.Unscoped(ctx).Exec("DELETE FROM usage_flushes WHERE flushed_at < now() - interval '" + flushesKept + "'").Error
 }

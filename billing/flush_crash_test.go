@@ -20,8 +20,9 @@ import (
 	"github.com/tenantd/tenantd/internal/db"
 )
 
-// crashEnv, when set in the environment, makes the test binary a flusher
-// that kills itself (SIGKILL) at the step it names; see init.
+// crashEnv, when set in the environment, makes the test binary a drainer of
+// the usage an earlier release left in Redis that kills itself (SIGKILL) at
+// the step it names; see init.
 const crashEnv = "BILLING_TEST_KILLED_FLUSHER"
 
 // init turns the test binary into the flusher that TestFlusherKilled kills,
@@ -68,26 +69,33 @@ func runKilledFlusher(step string) int {
 		fmt.Fprintln(os.Stderr, "unknown step", step)
 		return 2
 	}
-	fmt.Fprintln(os.Stderr, "flusher finished without being killed:", c.Flush(ctx))
+	fmt.Fprintln(os.Stderr, "drain finished without being killed:", billing.DrainLegacy(ctx, c))
 	return 3
 }
 
-// TestFlusherKilled kills a flusher process between its two steps (after
-// taking the Redis hash, before the PostgreSQL commit; after the commit,
-// before deleting the hash) and proves that the next flush neither loses
-// nor doubles a count.
+// legacyCount adds n to a usage hash of tenantID's hour in Redis, as a
+// replica of the release before durable metering pushed its counts.
+func legacyCount(t *testing.T, r *meterRig, tenantID string, hour time.Time, field string, n int64) {
+	t.Helper()
+	key := "usage:{" + tenantID + "}:" + hour.UTC().Format("2006010215")
+	if err := r.rdb.HIncrBy(t.Context(), key, field, n).Err(); err != nil {
+		t.Fatalf("seed %s: %v", key, err)
+	}
+}
+
+// TestFlusherKilled kills a process draining the usage an earlier release
+// left in Redis between its two steps (after taking the Redis hash, before
+// the PostgreSQL commit; after the commit, before deleting the hash) and
+// proves that the next drain neither loses nor doubles a count.
 func TestFlusherKilled(t *testing.T) {
 	for _, step := range []string{"after-rename", "after-commit"} {
 		t.Run(step, func(t *testing.T) {
 			r := newMeterRig(t)
 			ctx := t.Context()
 			id := r.tenant(t, "free")
-			counter := billing.NewCounter(r.rdb, r.app, r.log, time.Now)
-			counter.Count(ctx, id, billing.MeterAPIRequests, "", 41)
-			counter.Count(ctx, id, billing.MeterPaymentVolume, "EUR", 1999)
-			if err := billing.Push(ctx, counter); err != nil {
-				t.Fatalf("push: %v", err)
-			}
+			hour := time.Now().Add(-time.Hour)
+			legacyCount(t, r, id.String(), hour, billing.MeterAPIRequests+"|", 41)
+			legacyCount(t, r, id.String(), hour, billing.MeterPaymentVolume+"|EUR", 1999)
 
 			cmd := exec.Command(os.Args[0], "-test.run=^$")
 			cmd.Env = append(os.Environ(), crashEnv+"="+step, crashEnv+"_DB="+r.env.AppURL,
@@ -95,16 +103,16 @@ func TestFlusherKilled(t *testing.T) {
 			out, err := cmd.CombinedOutput()
 			var exit *exec.ExitError
 			if !errors.As(err, &exit) {
-				t.Fatalf("got flusher exit %v, want it killed; output:\n%s", err, out)
+				t.Fatalf("got drainer exit %v, want it killed; output:\n%s", err, out)
 			}
 			if ws, ok := exit.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
-				t.Fatalf("got flusher exit %v, want SIGKILL; output:\n%s", err, out)
+				t.Fatalf("got drainer exit %v, want SIGKILL; output:\n%s", err, out)
 			}
 
-			// What the dead flusher left behind.
+			// What the dead drainer left behind.
 			keys := r.redisKeys(t, id)
 			if len(keys) != 1 || !strings.HasPrefix(keys[0], "usage-flushing:") {
-				t.Fatalf("got Redis keys %v, want the one flushing key the flusher took", keys)
+				t.Fatalf("got Redis keys %v, want the one flushing key the drainer took", keys)
 			}
 			var recorded int64
 			if err := r.app.Unscoped(ctx).Raw("SELECT count(*) FROM usage_flushes WHERE flush_key = ?", keys[0]).Scan(&recorded).Error; err != nil {
@@ -118,16 +126,13 @@ func TestFlusherKilled(t *testing.T) {
 				t.Fatalf("got %d usage_flushes rows for %s, want committed=%v", recorded, keys[0], wantCommitted)
 			}
 
-			// Counting goes on meanwhile.
-			counter.Count(ctx, id, billing.MeterAPIRequests, "", 9)
-			if err := billing.Push(ctx, counter); err != nil {
-				t.Fatalf("push: %v", err)
-			}
+			// An older replica still running counts on meanwhile.
+			legacyCount(t, r, id.String(), hour, billing.MeterAPIRequests+"|", 9)
 
-			// The next flusher, on another replica, finishes the job.
+			// The next drain, on another replica, finishes the job.
 			next := billing.NewCounter(r.rdb, r.app, r.log, time.Now)
-			if err := next.Flush(ctx); err != nil {
-				t.Fatalf("flush after the kill: %v", err)
+			if err := billing.DrainLegacy(ctx, next); err != nil {
+				t.Fatalf("drain after the kill: %v", err)
 			}
 			usage := r.usage(t, id)
 			if got := usage[billing.MeterKey{Meter: billing.MeterAPIRequests}]; got != 50 {
@@ -137,36 +142,37 @@ func TestFlusherKilled(t *testing.T) {
 				t.Errorf("got payment_volume EUR %d, want 1999", got)
 			}
 			if keys := r.redisKeys(t, id); len(keys) > 0 {
-				t.Errorf("got Redis keys %v after the flush, want none", keys)
+				t.Errorf("got Redis keys %v after the drain, want none", keys)
 			}
-			// Flushing again changes nothing.
-			if err := next.Flush(ctx); err != nil {
-				t.Fatalf("flush again: %v", err)
+			// Draining again changes nothing.
+			if err := billing.DrainLegacy(ctx, next); err != nil {
+				t.Fatalf("drain again: %v", err)
 			}
 			if got := r.requests(t, id); got != 50 {
-				t.Errorf("after another flush: got api_requests %d, want 50", got)
+				t.Errorf("after another drain: got api_requests %d, want 50", got)
 			}
 		})
 	}
 }
 
-// TestFlushPastHoursOnly leaves the current hour in Redis for the periodic
-// flush, and takes it on an explicit Flush.
-func TestFlushPastHoursOnly(t *testing.T) {
+// TestDrainLegacy moves what an earlier release left in Redis, the current
+// hour's hash included, into the hours it was counted in, and a Counter's
+// Run does it when it starts.
+func TestDrainLegacy(t *testing.T) {
 	r := newMeterRig(t)
 	ctx := t.Context()
 	id := r.tenant(t, "free")
-	clock := &meterClock{now: time.Date(2031, 7, 1, 9, 59, 0, 0, time.UTC)}
-	counter := billing.NewCounter(r.rdb, r.app, r.log, clock.Now)
-	counter.Count(ctx, id, billing.MeterAPIRequests, "", 3)
-	clock.Set(time.Date(2031, 7, 1, 10, 5, 0, 0, time.UTC))
-	counter.Count(ctx, id, billing.MeterAPIRequests, "", 4)
-	if err := billing.Push(ctx, counter); err != nil {
-		t.Fatalf("push: %v", err)
+	now := time.Now().UTC()
+	legacyCount(t, r, id.String(), now.Add(-time.Hour), billing.MeterAPIRequests+"|", 3)
+	legacyCount(t, r, id.String(), now, billing.MeterAPIRequests+"|", 4)
+	// Not a usage key of the old format: left alone.
+	other := "usage:{" + id.String() + "}:notanhour"
+	if err := r.rdb.Set(ctx, other, "x", time.Minute).Err(); err != nil {
+		t.Fatal(err)
 	}
-	if err := billing.FlushPast(ctx, counter); err != nil {
-		t.Fatalf("flush past hours: %v", err)
-	}
+
+	counter := billing.NewCounter(r.rdb, r.app, r.log, time.Now)
+	runMeterCounter(t, counter)
 	hours := func() map[string]int64 {
 		var rows []struct {
 			Hour     time.Time
@@ -179,17 +185,19 @@ func TestFlushPastHoursOnly(t *testing.T) {
 		}
 		out := map[string]int64{}
 		for _, row := range rows {
-			out[row.Hour.UTC().Format("15:04")] = row.Quantity
+			out[row.Hour.UTC().Format("15")] = row.Quantity
 		}
 		return out
 	}
-	if got := hours(); fmt.Sprint(got) != "map[09:00:3]" {
-		t.Errorf("after the periodic flush: got %v, want only the past hour 09:00 = 3", got)
+	want := fmt.Sprint(map[string]int64{now.Add(-time.Hour).Format("15"): 3, now.Format("15"): 4})
+	meterEventually(t, 5*time.Second, "the drain at start", func() bool { return fmt.Sprint(hours()) == want })
+	if err := billing.DrainLegacy(ctx, counter); err != nil {
+		t.Fatalf("drain again: %v", err)
 	}
-	if err := counter.Flush(ctx); err != nil {
-		t.Fatalf("flush: %v", err)
+	if got := fmt.Sprint(hours()); got != want {
+		t.Errorf("after draining again: got %s, want %s", got, want)
 	}
-	if got := hours(); fmt.Sprint(got) != "map[09:00:3 10:00:4]" {
-		t.Errorf("after Flush: got %v, want 09:00 = 3 and 10:00 = 4", got)
+	if keys := r.redisKeys(t, id); len(keys) != 1 || keys[0] != other {
+		t.Errorf("got Redis keys %v, want only %s, which is no usage hash", keys, other)
 	}
 }

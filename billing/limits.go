@@ -38,6 +38,7 @@ const (
 	leaseTTL   = time.Second      // how long a replica may hold tokens it took
 	warnEvery  = 10 * time.Second // at most one warning per this while Redis fails
 	lookupWait = time.Second      // Redis call timeout of a rate limit decision
+	probeEvery = time.Second      // how often a failed Redis is tried again
 )
 
 // LimitOptions tune Limits; zero values take the defaults.
@@ -49,7 +50,7 @@ type LimitOptions struct {
 	// on Redis's clock.
 	Now func() time.Time
 	// Counter, when set, is this replica's Counter: quotas then also see
-	// the counts it has not pushed to Redis yet.
+	// the counts it has not flushed to PostgreSQL yet.
 	Counter *Counter
 	// OnRedisError is called for each request whose rate limit was decided
 	// without Redis (failOpen says how): a hook for a metric.

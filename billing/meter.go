@@ -1,10 +1,13 @@
 package billing
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"log/slog"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -43,15 +46,17 @@ type MeterKey struct {
 
 // Timing of a Counter's background work.
 const (
-	pushEvery     = 100 * time.Millisecond // accumulator → Redis
-	directEvery   = time.Second            // accumulator → PostgreSQL while Redis is down
-	flushEvery    = 30 * time.Second       // Redis → PostgreSQL, past hours
-	sampleEvery   = time.Minute            // active_products
-	pruneEvery    = time.Hour              // old usage_flushes rows
-	probeEvery    = time.Second            // how often a down Redis is tried again
-	leftoverAfter = time.Minute            // a flushing key this old was left by a dead flusher
-	finalTimeout  = 15 * time.Second       // the flush when Run ends
+	flushEvery   = time.Second      // memory → usage_counters
+	sampleEvery  = time.Minute      // active_products
+	pruneEvery   = time.Hour        // old usage_flushes rows
+	legacyEvery  = 10 * time.Minute // usage an earlier release left in Redis
+	finalTimeout = 15 * time.Second // the flush when Run ends
 )
+
+// maxFlushTenants caps the tenants one flush transaction writes, so that
+// it holds its row locks (which other replicas' flushes of the same
+// tenants wait for) for milliseconds; more tenants make more flushes.
+const maxFlushTenants = 200
 
 // shardCount spreads the accumulator over this many locks.
 const shardCount = 64
@@ -72,43 +77,47 @@ type shard struct {
 	_      [40]byte // keep shards on separate cache lines
 }
 
-// batch is one tenant's counts taken from the accumulator together, under
-// one sequence number: the unit that is pushed to Redis or written to
-// PostgreSQL, and retried as a whole.
+// batch is one tenant's counts in a flush.
 type batch struct {
-	seq    uint64
 	tenant uuid.UUID
-	counts map[countKey]int64
+	counts []count
 }
 
-// Counter counts request meters: in process first, then in Redis, then in
-// usage_counters. It is safe for concurrent use; Run does its background
-// work.
+// flush is counts taken from the accumulator together, under one sequence
+// number of this replica: the unit written to usage_counters in one
+// transaction, and retried as a whole under the same number until it is
+// known to be there.
+type flush struct {
+	seq     uint64
+	batches []batch // by tenant id
+}
+
+// Counter counts request meters: in process, then into usage_counters in
+// PostgreSQL about once a second (see the package doc). It is safe for
+// concurrent use; Run does its background work.
 type Counter struct {
-	rdb     *redis.Client
+	rdb     *redis.Client // only to drain usage an earlier release left in Redis
 	d       *db.DB
 	log     *slog.Logger
 	now     func() time.Time
-	replica string // names this process's sequence keys in Redis
+	replica string // names this process's row in usage_flushes
 
 	shards [shardCount]shard
 
-	pushMu   sync.Mutex // one push to Redis at a time
-	directMu sync.Mutex // one writer to PostgreSQL at a time
+	flushMu sync.Mutex // one flush at a time, so flushes apply in order
 
-	mu       sync.Mutex // guards the fields below
-	seq      uint64
-	inflight []*batch // being pushed to Redis now
-	unknown  []*batch // pushed, but whether Redis applied them is not known
-	direct   []*batch // to be written to PostgreSQL
-	down     bool     // Redis failed; counts go to PostgreSQL
-	probeAt  time.Time
-	sampled  map[uuid.UUID]gaugeSample
+	mu      sync.Mutex // guards the fields below; taken before a shard's
+	seq     uint64     // the sequence number of the last flush taken
+	pending []*flush   // taken, not known to be in usage_counters; by seq
+	sampled map[uuid.UUID]gaugeSample
 
-	hooks flushHooks
+	failures   int          // flushes failed in a row; guarded by flushMu
+	duplicates atomic.Int64 // retried flushes found applied already
+	hooks      flushHooks
 }
 
-// NewCounter returns a Counter over Redis and PostgreSQL; now is the clock
+// NewCounter returns a Counter writing to PostgreSQL (d); rdb is read only
+// to drain usage that an earlier release kept in Redis. now is the clock
 // that decides a count's hour (time.Now in production).
 func NewCounter(rdb *redis.Client, d *db.DB, log *slog.Logger, now func() time.Time) *Counter {
 	if log == nil {
@@ -145,33 +154,42 @@ func shardOf(tenantID uuid.UUID) int {
 }
 
 // unflushed returns what this replica holds of tenantID's usage in hours
-// [from, to) that neither Redis nor PostgreSQL has yet.
-func (c *Counter) unflushed(tenantID uuid.UUID, from, to time.Time) map[MeterKey]int64 {
+// [from, to) that usage_counters did not have when it said that this
+// replica's flushes up to applied were there (appliedSeq): the accumulator
+// and the pending flushes numbered above applied. Read usage_counters
+// first and applied after it: a flush that commits in between is then
+// left out (counted a moment later), never counted twice.
+func (c *Counter) unflushed(tenantID uuid.UUID, from, to time.Time, applied uint64) map[MeterKey]int64 {
 	lo, hi := from.Unix()/3600, to.Unix()/3600
 	out := map[MeterKey]int64{}
-	add := func(k countKey, n int64) {
+	// c.mu, held across both, keeps a take (which moves counts from the
+	// shards into pending under c.mu) from showing them twice or not at all.
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := &c.shards[shardOf(tenantID)]
+	s.mu.Lock()
+	for k, n := range s.counts {
 		if k.tenant == tenantID && k.hour >= lo && k.hour < hi {
 			out[MeterKey{k.meter, k.currency}] += n
 		}
 	}
-	s := &c.shards[shardOf(tenantID)]
-	s.mu.Lock()
-	for k, n := range s.counts {
-		add(k, n)
-	}
 	s.mu.Unlock()
-	c.mu.Lock()
-	for _, list := range [][]*batch{c.inflight, c.unknown, c.direct} {
-		for _, b := range list {
-			if b.tenant != tenantID {
-				continue
-			}
-			for k, n := range b.counts {
-				add(k, n)
+	for _, f := range c.pending {
+		if f.seq <= applied {
+			continue
+		}
+		i, found := slices.BinarySearchFunc(f.batches, tenantID, func(b batch, id uuid.UUID) int {
+			return bytes.Compare(b.tenant[:], id[:])
+		})
+		if !found {
+			continue
+		}
+		for _, n := range f.batches[i].counts {
+			if h := n.hour.Unix() / 3600; h >= lo && h < hi {
+				out[MeterKey{n.meter, n.currency}] += n.n
 			}
 		}
 	}
-	c.mu.Unlock()
 	return out
 }
 

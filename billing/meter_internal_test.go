@@ -2,40 +2,36 @@ package billing
 
 import (
 	"context"
-	"io"
-	"net"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/redis/go-redis/v9"
-
-	"github.com/tenantd/tenantd/internal/testenv"
 )
 
 // Hooks into a Counter for the external tests.
 
-// SetFlushHooks makes c's flusher call afterRename once it has renamed a
-// usage key to its flushing key, and afterCommit once it has committed a
-// flushing key's counts, before deleting the key; an error stops the flush
+// SetFlushHooks makes c's legacy drain call afterRename once it has renamed
+// a usage key to its flushing key, and afterCommit once it has committed a
+// flushing key's counts, before deleting the key; an error stops the drain
 // there. Either may be nil.
 func SetFlushHooks(c *Counter, afterRename, afterCommit func(flushingKey string) error) {
-	c.hooks = flushHooks{afterRename: afterRename, afterCommit: afterCommit}
+	c.hooks.afterRename, c.hooks.afterCommit = afterRename, afterCommit
 }
 
-// Push sends c's accumulator to Redis now, as Run does every 100ms.
-func Push(ctx context.Context, c *Counter) error { return c.push(ctx, true) }
+// DrainLegacy moves usage an earlier release left in Redis into
+// usage_counters, as Run does at start and every 10 minutes.
+func DrainLegacy(ctx context.Context, c *Counter) error { return c.drainLegacy(ctx) }
 
-// FlushPast flushes the past hours from Redis, as Run does every 30s.
-func FlushPast(ctx context.Context, c *Counter) error { return c.flushRedis(ctx, false) }
+// FlushOnce writes c's pending flushes and its accumulator once, as Run
+// does every second, without Flush's retries.
+func FlushOnce(ctx context.Context, c *Counter) error { return c.flushOnce(ctx) }
 
-// CountsInPostgres reports whether c is writing counts to PostgreSQL
-// because Redis failed.
-func CountsInPostgres(c *Counter) bool {
+// Pending returns how many flushes c holds that are not known to be in
+// usage_counters.
+func Pending(c *Counter) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.down
+	return len(c.pending)
 }
 
 func TestAttribute(t *testing.T) {
@@ -83,12 +79,12 @@ func TestParseKey(t *testing.T) {
 		ok          bool
 		rest        string
 	}{
-		{"usage:{" + id.String() + "}:2030031510", usagePrefix, true, ""},
-		{"usage-flushing:{" + id.String() + "}:2030031510:abc", flushingPrefix, true, "abc"},
-		{"usage:{" + id.String() + "}:2030031510:", usagePrefix, false, ""},
-		{"usage:{" + id.String() + "}:20300315", usagePrefix, false, ""},
-		{"usage:{not-a-uuid-not-a-uuid-not-a-uuid-xx}:2030031510", usagePrefix, false, ""},
-		{"usage:" + id.String() + ":2030031510", usagePrefix, false, ""},
+		{"usage:{" + id.String() + "}:2030031510", legacyUsagePrefix, true, ""},
+		{"usage-flushing:{" + id.String() + "}:2030031510:abc", legacyFlushingPrefix, true, "abc"},
+		{"usage:{" + id.String() + "}:2030031510:", legacyUsagePrefix, false, ""},
+		{"usage:{" + id.String() + "}:20300315", legacyUsagePrefix, false, ""},
+		{"usage:{not-a-uuid-not-a-uuid-not-a-uuid-xx}:2030031510", legacyUsagePrefix, false, ""},
+		{"usage:" + id.String() + ":2030031510", legacyUsagePrefix, false, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.key, func(t *testing.T) {
@@ -103,9 +99,6 @@ func TestParseKey(t *testing.T) {
 				t.Errorf("got %s %s %q, want %s 2030-03-15T10 %q", gotID, hour, rest, id, tt.rest)
 			}
 		})
-	}
-	if k := usageKey(id, time.Date(2030, 3, 15, 10, 0, 0, 0, time.UTC).Unix()/3600); k != "usage:{"+id.String()+"}:2030031510" {
-		t.Errorf("got usage key %s", k)
 	}
 }
 
@@ -128,84 +121,4 @@ func TestTrustFor(t *testing.T) {
 			t.Errorf("used %d: got %s, want %s", tt.used, got, tt.want)
 		}
 	}
-}
-
-// TestPushIdempotent pushes one batch again and again, as retries after a
-// lost reply do: Redis counts it once, and a batch retried after a later
-// one of its tenant does not count either.
-func TestPushIdempotent(t *testing.T) {
-	ctx := t.Context()
-	rdb := testenv.Get(t).RedisClient(t)
-	c := NewCounter(rdb, nil, nil, time.Now)
-	tenantID := uuid.New()
-	key := usageKey(tenantID, time.Now().Unix()/3600)
-	t.Cleanup(func() {
-		if err := rdb.Del(context.Background(), key, seqPrefix+"{"+tenantID.String()+"}:"+c.replica).Err(); err != nil {
-			t.Errorf("clean up: %v", err)
-		}
-	})
-	push := func(bs []*batch) {
-		t.Helper()
-		if failed, unknown, err := c.send(ctx, bs); err != nil || len(failed)+len(unknown) > 0 {
-			t.Fatalf("send: %v (%d failed, %d unknown)", err, len(failed), len(unknown))
-		}
-	}
-	counted := func() int64 {
-		t.Helper()
-		n, err := rdb.HGet(ctx, key, MeterAPIRequests+"|").Int64()
-		if err != nil {
-			t.Fatalf("read count: %v", err)
-		}
-		return n
-	}
-	c.Count(ctx, tenantID, MeterAPIRequests, "", 7)
-	first := c.drain(true)
-	for range 3 {
-		push(first)
-	}
-	if got := counted(); got != 7 {
-		t.Fatalf("after pushing one batch of 7 three times: got %d, want 7", got)
-	}
-	c.Count(ctx, tenantID, MeterAPIRequests, "", 5)
-	push(c.drain(true))
-	push(first)
-	if got := counted(); got != 12 {
-		t.Errorf("after a second batch of 5 and the first again: got %d, want 12", got)
-	}
-	if ttl := rdb.TTL(ctx, key).Val(); ttl <= 0 || ttl > usageKeyTTL {
-		t.Errorf("got TTL %s, want up to %s", ttl, usageKeyTTL)
-	}
-}
-
-func TestNotSent(t *testing.T) {
-	tests := []struct {
-		name string
-		err  error
-		want bool
-	}{
-		{"dial refused", &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}, true},
-		{"client closed", redis.ErrClosed, true},
-		{"redis error reply", redisErrorReply(t), true},
-		{"connection reset after write", &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}, false},
-		{"EOF", io.EOF, false},
-		{"deadline", context.DeadlineExceeded, false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := notSent(tt.err); got != tt.want {
-				t.Errorf("got %v, want %v", got, tt.want)
-			}
-		})
-	}
-}
-
-// redisErrorReply returns an error reply from the package's Redis.
-func redisErrorReply(t *testing.T) error {
-	t.Helper()
-	rdb := testenv.Get(t).RedisClient(t)
-	err := rdb.Do(t.Context(), "NO-SUCH-COMMAND").Err()
-	if err == nil {
-		t.Fatal("got no error for an unknown command")
-	}
-	return err
 }

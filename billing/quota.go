@@ -5,13 +5,11 @@ import (
 	"fmt"
 	"maps"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
-	"github.com/redis/go-redis/v9"
 	"gorm.io/gorm"
 
 	"github.com/tenantd/tenantd/internal/fault"
@@ -26,10 +24,6 @@ const (
 	minUsageTTL = time.Second
 	maxUsageTTL = 30 * time.Second
 )
-
-// unflushedHours is how many hours back (the current one included) usage
-// may still be in Redis rather than usage_counters.
-const unflushedHours = 3
 
 // usage is this replica's view of one tenant's usage of its hard limits in
 // one period: what was read at fetchedAt, plus what this replica admitted
@@ -195,7 +189,7 @@ func (l *Limits) refresh(ctx context.Context, tenantID uuid.UUID, pl *planLimits
 		}
 		u.mu.Unlock()
 
-		used, err := l.readUsage(ctx, tenantID, pl, period, now)
+		used, err := l.readUsage(ctx, tenantID, pl, period)
 
 		u.mu.Lock()
 		defer u.mu.Unlock()
@@ -236,60 +230,37 @@ func trustFor(pl *planLimits, used map[string]int64) time.Duration {
 }
 
 // readUsage returns tenantID's usage in period of each hard-limited meter
-// of its plan: usage_counters, plus the recent hours still in Redis, plus
-// this replica's unpushed counts. A meter counted in currencies counts only
-// its plan currency.
-func (l *Limits) readUsage(ctx context.Context, tenantID uuid.UUID, pl *planLimits, period string, now time.Time) (map[string]int64, error) {
+// of its plan: usage_counters, plus what this replica counted and has not
+// flushed yet (about the last second). A meter counted in currencies counts
+// only its plan currency.
+func (l *Limits) readUsage(ctx context.Context, tenantID uuid.UUID, pl *planLimits, period string) (map[string]int64, error) {
+	start, err := PeriodStart(period)
+	if err != nil {
+		return nil, err
+	}
 	var all map[MeterKey]int64
-	err := l.d.WithTenant(ctx, tenantID, func(tx *gorm.DB) error {
+	var applied uint64
+	err = l.d.WithTenant(ctx, tenantID, func(tx *gorm.DB) error {
 		var err error
-		all, err = UsedInPeriod(ctx, tx, period)
+		if all, err = UsedInPeriod(ctx, tx, period); err != nil {
+			return err
+		}
+		if l.opts.Counter != nil {
+			// After the counters, as unflushed requires.
+			applied, err = l.opts.Counter.appliedSeq(ctx, tx)
+		}
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	start, err := PeriodStart(period)
-	if err != nil {
-		return nil, err
-	}
-	end := start.AddDate(0, 1, 0)
-	add := func(k MeterKey, n int64) {
-		if IsGauge(k.Meter) {
-			all[k] = max(all[k], n)
-		} else {
-			all[k] += n
-		}
-	}
-
-	nowHour := now.Unix() / 3600
-	pipe := l.rdb.Pipeline()
-	var cmds []*redis.MapStringStringCmd
-	for h := nowHour; h > nowHour-unflushedHours && h*3600 >= start.Unix(); h-- {
-		if h*3600 < end.Unix() {
-			cmds = append(cmds, pipe.HGetAll(ctx, usageKey(tenantID, h)))
-		}
-	}
-	if len(cmds) > 0 {
-		if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
-			l.log.Debug("billing: read unflushed usage from redis", "tenant_id", tenantID, "err", err)
-		}
-		for _, cmd := range cmds {
-			fields, err := cmd.Result()
-			if err != nil {
-				continue // Redis down: its counts are out of reach
-			}
-			for f, v := range fields {
-				meter, currency, _ := strings.Cut(f, "|")
-				if n, err := strconv.ParseInt(v, 10, 64); err == nil {
-					add(MeterKey{meter, currency}, n)
-				}
-			}
-		}
-	}
 	if l.opts.Counter != nil {
-		for k, n := range l.opts.Counter.unflushed(tenantID, start, end) {
-			add(k, n)
+		for k, n := range l.opts.Counter.unflushed(tenantID, start, start.AddDate(0, 1, 0), applied) {
+			if IsGauge(k.Meter) {
+				all[k] = max(all[k], n)
+			} else {
+				all[k] += n
+			}
 		}
 	}
 

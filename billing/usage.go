@@ -17,9 +17,10 @@ import (
 
 // Usage reports: what tenants used of each meter of their plan in a billing
 // period, against what the plan includes, for GET /v1/usage and
-// GET /admin/v1/usage. The numbers are those of usage_counters: what the
-// flusher has moved there so far (an hour's counts once the hour is over),
-// under the tenant's current plan.
+// GET /admin/v1/usage. The numbers are those of usage_counters, under the
+// tenant's current plan: every replica writes its request counts there
+// about once a second, so they lag the requests by about a second, and
+// every replica answers the same.
 
 // UsageReport is one tenant's usage in one billing period.
 type UsageReport struct {
