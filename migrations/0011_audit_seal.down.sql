@@ -11,7 +11,7 @@ BEGIN
 END
 $$;
 
-DROP FUNCTION IF EXISTS audit_unsealed(bigint, int);
+DROP FUNCTION IF EXISTS audit_unsealed(bigint, int, uuid[]);
 REVOKE UPDATE (seq, prev_hash, hash) ON audit_events FROM tenantd_app;
 DROP POLICY IF EXISTS owner_seal ON audit_events;
 DROP TRIGGER IF EXISTS audit_events_before_update ON audit_events;

@@ -113,9 +113,10 @@ ALTER TABLE audit_events FORCE ROW LEVEL SECURITY;
 GRANT UPDATE (seq, prev_hash, hash) ON audit_events TO tenantd_app;
 
 -- The sealer's one way across tenants: which tenants have unsealed rows at
--- or below p_upto (the caller's settled horizon), oldest first. Only ids and
--- positions; the rows themselves are read under row-level security.
-CREATE FUNCTION audit_unsealed(p_upto bigint, p_max int)
+-- or below p_upto (the caller's settled horizon), oldest first, leaving out
+-- p_skip (tenants the sealer is backing off from). Only ids and positions;
+-- the rows themselves are read under row-level security.
+CREATE FUNCTION audit_unsealed(p_upto bigint, p_max int, p_skip uuid[])
 RETURNS TABLE (tenant_id uuid, "position" bigint)
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, public
@@ -123,8 +124,9 @@ AS $$
     SELECT a.tenant_id, a.position
     FROM audit_events a
     WHERE a.hash IS NULL AND a.position <= p_upto
+      AND a.tenant_id <> ALL (coalesce(p_skip, '{}'))
     ORDER BY a.position
     LIMIT least(greatest(p_max, 0), 10000)
 $$;
-REVOKE ALL ON FUNCTION audit_unsealed(bigint, int) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION audit_unsealed(bigint, int) TO tenantd_app;
+REVOKE ALL ON FUNCTION audit_unsealed(bigint, int, uuid[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION audit_unsealed(bigint, int, uuid[]) TO tenantd_app;

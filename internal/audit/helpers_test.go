@@ -146,11 +146,13 @@ var (
 // startSealer runs the package's sealer, once, on a pool of its own that
 // outlives the test (as another replica would), until the package's tests
 // end. Tests that start their own sealers compete with it for the lease.
+// Its pool has a lock timeout, as the server's has: a row lock held too
+// long fails that tenant's sealing instead of stalling the sealer.
 func startSealer(t testing.TB) {
 	t.Helper()
 	sealerOnce.Do(func() {
 		env := testenv.Get(t)
-		d, err := db.Open(context.Background(), env.AppURL, db.Options{MaxConns: 6})
+		d, err := db.Open(context.Background(), env.AppURL, db.Options{MaxConns: 6, LockTimeout: 200 * time.Millisecond})
 		if err != nil {
 			sealerErr = err
 			return

@@ -216,12 +216,6 @@ const (
 	closed                       // the request is over; no more writes
 )
 
-func (p *pending) idle() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.state == idle
-}
-
 // claim takes the entry for one transaction.
 func (p *pending) claim() bool {
 	p.mu.Lock()

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"errors"
-	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -56,7 +55,7 @@ type sealOptions struct {
 // too long. A sealing transaction that meets a row sealed by someone else
 // (a lease lost mid-pass) fails and changes nothing.
 func (a *Auditor) RunSealer(ctx context.Context) {
-	s := &sealer{db: a.db, log: a.log, hz: events.NewHorizon(a.db), opts: a.seal}
+	s := &sealer{db: a.db, log: a.log, hz: events.NewHorizon(a.db), opts: a.seal, failing: map[uuid.UUID]*retryAt{}}
 	s.run(ctx)
 }
 
@@ -66,7 +65,20 @@ type sealer struct {
 	log  *slog.Logger
 	hz   *events.Horizon
 	opts sealOptions
+	// failing holds the tenants whose last sealing failed, so that one
+	// tenant that cannot be sealed is retried with backoff without holding
+	// the others back. Only run's goroutine touches it.
+	failing map[uuid.UUID]*retryAt
 }
+
+// retryAt is when a failing tenant is tried again.
+type retryAt struct {
+	failures int
+	at       time.Time
+}
+
+// maxTenantBackoff bounds the pause before a failing tenant is tried again.
+const maxTenantBackoff = 30 * time.Second
 
 func (s *sealer) run(ctx context.Context) {
 	sqlDB, err := s.db.Unscoped(ctx).DB()
@@ -167,9 +179,10 @@ func sleep(ctx context.Context, d time.Duration) bool {
 }
 
 // pass seals, for each tenant with unsealed rows at or below the settled
-// horizon (the first sealScan such rows across tenants), its rows up to the
-// horizon, several tenants at once. more says work is left that the next
-// pass should do at once.
+// horizon (the first sealScan such rows across tenants, but for tenants
+// backed off after a failure), its rows up to the horizon, several tenants
+// at once. more says work is left that the next pass should do at once.
+// A tenant's failure is logged and backed off from, not returned.
 func (s *sealer) pass(ctx context.Context) (more bool, err error) {
 	settled, err := s.hz.Settled(ctx)
 	if err != nil {
@@ -178,31 +191,48 @@ func (s *sealer) pass(ctx context.Context) (more bool, err error) {
 	if settled <= 0 {
 		return false, nil
 	}
-	tenants, more, err := unsealedTenants(ctx, s.db, settled, sealScan)
+	now := time.Now()
+	var skip []uuid.UUID
+	for id, r := range s.failing {
+		if now.Before(r.at) {
+			skip = append(skip, id)
+		}
+	}
+	tenants, more, err := unsealedTenants(ctx, s.db, settled, sealScan, skip)
 	if err != nil || len(tenants) == 0 {
 		return false, err
 	}
-	var (
-		mu   sync.Mutex
-		errs []error
-		wg   sync.WaitGroup
-		sem  = make(chan struct{}, s.opts.workers)
-	)
-	for _, t := range tenants {
+	errs := make([]error, len(tenants))
+	left := make([]bool, len(tenants))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, s.opts.workers)
+	for i, t := range tenants {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			left, err := s.sealTenant(ctx, t, settled)
-			mu.Lock()
-			defer mu.Unlock()
-			more = more || left
-			if err != nil {
-				errs = append(errs, fmt.Errorf("tenant %s: %w", t, err))
-			}
+			left[i], errs[i] = s.sealTenant(ctx, t, settled)
 		})
 	}
 	wg.Wait()
-	return more && len(errs) == 0, errors.Join(errs...)
+	if ctx.Err() != nil {
+		return false, ctx.Err()
+	}
+	for i, t := range tenants {
+		if errs[i] == nil {
+			delete(s.failing, t)
+			more = more || left[i]
+			continue
+		}
+		r := s.failing[t]
+		if r == nil {
+			r = &retryAt{}
+			s.failing[t] = r
+		}
+		r.failures++
+		r.at = time.Now().Add(min(s.opts.interval<<min(r.failures, 10), maxTenantBackoff))
+		s.log.Warn("audit: sealing a tenant's chain failed; retrying", "tenant_id", t, "failures", r.failures, "err", errs[i])
+	}
+	return more, nil
 }
 
 // sealTenant seals the tenant's rows at or below upto, a batch per

@@ -205,3 +205,46 @@ func TestSealerLease(t *testing.T) {
 		t.Errorf("got %+v, want one event sealed at seq 1", evs)
 	}
 }
+
+// TestSealerIsolatesFailingTenant proves a tenant whose rows cannot be
+// sealed for now (here a row lock held on one, so sealing it times out)
+// does not hold back the sealing of other tenants, and is sealed once the
+// cause is gone. It runs before the parallel tests: it holds the horizon.
+func TestSealerIsolatesFailingTenant(t *testing.T) {
+	env := testenv.Get(t)
+	app := env.OpenDB(t, 4)
+	owner := env.OpenOwnerDB(t)
+	su := openSuperuser(t, env)
+	startSealer(t)
+	holder, stuck, other := newTenant(t, owner), newTenant(t, owner), newTenant(t, owner)
+
+	release := holdHorizon(t, app, holder.ID)
+	for _, tn := range []tenant{stuck, other, stuck, other} {
+		record(t, app, context.Background(), tn.ID, audit.Entry{Action: "x.written"})
+	}
+	lock := su.Unscoped(t.Context()).Begin()
+	t.Cleanup(func() { lock.Rollback() })
+	if res := lock.Exec("SELECT 1 FROM audit_events WHERE tenant_id = ? FOR UPDATE", stuck.ID); res.Error != nil || res.RowsAffected != 2 {
+		t.Fatalf("lock the stuck tenant's rows: %d rows, %v", res.RowsAffected, res.Error)
+	}
+	release()
+
+	waitSealed(t, app, other.ID)
+	// Later rows too, while the stuck tenant's sealing keeps timing out.
+	for range 2 {
+		record(t, app, context.Background(), other.ID, audit.Entry{Action: "x.written"})
+		waitSealed(t, app, other.ID)
+	}
+	if n := unsealed(t, app, stuck.ID); n != 2 {
+		t.Fatalf("got %d of the locked tenant's rows unsealed, want 2", n)
+	}
+	if err := lock.Rollback().Error; err != nil {
+		t.Fatal(err)
+	}
+	waitSealed(t, app, stuck.ID)
+	for tn, want := range map[tenant]int64{stuck: 2, other: 4} {
+		if r, err := audit.Verify(t.Context(), app, tn.ID); err != nil || !r.OK() || r.Events != want {
+			t.Errorf("tenant %s: got report %+v, error %v; want %d events intact", tn.Slug, r, err, want)
+		}
+	}
+}

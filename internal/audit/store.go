@@ -176,13 +176,18 @@ func unsealedStats(tx *gorm.DB, tenantID uuid.UUID) (n int64, oldest time.Durati
 }
 
 // unsealedTenants returns, across tenants, the tenants of up to limit
-// unsealed rows at or below position upto, oldest row first, each once.
-func unsealedTenants(ctx context.Context, d *db.DB, upto int64, limit int) (tenants []uuid.UUID, full bool, err error) {
+// unsealed rows at or below position upto, oldest row first, each once,
+// leaving out the tenants in skip; full says limit rows were found.
+func unsealedTenants(ctx context.Context, d *db.DB, upto int64, limit int, skip []uuid.UUID) (tenants []uuid.UUID, full bool, err error) {
 	var rows []struct {
 		TenantID uuid.UUID
 		Position int64
 	}
-	if err := d.Unscoped(ctx).Raw("SELECT tenant_id, position FROM audit_unsealed(?, ?)", upto, limit).
+	skipped := make(db.TextArray, len(skip))
+	for i, id := range skip {
+		skipped[i] = id.String()
+	}
+	if err := d.Unscoped(ctx).Raw("SELECT tenant_id, position FROM audit_unsealed(?, ?, ?::text[]::uuid[])", upto, limit, skipped).
 		Scan(&rows).Error; err != nil {
 		return nil, false, fmt.Errorf("list unsealed events: %w", err)
 	}

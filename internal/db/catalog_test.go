@@ -24,7 +24,7 @@ var sharedTables = []string{"billing_exports", "billing_periods", "casbin_rule",
 
 // securityDefiners are the SECURITY DEFINER functions tenantd_app may call;
 // each runs as the owner and so sees past row-level security.
-var securityDefiners = []string{"audit_unsealed(bigint,integer)", "auth_api_key_lookup(text)", "auth_oidc_tenants(text)",
+var securityDefiners = []string{"audit_unsealed(bigint,integer,uuid[])", "auth_api_key_lookup(text)", "auth_oidc_tenants(text)",
 	"billing_active_products()", "billing_close_period(text)", "billing_export_rows(text,boolean)",
 	"billing_export_tenants(text,boolean)", "billing_usage_page(text,uuid,integer)",
 	"idempotency_sweep()", "events_dispatch_batch(bigint,bigint,integer,text[])", "orders_expired(timestamp with time zone,integer)"}
