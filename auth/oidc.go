@@ -8,13 +8,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
@@ -23,6 +21,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/tenantd/tenantd/internal/fault"
+	"github.com/tenantd/tenantd/internal/netguard"
 )
 
 // Signing algorithms accepted from identity providers; pinned, so "none"
@@ -40,11 +39,16 @@ var (
 
 // IssuerPolicy decides which issuer URLs the server may fetch. Registering
 // an issuer makes the server call a URL a tenant chose, so by default only
-// https on public addresses is allowed (no SSRF into the private network).
+// https on public addresses is allowed (no SSRF into the private network):
+// the addresses are those internal/netguard lets through.
 type IssuerPolicy struct {
 	// AllowInsecure also allows http and loopback or private addresses
 	// (OIDC_ALLOW_INSECURE_ISSUERS, for development and tests).
 	AllowInsecure bool
+}
+
+func (p IssuerPolicy) guard() *netguard.Guard {
+	return netguard.New(netguard.Options{AllowPrivate: p.AllowInsecure})
 }
 
 // CheckIssuer validates an issuer URL a tenant wants to register.
@@ -59,50 +63,19 @@ func (p IssuerPolicy) CheckIssuer(raw string) error {
 	default:
 		return errors.New("must be an https URL")
 	}
-	if p.AllowInsecure {
-		return nil
-	}
-	host := u.Hostname()
-	if strings.EqualFold(host, "localhost") || strings.HasSuffix(strings.ToLower(host), ".localhost") {
-		return errors.New("must not name a loopback host")
-	}
-	if ip := net.ParseIP(host); ip != nil && !publicIP(ip) {
-		return errors.New("must not name a private, loopback or link-local address")
+	if err := p.guard().CheckHost(u.Hostname()); err != nil {
+		return fmt.Errorf("must name a public host: %w", err)
 	}
 	return nil
 }
 
-func publicIP(ip net.IP) bool {
-	return !(ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() ||
-		ip.IsUnspecified() || ip.IsMulticast() || ip.IsInterfaceLocalMulticast())
-}
-
 // httpClient returns the client for all calls to identity providers: short
-// timeouts, and (unless insecure issuers are allowed) a dialer that refuses
-// non-public addresses, so DNS rebinding or redirects cannot reach the
-// private network either.
+// timeouts, no redirects, and (unless insecure issuers are allowed) a
+// dialer that refuses every special-purpose address of netguard's table,
+// so DNS names resolving to internal addresses and DNS rebinding cannot
+// reach the private network either.
 func (p IssuerPolicy) httpClient(timeout time.Duration) *http.Client {
-	dialer := &net.Dialer{Timeout: timeout}
-	if !p.AllowInsecure {
-		dialer.Control = func(_, address string, _ syscall.RawConn) error {
-			host, _, err := net.SplitHostPort(address)
-			if err != nil {
-				return err
-			}
-			if ip := net.ParseIP(host); ip == nil || !publicIP(ip) {
-				return fmt.Errorf("refusing to connect to non-public address %s", host)
-			}
-			return nil
-		}
-	}
-	transport := &http.Transport{
-		DialContext:           dialer.DialContext,
-		TLSHandshakeTimeout:   timeout,
-		ResponseHeaderTimeout: timeout,
-		MaxIdleConnsPerHost:   4,
-		IdleConnTimeout:       90 * time.Second,
-	}
-	return &http.Client{Timeout: timeout, Transport: transport}
+	return p.guard().Client(timeout)
 }
 
 // token is a verified bearer JWT.
