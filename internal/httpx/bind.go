@@ -33,10 +33,15 @@ func BindJSON(c *gin.Context, dst any) error {
 }
 
 // DecodeStrict decodes one JSON value from body into dst with unknown fields
-// rejected, and turns decoder errors into field errors.
+// rejected, and turns decoder errors into field errors. Every string of the
+// body, at any depth and object keys included, must follow the text rule
+// (see ValidText): a 422 names the first field that does not.
 func DecodeStrict(body []byte, dst any) error {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return fault.Invalid(fault.Field("body", "a JSON object is required"))
+	}
+	if err := checkJSONText(body); err != nil {
+		return err
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()

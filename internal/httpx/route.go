@@ -64,12 +64,14 @@ func (r *Router) Use(mw ...gin.HandlerFunc) {
 	r.after = append(r.after, mw...)
 }
 
-// Handle registers a route that requires permission.
+// Handle registers a route that requires permission. After authorization
+// the route's query and path parameters are checked against the text rule
+// (CheckParams).
 func (r *Router) Handle(method, path, permission string, handlers ...gin.HandlerFunc) {
 	if permission == "" || !r.known(permission) {
 		panic(fmt.Sprintf("route %s %s%s: permission %q is not a known permission", method, r.group.BasePath(), path, permission))
 	}
-	chain := []gin.HandlerFunc{r.authorize(permission)}
+	chain := []gin.HandlerFunc{r.authorize(permission), CheckParams}
 	chain = append(chain, r.after...)
 	chain = append(chain, handlers...)
 	r.group.Handle(method, path, chain...)
