@@ -36,10 +36,7 @@ const (
 	// statement timeout, a deadlock that outlasted its retries, no
 	// connection free): the same request may succeed when retried.
 	Unavailable Code = "service_unavailable"
-	// ClientClosed means the client hung up before the answer; nobody
-	// reads it, but logs and metrics tell it apart from a server error.
-	ClientClosed Code = "client_closed_request"
-	Internal     Code = "internal"
+	Internal    Code = "internal"
 )
 
 // FieldError names one invalid input field.

@@ -37,6 +37,11 @@ type Problem struct {
 // for a request whose client hung up before it was answered.
 const StatusClientClosedRequest = 499
 
+// CodeClientClosed is the code of a request whose client hung up before it
+// was answered. It is no code of the API contract (internal/fault): no
+// client ever reads it, but logs and metrics tell it from a server error.
+const CodeClientClosed fault.Code = "client_closed_request"
+
 // answer is how an error code is answered over HTTP.
 type answer struct {
 	status     int
@@ -64,7 +69,7 @@ var answers = map[fault.Code]answer{
 	fault.PayloadTooLarge:             {status: http.StatusRequestEntityTooLarge},
 	fault.Unavailable:                 {status: http.StatusServiceUnavailable, retryAfter: time.Second},
 	fault.IdentityProviderUnavailable: {status: http.StatusServiceUnavailable},
-	fault.ClientClosed:                {status: StatusClientClosedRequest},
+	CodeClientClosed:                  {status: StatusClientClosedRequest},
 	fault.Internal:                    {status: http.StatusInternalServerError},
 }
 
@@ -146,7 +151,7 @@ func Error(c *gin.Context, err error) {
 	ctx := c.Request.Context()
 	p := ProblemFor(err)
 	if p.Status >= 500 && ClientGone(ctx) && cancelled(err) {
-		p = ProblemFor(fault.New(fault.ClientClosed, "the client closed the request"))
+		p = ProblemFor(fault.New(CodeClientClosed, "the client closed the request"))
 	}
 	switch {
 	case p.Status == http.StatusServiceUnavailable:

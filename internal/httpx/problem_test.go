@@ -86,11 +86,11 @@ func TestError(t *testing.T) {
 		wantLog        string // level of the "request failed" line; "" for none
 	}{
 		{name: "client gone: context canceled", err: fmt.Errorf("list: %w", context.Canceled), clientGone: true,
-			wantStatus: httpx.StatusClientClosedRequest, wantCode: fault.ClientClosed},
+			wantStatus: httpx.StatusClientClosedRequest, wantCode: httpx.CodeClientClosed},
 		{name: "client gone: statement cancelled", err: pgErr("57014", "canceling statement due to user request"), clientGone: true,
-			wantStatus: httpx.StatusClientClosedRequest, wantCode: fault.ClientClosed},
+			wantStatus: httpx.StatusClientClosedRequest, wantCode: httpx.CodeClientClosed},
 		{name: "client gone: transaction rolled back", err: sql.ErrTxDone, clientGone: true,
-			wantStatus: httpx.StatusClientClosedRequest, wantCode: fault.ClientClosed},
+			wantStatus: httpx.StatusClientClosedRequest, wantCode: httpx.CodeClientClosed},
 		{name: "client gone: a client error stays", err: fault.New(fault.NotFound, "no such product"), clientGone: true,
 			wantStatus: http.StatusNotFound, wantCode: fault.NotFound},
 		{name: "client gone: a bug stays a bug", err: errors.New("nil map"), clientGone: true,
