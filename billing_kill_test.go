@@ -1,0 +1,386 @@
+package main_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+	"gorm.io/gorm"
+
+	"github.com/tenantd/tenantd/internal/db"
+	"github.com/tenantd/tenantd/internal/testenv"
+)
+
+// meteringOperatorKey is the operator key of the metering durability runs.
+const meteringOperatorKey = "metering-test-operator-key-0123456789"
+
+// killWindow is the loss a SIGKILL may cause, in the killed replica's own
+// traffic: about the last second (one flush interval) plus the flush that
+// was being written, with room for a loaded machine's scheduling.
+const killWindow = 1500 * time.Millisecond
+
+// TestMeteringDurability runs a real `tenantd serve` under load and ends
+// it two ways: SIGKILL, measuring how many answered requests never reached
+// usage_counters (at most about the last second's), and SIGTERM with Redis
+// unreachable, after which every answered request is counted.
+func TestMeteringDurability(t *testing.T) {
+	env := testenv.Get(t)
+	bin := filepath.Join(t.TempDir(), "tenantd")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	owner, err := db.Open(context.Background(), env.OwnerURL, db.Options{MaxConns: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { owner.Close() })
+	apiRequests := func(t *testing.T, tenantID uuid.UUID) int64 {
+		t.Helper()
+		var n int64
+		err := owner.WithTenant(context.Background(), tenantID, func(tx *gorm.DB) error {
+			// The owner reads every tenant's counters (owner_billing).
+			return tx.Raw("SELECT coalesce(sum(quantity), 0) FROM usage_counters WHERE tenant_id = ? AND meter = 'api_requests'",
+				tenantID).Scan(&n).Error
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+
+	// Three kills at different points of the flush interval.
+	t.Run("sigkill", func(t *testing.T) {
+		var worst time.Duration
+		for i := range 3 {
+			s := startMeterServer(t, bin, env.AppURL, env.RedisURL)
+			tenantID := s.setUp(t)
+			l := s.load(8)
+			time.Sleep(2*time.Second + time.Duration(i)*333*time.Millisecond + time.Duration(rand.IntN(333))*time.Millisecond)
+			killed := time.Now()
+			if err := s.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			<-s.exited
+			l.stop()
+
+			answered, recent, failed := l.tally(killed, killWindow)
+			counted := apiRequests(t, tenantID)
+			lost := answered - counted
+			perSecond := float64(l.answeredBetween(killed.Add(-2*time.Second), killed)) / 2
+			lostFor := time.Duration(float64(lost) / perSecond * float64(time.Second))
+			worst = max(worst, lostFor)
+			t.Logf("kill %d: %d answered (%.0f/s), %d in usage_counters: lost %d = %s of this replica's traffic (%d answered in the last %s; %d cut off by the kill)",
+				i+1, answered, perSecond, counted, lost, lostFor.Round(time.Millisecond), recent, killWindow, failed)
+			if answered < 300 {
+				t.Fatalf("only %d requests answered before the kill: the load proves nothing", answered)
+			}
+			// A request cut off by the kill may have been counted: never more.
+			if counted > answered+failed {
+				t.Errorf("kill %d: got %d counted, want at most the %d answered plus %d cut off: counted twice", i+1, counted, answered, failed)
+			}
+			if lost > recent {
+				t.Errorf("kill %d: lost %d answered requests, want at most the %d answered in the last %s before the kill", i+1, lost, recent, killWindow)
+			}
+		}
+		t.Logf("worst loss of 3 kills: %s of traffic", worst.Round(time.Millisecond))
+	})
+
+	t.Run("sigterm-redis-down", func(t *testing.T) {
+		proxy := newRedisCut(t, env.RedisURL)
+		s := startMeterServer(t, bin, env.AppURL, proxy.url)
+		tenantID := s.setUp(t)
+		l := s.load(4)
+		time.Sleep(1500 * time.Millisecond)
+		proxy.cut()
+		time.Sleep(1500 * time.Millisecond)
+		if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-s.exited:
+			if err != nil {
+				t.Fatalf("tenantd exited with %v, want 0 though Redis is down\n%s", err, s.logs.String())
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("tenantd did not exit within 30s of SIGTERM\n%s", s.logs.String())
+		}
+		l.stop()
+		// Requests refused once the listener closed reached no handler.
+		answered, _, _ := l.tally(time.Now(), 0)
+		if got := apiRequests(t, tenantID); got != answered {
+			t.Errorf("api_requests after a graceful stop with Redis down: got %d, want the %d answered", got, answered)
+		}
+		t.Logf("%d requests answered, %d of them after Redis went away; all counted", answered, l.answeredBetween(proxy.cutAt, time.Now()))
+	})
+}
+
+// meterServer is a `tenantd serve` child process.
+type meterServer struct {
+	base   string
+	cmd    *exec.Cmd
+	logs   *meterLog
+	exited chan error
+	client *http.Client
+	key    string
+	path   string // GET path of the load
+}
+
+// meterLog is a bytes.Buffer safe for the child's two output streams.
+type meterLog struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *meterLog) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *meterLog) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startMeterServer starts bin serve on a free port and waits until it is ready.
+func startMeterServer(t *testing.T, bin, dbURL, redisURL string) *meterServer {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	s := &meterServer{base: "http://" + addr, logs: &meterLog{}, exited: make(chan error, 1),
+		client: &http.Client{Timeout: 10 * time.Second}}
+	s.cmd = exec.Command(bin, "serve")
+	s.cmd.Env = append(os.Environ(), "DATABASE_URL="+dbURL, "REDIS_URL="+redisURL, "HTTP_ADDR="+addr,
+		"PLATFORM_API_KEY="+meteringOperatorKey, "SHUTDOWN_DRAIN_DELAY=200ms", "SHUTDOWN_TIMEOUT=10s", "LOG_LEVEL=warn")
+	s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { s.exited <- s.cmd.Wait() }()
+	t.Cleanup(func() {
+		if s.cmd.ProcessState == nil {
+			s.cmd.Process.Kill() //nolint:errcheck // best effort after a failed test
+			<-s.exited
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		status, _, err := s.call("GET", "/readyz", "", nil)
+		if err == nil && status == http.StatusOK {
+			return s
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("tenantd did not become ready: %v %d\n%s", err, status, s.logs.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (s *meterServer) call(method, path, key string, body any) (int, map[string]any, error) {
+	var r io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return 0, nil, err
+		}
+		r = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, s.base+path, r)
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+key)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	var m map[string]any
+	json.NewDecoder(resp.Body).Decode(&m) //nolint:errcheck // some answers have no body
+	return resp.StatusCode, m, nil
+}
+
+// setUp creates a tenant on the enterprise plan and a product through the
+// API, and returns the tenant; the product's creation is one metered
+// request, which the load counts as answered.
+func (s *meterServer) setUp(t *testing.T) uuid.UUID {
+	t.Helper()
+	status, tn, err := s.call("POST", "/admin/v1/tenants", meteringOperatorKey,
+		map[string]any{"slug": fmt.Sprintf("meter-%d", time.Now().UnixNano()%1e9), "name": "Metering", "plan": "enterprise"})
+	if err != nil || status != http.StatusCreated {
+		t.Fatalf("create tenant: %d %v\n%s", status, err, s.logs.String())
+	}
+	s.key = tn["admin_api_key"].(string)
+	status, p, err := s.call("POST", "/v1/products", s.key, map[string]any{"sku": "M-1", "name": "M", "price": 100, "currency": "EUR", "stock": 10})
+	if err != nil || status != http.StatusCreated {
+		t.Fatalf("create product: %d %v", status, err)
+	}
+	s.path = "/v1/products/" + p["id"].(string)
+	return uuid.MustParse(tn["id"].(string))
+}
+
+// meterAnswer is one request of the load: when its answer came, and how.
+type meterAnswer struct {
+	at     time.Time
+	status int
+	err    error
+}
+
+// meterLoad is clients reading the product as fast as they can.
+type meterLoad struct {
+	mu      sync.Mutex
+	answers []meterAnswer
+	done    chan struct{}
+	wg      sync.WaitGroup
+}
+
+func (s *meterServer) load(clients int) *meterLoad {
+	l := &meterLoad{done: make(chan struct{}), answers: []meterAnswer{{at: time.Now(), status: http.StatusCreated}}}
+	for range clients {
+		l.wg.Go(func() {
+			for {
+				select {
+				case <-l.done:
+					return
+				default:
+				}
+				status, _, err := s.call("GET", s.path, s.key, nil)
+				l.mu.Lock()
+				l.answers = append(l.answers, meterAnswer{at: time.Now(), status: status, err: err})
+				l.mu.Unlock()
+				if err != nil {
+					return // the server is gone
+				}
+			}
+		})
+	}
+	return l
+}
+
+func (l *meterLoad) stop() {
+	close(l.done)
+	l.wg.Wait()
+}
+
+// metered reports whether a answered and was metered: a 429 of a rate limit
+// or quota is not.
+func (a meterAnswer) metered() bool { return a.err == nil && a.status != http.StatusTooManyRequests }
+
+// tally returns the metered answers, those among them that came in the
+// window before end, and the requests that got no answer.
+func (l *meterLoad) tally(end time.Time, window time.Duration) (answered, recent, failed int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, a := range l.answers {
+		switch {
+		case a.err != nil:
+			failed++
+		case a.metered():
+			answered++
+			if !a.at.Before(end.Add(-window)) {
+				recent++
+			}
+		}
+	}
+	return answered, recent, failed
+}
+
+// answeredBetween counts the metered answers that came in [from, to).
+func (l *meterLoad) answeredBetween(from, to time.Time) int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var n int64
+	for _, a := range l.answers {
+		if a.metered() && !a.at.Before(from) && a.at.Before(to) {
+			n++
+		}
+	}
+	return n
+}
+
+// redisCut forwards TCP connections to Redis until cut, which closes its
+// listener and every connection: Redis is then unreachable for the
+// process behind it only.
+type redisCut struct {
+	url   string
+	ln    net.Listener
+	cutAt time.Time
+
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func newRedisCut(t *testing.T, redisURL string) *redisCut {
+	t.Helper()
+	target, err := meterRedisAddr(redisURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &redisCut{url: "redis://" + ln.Addr().String() + "/0", ln: ln}
+	t.Cleanup(p.cut)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, up)
+			p.mu.Unlock()
+			go func() { io.Copy(up, c); up.Close() }() //nolint:errcheck // ends when either side closes
+			go func() { io.Copy(c, up); c.Close() }()  //nolint:errcheck // ends when either side closes
+		}
+	}()
+	return p
+}
+
+func (p *redisCut) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cutAt.IsZero() {
+		p.cutAt = time.Now()
+	}
+	p.ln.Close()
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+// meterRedisAddr returns host:port of a redis:// URL.
+func meterRedisAddr(url string) (string, error) {
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		return "", fmt.Errorf("redis url: %w", err)
+	}
+	return opts.Addr, nil
+}
