@@ -33,7 +33,7 @@ bench: ## benchmarks (see docs/performance.md)
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./bench/...
 
 .PHONY: bench-orders
-bench-orders: ## order placement under load against pgbench in the same run, ~80 s (docs/performance.md §4)
+bench-orders: ## order placement, hot tenant and write mix against pgbench baselines in the same run, ~4 min (docs/performance.md §4)
 	$(GO) run ./bench/orders
 
 .PHONY: migrate

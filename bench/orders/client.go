@@ -50,15 +50,20 @@ func (p *placements) add(o placed) {
 	p.mu.Unlock()
 }
 
-// place sends order seq: tenants in turn, one or two items (alternately per
-// tenant), quantity 1, as POST /v1/orders.
-func (c *client) place(ctx context.Context, seq int64, out *placements) error {
-	ti := int(seq % int64(len(c.pop.tenants)))
+// spread is the usual placement load: call seq goes to the tenants in
+// turn, each tenant's orders numbered by how often its turn came.
+func (c *client) spread(seq int64) (tenant int, round int64) {
+	n := int64(len(c.pop.tenants))
+	return int(seq % n), seq / n
+}
+
+// place sends the order numbered round of tenant ti: one or two items
+// (alternately), quantity 1, as POST /v1/orders.
+func (c *client) place(ctx context.Context, ti int, round int64, out *placements) error {
 	t := c.pop.tenants[ti]
-	round := seq / int64(len(c.pop.tenants))
 	a, b := t.pair(round)
 	body := make([]byte, 0, 192)
-	body = fmt.Appendf(body, `{"customer_id":"cust-%d","items":[{"product_id":"%s","quantity":1}`, seq, a.ID)
+	body = fmt.Appendf(body, `{"customer_id":"cust-%d","items":[{"product_id":"%s","quantity":1}`, round, a.ID)
 	if round%2 == 1 {
 		body = fmt.Appendf(body, `,{"product_id":"%s","quantity":1}`, b.ID)
 	}
@@ -69,13 +74,13 @@ func (c *client) place(ctx context.Context, seq int64, out *placements) error {
 	}
 	req.Header.Set("Authorization", "Bearer "+t.key)
 	req.Header.Set("Content-Type", "application/json")
-	loc, err := c.send(req, http.StatusCreated)
+	a2, err := c.send(req, http.StatusCreated, false)
 	if err != nil {
 		return err
 	}
-	id, ok := strings.CutPrefix(loc, "/v1/orders/")
+	id, ok := strings.CutPrefix(a2.location, "/v1/orders/")
 	if !ok {
-		return fmt.Errorf("POST /v1/orders: Location %q is not an order", loc)
+		return fmt.Errorf("POST /v1/orders: Location %q is not an order", a2.location)
 	}
 	if out != nil {
 		out.add(placed{tenant: ti, id: id})
@@ -91,27 +96,42 @@ func (c *client) get(ctx context.Context, seq int64, orders []placed) error {
 		return err
 	}
 	req.Header.Set("Authorization", "Bearer "+c.pop.tenants[o.tenant].key)
-	_, err = c.send(req, http.StatusOK)
+	_, err = c.send(req, http.StatusOK, false)
 	return err
 }
 
-// send sends req, reads the whole answer (so the connection is reused) and
-// returns its Location header when the status is want.
-func (c *client) send(req *http.Request, want int) (string, error) {
+// answer is what send kept of a response.
+type answer struct {
+	status   int
+	location string
+	body     []byte // when asked to keep it
+}
+
+// send sends req and reads the whole answer (so the connection is reused).
+// A status other than want (any 2xx when want is 0) is an error, which
+// carries the start of the body; the answer's status is set whenever there
+// was one.
+func (c *client) send(req *http.Request, want int, keep bool) (answer, error) {
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return "", err
+		return answer{}, err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != want {
+	a := answer{status: resp.StatusCode, location: resp.Header.Get("Location")}
+	if resp.StatusCode != want && (want != 0 || resp.StatusCode/100 != 2) {
 		msg, rerr := io.ReadAll(io.LimitReader(resp.Body, 512))
 		if rerr != nil {
 			msg = []byte("(body unreadable: " + rerr.Error() + ")")
 		}
-		return "", fmt.Errorf("%s %s: status %d, want %d: %s", req.Method, req.URL.Path, resp.StatusCode, want, msg)
+		return a, fmt.Errorf("%s %s: status %d, want %d: %s", req.Method, req.URL.Path, resp.StatusCode, want, msg)
 	}
-	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
-		return "", fmt.Errorf("%s %s: read body: %w", req.Method, req.URL.Path, err)
+	if keep {
+		a.body, err = io.ReadAll(resp.Body)
+	} else {
+		_, err = io.Copy(io.Discard, resp.Body)
 	}
-	return resp.Header.Get("Location"), nil
+	if err != nil {
+		return a, fmt.Errorf("%s %s: read body: %w", req.Method, req.URL.Path, err)
+	}
+	return a, nil
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/pprof"
 	"sync"
 	"time"
 
@@ -83,8 +84,8 @@ type server struct {
 // startServer configures tenantd from the environment as `tenantd serve`
 // does (so DB_MAX_CONNS, API_KEY_CACHE_TTL and the like can be tuned), with
 // the throw-away servers' URLs, and serves it on 127.0.0.1. Without
-// background, the app's background work (event dispatcher, sweepers,
-// listeners) does not run, to measure what it costs.
+// background, the app's background work (event dispatcher, audit sealer,
+// sweepers, listeners) does not run, to measure what it costs.
 func startServer(ctx context.Context, d *database, logLevel string, background bool, log *slog.Logger) (_ *server, err error) {
 	overrides := map[string]string{
 		"DATABASE_URL":         d.AppURL,
@@ -104,7 +105,10 @@ func startServer(ctx context.Context, d *database, logLevel string, background b
 	if err != nil {
 		return nil, err
 	}
-	pool, err := db.Open(ctx, cfg.DatabaseURL, db.Options{MaxConns: cfg.DBMaxConns})
+	// The pool as `tenantd serve` opens it, timeouts included; tracing
+	// stays off (OTEL_* unset), as no collector listens.
+	pool, err := db.Open(ctx, cfg.DatabaseURL, db.Options{MaxConns: cfg.DBMaxConns,
+		LockTimeout: cfg.DBLockTimeout, StatementTimeout: cfg.DBStatementTimeout, IdleInTxTimeout: cfg.DBIdleInTxTimeout})
 	if err != nil {
 		return nil, err
 	}
@@ -143,7 +147,9 @@ func startServer(ctx context.Context, d *database, logLevel string, background b
 	bgCtx, stopB := context.WithCancel(context.WithoutCancel(ctx))
 	s.stopB = stopB
 	if background {
-		s.bg.Go(func() { a.Run(bgCtx) })
+		// Labelled, so that a CPU profile tells the background work from
+		// the requests' (goroutines it starts inherit the label).
+		s.bg.Go(func() { pprof.Do(bgCtx, pprof.Labels("side", "background"), a.Run) })
 	}
 	go func() { s.done <- s.http.Serve(ln) }()
 	return s, nil

@@ -1,33 +1,52 @@
-// Command orders measures order placement end to end against a baseline of
+// Command orders measures order placement end to end against baselines of
 // the same run. It starts throw-away PostgreSQL and Redis (internal/devenv),
-// migrates, creates tenants with products and their admin API keys, and
-// then measures, in alternating rounds so that other work on the machine
-// weighs on both sides alike:
+// migrates, creates tenants with products and their admin API keys, loads
+// the reference schema (pgref_schema.sql) into a database of its own, and
+// then runs its scenarios. Each scenario measures its sides in alternating
+// rounds, so that other work on the machine weighs on all of them alike:
 //
-//   - the service: tenantd wired by internal/app and served in this process
-//     on 127.0.0.1, under a closed loop of clients sending POST /v1/orders
-//     over loopback HTTP, tenants in turn, one or two items per order. Its
-//     time runs until the event dispatcher has also delivered the events of
-//     the placements (the billing meters count them), so that work left
-//     behind is not taken for throughput;
-//   - the baseline: pgbench running place_order.sql (the SQL statements the
-//     service sends for one placement, under row-level security, as the
-//     runtime role tenantd_app) on the same database with as many
-//     connections, while tenantd is stopped. The dispatcher's subscribers
-//     are then moved past the events pgbench appended.
+//   - place (for each -clients count, 8 and 32 by default): the service,
+//     tenantd wired by internal/app and served in this process on
+//     127.0.0.1, under a closed loop of clients sending POST /v1/orders
+//     over loopback HTTP, tenants in turn, one or two items per order;
+//     then pgbench running place_order.sql (the statements the service
+//     sends for one placement, under row-level security, as the runtime
+//     role tenantd_app) on the same database with as many connections;
+//     then pgbench running pgref_order.sql, the bare order SQL of the
+//     target, as role app on the pgref database. tenantd is stopped while
+//     pgbench runs. The targets: at 8 clients the service reaches at least
+//     0.50 of pgref's throughput, with p99 under 50 ms;
+//   - hot: the same placements by -hot-clients clients (8) all for one
+//     tenant, against as many clients each placing for a tenant of its own
+//     (target: at least 0.80 of it);
+//   - writes: -writers clients (16) of one tenant doing the mixed write
+//     load of internal/app/hotwrite_test.go (tenant and product edits,
+//     stock adjustments, two-item orders each paid or cancelled, API keys
+//     and roles created and deleted), against as many writers each on a
+//     tenant of its own (target: at least 410 writes/s on one tenant).
+//
+// A service round runs until the event dispatcher has delivered the events
+// of its requests and the audit sealer has sealed their audit entries, so
+// that work left behind is not taken for throughput. Every round of the
+// service runs on a fresh tenantd after a warm-up; pgbench's events are
+// skipped for the dispatcher's subscribers, and its audit rows are sealed
+// before the next service round is timed.
 //
 // Before measuring it traces one placement of the service and refuses to
-// run when place_order.sql no longer sends the same statements.
+// run when place_order.sql no longer sends the same statements; the first
+// placing round also compares the JSON both write. After the place
+// scenarios it measures GET /v1/orders/{id} of the orders placed.
 //
-// After the last round it measures GET /v1/orders/{id} of the orders placed.
-// It prints throughput, latency and CPU time of each, the ratio of the
-// service's placements to pgbench's and the verdict against the targets
-// (at least 0.50, p99 under 50 ms), checks that both sides wrote what they
-// were timed for, and removes the throw-away servers. Every phase ends by
-// itself, after its time or -limit requests, whichever comes first.
+// For each side it prints throughput, latency (p50, p95, p99) and CPU time
+// per request (this process or pgbench, the PostgreSQL cluster, both), and
+// the ratios of the first side to the others, and the verdicts against the
+// targets; it checks that each side wrote what it was timed for, and
+// removes the throw-away servers. Every phase ends by itself, after its
+// time or -limit requests, whichever comes first. A default run takes
+// about four minutes.
 //
-//	go run ./bench/orders [-clients 8] [-duration 20s] [-rounds 4] [-cpuprofile cpu.out]
-//	go run ./bench/orders -trace   # the statements one placement sends
+//	go run ./bench/orders [-scenarios place,hot,writes] [-clients 8,32] [-duration 12s] [-rounds 3] [-cpuprofile cpu.out]
+//	go run ./bench/orders -trace   # the statements one placement sends, checked against place_order.sql
 package main
 
 import (
@@ -40,6 +59,8 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -51,7 +72,10 @@ import (
 type options struct {
 	tenants     int
 	products    int
-	clients     int
+	scenarios   []string
+	clients     []int
+	hotClients  int
+	writers     int
 	duration    time.Duration
 	rounds      int
 	warmup      time.Duration
@@ -65,34 +89,79 @@ type options struct {
 }
 
 func main() {
-	var o options
+	var (
+		o                  options
+		scenarios, clients string
+	)
 	flag.IntVar(&o.tenants, "tenants", 100, "tenants to create")
 	flag.IntVar(&o.products, "products", 10, "products per tenant")
-	flag.IntVar(&o.clients, "clients", 8, "concurrent clients of the service, and pgbench connections")
-	flag.DurationVar(&o.duration, "duration", 20*time.Second, "measured placement time of each side, split over the rounds (whole seconds per round)")
-	flag.IntVar(&o.rounds, "rounds", 4, "rounds of service then pgbench")
+	flag.StringVar(&scenarios, "scenarios", "place,hot,writes", "scenarios to run, in order: place, hot, writes")
+	flag.StringVar(&clients, "clients", "8,32", "concurrent clients of the place scenario (and pgbench connections), one run of it per count")
+	flag.IntVar(&o.hotClients, "hot-clients", 8, "clients of the hot scenario")
+	flag.IntVar(&o.writers, "writers", 16, "writers of the writes scenario")
+	flag.DurationVar(&o.duration, "duration", 12*time.Second, "measured time of each side of a scenario, split over the rounds (whole seconds per round)")
+	flag.IntVar(&o.rounds, "rounds", 3, "rounds of each scenario")
 	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured load before each measured phase (whole seconds)")
-	flag.DurationVar(&o.getDuration, "get-duration", 10*time.Second, "measured time of the GET phase")
+	flag.DurationVar(&o.getDuration, "get-duration", 5*time.Second, "measured time of the GET phase after the place scenarios; 0 skips it")
 	flag.Int64Var(&o.limit, "limit", 1_000_000, "most requests of each service phase")
-	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (server and load generator) over the POST phases")
+	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (tenantd, labelled side=background for its background work, and the load generator, side=client) over the scenarios")
 	flag.StringVar(&o.logLevel, "log-level", "warn", "tenantd's LOG_LEVEL; access log lines are info")
-	flag.BoolVar(&o.background, "background", true, "run tenantd's background work (event dispatcher, sweepers) as tenantd serve does; false shows what it costs")
+	flag.BoolVar(&o.background, "background", true, "run tenantd's background work (event dispatcher, audit sealer, sweepers) as tenantd serve does; false shows what it costs")
 	flag.BoolVar(&o.statements, "statements", false, "have pgbench report each statement's latency (-r; costs it a little) and print the last round's")
-	flag.BoolVar(&o.trace, "trace", false, "log the statements of one placement and exit")
+	flag.BoolVar(&o.trace, "trace", false, "log the statements of one placement, check them against place_order.sql and exit")
 	flag.Parse()
+	var err error
+	if o.scenarios, o.clients, err = parseLists(scenarios, clients); err != nil {
+		fmt.Fprintln(os.Stderr, "orders:", err)
+		os.Exit(2)
+	}
 	perRound := o.duration / time.Duration(max(o.rounds, 1))
-	if o.tenants < 1 || o.products < 2 || o.clients < 1 || o.rounds < 1 || perRound < time.Second ||
-		o.getDuration < time.Second || o.limit < 1 {
-		fmt.Fprintln(os.Stderr, "orders: need -tenants ≥ 1, -products ≥ 2, -clients ≥ 1, -rounds ≥ 1, -duration ≥ 1s per round, -get-duration ≥ 1s, -limit ≥ 1")
+	need := o.tenants
+	if slices.Contains(o.scenarios, "hot") {
+		need = max(need, o.hotClients)
+	}
+	if slices.Contains(o.scenarios, "writes") {
+		need = max(need, o.writers)
+	}
+	if o.tenants < 1 || o.tenants < need || o.products < hotProducts || o.hotClients < 1 || o.writers < 1 || o.rounds < 1 ||
+		perRound < time.Second || o.getDuration < 0 || o.limit < 1 {
+		fmt.Fprintf(os.Stderr, "orders: need -tenants ≥ 1 and ≥ the hot clients and writers, -products ≥ %d, -hot-clients ≥ 1, -writers ≥ 1, -rounds ≥ 1, -duration ≥ 1s per round, -get-duration ≥ 0, -limit ≥ 1\n", hotProducts)
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, o, os.Stdout)
+	err = run(ctx, o, os.Stdout)
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "orders:", err)
 		os.Exit(1)
 	}
+}
+
+// parseLists reads the comma-separated -scenarios and -clients.
+func parseLists(scenarios, clients string) ([]string, []int, error) {
+	var (
+		ss []string
+		cs []int
+	)
+	for s := range strings.SplitSeq(scenarios, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			ss = append(ss, s)
+		}
+	}
+	for s := range strings.SplitSeq(clients, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			return nil, nil, fmt.Errorf("-clients: %q is not a positive number", s)
+		}
+		cs = append(cs, n)
+	}
+	if len(ss) == 0 || len(cs) == 0 {
+		return nil, nil, errors.New("-scenarios and -clients must name at least one")
+	}
+	return ss, cs, nil
 }
 
 func run(ctx context.Context, o options, out io.Writer) (err error) {
@@ -121,66 +190,63 @@ func run(ctx context.Context, o options, out io.Writer) (err error) {
 		return b.trace(ctx, out)
 	}
 
-	m, err := b.measure(ctx, out)
+	scenarios, err := b.scenarios()
 	if err != nil {
 		return err
 	}
-	report(out, o, m)
-	var failures []string
-	for _, r := range []result{m.post, m.get, m.pgbench} {
-		if r.failed > 0 {
-			failures = append(failures, fmt.Sprintf("%s: %d failed, first: %v", r.name, r.failed, r.firstErr))
+	stopProfile, err := startProfile(o.cpuProfile)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, stopProfile()) }()
+	var (
+		outcomes []outcome
+		failures []string
+	)
+	for _, sc := range scenarios {
+		oc, err := b.runScenario(ctx, sc, out)
+		if err != nil {
+			return err
+		}
+		outcomes = append(outcomes, oc)
+		for _, r := range oc.merged {
+			if r.failed > 0 {
+				failures = append(failures, fmt.Sprintf("%s, %s: %d failed, first: %v", sc.name, r.name, r.failed, r.firstErr))
+			}
 		}
 	}
+	if err := stopProfile(); err != nil {
+		return err
+	}
+	stopProfile = func() error { return nil }
+	fmt.Fprintf(out, "\nRESULTS: %d tenants × %d products, %d rounds, %s measured per side of each scenario\n",
+		o.tenants, o.products, o.rounds, o.duration)
+	for _, oc := range outcomes {
+		oc.report(out)
+	}
+	if o.getDuration > 0 && len(b.orders.all) > 0 {
+		get, err := b.getPhase(ctx, o.clients[0], b.orders.all)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "\n%s, %d clients: %d requests, %d failed, %.1f/s, p50 %s ms, p99 %s ms, CPU per request app %s ms, pg %s ms\n",
+			get.name, o.clients[0], get.ok, get.failed, get.perSecond(), ms(get.percentile(0.5)), ms(get.percentile(0.99)),
+			get.cpuPer(get.cpu.app), get.cpuPer(get.cpu.postgres))
+		if get.failed > 0 {
+			failures = append(failures, fmt.Sprintf("%s: %d failed, first: %v", get.name, get.failed, get.firstErr))
+		}
+	}
+	fmt.Fprintf(out, "\nverdicts:\n")
+	for _, oc := range outcomes {
+		for _, v := range oc.verdicts {
+			fmt.Fprintf(out, "  %s: %s, %s\n", v.target, v.measured, metOrNot(v.met))
+		}
+	}
+	fmt.Fprintf(out, "load average after: %s\n", loadAverage())
 	if len(failures) > 0 {
 		return errors.New(strings.Join(failures, "\n"))
 	}
 	return nil
-}
-
-// report prints the phases and the service's ratio to pgbench, with the
-// verdict against the targets. CPU columns are milliseconds of CPU per
-// request: "app" is this process (server and load generator) for the
-// service and the pgbench process for pgbench; "pg" is the PostgreSQL
-// cluster. "others" is the share of the machine's CPU that other processes
-// took meanwhile.
-func report(out io.Writer, o options, m measurement) {
-	fmt.Fprintf(out, "\n%d tenants, %d clients, %d rounds, placements measured for %s per side\n\n",
-		o.tenants, o.clients, o.rounds, o.duration)
-	fmt.Fprintf(out, "%-28s %8s %6s %8s %7s %7s %7s %7s %7s %7s %6s\n",
-		"", "requests", "failed", "per s", "mean ms", "p50 ms", "p95 ms", "p99 ms", "app CPU", "pg CPU", "others")
-	for _, r := range []result{m.post, m.get, m.pgbench} {
-		fmt.Fprintf(out, "%-28s %8d %6d %8.1f %7s %7s %7s %7s %7s %7s %6s\n", r.name, r.ok, r.failed, r.perSecond(),
-			ms(r.mean()), ms(r.percentile(0.50)), ms(r.percentile(0.95)), ms(r.percentile(0.99)),
-			r.cpuPer(r.cpu.app), r.cpuPer(r.cpu.postgres), r.cpu.others())
-	}
-	ratio := m.post.perSecond() / m.pgbench.perSecond()
-	lo, hi := m.ratioRange()
-	fmt.Fprintf(out, "\nservice placements / pgbench placements: %.2f, rounds %.2f–%.2f (target ≥ 0.50: %s)\n",
-		ratio, lo, hi, verdict(ratio >= 0.5))
-	if m.post.drain > 0 {
-		serving := float64(m.post.ok) / (m.post.elapsed - m.post.drain).Seconds()
-		fmt.Fprintf(out, "  the service's rate counts %s s after the last responses, until the event dispatcher had delivered\n"+
-			"  their events; while responding it placed %.1f/s, %.2f of pgbench's\n",
-			secs(m.post.drain), serving, serving/m.pgbench.perSecond())
-	}
-	fmt.Fprintf(out, "service POST p99: %s ms at %d clients (target < 50 ms: %s)\n",
-		ms(m.post.percentile(0.99)), o.clients, verdict(m.post.percentile(0.99) < 50*time.Millisecond))
-	if c, ok := m.cpuRatio(); ok {
-		fmt.Fprintf(out, "CPU per placement, all processes: service %s ms, pgbench %s ms: %.2f×\n",
-			ms(m.post.cpuTotalPer()), ms(m.pgbench.cpuTotalPer()), c)
-	}
-	fmt.Fprintf(out, "load average after: %s\n", loadAverage())
-	if m.statements != "" {
-		fmt.Fprintf(out, "\npgbench, last round: %s", m.statements)
-	}
-}
-
-func verdict(met bool) string {
-	if met {
-		return "met"
-	}
-	return "NOT met"
 }
 
 // redisLogger sends go-redis's own messages to slog, as main.go does.

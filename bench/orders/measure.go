@@ -10,12 +10,12 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
-	"slices"
+	"strconv"
 	"time"
 )
 
 // bench is one run: the throw-away database with its population, and how
-// to measure both sides on it.
+// to measure each side on it.
 type bench struct {
 	o      options
 	log    *slog.Logger
@@ -23,12 +23,22 @@ type bench struct {
 	pop    *population
 	in     *inspector
 	pb     pgbench
+	own    script // place_order.sql on tenantd's database
+	ref    *pgref
 	pgData string // the cluster's data directory, to measure its CPU time
+
+	// orders are the orders the measured placements of the service
+	// created, to read them back.
+	orders placements
+	// shapesChecked says the JSON of place_order.sql was compared with the
+	// service's.
+	shapesChecked bool
 }
 
 // setUp creates the population through a first tenantd and checks that
 // place_order.sql sends what that tenantd sends for a placement, then
-// creates the helper table of the script, and the inspector.
+// creates the helper table of the script, the pgref database and the
+// inspector.
 func (b *bench) setUp(ctx context.Context, pgbenchBin string) (err error) {
 	srv, err := startServer(ctx, b.db, b.o.logLevel, false, b.log)
 	if err != nil {
@@ -38,7 +48,8 @@ func (b *bench) setUp(ctx context.Context, pgbenchBin string) (err error) {
 	if err == nil {
 		c := newClient(srv.base, 1, b.pop)
 		var log string
-		if log, err = tracePlacement(ctx, b.db, c); err == nil {
+		// With -trace, b.trace shows what differs instead.
+		if log, err = tracePlacement(ctx, b.db, c); err == nil && !b.o.trace {
 			err = checkScript(log)
 		}
 		c.close()
@@ -53,12 +64,17 @@ func (b *bench) setUp(ctx context.Context, pgbenchBin string) (err error) {
 	if b.in, err = newInspector(ctx, b.db.env.AdminURL, b.db.Name); err != nil {
 		return err
 	}
+	if b.ref, err = loadPgref(ctx, b.db.env.AdminURL); err != nil {
+		return err
+	}
 	dir, err := os.MkdirTemp("", "tenantd-bench-orders-")
 	if err != nil {
 		return err
 	}
 	b.pgData = filepath.Join(b.db.env.Dir(), "pg")
-	b.pb = pgbench{bin: pgbenchBin, url: b.db.AppURL, targets: targets, dir: dir, pgData: b.pgData, statements: b.o.statements}
+	b.pb = pgbench{bin: pgbenchBin, dir: dir, pgData: b.pgData, statements: b.o.statements}
+	b.own = script{file: "place_order.sql", sql: placeOrderSQL, url: b.db.AppURL,
+		defines: []string{"targets=" + strconv.Itoa(targets)}}
 	return nil
 }
 
@@ -67,13 +83,17 @@ func (b *bench) close(ctx context.Context) error {
 	if b.in != nil {
 		err = b.in.close(ctx)
 	}
+	if b.ref != nil {
+		err = errors.Join(err, b.ref.close(ctx))
+	}
 	if b.pb.dir != "" {
 		err = errors.Join(err, os.RemoveAll(b.pb.dir))
 	}
 	return err
 }
 
-// trace serves tenantd and logs the statements of one placement.
+// trace serves tenantd, logs the statements of one placement, and checks
+// them against place_order.sql.
 func (b *bench) trace(ctx context.Context, out io.Writer) (err error) {
 	srv, err := startServer(ctx, b.db, b.o.logLevel, b.o.background, b.log)
 	if err != nil {
@@ -86,94 +106,63 @@ func (b *bench) trace(ctx context.Context, out io.Writer) (err error) {
 	if err != nil {
 		return err
 	}
-	_, err = io.WriteString(out, log)
+	if _, err := io.WriteString(out, log); err != nil {
+		return err
+	}
+	if err := checkScript(log); err != nil {
+		return err
+	}
+	_, err = io.WriteString(out, "place_order.sql sends the same statements\n")
 	return err
 }
 
-// measurement is the results of all rounds, merged per side.
-type measurement struct {
-	post, get, pgbench result
-	rounds             []round
-	// statements is pgbench's per-statement report of the last round.
-	statements string
+// workload is what the service's clients do in a round.
+type workload struct {
+	name    string
+	unit    string
+	clients int
+	// phase builds the closed loop; orders, when not nil, collects the
+	// orders it placed.
+	phase func(c *client, name string, d time.Duration, round int, orders *placements) phase
+	// placements says every successful call placed one order, which the
+	// round checks against what the database gained.
+	placements bool
 }
 
-// round is the throughput of both sides in one round.
-type round struct {
-	service, pgbench float64
+// placing is POST /v1/orders by clients clients, tenant and order number
+// chosen by pick from the client and the call's number.
+func (b *bench) placing(name string, clients int, pick func(c *client, w int, seq int64) (int, int64)) workload {
+	return workload{name: name, unit: "order", clients: clients, placements: true,
+		phase: func(c *client, name string, d time.Duration, _ int, orders *placements) phase {
+			return phase{name: name, clients: clients, duration: d, limit: b.o.limit,
+				do: func(ctx context.Context, w *worker, seq int64) error {
+					ti, round := pick(c, w.id, seq)
+					return c.place(ctx, ti, round, orders)
+				}}
+		}}
 }
 
-// measure runs the rounds (service, then pgbench, each after a warm-up),
-// then the GET phase, and checks that both sides wrote what they reported
-// and that place_order.sql writes what the service writes.
-func (b *bench) measure(ctx context.Context, out io.Writer) (m measurement, err error) {
-	var (
-		posts, pgs []result
-		orders     placements
-		perRound   = b.o.duration / time.Duration(b.o.rounds)
-		svcShape   shape
-		pgShape    shape
-	)
-	stopProfile, err := startProfile(b.o.cpuProfile)
-	if err != nil {
-		return measurement{}, err
-	}
-	defer func() { err = errors.Join(err, stopProfile()) }()
-	for i := range b.o.rounds {
-		from, err := b.in.lastPosition(ctx)
-		if err != nil {
-			return measurement{}, err
-		}
-		post, err := b.serviceRound(ctx, perRound, &orders)
-		if err != nil {
-			return measurement{}, err
-		}
-		if i == 0 {
-			if svcShape, err = b.in.shapeOf(ctx, from); err != nil {
-				return measurement{}, err
-			}
-		}
-		if from, err = b.in.lastPosition(ctx); err != nil {
-			return measurement{}, err
-		}
-		pg, err := b.baselineRound(ctx, perRound)
-		if err != nil {
-			return measurement{}, err
-		}
-		if i == 0 {
-			if pgShape, err = b.in.shapeOf(ctx, from); err != nil {
-				return measurement{}, err
-			}
-			if err := sameShape(svcShape, pgShape); err != nil {
-				return measurement{}, err
-			}
-		}
-		posts, pgs = append(posts, post), append(pgs, pg)
-		m.statements = pg.detail
-		m.rounds = append(m.rounds, round{service: post.perSecond(), pgbench: pg.perSecond()})
-		fmt.Fprintf(out, "round %d/%d: service %.1f/s p99 %s ms drain %s s (others %s), pgbench %.1f/s p99 %s ms (others %s): %.2f\n",
-			i+1, b.o.rounds, post.perSecond(), ms(post.percentile(0.99)), secs(post.drain), post.cpu.others(),
-			pg.perSecond(), ms(pg.percentile(0.99)), pg.cpu.others(),
-			post.perSecond()/pg.perSecond())
-	}
-	if err := stopProfile(); err != nil {
-		return measurement{}, err
-	}
-	stopProfile = func() error { return nil }
-	m.post, m.pgbench = merge(posts), merge(pgs)
-	if len(orders.all) == 0 {
-		return measurement{}, fmt.Errorf("no order was placed; first error: %w", m.post.firstErr)
-	}
-	if m.get, err = b.getPhase(ctx, orders.all); err != nil {
-		return measurement{}, err
-	}
-	return m, nil
+// writing is the write mix of writers clients, client w writing to tenant
+// tenantOf(w).
+func (b *bench) writing(name string, writers int, tenantOf func(w int) int) workload {
+	return workload{name: name, unit: "write", clients: writers,
+		phase: func(c *client, name string, d time.Duration, round int, _ *placements) phase {
+			m := writeMix{c: c, tenantOf: tenantOf, seed: uint64(round)<<8 | uint64(writers)}
+			return m.phase(name, writers, d, b.o.limit)
+		}}
+}
+
+// serviceSide measures wl, each round on a fresh tenantd.
+func (b *bench) serviceSide(wl workload, orders *placements) side {
+	return side{name: wl.name, unit: wl.unit, round: func(ctx context.Context, d time.Duration, i int) (result, error) {
+		return b.serviceRound(ctx, wl, d, i, orders)
+	}}
 }
 
 // serviceRound serves a fresh tenantd, warms it up (API-key cache, the
-// pool's connections and their prepared statements), places orders for d,
-// and stops it.
-func (b *bench) serviceRound(ctx context.Context, d time.Duration, orders *placements) (_ result, err error) {
+// pool's connections and their prepared statements), waits until its
+// background work has caught up, runs wl for d, and stops it.
+func (b *bench) serviceRound(ctx context.Context, wl workload, d time.Duration, round int, orders *placements) (_ result, err error) {
 	srv, err := startServer(ctx, b.db, b.o.logLevel, b.o.background, b.log)
 	if err != nil {
 		return result{}, err
@@ -184,26 +173,33 @@ func (b *bench) serviceRound(ctx context.Context, d time.Duration, orders *place
 			err = errors.Join(err, srv.stop())
 		}
 	}()
-	c := newClient(srv.base, b.o.clients, b.pop)
+	c := newClient(srv.base, wl.clients, b.pop)
 	defer c.close()
 	before, err := b.in.tally(ctx)
 	if err != nil {
 		return result{}, err
 	}
-	w := phase{name: "warm-up", clients: b.o.clients, duration: b.o.warmup, limit: b.o.limit,
-		do: func(ctx context.Context, seq int64) error { return c.place(ctx, seq, nil) }}.run(ctx)
-	if w.failed > 0 {
-		return result{}, fmt.Errorf("warm-up: %d of %d requests failed, first: %w", w.failed, w.failed+w.ok, w.firstErr)
+	var w result
+	if b.o.warmup > 0 {
+		w = wl.phase(c, "warm-up", b.o.warmup, round, nil).run(ctx)
+		if w.failed > 0 && (wl.placements || w.ok == 0) {
+			return result{}, fmt.Errorf("warm-up: %d of %d requests failed, first: %w", w.failed, w.failed+w.ok, w.firstErr)
+		}
 	}
+	// Also the sealing of audit rows pgbench left unsealed.
 	if err := b.drain(ctx); err != nil {
 		return result{}, fmt.Errorf("after the warm-up: %w", err)
 	}
+	from, err := b.in.lastPosition(ctx)
+	if err != nil {
+		return result{}, err
+	}
 	cpu := sampleCPU(b.pgData)
-	r := phase{name: "service POST /v1/orders", clients: b.o.clients, duration: d, limit: b.o.limit,
-		do: func(ctx context.Context, seq int64) error { return c.place(ctx, seq, orders) }}.run(ctx)
-	// The placements' work is done when the event dispatcher has delivered
-	// their events too (the billing meters count order.placed): the time
-	// that takes after the last response counts as the phase's.
+	r := wl.phase(c, wl.name, d, round, orders).run(ctx)
+	// The requests' work is done when the event dispatcher has delivered
+	// their events (the billing meters count order.placed) and the audit
+	// sealer has linked their entries into the chains: the time that takes
+	// after the last response counts as the phase's.
 	if b.o.background {
 		start := time.Now()
 		if err := b.drain(ctx); err != nil {
@@ -222,21 +218,60 @@ func (b *bench) serviceRound(ctx context.Context, d time.Duration, orders *place
 	if err := ctx.Err(); err != nil {
 		return result{}, err
 	}
+	if !wl.placements {
+		return r, nil
+	}
 	after, err := b.in.tally(ctx)
 	if err != nil {
 		return result{}, err
 	}
-	if r.failed == 0 {
+	if r.failed == 0 && w.failed == 0 {
 		if err := checkWrites("the service", before, after, w.ok+r.ok); err != nil {
+			return result{}, err
+		}
+	}
+	if !b.shapesChecked && r.ok > 0 {
+		// place_order.sql must write the JSON the service writes: compare
+		// the first placement of each once.
+		b.shapesChecked = true
+		svc, err := b.in.shapeOf(ctx, from)
+		if err != nil {
+			return result{}, err
+		}
+		if err := b.checkScriptShape(ctx, svc); err != nil {
 			return result{}, err
 		}
 	}
 	return r, nil
 }
 
+// checkScriptShape runs place_order.sql once, one transaction of each kind
+// of order, and compares the JSON it wrote with the service's.
+func (b *bench) checkScriptShape(ctx context.Context, svc shape) error {
+	from, err := b.in.lastPosition(ctx)
+	if err != nil {
+		return err
+	}
+	if _, err := b.pb.run(ctx, b.own, "shape", 1, time.Second, 1); err != nil {
+		return err
+	}
+	scr, err := b.in.shapeOf(ctx, from)
+	if err != nil {
+		return err
+	}
+	to, err := b.in.lastPosition(ctx)
+	if err != nil {
+		return err
+	}
+	if err := b.in.skipEvents(ctx, from, to); err != nil {
+		return err
+	}
+	return sameShape(svc, scr)
+}
+
 // drain waits until tenantd's event dispatcher has delivered every event
-// appended so far, for at most a minute. Without background work there is
-// no dispatcher to wait for.
+// appended so far and its audit sealer has sealed every audit row, for at
+// most a minute. Without background work there is neither to wait for.
 func (b *bench) drain(ctx context.Context) error {
 	if !b.o.background {
 		return nil
@@ -247,11 +282,15 @@ func (b *bench) drain(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if n == 0 {
+		u, err := b.in.unsealed(ctx)
+		if err != nil {
+			return err
+		}
+		if n == 0 && u == 0 {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("the event dispatcher is still %d positions behind after a minute", n)
+			return fmt.Errorf("after a minute, the event dispatcher is still %d positions behind and %d audit rows are unsealed", n, u)
 		}
 		select {
 		case <-ctx.Done():
@@ -261,120 +300,107 @@ func (b *bench) drain(ctx context.Context) error {
 	}
 }
 
-// baselineRound runs place_order.sql with pgbench, as many connections as
-// the service has clients, for d after a warm-up run, and then moves the
-// dispatcher's subscribers past the events it appended.
-func (b *bench) baselineRound(ctx context.Context, d time.Duration) (result, error) {
-	before, err := b.in.tally(ctx)
-	if err != nil {
-		return result{}, err
-	}
-	from, err := b.in.lastPosition(ctx)
-	if err != nil {
-		return result{}, err
-	}
+// pgbenchRound runs sc with as many connections as the service has
+// clients: a warm-up run, then one for d.
+func (b *bench) pgbenchRound(ctx context.Context, sc script, name string, clients int, d time.Duration) (result, error) {
 	threads := runtime.NumCPU()
 	var warm int64
 	if b.o.warmup >= time.Second {
-		w, err := b.pb.run(ctx, "warm-up", b.o.clients, b.o.warmup, threads)
+		w, err := b.pb.run(ctx, sc, "warm-up", clients, b.o.warmup, threads)
 		if err != nil {
 			return result{}, err
 		}
+		if w.failed > 0 {
+			return result{}, fmt.Errorf("warm-up: %w", w.firstErr)
+		}
 		warm = w.ok
 	}
-	r, err := b.pb.run(ctx, "pgbench place_order.sql", b.o.clients, d, threads)
-	if err != nil {
-		return result{}, err
-	}
+	r, err := b.pb.run(ctx, sc, name, clients, d, threads)
 	r.warm = warm
-	after, err := b.in.tally(ctx)
-	if err != nil {
-		return result{}, err
-	}
-	if r.failed == 0 {
-		if err := checkWrites("pgbench", before, after, warm+r.ok); err != nil {
+	return r, err
+}
+
+// ownSide runs place_order.sql on tenantd's database, checks it wrote a
+// placement for each transaction, and then moves the dispatcher's
+// subscribers past the events it appended (they are not the service's
+// work).
+func (b *bench) ownSide(clients int) side {
+	return side{name: "pgbench place_order.sql", unit: "order", round: func(ctx context.Context, d time.Duration, _ int) (result, error) {
+		before, err := b.in.tally(ctx)
+		if err != nil {
 			return result{}, err
 		}
-	}
-	to, err := b.in.lastPosition(ctx)
-	if err != nil {
-		return result{}, err
-	}
-	return r, b.in.skipEvents(ctx, from, to)
+		from, err := b.in.lastPosition(ctx)
+		if err != nil {
+			return result{}, err
+		}
+		r, err := b.pgbenchRound(ctx, b.own, "pgbench place_order.sql", clients, d)
+		if err != nil {
+			return result{}, err
+		}
+		after, err := b.in.tally(ctx)
+		if err != nil {
+			return result{}, err
+		}
+		if r.failed == 0 {
+			if err := checkWrites("pgbench", before, after, r.warm+r.ok); err != nil {
+				return result{}, err
+			}
+		}
+		to, err := b.in.lastPosition(ctx)
+		if err != nil {
+			return result{}, err
+		}
+		return r, b.in.skipEvents(ctx, from, to)
+	}}
+}
+
+// pgrefSide runs pgref_order.sql on the pgref database as role app and
+// checks it placed an order for each transaction.
+func (b *bench) pgrefSide(clients int) side {
+	return side{name: "pgbench pgref_order.sql", unit: "order", round: func(ctx context.Context, d time.Duration, _ int) (result, error) {
+		before, err := b.ref.orders(ctx)
+		if err != nil {
+			return result{}, err
+		}
+		r, err := b.pgbenchRound(ctx, b.ref.script, "pgbench pgref_order.sql", clients, d)
+		if err != nil {
+			return result{}, err
+		}
+		after, err := b.ref.orders(ctx)
+		if err != nil {
+			return result{}, err
+		}
+		if r.failed == 0 && after-before != r.warm+r.ok {
+			return result{}, fmt.Errorf("pgbench reported %d pgref placements but wrote %d orders", r.warm+r.ok, after-before)
+		}
+		return r, nil
+	}}
 }
 
 // getPhase serves a fresh tenantd and reads the placed orders back, in
 // turn, after a warm-up.
-func (b *bench) getPhase(ctx context.Context, orders []placed) (_ result, err error) {
+func (b *bench) getPhase(ctx context.Context, clients int, orders []placed) (_ result, err error) {
 	srv, err := startServer(ctx, b.db, b.o.logLevel, b.o.background, b.log)
 	if err != nil {
 		return result{}, err
 	}
 	defer func() { err = errors.Join(err, srv.stop()) }()
-	c := newClient(srv.base, b.o.clients, b.pop)
+	c := newClient(srv.base, clients, b.pop)
 	defer c.close()
-	get := func(ctx context.Context, seq int64) error { return c.get(ctx, seq, orders) }
-	w := phase{name: "warm-up", clients: b.o.clients, duration: b.o.warmup, limit: b.o.limit, do: get}.run(ctx)
+	get := func(ctx context.Context, _ *worker, seq int64) error { return c.get(ctx, seq, orders) }
+	w := phase{name: "warm-up", clients: clients, duration: b.o.warmup, limit: b.o.limit, do: get}.run(ctx)
 	if w.failed > 0 {
 		return result{}, fmt.Errorf("warm-up: %d of %d requests failed, first: %w", w.failed, w.failed+w.ok, w.firstErr)
 	}
+	if err := b.drain(ctx); err != nil {
+		return result{}, err
+	}
 	cpu := sampleCPU(b.pgData)
-	r := phase{name: "service GET /v1/orders/{id}", clients: b.o.clients, duration: b.o.getDuration, limit: b.o.limit,
+	r := phase{name: "service GET /v1/orders/{id}", clients: clients, duration: b.o.getDuration, limit: b.o.limit,
 		do: get}.run(ctx)
 	r.cpu = sampleCPU(b.pgData).since(cpu)
 	return r, ctx.Err()
-}
-
-// merge adds up the rounds of one side.
-func merge(rs []result) result {
-	if len(rs) == 0 {
-		return result{}
-	}
-	m := result{name: rs[0].name, cpu: cpuUse{ok: true}}
-	var lats [][]time.Duration
-	for _, r := range rs {
-		m.ok += r.ok
-		m.failed += r.failed
-		m.warm += r.warm
-		m.elapsed += r.elapsed
-		m.drain += r.drain
-		m.cpu.app += r.cpu.app
-		m.cpu.postgres += r.cpu.postgres
-		m.cpu.busy += r.cpu.busy
-		m.cpu.wall += r.cpu.wall
-		m.cpu.ok = m.cpu.ok && r.cpu.ok
-		if m.firstErr == nil {
-			m.firstErr = r.firstErr
-		}
-		lats = append(lats, r.latencies)
-	}
-	m.latencies = slices.Concat(lats...)
-	slices.Sort(m.latencies)
-	return m
-}
-
-// ratioRange is the lowest and highest ratio of the rounds.
-func (m measurement) ratioRange() (lo, hi float64) {
-	for i, r := range m.rounds {
-		x := r.service / r.pgbench
-		if i == 0 || x < lo {
-			lo = x
-		}
-		if i == 0 || x > hi {
-			hi = x
-		}
-	}
-	return lo, hi
-}
-
-// cpuRatio is the CPU time of all processes per placement, the service's
-// over pgbench's: a measure less disturbed than throughput by other work on
-// the machine.
-func (m measurement) cpuRatio() (float64, bool) {
-	if !m.post.cpu.ok || !m.pgbench.cpu.ok || m.post.ok == 0 || m.pgbench.ok == 0 {
-		return 0, false
-	}
-	return float64(m.post.cpuTotalPer()) / float64(m.pgbench.cpuTotalPer()), true
 }
 
 // startProfile starts the CPU profiler when path is set; stop stops it and

@@ -23,16 +23,22 @@ import (
 //go:embed place_order.sql
 var placeOrderSQL []byte
 
-// pgbench runs place_order.sql against the service's database.
+// pgbench runs pgbench scripts against the throw-away cluster.
 type pgbench struct {
-	bin     string
-	url     string // the runtime role, tenantd_app
-	targets int    // rows of bench_targets
-	dir     string // script and per-transaction logs
-	pgData  string // the cluster's data directory, to measure its CPU time
+	bin    string
+	dir    string // scripts and per-transaction logs
+	pgData string // the cluster's data directory, to measure its CPU time
 	// statements asks pgbench for the latency of each statement (-r),
 	// which costs it a little time.
 	statements bool
+}
+
+// script is a pgbench script and where it runs.
+type script struct {
+	file    string // its name in pgbench's directory
+	sql     []byte
+	url     string   // the database and role it runs as
+	defines []string // -D name=value
 }
 
 // findPgbench finds pgbench on PATH or in Debian's
@@ -59,12 +65,12 @@ func findPgbench() (string, error) {
 	return found[0], nil
 }
 
-// run runs the script with clients connections for duration (whole
-// seconds, pgbench's unit) and reads throughput and latencies from its
-// output and its per-transaction log.
-func (b pgbench) run(ctx context.Context, name string, clients int, duration time.Duration, threads int) (result, error) {
-	script := filepath.Join(b.dir, "place_order.sql")
-	if err := os.WriteFile(script, placeOrderSQL, 0o644); err != nil {
+// run runs sc with clients connections for duration (whole seconds,
+// pgbench's unit) and reads throughput and latencies from its output and
+// its per-transaction log.
+func (b pgbench) run(ctx context.Context, sc script, name string, clients int, duration time.Duration, threads int) (result, error) {
+	path := filepath.Join(b.dir, sc.file)
+	if err := os.WriteFile(path, sc.sql, 0o644); err != nil {
 		return result{}, err
 	}
 	logDir, err := os.MkdirTemp(b.dir, "log-")
@@ -77,14 +83,16 @@ func (b pgbench) run(ctx context.Context, name string, clients int, duration tim
 		"-M", "prepared", // as pgx caches the statements of the service
 		"-c", strconv.Itoa(clients), "-j", strconv.Itoa(min(threads, clients)),
 		"-T", strconv.Itoa(secs),
-		"-D", "targets=" + strconv.Itoa(b.targets),
-		"-f", script,
+		"-f", path,
 		"-l", "--log-prefix", filepath.Join(logDir, "tx"),
+	}
+	for _, d := range sc.defines {
+		args = append(args, "-D", d)
 	}
 	if b.statements {
 		args = append(args, "-r")
 	}
-	args = append(args, b.url)
+	args = append(args, sc.url)
 	// pgbench ends by itself after secs; the margin covers connecting and
 	// the last transactions.
 	runCtx, cancel := context.WithTimeout(ctx, time.Duration(secs)*time.Second+time.Minute)

@@ -28,7 +28,7 @@ func tracePlacement(ctx context.Context, d *database, c *client) (string, error)
 		return "", err
 	}
 	// Round 1 of tenant 0: a two-item order.
-	placeErr := c.place(ctx, int64(len(c.pop.tenants)), nil)
+	placeErr := c.place(ctx, 0, 1, nil)
 	time.Sleep(time.Second) // the dispatcher's reaction
 	if err := logStatements(ctx, d.env.AdminURL, "none"); err != nil {
 		return "", err
@@ -122,14 +122,35 @@ func placementStatements(log string) ([]string, error) {
 	return nil, fmt.Errorf("the placement's transaction is not in the log:\n%s", log)
 }
 
-// scriptStatements reads the SQL statements of a pgbench script, every
-// branch of its \if included, without BEGIN and COMMIT.
-func scriptStatements(script []byte) []string {
-	var out []string
-	var cur strings.Builder
+// scriptStatements reads the SQL statements of a pgbench script without
+// BEGIN and COMMIT, along one path through its conditionals: the \if
+// branches when ifs is true, the \elif and \else ones when it is false.
+func scriptStatements(script []byte, ifs bool) []string {
+	var (
+		out    []string
+		cur    strings.Builder
+		active = []bool{true} // whether each open conditional's current branch runs
+	)
+	running := func() bool { return active[len(active)-1] }
 	for line := range strings.Lines(string(script)) {
 		t := strings.TrimSpace(line)
-		if cur.Len() == 0 && (t == "" || strings.HasPrefix(t, "--") || strings.HasPrefix(t, `\`)) {
+		if cur.Len() == 0 && strings.HasPrefix(t, `\`) {
+			cmd, _, _ := strings.Cut(t, " ")
+			switch outer := active[:len(active)-1]; cmd {
+			case `\if`:
+				active = append(active, running() && ifs)
+			case `\elif`, `\else`:
+				if len(outer) > 0 {
+					active[len(active)-1] = outer[len(outer)-1] && !ifs
+				}
+			case `\endif`:
+				if len(outer) > 0 {
+					active = active[:len(active)-1]
+				}
+			}
+			continue
+		}
+		if cur.Len() == 0 && (t == "" || strings.HasPrefix(t, "--")) {
 			continue
 		}
 		cur.WriteString(line)
@@ -140,7 +161,7 @@ func scriptStatements(script []byte) []string {
 		if !gset && !strings.HasSuffix(stmt, ";") {
 			continue
 		}
-		if sig := signature(cur.String()); sig != "begin" && sig != "commit" {
+		if sig := signature(cur.String()); running() && sig != "begin" && sig != "commit" {
 			out = append(out, sig)
 		}
 		cur.Reset()
@@ -165,16 +186,22 @@ func signature(stmt string) string {
 }
 
 // checkScript compares the statements of a traced placement with those of
-// place_order.sql.
+// place_order.sql, along both paths through its conditionals.
 func checkScript(log string) error {
 	service, err := placementStatements(log)
 	if err != nil {
 		return err
 	}
-	script := scriptStatements(placeOrderSQL)
-	if !slices.Equal(service, script) {
-		return fmt.Errorf("place_order.sql is out of step with the service (see -trace):\n  service: %s\n  script:  %s",
-			strings.Join(service, " | "), strings.Join(script, " | "))
+	for _, ifs := range []bool{true, false} {
+		script := scriptStatements(placeOrderSQL, ifs)
+		if !slices.Equal(service, script) {
+			branches := "\\if"
+			if !ifs {
+				branches = "\\else"
+			}
+			return fmt.Errorf("place_order.sql is out of step with the service (see -trace):\n  service: %s\n  script (%s branches): %s",
+				strings.Join(service, " | "), branches, strings.Join(script, " | "))
+		}
 	}
 	return nil
 }

@@ -106,6 +106,12 @@ func (in *inspector) undispatched(ctx context.Context) (n int64, err error) {
 	return n, err
 }
 
+// unsealed is how many audit rows await the audit sealer.
+func (in *inspector) unsealed(ctx context.Context) (n int64, err error) {
+	err = in.conn.QueryRow(ctx, "SELECT count(*) FROM audit_events WHERE hash IS NULL").Scan(&n)
+	return n, err
+}
+
 // skipEvents moves the subscribers that had dispatched everything up to
 // from past to: the events pgbench appended are not the service's work,
 // and the next tenantd must not spend its rounds on them.
