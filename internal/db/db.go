@@ -93,7 +93,8 @@ type Options struct {
 }
 
 // longRunningConns is the size of the LongRunning pool: exports are rare
-// and run their statements one after the other.
+// and run their statements one after the other, but one may stream a
+// download for minutes while another is looked up.
 const longRunningConns = 2
 
 // Open connects to url and checks the connection.
