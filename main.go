@@ -224,7 +224,9 @@ func listenAndServe(ctx context.Context, cfg config.Config, a *app.App, log *slo
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	// Dispatchers and flushers stop at a safe point (between transactions);
-	// then every usage count still in this process or in Redis is flushed.
+	// then every usage count still in this process is written to
+	// PostgreSQL. That needs no Redis: an unreachable Redis is no reason to
+	// exit 1 (TestGracefulShutdown/redis_down); losing counts is.
 	stopBackground()
 	<-background
 	if err := a.Usage.Flush(shutdownCtx); err != nil {
