@@ -116,8 +116,8 @@ func (h *Handler) revoke(c *gin.Context) {
 		httpx.Error(c, err)
 		return
 	}
-	if _, err := h.svc.RevokeKey(c.Request.Context(), p.TenantID, id); err != nil {
-		httpx.Error(c, err)
+	if _, err := h.svc.RevokeKeyAs(c.Request.Context(), p, id); err != nil {
+		httpx.Reply(c, err) // may be 409 last_admin
 		return
 	}
 	c.Status(http.StatusNoContent)

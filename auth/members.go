@@ -64,12 +64,12 @@ func (n *NewMember) Validate() error {
 	case n.Email != "" && n.Subject != "":
 		f.Add("subject", "give email or subject, not both")
 	case n.Email != "":
-		if !validEmail(n.Email) {
+		if !validEmail(n.Email) || hasControl(n.Email) {
 			f.Add("email", "must be an email address")
 		}
 	default:
-		if len(n.Subject) > 255 {
-			f.Add("subject", "must be at most 255 characters")
+		if len(n.Subject) > 255 || hasControl(n.Subject) {
+			f.Add("subject", "must be at most 255 characters, without control characters")
 		}
 	}
 	validateRoleNames(&f, n.Roles)

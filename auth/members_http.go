@@ -105,7 +105,7 @@ func (h *Handler) patchMember(c *gin.Context) {
 	}
 	m, err := h.svc.SetMemberRoles(c.Request.Context(), p, id, req.Roles)
 	if err != nil {
-		httpx.Error(c, err)
+		httpx.Reply(c, err) // may be 409 last_admin
 		return
 	}
 	c.JSON(http.StatusOK, toMemberResponse(m))
@@ -121,8 +121,8 @@ func (h *Handler) removeMember(c *gin.Context) {
 		httpx.Error(c, err)
 		return
 	}
-	if err := h.svc.RemoveMember(c.Request.Context(), p.TenantID, id); err != nil {
-		httpx.Error(c, err)
+	if err := h.svc.RemoveMember(c.Request.Context(), p, id); err != nil {
+		httpx.Reply(c, err) // may be 409 last_admin
 		return
 	}
 	c.Status(http.StatusNoContent)

@@ -2,11 +2,11 @@ package auth
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
 	"gorm.io/gorm"
-	"gorm.io/gorm/clause"
 
 	"github.com/tenantd/tenantd/internal/audit"
 	"github.com/tenantd/tenantd/internal/fault"
@@ -29,7 +29,7 @@ func (s *Service) AddMember(ctx context.Context, actor identity.Principal, n New
 	if err := n.Validate(); err != nil {
 		return Member{}, err
 	}
-	if err := s.checkGrant(ctx, actor, n.Roles); err != nil {
+	if err := s.checkGrant(ctx, actor, "adding a member", n.Roles); err != nil {
 		return Member{}, err
 	}
 	now := s.now().UTC().Truncate(time.Microsecond)
@@ -70,8 +70,21 @@ func (s *Service) ListMembers(ctx context.Context, tenantID, after uuid.UUID, li
 	return ms, err
 }
 
+// MemberRoles returns the role names held by the tenant's members and
+// pending invitations: what a new issuer or audience hands to whoever its
+// tokens name.
+func (s *Service) MemberRoles(ctx context.Context, tenantID uuid.UUID) (roles []string, err error) {
+	err = s.db.WithTenant(ctx, tenantID, func(tx *gorm.DB) error {
+		roles, err = memberRoles(tx)
+		return err
+	})
+	return roles, err
+}
+
 // SetMemberRoles replaces a member's roles; it applies to the member's next
-// request.
+// request. The actor must hold every permission of the member's roles, old
+// and new, and the tenant's last admin keeps the admin role
+// (ErrLastAdmin).
 func (s *Service) SetMemberRoles(ctx context.Context, actor identity.Principal, id uuid.UUID, roles []string) (m Member, err error) {
 	var f fault.Fields
 	validateRoleNames(&f, roles)
@@ -79,41 +92,43 @@ func (s *Service) SetMemberRoles(ctx context.Context, actor identity.Principal, 
 		return Member{}, err
 	}
 	roles = dedupe(roles)
-	if err := s.checkGrant(ctx, actor, roles); err != nil {
+	if err := s.checkGrant(ctx, actor, "giving a member roles", roles); err != nil {
 		return Member{}, err
 	}
-	err = s.db.WithTenant(ctx, actor.TenantID, func(tx *gorm.DB) error {
-		before, err := findMember(tx.Clauses(clause.Locking{Strength: "UPDATE"}), "id = ?", id)
-		if err != nil {
-			return err
-		}
-		if m, err = setMemberRoles(tx, id, roles); err != nil {
-			return err
-		}
-		return audit.Record(ctx, tx, actor.TenantID, audit.Entry{Action: "member.roles_changed", Resource: "member:" + id.String(),
-			Summary: map[string]any{"before": map[string]any{"roles": before.Roles}, "after": map[string]any{"roles": m.Roles}}})
-	})
+	err = s.actOn(ctx, actor.TenantID, &actor, memberTarget(id), "changing a member's roles",
+		func(credential) bool { return !slices.Contains(roles, adminRole) },
+		func(tx *gorm.DB, before credential) error {
+			if m, err = setMemberRoles(tx, id, roles); err != nil {
+				return err
+			}
+			return audit.Record(ctx, tx, actor.TenantID, audit.Entry{Action: "member.roles_changed", Resource: "member:" + id.String(),
+				Summary: map[string]any{"before": map[string]any{"roles": before.roles}, "after": map[string]any{"roles": m.Roles}}})
+		})
 	if err == nil {
 		s.InvalidateTenant(ctx, actor.TenantID)
 	}
 	return m, err
 }
 
-// RemoveMember deletes a member; the user's next request is refused.
-func (s *Service) RemoveMember(ctx context.Context, tenantID, id uuid.UUID) error {
-	err := s.db.WithTenant(ctx, tenantID, func(tx *gorm.DB) error {
-		before, err := findMember(tx, "id = ?", id)
-		if err != nil {
-			return err
-		}
-		if err := deleteMember(tx, id); err != nil {
-			return err
-		}
-		return audit.Record(ctx, tx, tenantID, audit.Entry{Action: "member.removed", Resource: "member:" + id.String(),
-			Summary: map[string]any{"before": map[string]any{"status": before.Status, "roles": before.Roles, "subject": before.Subject, "email_domain": emailDomain(before.Email)}}})
-	})
+// RemoveMember deletes a member; the user's next request is refused. The
+// actor must hold every permission of the member's roles, and the
+// tenant's last admin is never removed (ErrLastAdmin).
+func (s *Service) RemoveMember(ctx context.Context, actor identity.Principal, id uuid.UUID) error {
+	err := s.actOn(ctx, actor.TenantID, &actor, memberTarget(id), "removing a member",
+		func(credential) bool { return true },
+		func(tx *gorm.DB, _ credential) error {
+			before, err := findMember(tx, "id = ?", id)
+			if err != nil {
+				return err
+			}
+			if err := deleteMember(tx, id); err != nil {
+				return err
+			}
+			return audit.Record(ctx, tx, actor.TenantID, audit.Entry{Action: "member.removed", Resource: "member:" + id.String(),
+				Summary: map[string]any{"before": map[string]any{"status": before.Status, "roles": before.Roles, "subject": before.Subject, "email_domain": emailDomain(before.Email)}}})
+		})
 	if err == nil {
-		s.InvalidateTenant(ctx, tenantID)
+		s.InvalidateTenant(ctx, actor.TenantID)
 	}
 	return err
 }

@@ -119,6 +119,16 @@ func deleteMember(tx *gorm.DB, id uuid.UUID) error {
 	return nil
 }
 
+// memberRoles returns every role name held by a member or a pending
+// invitation of the tenant.
+func memberRoles(tx *gorm.DB) ([]string, error) {
+	var roles []string
+	if err := tx.Raw(`SELECT DISTINCT unnest(roles) AS role FROM members ORDER BY role`).Scan(&roles).Error; err != nil {
+		return nil, fmt.Errorf("member roles: %w", err)
+	}
+	return roles, nil
+}
+
 // claimInvitation binds the pending invitation for email to (issuer,
 // subject). Of two concurrent first sign-ins, one claims it; the other
 // finds no invitation and then the bound member.

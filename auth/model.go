@@ -1,9 +1,12 @@
 package auth
 
 import (
+	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/google/uuid"
@@ -85,15 +88,39 @@ type NewKey struct {
 var (
 	ErrKeyNotFound     = fault.New(fault.NotFound, "API key not found")
 	ErrUnauthenticated = fault.New(fault.Unauthenticated, "a valid credential is required: Authorization: Bearer <API key>")
-	ErrEscalation      = fault.New(fault.Forbidden, "a key cannot be given a permission its creator does not have")
+	// ErrEscalation is the kind of refusal Lacking details: nobody grants
+	// what they do not hold.
+	ErrEscalation = fault.New(fault.Forbidden, "nobody grants what they do not hold")
+	// ErrLastAdmin refuses to remove, demote or revoke the tenant's last
+	// admin (see lockAdmins). Its code is the contract's last_admin (409).
+	ErrLastAdmin = fault.New(CodeLastAdmin, "this is the tenant's last admin: make another member or API key admin first")
+	// ErrChangedMeanwhile answers a change whose target kept changing
+	// under it; the client may simply retry.
+	ErrChangedMeanwhile = fault.New(fault.Conflict, "the member or key changed while it was being changed; try again")
 )
 
+// CodeLastAdmin is the contract's code for refusing to lose the last admin.
+const CodeLastAdmin fault.Code = "last_admin"
+
+// Lacking returns the 403 for an actor who lacks the permissions missing
+// (in the contract's order) for what it tried: nobody grants, takes away
+// or acts on what they do not hold.
+func Lacking(what string, missing []string) error {
+	return fault.New(fault.Forbidden, fmt.Sprintf("%s needs every permission it hands out or acts on; you lack %s",
+		what, strings.Join(missing, ", ")))
+}
+
+// DefaultMaxKeyTTL is the longest an API key lives unless WithMaxKeyTTL
+// (API_KEY_MAX_TTL) says otherwise: a key without expires_at gets it.
+const DefaultMaxKeyTTL = 365 * 24 * time.Hour
+
 // Validate checks a new key's fields at time now, normalising the roles.
+// The key's lifetime is bound separately (Bound).
 func (n *NewKey) Validate(now time.Time) error {
 	var f fault.Fields
 	n.Name = strings.TrimSpace(n.Name)
-	if l := utf8.RuneCountInString(n.Name); l < 1 || l > 100 {
-		f.Add("name", "must be 1 to 100 characters")
+	if l := utf8.RuneCountInString(n.Name); l < 1 || l > 100 || hasControl(n.Name) {
+		f.Add("name", "must be 1 to 100 characters, without control characters")
 	}
 	validateRoleNames(&f, n.Roles)
 	n.Roles = dedupe(n.Roles)
@@ -101,6 +128,33 @@ func (n *NewKey) Validate(now time.Time) error {
 		f.Add("expires_at", "must be in the future")
 	}
 	return f.Err()
+}
+
+// hasControl reports whether s holds a control character (tab and line
+// breaks included): names and identifiers are one line of text.
+func hasControl(s string) bool { return strings.IndexFunc(s, unicode.IsControl) >= 0 }
+
+// Bound makes the key expire no later than notAfter: a key without
+// expires_at gets notAfter, one asking for later is refused naming
+// expires_at, with why (what sets the bound).
+func (n *NewKey) Bound(notAfter time.Time, why string) error {
+	notAfter = notAfter.UTC().Truncate(time.Microsecond)
+	if n.ExpiresAt == nil {
+		n.ExpiresAt = &notAfter
+		return nil
+	}
+	if n.ExpiresAt.After(notAfter) {
+		return fault.Invalid(fault.Field("expires_at", "must be no later than "+notAfter.Format(time.RFC3339)+": "+why))
+	}
+	return nil
+}
+
+// days writes a lifetime for people: whole days when it is.
+func days(d time.Duration) string {
+	if d%(24*time.Hour) == 0 {
+		return strconv.Itoa(int(d/(24*time.Hour))) + " days"
+	}
+	return d.String()
 }
 
 func dedupe(s []string) []string {

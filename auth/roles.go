@@ -51,10 +51,11 @@ var roleNamePattern = regexp.MustCompile(`^[a-z][a-z0-9_-]{1,39}$`)
 // changing them, so it is the role's state, not the caller's rights, that
 // refuses.
 var (
-	ErrRoleNotFound   = fault.New(fault.NotFound, "role not found")
-	ErrRoleExists     = fault.New(fault.Conflict, "a role with this name already exists in the tenant")
-	ErrBuiltinRole    = fault.New(fault.Conflict, "built-in roles (admin, billing, clerk, viewer) cannot be created, changed or deleted")
-	ErrRoleEscalation = fault.New(fault.Forbidden, "a role cannot be given a permission its creator does not have")
+	ErrRoleNotFound = fault.New(fault.NotFound, "role not found")
+	ErrRoleExists   = fault.New(fault.Conflict, "a role with this name already exists in the tenant")
+	ErrBuiltinRole  = fault.New(fault.Conflict, "built-in roles (admin, billing, clerk, viewer) cannot be created, changed or deleted")
+	// ErrRoleEscalation is the kind of refusal Lacking details for roles.
+	ErrRoleEscalation = fault.New(fault.Forbidden, "a role cannot be created, changed or deleted with a permission the actor does not have")
 	ErrTooManyRoles   = fault.New(fault.Conflict, fmt.Sprintf("a tenant can define at most %d roles", MaxCustomRoles))
 	ErrRoleChanged    = fault.New(fault.PreconditionFailed, "the role has changed since it was read (If-Match does not match its ETag)")
 )
@@ -126,8 +127,8 @@ func (r *RBAC) CreateRole(ctx context.Context, actor identity.Principal, in Role
 		if len(p.custom.roles) >= MaxCustomRoles {
 			return nil, ErrTooManyRoles
 		}
-		if want&^p.grants(actor.Roles) != 0 {
-			return nil, ErrRoleEscalation
+		if lacking := want &^ p.grants(actor.Roles); lacking != 0 {
+			return nil, Lacking("creating a role", r.names(lacking))
 		}
 		rules := p.rules(name, want)
 		if err := p.add(rules); err != nil {
@@ -144,9 +145,10 @@ func (r *RBAC) CreateRole(ctx context.Context, actor identity.Principal, in Role
 }
 
 // UpdateRole replaces the permissions of one of the tenant's roles. The
-// actor must hold every permission the change adds; taking permissions away
-// needs none. ifMatch, when not empty, must be the role's current ETag
-// (or "*").
+// change acts on every member and key holding the role, so the actor must
+// hold every permission of the role, before and after: nobody grants or
+// takes away what they do not hold. ifMatch, when not empty, must be the
+// role's current ETag (or "*").
 func (r *RBAC) UpdateRole(ctx context.Context, actor identity.Principal, name string, perms []string, ifMatch string) (Role, error) {
 	if _, ok := r.builtin[name]; ok {
 		return Role{}, ErrBuiltinRole
@@ -165,8 +167,8 @@ func (r *RBAC) UpdateRole(ctx context.Context, actor identity.Principal, name st
 		if ifMatch != "" && ifMatch != "*" && ifMatch != (Role{Name: name, Permissions: r.names(have)}).ETag() {
 			return nil, ErrRoleChanged
 		}
-		if (want&^have)&^p.grants(actor.Roles) != 0 {
-			return nil, ErrRoleEscalation
+		if lacking := (want | have) &^ p.grants(actor.Roles); lacking != 0 {
+			return nil, Lacking("changing a role", r.names(lacking))
 		}
 		old, err := p.e.GetFilteredPolicy(0, name, p.domain)
 		if err != nil {
@@ -193,7 +195,8 @@ func (r *RBAC) UpdateRole(ctx context.Context, actor identity.Principal, name st
 }
 
 // DeleteRole deletes one of the tenant's roles. Keys and members that name
-// it keep the name, which then grants nothing.
+// it keep the name, which then grants nothing; so the actor must hold
+// every permission of the role.
 func (r *RBAC) DeleteRole(ctx context.Context, actor identity.Principal, name string) error {
 	if _, ok := r.builtin[name]; ok {
 		return ErrBuiltinRole
@@ -202,6 +205,9 @@ func (r *RBAC) DeleteRole(ctx context.Context, actor identity.Principal, name st
 		have, ok := p.custom.roles[name]
 		if !ok {
 			return nil, ErrRoleNotFound
+		}
+		if lacking := have &^ p.grants(actor.Roles); lacking != 0 {
+			return nil, Lacking("deleting a role", r.names(lacking))
 		}
 		if err := p.remove(0, name, p.domain); err != nil {
 			return nil, err

@@ -260,6 +260,11 @@ func TestRoleEscalation(t *testing.T) {
 		{"take away a permission the changer lacks", func() error {
 			_, err := r.UpdateRole(ctx, manager, "refunds", []string{"products:read"}, "")
 			return err
+		}, fault.Forbidden},
+		{"delete a role with a permission the deleter lacks", func() error { return r.DeleteRole(ctx, manager, "refunds") }, fault.Forbidden},
+		{"take away a permission the changer holds", func() error {
+			_, err := r.UpdateRole(ctx, as(tenant, "role-admin", "refunds"), "refunds", []string{"products:read"}, "")
+			return err
 		}, ""},
 		{"unknown role names add nothing", func() error {
 			_, err := r.CreateRole(ctx, as(tenant, "role-admin", "ghost"), auth.Role{Name: "ghostly", Permissions: []string{"orders:read"}})
@@ -269,7 +274,8 @@ func TestRoleEscalation(t *testing.T) {
 			_, err := r.CreateRole(ctx, as(tenant, "role-admin", "clerk"), auth.Role{Name: "desk", Permissions: []string{"orders:write", "products:read"}})
 			return err
 		}, ""},
-		{"delete needs no permissions beyond roles:write", func() error { return r.DeleteRole(ctx, manager, "desk") }, ""},
+		{"delete a role with permissions the deleter lacks", func() error { return r.DeleteRole(ctx, manager, "desk") }, fault.Forbidden},
+		{"delete a role whose permissions the deleter holds", func() error { return r.DeleteRole(ctx, as(tenant, "role-admin", "clerk"), "desk") }, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -287,6 +293,9 @@ func TestRoleEscalation(t *testing.T) {
 	}
 	if ok, _ := r.RoleExists(ctx, tenant, "sneaky"); ok {
 		t.Error("a refused role was created")
+	}
+	if ok, _ := r.RoleExists(ctx, tenant, "refunds"); !ok {
+		t.Error("a refused deletion deleted the role")
 	}
 	checkAllowed(t, r, as(tenant, "catalog"), map[string]bool{"products:read": true, "payments:refund": false})
 	checkAllowed(t, r, manager, map[string]bool{"members:write": false})

@@ -43,6 +43,8 @@ type Service struct {
 	platformIssuers *issuers
 	// failures, when set, is told about failed authentications.
 	failures FailureRecorder
+	// maxKeyTTL bounds the lifetime of every API key.
+	maxKeyTTL time.Duration
 }
 
 // FailureRecorder is told about each failed authentication, described
@@ -68,6 +70,16 @@ type Option func(*Service)
 // WithRoles makes the service ask r about roles instead of knowing only the
 // built-in ones.
 func WithRoles(r Roles) Option { return func(s *Service) { s.roles = r } }
+
+// WithMaxKeyTTL bounds how long an API key lives (API_KEY_MAX_TTL); zero
+// or less keeps DefaultMaxKeyTTL.
+func WithMaxKeyTTL(d time.Duration) Option {
+	return func(s *Service) {
+		if d > 0 {
+			s.maxKeyTTL = d
+		}
+	}
+}
 
 // WithIssuerPolicy sets which OIDC issuer URLs may be fetched.
 func WithIssuerPolicy(p IssuerPolicy) Option {
@@ -115,7 +127,7 @@ const cacheSize = 100_000
 // (0 disables the cache); rdb, when not nil, spreads invalidations to the
 // other replicas.
 func NewService(d *db.DB, rdb *redis.Client, cacheTTL time.Duration, log *slog.Logger, opts ...Option) *Service {
-	s := &Service{db: d, rdb: rdb, log: log, now: time.Now, roles: builtinRoles{}}
+	s := &Service{db: d, rdb: rdb, log: log, now: time.Now, roles: builtinRoles{}, maxKeyTTL: DefaultMaxKeyTTL}
 	s.issuers = newIssuers(IssuerPolicy{}, log)
 	if cacheTTL > 0 {
 		s.cache = expirable.NewLRU[string, cachedKey](cacheSize, nil, cacheTTL)
@@ -203,10 +215,10 @@ func (s *Service) Allowed(ctx context.Context, p identity.Principal, permission 
 	return s.roles.Allowed(ctx, p, permission)
 }
 
-// checkGrant refuses roles that do not exist in the tenant or that grant a
-// permission the actor lacks: no privilege escalation through keys or
-// members.
-func (s *Service) checkGrant(ctx context.Context, actor identity.Principal, roles []string) error {
+// checkGrant refuses roles that do not exist in the tenant (422 naming
+// roles) or that grant a permission the actor lacks (403 naming it): no
+// privilege escalation through keys or members.
+func (s *Service) checkGrant(ctx context.Context, actor identity.Principal, what string, roles []string) error {
 	for _, r := range roles {
 		ok, err := s.roles.RoleExists(ctx, actor.TenantID, r)
 		if err != nil {
@@ -216,28 +228,69 @@ func (s *Service) checkGrant(ctx context.Context, actor identity.Principal, role
 			return fault.Invalid(fault.Field("roles", "unknown role "+quote(r)))
 		}
 	}
-	have, err := s.roles.PermissionsOf(ctx, actor.TenantID, actor.Roles)
+	return s.checkHolds(ctx, actor, what, roles)
+}
+
+// checkHolds refuses, naming what is missing, when the roles grant a
+// permission the actor lacks.
+func (s *Service) checkHolds(ctx context.Context, actor identity.Principal, what string, roles []string) error {
+	missing, err := s.MissingPermissions(ctx, actor, roles)
 	if err != nil {
 		return err
 	}
-	want, err := s.roles.PermissionsOf(ctx, actor.TenantID, roles)
-	if err != nil {
-		return err
-	}
-	for p := range want {
-		if !have[p] {
-			return ErrEscalation
-		}
+	if len(missing) > 0 {
+		return Lacking(what, missing)
 	}
 	return nil
 }
 
+// MissingPermissions returns, in the contract's order, the permissions the
+// roles grant in the actor's tenant that the actor's own roles do not.
+// Names of roles that do not exist grant nothing.
+func (s *Service) MissingPermissions(ctx context.Context, actor identity.Principal, roles []string) ([]string, error) {
+	have, err := s.roles.PermissionsOf(ctx, actor.TenantID, actor.Roles)
+	if err != nil {
+		return nil, err
+	}
+	want, err := s.roles.PermissionsOf(ctx, actor.TenantID, roles)
+	if err != nil {
+		return nil, err
+	}
+	var missing []string
+	for _, p := range Permissions {
+		if want[p] && !have[p] {
+			missing = append(missing, p)
+		}
+	}
+	return missing, nil
+}
+
+// RoleExists reports whether role is built in or one of the tenant's own.
+func (s *Service) RoleExists(ctx context.Context, tenantID uuid.UUID, role string) (bool, error) {
+	return s.roles.RoleExists(ctx, tenantID, role)
+}
+
 // IssueKey creates a key inside tx, a transaction already scoped to
-// tenantID. It returns the key and its secret, which is never stored.
+// tenantID, expiring at the latest after the maximum key lifetime. It
+// returns the key and its secret, which is never stored.
 func (s *Service) IssueKey(ctx context.Context, tx *gorm.DB, tenantID uuid.UUID, n NewKey, createdBy string) (Key, string, error) {
-	if err := n.Validate(s.now()); err != nil {
+	now := s.now()
+	if err := n.Validate(now); err != nil {
 		return Key{}, "", err
 	}
+	if err := n.Bound(now.Add(s.maxKeyTTL), s.ttlReason()); err != nil {
+		return Key{}, "", err
+	}
+	return s.insertKey(ctx, tx, tenantID, n, createdBy)
+}
+
+func (s *Service) ttlReason() string {
+	return "an API key lives at most " + days(s.maxKeyTTL) + " (API_KEY_MAX_TTL)"
+}
+
+// insertKey stores a validated, bounded key and records it in the audit
+// trail.
+func (s *Service) insertKey(ctx context.Context, tx *gorm.DB, tenantID uuid.UUID, n NewKey, createdBy string) (Key, string, error) {
 	id, err := uuid.NewV7()
 	if err != nil {
 		return Key{}, "", fmt.Errorf("new key id: %w", err)
@@ -267,16 +320,31 @@ func (s *Service) IssueAdminKey(ctx context.Context, tx *gorm.DB, tenantID uuid.
 }
 
 // CreateKey creates a key in the acting principal's tenant. The key may not
-// grant a permission the principal lacks.
+// grant a permission the principal lacks, and it expires at the latest
+// after the maximum key lifetime, and never after the key that creates it.
 func (s *Service) CreateKey(ctx context.Context, actor identity.Principal, n NewKey) (k Key, secret string, err error) {
-	if err := n.Validate(s.now()); err != nil {
+	now := s.now()
+	if err := n.Validate(now); err != nil {
 		return Key{}, "", err
 	}
-	if err := s.checkGrant(ctx, actor, n.Roles); err != nil {
+	if err := s.checkGrant(ctx, actor, "creating an API key", n.Roles); err != nil {
 		return Key{}, "", err
 	}
 	err = s.db.WithTenant(ctx, actor.TenantID, func(tx *gorm.DB) error {
-		k, secret, err = s.IssueKey(ctx, tx, actor.TenantID, n, actor.Actor())
+		notAfter, why := now.Add(s.maxKeyTTL), s.ttlReason()
+		if actor.Kind == identity.KindAPIKey {
+			creator, err := findKey(tx, actor.KeyID)
+			if err != nil && !errors.Is(err, ErrKeyNotFound) {
+				return err
+			}
+			if err == nil && creator.ExpiresAt != nil && creator.ExpiresAt.Before(notAfter) {
+				notAfter, why = *creator.ExpiresAt, "a key never outlives the key that creates it"
+			}
+		}
+		if err := n.Bound(notAfter, why); err != nil {
+			return err
+		}
+		k, secret, err = s.insertKey(ctx, tx, actor.TenantID, n, actor.Actor())
 		return err
 	})
 	return k, secret, err
@@ -291,17 +359,32 @@ func (s *Service) ListKeys(ctx context.Context, tenantID, after uuid.UUID, limit
 	return keys, err
 }
 
-// RevokeKey revokes a key of the tenant; it stops working on every replica
-// at once (and, should the invalidation message be lost, within the cache
+// RevokeKeyAs revokes a key of the actor's tenant. The actor must hold
+// every permission of the key's roles, and the tenant's last admin is
+// never revoked (ErrLastAdmin). The key stops working on every replica at
+// once (and, should the invalidation message be lost, within the cache
 // TTL).
-func (s *Service) RevokeKey(ctx context.Context, tenantID, id uuid.UUID) (k Key, err error) {
-	err = s.db.WithTenant(ctx, tenantID, func(tx *gorm.DB) error {
-		if k, err = revokeKey(tx, id); err != nil {
-			return err
-		}
-		return audit.Record(ctx, tx, tenantID, audit.Entry{Action: "api_key.revoked", Resource: "api_key:" + k.ID.String(),
-			Summary: map[string]any{"after": map[string]any{"name": k.Name, "prefix": k.Prefix, "roles": k.Roles, "revoked_at": k.RevokedAt}}})
-	})
+func (s *Service) RevokeKeyAs(ctx context.Context, actor identity.Principal, id uuid.UUID) (Key, error) {
+	return s.revokeKey(ctx, actor.TenantID, &actor, id)
+}
+
+// RevokeKey revokes a key of the tenant for a trusted caller without a
+// principal (the platform, tests): no permission is checked, but the last
+// admin is still kept.
+func (s *Service) RevokeKey(ctx context.Context, tenantID, id uuid.UUID) (Key, error) {
+	return s.revokeKey(ctx, tenantID, nil, id)
+}
+
+func (s *Service) revokeKey(ctx context.Context, tenantID uuid.UUID, actor *identity.Principal, id uuid.UUID) (k Key, err error) {
+	err = s.actOn(ctx, tenantID, actor, keyTarget(id), "revoking an API key",
+		func(credential) bool { return true },
+		func(tx *gorm.DB, _ credential) error {
+			if k, err = revokeKey(tx, id); err != nil {
+				return err
+			}
+			return audit.Record(ctx, tx, tenantID, audit.Entry{Action: "api_key.revoked", Resource: "api_key:" + k.ID.String(),
+				Summary: map[string]any{"after": map[string]any{"name": k.Name, "prefix": k.Prefix, "roles": k.Roles, "revoked_at": k.RevokedAt}}})
+		})
 	if err != nil {
 		return Key{}, err
 	}

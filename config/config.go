@@ -26,6 +26,7 @@ type Config struct {
 	DBStatementTimeout time.Duration // DB_STATEMENT_TIMEOUT, default 10s; 0 leaves the server's setting
 	DBIdleInTxTimeout  time.Duration // DB_IDLE_IN_TX_TIMEOUT, default 30s; 0 leaves the server's setting
 	APIKeyCacheTTL     time.Duration // API_KEY_CACHE_TTL, default 10s
+	APIKeyMaxTTL       time.Duration // API_KEY_MAX_TTL, default 8760h (one year): the longest an API key lives
 	ShutdownTimeout    time.Duration // SHUTDOWN_TIMEOUT, default 20s
 	DrainDelay         time.Duration // SHUTDOWN_DRAIN_DELAY, default 2s
 	ReservationTTL     time.Duration // ORDER_RESERVATION_TTL, default 15m
@@ -61,6 +62,7 @@ var Vars = []Var{
 	{"DB_STATEMENT_TIMEOUT", "10s", "statement_timeout of the runtime connections: a longer statement is cancelled and its request gets 503 with Retry-After; must exceed DB_LOCK_TIMEOUT; billing exports (on up to 2 extra connections) and the CLI commands run without it; 0 leaves the server's setting"},
 	{"DB_IDLE_IN_TX_TIMEOUT", "30s", "idle_in_transaction_session_timeout of the runtime connections: a transaction left idle longer is ended, its connection closed and its request answered 503; 0 leaves the server's setting"},
 	{"API_KEY_CACHE_TTL", "10s", "how long a verified API key is cached; a revocation reaches every replica within milliseconds over Redis pub/sub, and within this TTL if Redis is down"},
+	{"API_KEY_MAX_TTL", "8760h", "the longest an API key lives: a key created without expires_at expires after it, one asking for longer is refused (422), and a key created by a key never outlives its creator"},
 	{"SHUTDOWN_TIMEOUT", "20s", "how long in-flight requests may finish after SIGTERM"},
 	{"SHUTDOWN_DRAIN_DELAY", "2s (dev: 0s)", "after SIGTERM, how long /readyz answers 503 while new requests are still served, so load balancers stop routing first"},
 	{"ORDER_RESERVATION_TTL", "15m", "how long a pending order holds its stock before the sweeper cancels it (reservation_expired)"},
@@ -145,6 +147,9 @@ func Load(getenv func(string) string) (Config, error) {
 	}
 	if c.APIKeyCacheTTL, err = duration(getenv("API_KEY_CACHE_TTL"), "10s"); err != nil {
 		bad("API_KEY_CACHE_TTL", "%v", err)
+	}
+	if c.APIKeyMaxTTL, err = duration(getenv("API_KEY_MAX_TTL"), "8760h"); err != nil || c.APIKeyMaxTTL < time.Minute {
+		bad("API_KEY_MAX_TTL", "must be a duration of at least 1m such as 720h (got %q)", getenv("API_KEY_MAX_TTL"))
 	}
 	if c.ShutdownTimeout, err = duration(getenv("SHUTDOWN_TIMEOUT"), "20s"); err != nil {
 		bad("SHUTDOWN_TIMEOUT", "%v", err)

@@ -202,7 +202,7 @@ func (h *Handler) updateSelf(c *gin.Context) {
 		httpx.Error(c, err)
 		return
 	}
-	t, err := h.svc.UpdateSelf(c.Request.Context(), p.TenantID, SelfChange(req), ifVersion)
+	t, err := h.svc.UpdateSelf(c.Request.Context(), p, SelfChange(req), ifVersion)
 	if err != nil {
 		httpx.Error(c, err)
 		return

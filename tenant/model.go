@@ -4,6 +4,7 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/google/uuid"
@@ -69,7 +70,7 @@ func validateOIDC(f *fault.Fields, o *OIDC, issuers IssuerChecker) {
 	if err := issuers.CheckIssuer(o.Issuer); err != nil {
 		f.Add("settings.oidc.issuer", err.Error())
 	}
-	if l := len(o.Audience); l < 1 || l > 255 {
+	if l := len(o.Audience); l < 1 || l > 255 || hasControl(o.Audience) {
 		f.Add("settings.oidc.audience", "must be 1 to 255 characters (your client id at the provider)")
 	}
 	if o.RolesClaim != "" && !claimPattern.MatchString(o.RolesClaim) {
@@ -122,6 +123,10 @@ var (
 	ErrNotFound   = fault.New(fault.NotFound, "tenant not found")
 	ErrSlugTaken  = fault.New(fault.Conflict, "a tenant with this slug already exists")
 	ErrNoSuchPlan = fault.Invalid(fault.Field("plan", "must be one of free, pro, enterprise"))
+	// ErrIssuerTaken refuses to register an (issuer, audience) another
+	// tenant registered: that tenant's members would need X-Tenant to
+	// sign in. It does not say which tenant.
+	ErrIssuerTaken = fault.New(fault.Conflict, "another tenant has registered this OIDC issuer and audience; register your own client (audience) at the provider")
 	// ErrVersionMismatch means the tenant changed since the client read it.
 	ErrVersionMismatch = fault.New(fault.PreconditionFailed, "the tenant has changed since it was read (If-Match does not match its ETag)")
 )
@@ -186,10 +191,14 @@ func (c *Change) Validate() error {
 }
 
 func validateName(f *fault.Fields, name string) {
-	if n := utf8.RuneCountInString(name); n < 1 || n > 200 {
-		f.Add("name", "must be 1 to 200 characters")
+	if n := utf8.RuneCountInString(name); n < 1 || n > 200 || hasControl(name) {
+		f.Add("name", "must be 1 to 200 characters, without control characters")
 	}
 }
+
+// hasControl reports whether s holds a control character (tab and line
+// breaks included): one-line text refuses them all.
+func hasControl(s string) bool { return strings.IndexFunc(s, unicode.IsControl) >= 0 }
 
 // ValidateSettings checks settings a tenant admin sends.
 func ValidateSettings(s Settings, issuers IssuerChecker) error {
@@ -201,7 +210,7 @@ func ValidateSettings(s Settings, issuers IssuerChecker) error {
 		f.Add("settings.cors_origins", "at most 20 origins")
 	}
 	for _, o := range s.CORSOrigins {
-		if !strings.HasPrefix(o, "https://") && !strings.HasPrefix(o, "http://") || len(o) > 200 {
+		if !strings.HasPrefix(o, "https://") && !strings.HasPrefix(o, "http://") || len(o) > 200 || hasControl(o) || strings.ContainsRune(o, ' ') {
 			f.Add("settings.cors_origins", "each origin must be an http(s) origin of at most 200 characters")
 			break
 		}

@@ -2,13 +2,18 @@ package tenant
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
 	"gorm.io/gorm"
 
 	"github.com/tenantd/tenantd/internal/db"
+	"github.com/tenantd/tenantd/internal/fault"
+	"github.com/tenantd/tenantd/internal/identity"
 )
 
 // KeyIssuer mints a tenant's first admin API key inside tx, the transaction
@@ -22,17 +27,31 @@ type CredentialCache interface {
 	InvalidateTenant(ctx context.Context, tenantID uuid.UUID)
 }
 
+// Grants answers what sign-in settings hand out: nobody grants what they
+// do not hold (auth.Service).
+type Grants interface {
+	// MissingPermissions returns the permissions the roles grant in the
+	// actor's tenant that the actor lacks; unknown roles grant nothing.
+	MissingPermissions(ctx context.Context, actor identity.Principal, roles []string) ([]string, error)
+	// RoleExists reports whether role is built in or the tenant's own.
+	RoleExists(ctx context.Context, tenantID uuid.UUID, role string) (bool, error)
+	// MemberRoles lists the roles of the tenant's members and pending
+	// invitations.
+	MemberRoles(ctx context.Context, tenantID uuid.UUID) ([]string, error)
+}
+
 // Service runs the tenant lifecycle.
 type Service struct {
 	db      *db.DB
 	keys    KeyIssuer
 	cache   CredentialCache
 	issuers IssuerChecker
+	grants  Grants
 }
 
 // NewService returns a Service.
-func NewService(d *db.DB, keys KeyIssuer, cache CredentialCache, issuers IssuerChecker) *Service {
-	return &Service{db: d, keys: keys, cache: cache, issuers: issuers}
+func NewService(d *db.DB, keys KeyIssuer, cache CredentialCache, issuers IssuerChecker, grants Grants) *Service {
+	return &Service{db: d, keys: keys, cache: cache, issuers: issuers, grants: grants}
 }
 
 // OIDCIssuer returns the issuer the tenant registered, or "".
@@ -137,19 +156,26 @@ func (s *Service) Self(ctx context.Context, tenantID uuid.UUID) (t Tenant, err e
 	return t, err
 }
 
-// UpdateSelf applies a tenant admin's change to its own tenant. When
-// ifVersion is not nil the tenant must still be at that version.
-func (s *Service) UpdateSelf(ctx context.Context, tenantID uuid.UUID, c SelfChange, ifVersion *int) (t Tenant, err error) {
+// selfAttempts bounds how often UpdateSelf starts over when the tenant
+// changed between its read and its write (without If-Match).
+const selfAttempts = 3
+
+// UpdateSelf applies a member's or key's change to its own tenant. When
+// ifVersion is not nil the tenant must still be at that version. Changing
+// sign-in settings that hand out roles needs every permission of those
+// roles (checkSignIn). Registering an issuer and audience another tenant
+// has registered is a conflict.
+func (s *Service) UpdateSelf(ctx context.Context, actor identity.Principal, c SelfChange, ifVersion *int) (t Tenant, err error) {
 	if err := c.Validate(s.issuers); err != nil {
 		return Tenant{}, err
 	}
-	err = s.db.WithTenant(ctx, tenantID, func(tx *gorm.DB) error {
-		cur, err := getTenant(tx.Clauses(lockForUpdate), tenantID)
+	for attempt := 1; ; attempt++ {
+		cur, err := s.Self(ctx, actor.TenantID)
 		if err != nil {
-			return err
+			return Tenant{}, err
 		}
 		if ifVersion != nil && *ifVersion != cur.Version {
-			return ErrVersionMismatch
+			return Tenant{}, ErrVersionMismatch
 		}
 		next := cur
 		if c.Name != nil {
@@ -158,13 +184,98 @@ func (s *Service) UpdateSelf(ctx context.Context, tenantID uuid.UUID, c SelfChan
 		if c.Settings != nil {
 			next.Settings = *c.Settings
 		}
-		t, err = updateTenant(tx, next, cur.Version)
-		return err
-	})
-	if err == nil {
+		if err := s.checkSignIn(ctx, actor, cur.Settings.OIDC, next.Settings.OIDC); err != nil {
+			return Tenant{}, err
+		}
+		// The check read the tenant as of cur.Version: the write happens
+		// only if it is still so.
+		err = s.db.WithTenant(ctx, actor.TenantID, func(tx *gorm.DB) error {
+			t, err = updateTenant(tx, next, cur.Version)
+			return err
+		})
+		if errors.Is(err, ErrVersionMismatch) && ifVersion == nil && attempt < selfAttempts {
+			continue
+		}
+		if err != nil {
+			return Tenant{}, err
+		}
 		// The tenant's OIDC registration may have changed: signed-in
 		// users are resolved again.
-		s.cache.InvalidateTenant(ctx, tenantID)
+		s.cache.InvalidateTenant(ctx, actor.TenantID)
+		return t, nil
 	}
-	return t, err
+}
+
+// checkSignIn refuses a change of the OIDC settings from before to after
+// that hands out a role with a permission the actor lacks: nobody grants
+// what they do not hold.
+//
+//   - roles_claim lets the identity provider name any role: setting or
+//     changing it needs every permission (those of admin).
+//   - jit_email_domains with jit_default_role make anyone with a verified
+//     email of those domains a member with that role: changing either
+//     needs the role's permissions, and the role must exist.
+//   - A new issuer or audience lets other tokens in: they sign in as the
+//     tenant's members by subject, claim pending invitations by email, and
+//     bring the claim and JIT roles above. Changing either needs the
+//     permissions of every role a member or invitation holds, and of the
+//     claim and JIT roles the settings keep.
+//
+// Removing sign-in, or changing nothing that hands out roles, needs
+// nothing beyond tenant:write.
+func (s *Service) checkSignIn(ctx context.Context, actor identity.Principal, before, after *OIDC) error {
+	if after == nil {
+		return nil
+	}
+	registration := before == nil || before.Issuer != after.Issuer || before.Audience != after.Audience
+	type grant struct {
+		setting, hands string
+		roles          []string
+	}
+	var grants []grant
+	if after.RolesClaim != "" && (registration || before.RolesClaim != after.RolesClaim) {
+		grants = append(grants, grant{"settings.oidc.roles_claim", "can name any role", []string{adminRole}})
+	}
+	jit := len(after.JITEmailDomains) > 0 && after.JITDefaultRole != ""
+	if jit && (registration || before.JITDefaultRole != after.JITDefaultRole || !sameDomains(before.JITEmailDomains, after.JITEmailDomains)) {
+		ok, err := s.grants.RoleExists(ctx, actor.TenantID, after.JITDefaultRole)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fault.Invalid(fault.Field("settings.oidc.jit_default_role", "must name a role of the tenant"))
+		}
+		grants = append(grants, grant{"settings.oidc.jit_default_role", "hands out role " + after.JITDefaultRole, []string{after.JITDefaultRole}})
+	}
+	if registration {
+		roles, err := s.grants.MemberRoles(ctx, actor.TenantID)
+		if err != nil {
+			return err
+		}
+		grants = append(grants, grant{"settings.oidc.issuer and audience", "sign in as the tenant's members and invitations", roles})
+	}
+	for _, g := range grants {
+		missing, err := s.grants.MissingPermissions(ctx, actor, g.roles)
+		if err != nil {
+			return err
+		}
+		if len(missing) > 0 {
+			return fault.New(fault.Forbidden, fmt.Sprintf(
+				"changing %s (which %s) needs every permission of the roles it hands out; you lack %s",
+				g.setting, g.hands, strings.Join(missing, ", ")))
+		}
+	}
+	return nil
+}
+
+// adminRole is the built-in role with every permission: what a roles
+// claim, able to name any role, needs.
+const adminRole = "admin"
+
+// sameDomains reports whether a and b list the same domains.
+func sameDomains(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(slices.Compact(a), slices.Compact(b))
 }

@@ -15,6 +15,10 @@ import (
 
 var lockForUpdate = clause.Locking{Strength: "UPDATE"}
 
+// oidcRegistrationKey is the unique index (migration 0013) that keeps one
+// (issuer, audience) to one tenant.
+const oidcRegistrationKey = "tenants_oidc_issuer_audience_key"
+
 // tenantRow is the tenants row.
 type tenantRow struct {
 	ID        uuid.UUID
@@ -113,8 +117,11 @@ func updateTenant(tx *gorm.DB, t Tenant, version int) (Tenant, error) {
 		"version": gorm.Expr("version + 1"), "updated_at": gorm.Expr("now()"),
 	})
 	if res.Error != nil {
-		if db.IsForeignKeyViolation(res.Error) {
+		switch {
+		case db.IsForeignKeyViolation(res.Error):
 			return Tenant{}, ErrNoSuchPlan
+		case db.IsUniqueViolation(res.Error, oidcRegistrationKey):
+			return Tenant{}, ErrIssuerTaken
 		}
 		return Tenant{}, fmt.Errorf("update tenant: %w", res.Error)
 	}

@@ -92,6 +92,7 @@ func New(cfg config.Config, d *db.DB, rdb *redis.Client, log *slog.Logger) (*App
 		auth.WithFailureRecorder(a.Audit),
 		auth.WithRoles(rbac),
 		auth.WithIssuerPolicy(issuerPolicy),
+		auth.WithMaxKeyTTL(cfg.APIKeyMaxTTL),
 		auth.WithTenantIssuers(tenantIssuers(func(ctx context.Context, id uuid.UUID) (string, error) {
 			return a.Tenants.OIDCIssuer(ctx, id)
 		})),
@@ -101,7 +102,7 @@ func New(cfg config.Config, d *db.DB, rdb *redis.Client, log *slog.Logger) (*App
 			Audience: cfg.PlatformOIDCAudience, Role: cfg.PlatformOIDCRole, RolesClaim: cfg.PlatformOIDCRolesClaim}))
 	}
 	a.Auth = auth.NewService(d, rdb, cfg.APIKeyCacheTTL, log, opts...)
-	a.Tenants = tenant.NewService(d, a.Auth, a.Auth, issuerPolicy)
+	a.Tenants = tenant.NewService(d, a.Auth, a.Auth, issuerPolicy, a.Auth)
 	a.Inventory = inventory.NewService(d)
 	a.Orders = orders.NewService(d, stock{a.Inventory}, log, orders.Options{ReservationTTL: cfg.ReservationTTL})
 	gateway := payments.NewResilient(
