@@ -29,6 +29,16 @@ type paymentOutcome struct {
 	Reason    string    `json:"reason"`
 }
 
+// Refunds gives back a payment that succeeded for an order that had
+// already been cancelled (by the customer, or by the sweeper when its
+// reservation expired), so that the customer does not pay for nothing. It
+// works inside tx, the saga's transaction for the payment.succeeded event,
+// and must be idempotent: the saga may see the event again. The payments
+// module satisfies it; internal/app passes it in through Options.
+type Refunds interface {
+	RefundCancelledOrder(ctx context.Context, tx *gorm.DB, tenantID, paymentID uuid.UUID, cancellationReason string) error
+}
+
 // Subscriber is where the saga registers its handler.
 type Subscriber interface {
 	Subscribe(subscriber string, types []string, h events.Handler)

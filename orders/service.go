@@ -45,6 +45,9 @@ type Options struct {
 	ReservationTTL time.Duration
 	// Now is the clock; time.Now by default.
 	Now func() time.Time
+	// Refunds refunds payments that succeed for cancelled orders; without
+	// it the saga only logs them.
+	Refunds Refunds
 }
 
 // Service runs the order use cases.
@@ -54,6 +57,8 @@ type Service struct {
 	log   *slog.Logger
 	ttl   time.Duration
 	now   func() time.Time
+	// refunds may be nil (see Options.Refunds).
+	refunds Refunds
 }
 
 // NewService returns a Service.
@@ -64,7 +69,7 @@ func NewService(d *db.DB, stock Stock, log *slog.Logger, opts Options) *Service 
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Service{db: d, stock: stock, log: log, ttl: opts.ReservationTTL, now: opts.Now}
+	return &Service{db: d, stock: stock, log: log, ttl: opts.ReservationTTL, now: opts.Now, refunds: opts.Refunds}
 }
 
 // Place validates the order, reserves its stock and appends order.placed
@@ -215,14 +220,24 @@ func (s *Service) cancel(ctx context.Context, tx *gorm.DB, tenantID, id uuid.UUI
 }
 
 // complete marks a pending order completed and commits its stock. An order
-// already completed is left alone (the saga may see an event twice).
+// already completed is left alone (the saga may see an event twice). An
+// order cancelled meanwhile stays cancelled, its stock released, and the
+// payment is refunded (Refunds), in the saga's transaction.
 func (s *Service) complete(ctx context.Context, tx *gorm.DB, tenantID, id, paymentID uuid.UUID) (Order, error) {
 	return s.transition(ctx, tx, id, func(o Order) ([]events.NewEvent, error) {
 		switch o.Status {
 		case Completed:
 			return nil, nil
 		case Cancelled:
-			s.log.WarnContext(ctx, "saga: payment succeeded for a cancelled order; it needs a refund",
+			if s.refunds == nil {
+				s.log.WarnContext(ctx, "saga: payment succeeded for a cancelled order; it needs a refund",
+					"tenant_id", tenantID, "order_id", id, "payment_id", paymentID, "cancellation_reason", o.CancellationReason)
+				return nil, nil
+			}
+			if err := s.refunds.RefundCancelledOrder(ctx, tx, tenantID, paymentID, o.CancellationReason); err != nil {
+				return nil, fmt.Errorf("refund payment %s of cancelled order %s: %w", paymentID, id, err)
+			}
+			s.log.InfoContext(ctx, "saga: payment succeeded for a cancelled order; refund requested",
 				"tenant_id", tenantID, "order_id", id, "payment_id", paymentID, "cancellation_reason", o.CancellationReason)
 			return nil, nil
 		}

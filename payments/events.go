@@ -13,9 +13,10 @@ import "github.com/google/uuid"
 // "gateway_error" leaves the order pending, so it can be paid again or
 // expire with its reservation.
 const (
-	EventSucceeded = "payment.succeeded"
-	EventFailed    = "payment.failed"
-	EventRefunded  = "payment.refunded"
+	EventSucceeded    = "payment.succeeded"
+	EventFailed       = "payment.failed"
+	EventRefunded     = "payment.refunded"
+	EventRefundFailed = "payment.refund_failed"
 )
 
 // StreamID is the event stream of a payment: "payment-<id>".
@@ -39,8 +40,23 @@ type Refunded struct {
 	RefundID  uuid.UUID `json:"refund_id"`
 	Amount    int64     `json:"amount"` // this refund
 	Currency  string    `json:"currency"`
-	// TotalRefunded is the payment's refunds so far, this one included.
+	// TotalRefunded is the payment's succeeded refunds so far, this one
+	// included.
 	TotalRefunded int64 `json:"total_refunded"`
+	// Reason is who asked: "requested" or "order_cancelled".
+	Reason RefundReason `json:"reason"`
+}
+
+// RefundFailure is the data of EventRefundFailed: the gateway refused the
+// refund, and its amount is refundable again.
+type RefundFailure struct {
+	PaymentID     uuid.UUID    `json:"payment_id"`
+	OrderID       uuid.UUID    `json:"order_id"`
+	RefundID      uuid.UUID    `json:"refund_id"`
+	Amount        int64        `json:"amount"`
+	Currency      string       `json:"currency"`
+	Reason        RefundReason `json:"reason"`
+	FailureReason string       `json:"failure_reason"`
 }
 
 // outcomeOf returns the event type and data that record p's outcome.

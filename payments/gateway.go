@@ -10,15 +10,21 @@ import (
 	"github.com/sony/gobreaker/v2"
 )
 
-// Gateway charges money. Implementations must treat Charge.PaymentID as an
-// idempotency key: charging the same payment again must not take the money
-// twice but return the first answer.
+// Gateway is the payment provider: it charges money, tells what became of
+// a charge, and gives money back. Implementations must treat
+// Charge.PaymentID and RefundRequest.RefundID as idempotency keys: the same
+// charge or refund sent again must not move money twice but return the
+// first answer, and Get must find a charge by the key it was sent with.
 //
-// A decline is an answer, not an error: Result with Approved false. An
-// error means the charge could not be decided; it is retried unless marked
-// with Permanent.
+// A decline (or a refused refund) is an answer, not an error: Result with
+// Approved false, RefundResult with Succeeded false, Lookup with Found
+// false. An error means the call could not be decided; it is retried unless
+// marked with Permanent.
 type Gateway interface {
 	Charge(ctx context.Context, c Charge) (Result, error)
+	// Get looks up the charge sent with paymentID as its idempotency key.
+	Get(ctx context.Context, paymentID uuid.UUID) (Lookup, error)
+	Refund(ctx context.Context, r RefundRequest) (RefundResult, error)
 }
 
 // Charge is a request to take Amount of Currency with a payment method.
@@ -34,6 +40,28 @@ type Result struct {
 	Approved      bool
 	Reference     string // the gateway's id of the charge
 	DeclineReason string // why it declined, when it did
+}
+
+// Lookup is what the gateway knows of a charge: nothing (Found false: it
+// never received the charge, or not yet), or the answer it gave.
+type Lookup struct {
+	Found  bool
+	Result Result // when Found
+}
+
+// RefundRequest asks the gateway to give back Amount of a charge.
+type RefundRequest struct {
+	RefundID  uuid.UUID // the idempotency key towards the gateway
+	PaymentID uuid.UUID // the charge's idempotency key
+	Amount    int64     // minor units of Currency
+	Currency  string
+}
+
+// RefundResult is the gateway's answer to a refund.
+type RefundResult struct {
+	Succeeded     bool
+	Reference     string // the gateway's id of the refund
+	FailureReason string // why it refused, when it did
 }
 
 // Permanent marks a gateway error that retrying cannot mend (the gateway
@@ -71,7 +99,7 @@ type ResilienceOptions struct {
 	MaxInterval     time.Duration
 	Multiplier      float64
 	Jitter          float64
-	// MaxElapsed bounds the time spent retrying one charge (default 2s).
+	// MaxElapsed bounds the time spent retrying one call (default 2s).
 	MaxElapsed time.Duration
 	// AttemptTimeout bounds one attempt (default 3s); an attempt that runs
 	// out counts as a transient failure.
@@ -81,9 +109,9 @@ type ResilienceOptions struct {
 	// breaker (default 5).
 	TripAfter uint32
 	// OpenTimeout is how long the breaker stays open before it lets one
-	// trial charge through (default 10s).
+	// trial call through (default 10s).
 	OpenTimeout time.Duration
-	// HalfOpenRequests is how many trial charges may run at once while the
+	// HalfOpenRequests is how many trial calls may run at once while the
 	// breaker is half-open, and how many must succeed to close it
 	// (default 1).
 	HalfOpenRequests uint32
@@ -139,15 +167,16 @@ func (o ResilienceOptions) withDefaults() ResilienceOptions {
 }
 
 // Resilient wraps a Gateway with retries (exponential backoff with jitter)
-// and a circuit breaker. Every attempt goes through the breaker, so
-// consecutive failed attempts, across all payments and tenants, open it;
-// while it is open, charges fail at once with ErrUnavailable and the
-// wrapped gateway is not called. Declines and Permanent errors are answers
-// from a working gateway: they are neither retried nor counted as failures.
+// and a circuit breaker. Every attempt of a charge, lookup or refund goes
+// through the one breaker, so consecutive failed attempts, across all
+// payments and tenants, open it; while it is open, calls fail at once with
+// ErrUnavailable and the wrapped gateway is not called. Answers (a decline,
+// a charge not found, a refused refund) and Permanent errors come from a
+// working gateway: they are neither retried nor counted as failures.
 type Resilient struct {
 	next    Gateway
 	opts    ResilienceOptions
-	breaker *gobreaker.CircuitBreaker[Result]
+	breaker *gobreaker.CircuitBreaker[any]
 }
 
 // NewResilient returns next wrapped in retries and a circuit breaker.
@@ -168,7 +197,7 @@ func NewResilient(next Gateway, opts ResilienceOptions) *Resilient {
 	if opts.OnStateChange != nil {
 		settings.OnStateChange = func(_ string, from, to gobreaker.State) { opts.OnStateChange(from, to) }
 	}
-	return &Resilient{next: next, opts: opts, breaker: gobreaker.NewCircuitBreaker[Result](settings)}
+	return &Resilient{next: next, opts: opts, breaker: gobreaker.NewCircuitBreaker[any](settings)}
 }
 
 // State is the circuit breaker's state.
@@ -181,16 +210,36 @@ var errCallerGone = errors.New("caller went away")
 // cause) when the breaker is open or the retries are spent, and a
 // Permanent error as it is.
 func (r *Resilient) Charge(ctx context.Context, c Charge) (Result, error) {
-	attempt := func() (Result, error) {
-		res, err := r.breaker.Execute(func() (Result, error) {
+	return call(ctx, r, func(ctx context.Context) (Result, error) { return r.next.Charge(ctx, c) })
+}
+
+// Get looks a charge up as Charge charges: through the breaker, with
+// retries, ErrUnavailable when the gateway cannot be asked.
+func (r *Resilient) Get(ctx context.Context, paymentID uuid.UUID) (Lookup, error) {
+	return call(ctx, r, func(ctx context.Context) (Lookup, error) { return r.next.Get(ctx, paymentID) })
+}
+
+// Refund refunds as Charge charges: through the breaker, with retries,
+// ErrUnavailable when the gateway cannot be reached.
+func (r *Resilient) Refund(ctx context.Context, rr RefundRequest) (RefundResult, error) {
+	return call(ctx, r, func(ctx context.Context) (RefundResult, error) { return r.next.Refund(ctx, rr) })
+}
+
+// call runs op through r's breaker, each attempt bounded by AttemptTimeout,
+// retrying transient failures with backoff until MaxElapsed has passed.
+func call[T any](ctx context.Context, r *Resilient, op func(context.Context) (T, error)) (T, error) {
+	var zero T
+	attempt := func() (T, error) {
+		v, err := r.breaker.Execute(func() (any, error) {
 			actx, cancel := context.WithTimeout(ctx, r.opts.AttemptTimeout)
 			defer cancel()
-			res, err := r.next.Charge(actx, c)
+			v, err := op(actx)
 			if err != nil && ctx.Err() != nil {
-				return res, errors.Join(errCallerGone, err)
+				return v, errors.Join(errCallerGone, err)
 			}
-			return res, err
+			return v, err
 		})
+		res, _ := v.(T) // v is nil when the breaker refused the attempt
 		switch {
 		case err == nil:
 			return res, nil
@@ -212,9 +261,9 @@ func (r *Resilient) Charge(ctx context.Context, c Charge) (Result, error) {
 	case err == nil:
 		return res, nil
 	case IsPermanent(err):
-		return Result{}, err
+		return zero, err
 	case ctx.Err() != nil:
-		return Result{}, errors.Join(ctx.Err(), err)
+		return zero, errors.Join(ctx.Err(), err)
 	}
-	return Result{}, errors.Join(ErrUnavailable, err)
+	return zero, errors.Join(ErrUnavailable, err)
 }

@@ -25,14 +25,36 @@ type scripted struct {
 }
 
 func (g *scripted) Charge(context.Context, payments.Charge) (payments.Result, error) {
-	g.calls.Add(1)
-	if g.failing.Load() {
-		if g.err != nil {
-			return payments.Result{}, g.err
-		}
-		return payments.Result{}, errFlaky
+	if err := g.fail(); err != nil {
+		return payments.Result{}, err
 	}
 	return payments.Result{Approved: true, Reference: "ref"}, nil
+}
+
+func (g *scripted) Get(context.Context, uuid.UUID) (payments.Lookup, error) {
+	if err := g.fail(); err != nil {
+		return payments.Lookup{}, err
+	}
+	return payments.Lookup{}, nil
+}
+
+func (g *scripted) Refund(context.Context, payments.RefundRequest) (payments.RefundResult, error) {
+	if err := g.fail(); err != nil {
+		return payments.RefundResult{}, err
+	}
+	return payments.RefundResult{Succeeded: true, Reference: "ref"}, nil
+}
+
+// fail counts a call and returns the error it should fail with, if any.
+func (g *scripted) fail() error {
+	g.calls.Add(1)
+	if !g.failing.Load() {
+		return nil
+	}
+	if g.err != nil {
+		return g.err
+	}
+	return errFlaky
 }
 
 func charge(method string) payments.Charge {
@@ -66,7 +88,7 @@ func TestSimulated(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			g := payments.NewSimulated(tt.opts)
+			g := simulated(t, tt.opts)
 			c := charge(tt.method)
 			var reference string
 			for i, want := range tt.want {
@@ -90,14 +112,14 @@ func TestSimulated(t *testing.T) {
 
 	t.Run("unknown method is a permanent error", func(t *testing.T) {
 		t.Parallel()
-		_, err := payments.NewSimulated(payments.SimulatedOptions{}).Charge(context.Background(), charge("cash"))
+		_, err := simulated(t, payments.SimulatedOptions{}).Charge(context.Background(), charge("cash"))
 		if !payments.IsPermanent(err) {
 			t.Errorf("got %v, want a permanent error", err)
 		}
 	})
 	t.Run("latency", func(t *testing.T) {
 		t.Parallel()
-		g := payments.NewSimulated(payments.SimulatedOptions{Latency: 30 * time.Millisecond})
+		g := simulated(t, payments.SimulatedOptions{Latency: 30 * time.Millisecond})
 		start := time.Now()
 		if _, err := g.Charge(context.Background(), charge(payments.MethodCard)); err != nil {
 			t.Fatal(err)
@@ -131,7 +153,7 @@ func TestResilientRetries(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			g := &countingGateway{next: payments.NewSimulated(tt.sim)}
+			g := &countingGateway{next: simulated(t, tt.sim)}
 			r := payments.NewResilient(g, fastRetries)
 			res, err := r.Charge(context.Background(), charge(tt.method))
 			switch {
@@ -191,11 +213,20 @@ func TestResilientRetries(t *testing.T) {
 	})
 }
 
-// gatewayFunc adapts a function to payments.Gateway.
+// gatewayFunc adapts a charging function to payments.Gateway; it has no
+// record of charges (Get finds none) and refunds anything.
 type gatewayFunc func(ctx context.Context, c payments.Charge) (payments.Result, error)
 
 func (f gatewayFunc) Charge(ctx context.Context, c payments.Charge) (payments.Result, error) {
 	return f(ctx, c)
+}
+
+func (f gatewayFunc) Get(context.Context, uuid.UUID) (payments.Lookup, error) {
+	return payments.Lookup{}, nil
+}
+
+func (f gatewayFunc) Refund(context.Context, payments.RefundRequest) (payments.RefundResult, error) {
+	return payments.RefundResult{Succeeded: true}, nil
 }
 
 // TestResilientBreaker walks the breaker through its states with a 500ms
@@ -300,7 +331,7 @@ func TestResilientBreakerIgnoresAnswers(t *testing.T) {
 	t.Parallel()
 	opts := fastRetries
 	opts.TripAfter = 2
-	r := payments.NewResilient(payments.NewSimulated(payments.SimulatedOptions{}), opts)
+	r := payments.NewResilient(simulated(t, payments.SimulatedOptions{}), opts)
 	for i := range 5 {
 		if res, err := r.Charge(context.Background(), charge(payments.MethodCardDeclined)); err != nil || res.Approved {
 			t.Fatalf("decline %d: got %+v, %v, want a decline", i, res, err)

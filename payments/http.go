@@ -67,11 +67,19 @@ func toJSON(p Payment) paymentJSON {
 
 // refundJSON is a refund as the API shows it.
 type refundJSON struct {
-	ID        uuid.UUID `json:"id"`
-	PaymentID uuid.UUID `json:"payment_id"`
-	Amount    int64     `json:"amount"`
-	Currency  string    `json:"currency"`
-	CreatedAt time.Time `json:"created_at"`
+	ID            uuid.UUID    `json:"id"`
+	PaymentID     uuid.UUID    `json:"payment_id"`
+	Amount        int64        `json:"amount"`
+	Currency      string       `json:"currency"`
+	Status        RefundStatus `json:"status"`
+	Reason        RefundReason `json:"reason"`
+	FailureReason string       `json:"failure_reason,omitempty"`
+	CreatedAt     time.Time    `json:"created_at"`
+}
+
+func refundToJSON(r Refund) refundJSON {
+	return refundJSON{ID: r.ID, PaymentID: r.PaymentID, Amount: r.Amount, Currency: r.Currency, Status: r.Status,
+		Reason: r.Reason, FailureReason: r.FailureReason, CreatedAt: r.CreatedAt}
 }
 
 // createRequest is the body of POST /payments. Pointers tell a missing
@@ -223,5 +231,11 @@ func (h *Handler) refund(c *gin.Context) {
 		httpx.Error(c, err)
 		return
 	}
-	c.JSON(http.StatusCreated, refundJSON{ID: r.ID, PaymentID: r.PaymentID, Amount: r.Amount, Currency: r.Currency, CreatedAt: r.CreatedAt})
+	// The gateway decided (succeeded or failed): 201. It could not be
+	// reached: 202, the refund is pending and will be sent again.
+	status := http.StatusCreated
+	if r.Status == RefundPending {
+		status = http.StatusAccepted
+	}
+	c.JSON(status, refundToJSON(r))
 }

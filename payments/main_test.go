@@ -58,12 +58,14 @@ func (o *fakeOrders) set(tenantID, orderID uuid.UUID, t payments.Target) {
 	o.targets[[2]uuid.UUID{tenantID, orderID}] = t
 }
 
-// countingGateway counts the calls that reach the gateway it wraps, and the
-// charges it approved.
+// countingGateway counts the calls that reach the gateway it wraps: the
+// charges (calls) and those approved, the lookups and the refunds.
 type countingGateway struct {
 	next     payments.Gateway
 	calls    atomic.Int64
 	approved atomic.Int64
+	lookups  atomic.Int64
+	refunds  atomic.Int64
 }
 
 func (g *countingGateway) Charge(ctx context.Context, c payments.Charge) (payments.Result, error) {
@@ -73,6 +75,23 @@ func (g *countingGateway) Charge(ctx context.Context, c payments.Charge) (paymen
 		g.approved.Add(1)
 	}
 	return res, err
+}
+
+func (g *countingGateway) Get(ctx context.Context, paymentID uuid.UUID) (payments.Lookup, error) {
+	g.lookups.Add(1)
+	return g.next.Get(ctx, paymentID)
+}
+
+func (g *countingGateway) Refund(ctx context.Context, r payments.RefundRequest) (payments.RefundResult, error) {
+	g.refunds.Add(1)
+	return g.next.Refund(ctx, r)
+}
+
+// simulated returns a simulated gateway keeping its books in the package's
+// database.
+func simulated(t *testing.T, opts payments.SimulatedOptions) *payments.Simulated {
+	t.Helper()
+	return payments.NewSimulated(testenv.Get(t).OpenDB(t, 4), opts)
 }
 
 // fastRetries are resilience options for tests: short waits, and a breaker
@@ -103,7 +122,7 @@ func newFixture(t *testing.T, maxConns int) fixture {
 	return newFixtureWith(t, maxConns, payments.SimulatedOptions{}, fastRetries)
 }
 
-func newFixtureWith(t *testing.T, maxConns int, sim payments.SimulatedOptions, res payments.ResilienceOptions) fixture {
+func newFixtureWith(t *testing.T, maxConns int, sim payments.SimulatedOptions, res payments.ResilienceOptions, opts ...payments.Option) fixture {
 	t.Helper()
 	env := testenv.Get(t)
 	d := env.OpenDB(t, maxConns)
@@ -111,10 +130,10 @@ func newFixtureWith(t *testing.T, maxConns int, sim payments.SimulatedOptions, r
 		db:      d,
 		owner:   env.OpenOwnerDB(t),
 		orders:  &fakeOrders{},
-		gateway: &countingGateway{next: payments.NewSimulated(sim)},
+		gateway: &countingGateway{next: payments.NewSimulated(d, sim)},
 	}
 	f.resilient = payments.NewResilient(f.gateway, res)
-	f.svc = payments.NewService(d, f.orders, f.resilient)
+	f.svc = payments.NewService(d, f.orders, f.resilient, opts...)
 	return f
 }
 

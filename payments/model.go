@@ -10,8 +10,10 @@ import (
 	"github.com/tenantd/tenantd/internal/fault"
 )
 
-// Status is where a payment stands. A payment is processing only while the
-// gateway is being asked; callers of the API see succeeded or failed.
+// Status is where a payment stands. A payment is processing while the
+// gateway is being asked, and until its outcome is written: if writing it
+// fails (the database is down, the process dies), the reconciler settles
+// the payment from the gateway's own record.
 type Status string
 
 // Payment statuses.
@@ -72,7 +74,8 @@ type Payment struct {
 	UpdatedAt        time.Time
 }
 
-// Refundable is the money that can still be refunded.
+// Refundable is the money that can still be refunded: Refunded counts
+// pending refunds too, so that they can never promise more than Captured.
 func (p Payment) Refundable() int64 { return p.Captured - p.Refunded }
 
 // NewPayment is the input for paying an order.
@@ -90,14 +93,45 @@ type Target struct {
 	Currency string
 }
 
+// RefundStatus is where a refund stands: pending until the gateway
+// answers, then succeeded or failed.
+type RefundStatus string
+
+// Refund statuses.
+const (
+	RefundPending   RefundStatus = "pending"
+	RefundSucceeded RefundStatus = "succeeded"
+	RefundFailed    RefundStatus = "failed"
+)
+
+// RefundReason says who asked for a refund.
+type RefundReason string
+
+// Refund reasons.
+const (
+	// RefundRequested: a client, through the API.
+	RefundRequested RefundReason = "requested"
+	// RefundOrderCancelled: the order saga, for a payment that succeeded
+	// for an order that had been cancelled or had expired meanwhile.
+	RefundOrderCancelled RefundReason = "order_cancelled"
+)
+
 // Refund gives back part or all of a succeeded payment's captured money.
+// Its ID is the idempotency key towards the gateway.
 type Refund struct {
 	ID        uuid.UUID
 	TenantID  uuid.UUID
 	PaymentID uuid.UUID
 	Amount    int64 // minor units of Currency, the payment's currency
 	Currency  string
-	CreatedAt time.Time
+	Status    RefundStatus
+	Reason    RefundReason
+	// FailureReason is the gateway's word for a refused refund.
+	FailureReason string
+	// GatewayReference is the gateway's id of a succeeded refund.
+	GatewayReference string
+	CreatedAt        time.Time
+	UpdatedAt        time.Time
 }
 
 // NewRefund is the input for refunding a payment.
@@ -135,6 +169,8 @@ var (
 	ErrNotRefundable    = fault.New(fault.Conflict, "only a succeeded payment can be refunded")
 	ErrRefundTooLarge   = fault.New(fault.Conflict, "the refund exceeds the captured amount not yet refunded")
 	ErrPaymentUnsettled = fault.New(fault.Conflict, "the payment is still being processed")
+	// ErrRefundNotFound: no such refund of the tenant.
+	ErrRefundNotFound = fault.New(fault.NotFound, "refund not found")
 )
 
 var currencyPattern = regexp.MustCompile(`^[A-Z]{3}$`)

@@ -2,15 +2,18 @@ package payments
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgconn"
 	"gorm.io/gorm"
 
 	"github.com/tenantd/tenantd/internal/db"
 	"github.com/tenantd/tenantd/internal/events"
+	"github.com/tenantd/tenantd/internal/fault"
 )
 
 // Orders is what payments needs of orders: the order's state, read inside
@@ -27,13 +30,55 @@ type Service struct {
 	db      *db.DB
 	orders  Orders
 	gateway Gateway
+	// after is how long a payment may stay processing, or a refund stay
+	// with the request that sends it, before the reconciler takes over.
+	after time.Duration
+	// writeFor bounds how long writing the gateway's answer is retried.
+	writeFor time.Duration
+	// beforeWrite, when set (by tests), runs before every attempt to
+	// write a gateway's answer; an error fails the attempt.
+	beforeWrite func(ctx context.Context) error
+}
+
+// Defaults of the Service's options.
+const (
+	// DefaultReconcileAfter is how long a payment may stay processing
+	// before the reconciler asks the gateway about it. It must exceed the
+	// longest a charge can take (the Resilient's MaxElapsed plus one
+	// AttemptTimeout, 5s by default): a charge the gateway has not seen by
+	// then is failed, so it must not be still on its way.
+	DefaultReconcileAfter = 10 * time.Second
+	// DefaultWriteFor bounds the retries of writing a gateway's answer
+	// while the database is unreachable; after it the reconciler owns the
+	// payment or refund.
+	DefaultWriteFor = 2 * time.Minute
+)
+
+// Option tunes a Service.
+type Option func(*Service)
+
+// WithReconcileAfter sets how long a payment may stay processing, and a
+// refund stay with its request, before the reconciler takes it over
+// (default DefaultReconcileAfter).
+func WithReconcileAfter(d time.Duration) Option {
+	return func(s *Service) { s.after = d }
+}
+
+// WithWriteFor sets how long writing a gateway's answer is retried
+// (default DefaultWriteFor).
+func WithWriteFor(d time.Duration) Option {
+	return func(s *Service) { s.writeFor = d }
 }
 
 // NewService returns a Service on d that reads orders through orders and
-// charges through gateway (in production a Resilient around the real or
-// simulated gateway).
-func NewService(d *db.DB, orders Orders, gateway Gateway) *Service {
-	return &Service{db: d, orders: orders, gateway: gateway}
+// charges and refunds through gateway (in production a Resilient around the
+// real or simulated gateway).
+func NewService(d *db.DB, orders Orders, gateway Gateway, opts ...Option) *Service {
+	s := &Service{db: d, orders: orders, gateway: gateway, after: DefaultReconcileAfter, writeFor: DefaultWriteFor}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
 }
 
 // Pay charges an order's total. The order must be pending
@@ -47,6 +92,11 @@ func NewService(d *db.DB, orders Orders, gateway Gateway) *Service {
 // recorded as failed with ReasonGatewayUnavailable and Pay returns it
 // together with ErrGatewayUnavailable. Either way the outcome event is
 // appended in the transaction that records it.
+//
+// Writing the outcome is retried while the database is unreachable, for up
+// to the Service's write deadline (WithWriteFor); if that passes, Pay
+// returns an error and the payment stays processing until the reconciler
+// settles it from the gateway's record (see Reconcile).
 func (s *Service) Pay(ctx context.Context, tenantID uuid.UUID, n NewPayment) (Payment, error) {
 	if err := n.Validate(); err != nil {
 		return Payment{}, err
@@ -81,7 +131,7 @@ func (s *Service) Pay(ctx context.Context, tenantID uuid.UUID, n NewPayment) (Pa
 	// away: a payment left processing would block its order.
 	ctx = context.WithoutCancel(ctx)
 	p := toModel(row)
-	res, gerr := s.gateway.Charge(ctx, Charge{PaymentID: p.ID, Amount: p.Amount, Currency: p.Currency, Method: p.Method})
+	res, gerr := s.charge(ctx, p)
 	settle(&p, res, gerr)
 	p, err = s.record(ctx, p)
 	if err != nil {
@@ -108,33 +158,93 @@ func settle(p *Payment, res Result, err error) {
 	}
 }
 
+// charge asks the gateway to charge p. A transient failure may have lost
+// the answer to a charge that was made all the same: then the gateway is
+// asked what became of it before the payment is given up as unavailable.
+func (s *Service) charge(ctx context.Context, p Payment) (Result, error) {
+	res, err := s.gateway.Charge(ctx, Charge{PaymentID: p.ID, Amount: p.Amount, Currency: p.Currency, Method: p.Method})
+	if err == nil || IsPermanent(err) {
+		return res, err
+	}
+	if l, lerr := s.gateway.Get(ctx, p.ID); lerr == nil && l.Found {
+		return l.Result, nil
+	}
+	return res, err
+}
+
 // record writes p's outcome and appends its event in one transaction,
-// trying a few times: the charge has happened, so giving up on the first
-// database hiccup would leave the payment processing. If an earlier try
-// committed after all, the payment as stored is returned.
+// retrying with backoff while the database is unreachable (see write): the
+// charge has happened, so giving up on the first hiccup would leave the
+// payment processing. If the reconciler or an earlier try settled it
+// first, the payment as stored is returned.
 func (s *Service) record(ctx context.Context, p Payment) (Payment, error) {
-	op := func() (Payment, error) {
-		var stored paymentRow
-		err := s.db.WithTenant(ctx, p.TenantID, func(tx *gorm.DB) error {
-			var settled bool
-			var err error
-			stored, settled, err = settlePayment(tx, fromModel(p))
-			if err != nil || !settled {
-				return err
-			}
-			typ, data := outcomeOf(toModel(stored))
-			_, err = events.Append(ctx, tx, p.TenantID, StreamID(p.ID), 0, events.NewEvent{Type: typ, Data: data})
+	var stored Payment
+	err := s.write(ctx, func() error {
+		return s.db.WithTenant(ctx, p.TenantID, func(tx *gorm.DB) (err error) {
+			stored, _, err = writeOutcome(ctx, tx, p)
 			return err
 		})
-		return toModel(stored), err
-	}
-	b := backoff.NewExponentialBackOff()
-	b.InitialInterval = 20 * time.Millisecond
-	stored, err := backoff.Retry(ctx, op, backoff.WithBackOff(b), backoff.WithMaxTries(3))
+	})
 	if err != nil {
 		return p, err
 	}
 	return stored, nil
+}
+
+// writeOutcome writes p's outcome, if the payment is still processing, and
+// appends its outcome event. It reports false, with the payment as stored,
+// when the payment was settled already.
+func writeOutcome(ctx context.Context, tx *gorm.DB, p Payment) (Payment, bool, error) {
+	stored, settled, err := settlePayment(tx, fromModel(p))
+	if err != nil || !settled {
+		return toModel(stored), false, err
+	}
+	typ, data := outcomeOf(toModel(stored))
+	if _, err := events.Append(ctx, tx, p.TenantID, StreamID(p.ID), 0, events.NewEvent{Type: typ, Data: data}); err != nil {
+		return Payment{}, false, err
+	}
+	return toModel(stored), true, nil
+}
+
+// write runs op, which writes a gateway's answer, until it succeeds, with
+// exponential backoff for up to the Service's write deadline. Errors no
+// retry can mend (a broken constraint, a domain error) end it at once.
+func (s *Service) write(ctx context.Context, op func() error) error {
+	attempt := func() (struct{}, error) {
+		if s.beforeWrite != nil {
+			if err := s.beforeWrite(ctx); err != nil {
+				return struct{}{}, err
+			}
+		}
+		err := op()
+		if err != nil && unmendable(err) {
+			return struct{}{}, backoff.Permanent(err)
+		}
+		return struct{}{}, err
+	}
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval = 50 * time.Millisecond
+	b.MaxInterval = 5 * time.Second
+	_, err := backoff.Retry(ctx, attempt, backoff.WithBackOff(b), backoff.WithMaxElapsedTime(s.writeFor))
+	return err
+}
+
+// unmendable reports whether err is one that writing again cannot mend:
+// a domain error (other than fault.Unavailable), or PostgreSQL refusing
+// the data or the statement (classes 22, 23 and 42) rather than being
+// unreachable or busy.
+func unmendable(err error) bool {
+	if fe, ok := fault.As(err); ok {
+		return fe.Code != fault.Unavailable
+	}
+	var pg *pgconn.PgError
+	if errors.As(err, &pg) && len(pg.Code) == 5 {
+		switch pg.Code[:2] {
+		case "22", "23", "42":
+			return true
+		}
+	}
+	return false
 }
 
 // Get returns one of tenantID's payments, or ErrNotFound.
@@ -171,50 +281,4 @@ func (s *Service) List(ctx context.Context, tenantID uuid.UUID, q ListQuery) ([]
 		out[i] = toModel(r)
 	}
 	return out, nil
-}
-
-// Refund gives back n.Amount of a succeeded payment and appends
-// payment.refunded. The payment row is locked for the transaction, so
-// concurrent refunds are serialized and their sum never exceeds what was
-// captured (ErrRefundTooLarge). A payment that did not succeed gives
-// ErrNotRefundable (or ErrPaymentUnsettled while processing).
-func (s *Service) Refund(ctx context.Context, tenantID, paymentID uuid.UUID, n NewRefund) (Refund, error) {
-	if err := n.Validate(); err != nil {
-		return Refund{}, err
-	}
-	id, err := uuid.NewV7()
-	if err != nil {
-		return Refund{}, fmt.Errorf("refund payment %s: new id: %w", paymentID, err)
-	}
-	var refund refundRow
-	err = s.db.WithTenant(ctx, tenantID, func(tx *gorm.DB) error {
-		row, err := findPayment(tx, tenantID, paymentID, true)
-		if err != nil {
-			return err
-		}
-		p := toModel(row)
-		if p.Refunded, err = sumRefunds(tx, tenantID, paymentID); err != nil {
-			return err
-		}
-		if err := CheckRefund(p, n.Amount); err != nil {
-			return err
-		}
-		var updated paymentRow
-		refund, updated, err = insertRefund(tx, refundRow{TenantID: tenantID, ID: id, PaymentID: paymentID, Amount: n.Amount, Currency: p.Currency})
-		if err != nil {
-			return err
-		}
-		_, err = events.Append(ctx, tx, tenantID, StreamID(paymentID), events.AnyVersion, events.NewEvent{
-			Type: EventRefunded,
-			Data: Refunded{
-				PaymentID: paymentID, OrderID: p.OrderID, RefundID: refund.ID,
-				Amount: refund.Amount, Currency: refund.Currency, TotalRefunded: updated.Refunded,
-			},
-		})
-		return err
-	})
-	if err != nil {
-		return Refund{}, fmt.Errorf("refund %d of payment %s: %w", n.Amount, paymentID, err)
-	}
-	return refundToModel(refund), nil
 }

@@ -396,9 +396,11 @@ func TestRefunds(t *testing.T) {
 				t.Fatalf("got %q (%v), want %q", got, err, s.wantCode)
 			}
 			if err == nil {
-				want := payments.Refund{ID: r.ID, TenantID: tenantID, PaymentID: p.ID, Amount: s.amount, Currency: "EUR", CreatedAt: r.CreatedAt}
-				if r != want {
-					t.Errorf("got %+v, want %+v", r, want)
+				want := payments.Refund{ID: r.ID, TenantID: tenantID, PaymentID: p.ID, Amount: s.amount, Currency: "EUR",
+					Status: payments.RefundSucceeded, Reason: payments.RefundRequested, GatewayReference: r.GatewayReference,
+					CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt}
+				if r != want || r.GatewayReference == "" {
+					t.Errorf("got %+v, want %+v with the gateway's reference", r, want)
 				}
 				refunds = append(refunds, r)
 			}
@@ -427,7 +429,8 @@ func TestRefunds(t *testing.T) {
 			t.Fatal(err)
 		}
 		total := []int64{300, 1000}[i]
-		want := payments.Refunded{PaymentID: p.ID, OrderID: p.OrderID, RefundID: refunds[i].ID, Amount: refunds[i].Amount, Currency: "EUR", TotalRefunded: total}
+		want := payments.Refunded{PaymentID: p.ID, OrderID: p.OrderID, RefundID: refunds[i].ID, Amount: refunds[i].Amount,
+			Currency: "EUR", TotalRefunded: total, Reason: payments.RefundRequested}
 		if got != want {
 			t.Errorf("got refund event %+v, want %+v", got, want)
 		}

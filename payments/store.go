@@ -37,16 +37,26 @@ func (paymentRow) TableName() string { return "payments" }
 
 // refundRow is a row of the refunds table.
 type refundRow struct {
-	TenantID  uuid.UUID `gorm:"column:tenant_id;primaryKey"`
-	ID        uuid.UUID `gorm:"column:id;primaryKey"`
-	PaymentID uuid.UUID `gorm:"column:payment_id"`
-	Amount    int64     `gorm:"column:amount"`
-	Currency  string    `gorm:"column:currency"`
-	CreatedAt time.Time `gorm:"column:created_at"`
+	TenantID         uuid.UUID      `gorm:"column:tenant_id;primaryKey"`
+	ID               uuid.UUID      `gorm:"column:id;primaryKey"`
+	PaymentID        uuid.UUID      `gorm:"column:payment_id"`
+	Amount           int64          `gorm:"column:amount"`
+	Currency         string         `gorm:"column:currency"`
+	Status           string         `gorm:"column:status"`
+	Reason           string         `gorm:"column:reason"`
+	FailureReason    sql.NullString `gorm:"column:failure_reason"`
+	GatewayReference sql.NullString `gorm:"column:gateway_reference"`
+	AttemptAfter     time.Time      `gorm:"column:attempt_after"`
+	CreatedAt        time.Time      `gorm:"column:created_at"`
+	UpdatedAt        time.Time      `gorm:"column:updated_at"`
 }
 
 // TableName maps refundRow to the refunds table.
 func (refundRow) TableName() string { return "refunds" }
+
+// refundColumns lists refundRow's columns for RETURNING clauses.
+const refundColumns = `tenant_id, id, payment_id, amount, currency, status, reason, failure_reason,
+	gateway_reference, attempt_after, created_at, updated_at`
 
 // paymentColumns lists paymentRow's columns for RETURNING clauses.
 const paymentColumns = `tenant_id, id, order_id, status, amount, currency, payment_method, failure_reason,
@@ -100,12 +110,17 @@ func fromModel(p Payment) paymentRow {
 
 func refundToModel(r refundRow) Refund {
 	return Refund{
-		ID:        r.ID,
-		TenantID:  r.TenantID,
-		PaymentID: r.PaymentID,
-		Amount:    r.Amount,
-		Currency:  r.Currency,
-		CreatedAt: r.CreatedAt.UTC(),
+		ID:               r.ID,
+		TenantID:         r.TenantID,
+		PaymentID:        r.PaymentID,
+		Amount:           r.Amount,
+		Currency:         r.Currency,
+		Status:           RefundStatus(r.Status),
+		Reason:           RefundReason(r.Reason),
+		FailureReason:    r.FailureReason.String,
+		GatewayReference: r.GatewayReference.String,
+		CreatedAt:        r.CreatedAt.UTC(),
+		UpdatedAt:        r.UpdatedAt.UTC(),
 	}
 }
 
@@ -180,42 +195,148 @@ func listPayments(tx *gorm.DB, tenantID uuid.UUID, q ListQuery) ([]paymentRow, e
 	return rows, err
 }
 
-// sumRefunds is the total of a payment's refunds.
-func sumRefunds(tx *gorm.DB, tenantID, paymentID uuid.UUID) (int64, error) {
+// lockProcessing reads and locks a payment that is still processing. It
+// reports false when the payment is settled, or locked by another
+// transaction (SKIP LOCKED: a reconciler on another replica, or the
+// payment's own request, is settling it right now).
+func lockProcessing(tx *gorm.DB, tenantID, id uuid.UUID) (paymentRow, bool, error) {
+	var rows []paymentRow
+	err := tx.Raw(`SELECT `+paymentColumns+` FROM payments
+		WHERE tenant_id = ? AND id = ? AND status = 'processing'
+		FOR UPDATE SKIP LOCKED`, tenantID, id).Scan(&rows).Error
+	if err != nil || len(rows) == 0 {
+		return paymentRow{}, false, err
+	}
+	return rows[0], true, nil
+}
+
+// succeededRefunds is the total of a payment's succeeded refunds.
+func succeededRefunds(tx *gorm.DB, tenantID, paymentID uuid.UUID) (int64, error) {
 	var total int64
-	err := tx.Raw(`SELECT coalesce(sum(amount), 0)::bigint FROM refunds WHERE tenant_id = ? AND payment_id = ?`,
+	err := tx.Raw(`SELECT coalesce(sum(amount), 0)::bigint FROM refunds
+		WHERE tenant_id = ? AND payment_id = ? AND status = 'succeeded'`,
 		tenantID, paymentID).Scan(&total).Error
 	return total, err
 }
 
-// insertRefund adds r and raises its payment's refunded total by r.Amount.
-// The payments table's CHECK (refunded <= captured) backs up the caller's
-// check.
-func insertRefund(tx *gorm.DB, r refundRow) (refundRow, paymentRow, error) {
+// insertRefund adds r as pending, due to the reconciler after sendAfter,
+// and raises its payment's refunded total by r.Amount. The payments
+// table's CHECK (refunded <= captured) backs up the caller's check. It
+// reports false, and changes nothing, for a second order_cancelled refund
+// of one payment.
+func insertRefund(tx *gorm.DB, r refundRow, sendAfter time.Duration) (refundRow, bool, error) {
 	var out []refundRow
-	err := tx.Raw(`INSERT INTO refunds (tenant_id, id, payment_id, amount, currency)
-		VALUES (?, ?, ?, ?, ?)
-		RETURNING tenant_id, id, payment_id, amount, currency, created_at`,
-		r.TenantID, r.ID, r.PaymentID, r.Amount, r.Currency).Scan(&out).Error
+	err := tx.Raw(`INSERT INTO refunds (tenant_id, id, payment_id, amount, currency, status, reason, attempt_after)
+		VALUES (?, ?, ?, ?, ?, 'pending', ?, now() + make_interval(secs => ?))
+		ON CONFLICT (tenant_id, payment_id) WHERE reason = 'order_cancelled' DO NOTHING
+		RETURNING `+refundColumns,
+		r.TenantID, r.ID, r.PaymentID, r.Amount, r.Currency, r.Reason, sendAfter.Seconds()).Scan(&out).Error
 	switch {
 	case err != nil:
-		return refundRow{}, paymentRow{}, err
-	case len(out) != 1:
-		return refundRow{}, paymentRow{}, fmt.Errorf("insert refund returned %d rows, want 1", len(out))
+		return refundRow{}, false, err
+	case len(out) == 0:
+		return refundRow{}, false, nil
 	}
-	var payment []paymentRow
-	err = tx.Raw(`UPDATE payments
+	if err := addRefunded(tx, r.TenantID, r.PaymentID, r.Amount); err != nil {
+		return refundRow{}, false, err
+	}
+	return out[0], true, nil
+}
+
+// addRefunded changes a payment's refunded total by delta.
+func addRefunded(tx *gorm.DB, tenantID, paymentID uuid.UUID, delta int64) error {
+	res := tx.Exec(`UPDATE payments
 		SET refunded = refunded + ?, version = version + 1, updated_at = now()
-		WHERE tenant_id = ? AND id = ?
-		RETURNING `+paymentColumns,
-		r.Amount, r.TenantID, r.PaymentID).Scan(&payment).Error
+		WHERE tenant_id = ? AND id = ?`, delta, tenantID, paymentID)
 	switch {
-	case db.IsCheckViolation(err):
-		return refundRow{}, paymentRow{}, ErrRefundTooLarge
-	case err != nil:
-		return refundRow{}, paymentRow{}, err
-	case len(payment) != 1:
-		return refundRow{}, paymentRow{}, ErrNotFound
+	case db.IsCheckViolation(res.Error):
+		return ErrRefundTooLarge
+	case res.Error != nil:
+		return res.Error
+	case res.RowsAffected != 1:
+		return ErrNotFound
 	}
-	return out[0], payment[0], nil
+	return nil
+}
+
+// claimRefund takes a pending refund that is due for the reconciler,
+// pushing its next attempt lease into the future so that no other
+// reconciler sends it meanwhile. It reports false when the refund is
+// settled, not due, or being claimed by another transaction.
+func claimRefund(tx *gorm.DB, tenantID, id uuid.UUID, lease time.Duration) (refundRow, bool, error) {
+	var out []refundRow
+	err := tx.Raw(`WITH due AS (
+			SELECT tenant_id AS due_tenant, id AS due_id FROM refunds
+			WHERE tenant_id = ? AND id = ? AND status = 'pending' AND attempt_after <= now()
+			FOR UPDATE SKIP LOCKED)
+		UPDATE refunds SET attempt_after = now() + make_interval(secs => ?)
+		FROM due WHERE tenant_id = due_tenant AND id = due_id
+		RETURNING `+refundColumns,
+		tenantID, id, lease.Seconds()).Scan(&out).Error
+	if err != nil || len(out) == 0 {
+		return refundRow{}, false, err
+	}
+	return out[0], true, nil
+}
+
+// settleRefund writes the gateway's answer in r to a refund that is still
+// pending; a failed refund gives its amount back to the payment. It
+// reports false, with the refund as it stands, when the refund was settled
+// already.
+func settleRefund(tx *gorm.DB, r refundRow) (refundRow, bool, error) {
+	var out []refundRow
+	err := tx.Raw(`UPDATE refunds
+		SET status = ?, failure_reason = ?, gateway_reference = ?, updated_at = now()
+		WHERE tenant_id = ? AND id = ? AND status = 'pending'
+		RETURNING `+refundColumns,
+		r.Status, r.FailureReason, r.GatewayReference, r.TenantID, r.ID).Scan(&out).Error
+	if err != nil {
+		return refundRow{}, false, err
+	}
+	if len(out) == 0 {
+		current, err := findRefund(tx, r.TenantID, r.ID)
+		return current, false, err
+	}
+	if RefundStatus(out[0].Status) == RefundFailed {
+		if err := addRefunded(tx, r.TenantID, r.PaymentID, -r.Amount); err != nil {
+			return refundRow{}, false, err
+		}
+	}
+	return out[0], true, nil
+}
+
+// findRefund reads one refund.
+func findRefund(tx *gorm.DB, tenantID, id uuid.UUID) (refundRow, error) {
+	var r refundRow
+	err := tx.Where("tenant_id = ? AND id = ?", tenantID, id).Take(&r).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return refundRow{}, ErrRefundNotFound
+	}
+	return r, err
+}
+
+// stale is a (tenant, id) pair from the reconciler's cross-tenant reads.
+type stale struct {
+	TenantID uuid.UUID `gorm:"column:tenant_id"`
+	ID       uuid.UUID `gorm:"column:id"`
+}
+
+// unsettledPayments lists up to limit payments, of every tenant, that
+// have been processing for longer than age by the database's clock
+// (payments_unsettled, a SECURITY DEFINER function that returns these
+// pairs and nothing else).
+func unsettledPayments(tx *gorm.DB, age time.Duration, limit int) ([]stale, error) {
+	var out []stale
+	err := tx.Raw(`SELECT tenant_id, payment_id AS id FROM payments_unsettled(now() - make_interval(secs => ?), ?)`,
+		age.Seconds(), limit).Scan(&out).Error
+	return out, err
+}
+
+// dueRefunds lists up to limit pending refunds, of every tenant, that are
+// due to be sent by the database's clock (refunds_due, like
+// unsettledPayments).
+func dueRefunds(tx *gorm.DB, limit int) ([]stale, error) {
+	var out []stale
+	err := tx.Raw(`SELECT tenant_id, refund_id AS id FROM refunds_due(now(), ?)`, limit).Scan(&out).Error
+	return out, err
 }

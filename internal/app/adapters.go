@@ -65,6 +65,15 @@ func (p payable) PaymentTarget(ctx context.Context, tx *gorm.DB, orderID uuid.UU
 	return payments.Target{Status: string(o.Status), Total: o.Total, Currency: o.Currency}, nil
 }
 
+// refunds lets the order saga refund a payment that succeeded for an order
+// cancelled meanwhile. The payments service is built after the orders
+// service that needs this, so the adapter reaches it through the App.
+type refunds struct{ app *App }
+
+func (r refunds) RefundCancelledOrder(ctx context.Context, tx *gorm.DB, tenantID, paymentID uuid.UUID, cancellationReason string) error {
+	return r.app.Payments.RefundCancelledOrder(ctx, tx, tenantID, paymentID, cancellationReason)
+}
+
 // sagaOutcomes counts finished orders for the saga metric, from the order
 // events (at least once: a metric, not a ledger).
 func sagaOutcomes(m *obs.Metrics) events.Handler {

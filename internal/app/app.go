@@ -104,9 +104,9 @@ func New(cfg config.Config, d *db.DB, rdb *redis.Client, log *slog.Logger) (*App
 	a.Auth = auth.NewService(d, rdb, cfg.APIKeyCacheTTL, log, opts...)
 	a.Tenants = tenant.NewService(d, a.Auth, a.Auth, issuerPolicy, a.Auth)
 	a.Inventory = inventory.NewService(d)
-	a.Orders = orders.NewService(d, stock{a.Inventory}, log, orders.Options{ReservationTTL: cfg.ReservationTTL})
+	a.Orders = orders.NewService(d, stock{a.Inventory}, log, orders.Options{ReservationTTL: cfg.ReservationTTL, Refunds: refunds{a}})
 	gateway := payments.NewResilient(
-		payments.NewSimulated(payments.SimulatedOptions{FailTimes: cfg.GatewayFailTimes, Latency: cfg.GatewayLatency}),
+		payments.NewSimulated(d, payments.SimulatedOptions{FailTimes: cfg.GatewayFailTimes, Latency: cfg.GatewayLatency}),
 		payments.ResilienceOptions{OnStateChange: func(from, to gobreaker.State) {
 			log.Warn("payments: gateway circuit breaker changed state", "from", from.String(), "to", to.String())
 			m.BreakerState.Set(map[gobreaker.State]float64{gobreaker.StateOpen: 1, gobreaker.StateHalfOpen: 0.5}[to])
@@ -217,6 +217,7 @@ func (a *App) Run(ctx context.Context) {
 	})
 	wg.Go(func() { a.Orders.RunSweeper(ctx, orderSweepEvery) })
 	wg.Go(func() { a.Idempotency.RunSweeper(ctx, 10*time.Minute, a.log) })
+	wg.Go(func() { a.Payments.RunReconciler(ctx, payments.DefaultReconcileEvery, a.log) })
 	wg.Go(func() { a.Audit.RunSealer(ctx) })
 	wg.Wait()
 }
