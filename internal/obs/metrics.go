@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -175,4 +176,38 @@ func (m *Metrics) CollectFlushLag(d FlushLagSource) {
 		}
 		return lag
 	}))
+}
+
+// dependencyTimeout bounds each dependency check of a scrape.
+const dependencyTimeout = time.Second
+
+// CollectDependencies exports tenantd_dependency_up{dependency}: 1 when the
+// dependency's check (a ping) succeeds at scrape time, 0 when it fails or
+// takes longer than a second. The checks run concurrently.
+func (m *Metrics) CollectDependencies(checks map[string]func(context.Context) error) {
+	m.Registry.MustRegister(&dependencyCollector{checks: checks, desc: prometheus.NewDesc("tenantd_dependency_up",
+		"Whether a dependency (postgres, redis) answered a ping at scrape time: 1 up, 0 down.", []string{"dependency"}, nil)})
+}
+
+type dependencyCollector struct {
+	checks map[string]func(context.Context) error
+	desc   *prometheus.Desc
+}
+
+func (d *dependencyCollector) Describe(ch chan<- *prometheus.Desc) { ch <- d.desc }
+
+func (d *dependencyCollector) Collect(ch chan<- prometheus.Metric) {
+	var wg sync.WaitGroup
+	for name, check := range d.checks {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), dependencyTimeout)
+			defer cancel()
+			up := 0.0
+			if check(ctx) == nil {
+				up = 1
+			}
+			ch <- prometheus.MustNewConstMetric(d.desc, prometheus.GaugeValue, up, name)
+		})
+	}
+	wg.Wait()
 }
