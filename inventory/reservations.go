@@ -183,6 +183,7 @@ func (s *Service) Reservations(ctx context.Context, tenantID, productID uuid.UUI
 		if _, err := findProduct(tx, tenantID, productID, false); err != nil {
 			return err
 		}
+		out = out[:0] // WithTenant may run this again
 		var rows []reservationRow
 		q := tx.Where("tenant_id = ? AND product_id = ?", tenantID, productID).Order("id").Limit(limit + 1)
 		if after != uuid.Nil {

@@ -40,14 +40,15 @@ func (s *Service) Create(ctx context.Context, tenantID uuid.UUID, n NewProduct) 
 		Currency: n.Currency,
 		Stock:    n.Stock,
 	})
+	var created productRow
 	err = s.db.WithTenant(ctx, tenantID, func(tx *gorm.DB) (err error) {
-		row, err = insertProduct(tx, row)
+		created, err = insertProduct(tx, row) // row stays intact for a retry
 		return err
 	})
 	if err != nil {
 		return Product{}, fmt.Errorf("create product %q: %w", n.SKU, err)
 	}
-	return toModel(row), nil
+	return toModel(created), nil
 }
 
 // Get returns one of tenantID's products, or ErrNotFound.

@@ -222,10 +222,10 @@ func (d *DB) WithTenant(ctx context.Context, tenantID uuid.UUID, fn func(tx *gor
 func (d *DB) tenantTx(ctx context.Context, tenantID uuid.UUID, fn func(tx *gorm.DB) error) error {
 	var after func(committed bool)
 	beforeCommit := d.hooks.beforeCommit
-	err := d.gorm.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		if err := SetTenant(tx, tenantID); err != nil {
-			return err
-		}
+	// BEGIN and the tenant in one round trip; tenantID is a UUID, so its
+	// text needs no quoting beyond the literal's.
+	setTenant := "SELECT set_config('app.tenant_id', '" + tenantID.String() + "', true)"
+	err := d.runTx(ctx, setTenant, func(tx *gorm.DB) error {
 		if err := fn(tx); err != nil {
 			return err
 		}
@@ -315,12 +315,7 @@ func SetTenant(tx *gorm.DB, tenantID uuid.UUID) error {
 // failure, so fn must be safe to repeat.
 func (d *DB) WithPlatform(ctx context.Context, fn func(tx *gorm.DB) error) error {
 	return d.retry(ctx, func() error {
-		return d.gorm.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-			if err := tx.Exec("SELECT set_config('app.platform', 'on', true)").Error; err != nil {
-				return fmt.Errorf("set platform scope: %w", err)
-			}
-			return fn(tx)
-		})
+		return d.runTx(ctx, "SELECT set_config('app.platform', 'on', true)", fn)
 	})
 }
 

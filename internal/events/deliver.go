@@ -107,6 +107,7 @@ func (d *Dispatcher) deliver(ctx context.Context, s *subscription, from int64, e
 func (d *Dispatcher) handleOnce(ctx context.Context, s *subscription, from int64, e Event) error {
 	claimed := false
 	err := d.db.WithTenant(ctx, e.TenantID, func(tx *gorm.DB) error {
+		claimed = false // WithTenant may retry the transaction
 		if err := claim(tx, s.name, from); err != nil {
 			return err
 		}
@@ -153,6 +154,7 @@ func (d *Dispatcher) deliverBatch(ctx context.Context, s *subscription, from int
 	}
 	claimed := false
 	err := d.db.WithTenant(ctx, order[0], func(tx *gorm.DB) error {
+		claimed = false // WithTenant may retry the transaction
 		if err := claim(tx, s.name, from); err != nil {
 			return err
 		}

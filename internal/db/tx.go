@@ -1,0 +1,142 @@
+package db
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5/stdlib"
+	"gorm.io/gorm"
+)
+
+// errRolledBack means COMMIT found the transaction already failed, so the
+// server rolled it back: a statement failed and fn did not return its
+// error.
+var errRolledBack = errors.New("db: transaction rolled back at commit: a statement in it failed")
+
+// rollbackTimeout bounds the ROLLBACK of a failed transaction, which runs
+// even when the request's context is done.
+const rollbackTimeout = 5 * time.Second
+
+// connTx is one transaction on a connection of its own from the pool. It
+// exists for one round trip: database/sql's BeginTx sends BEGIN alone, and
+// the tenant's set_config would be a second trip, on every tenant
+// transaction; here both go in one simple-protocol message. It serves GORM
+// as the session's connection pool and, by having Commit and Rollback,
+// makes GORM treat the session as inside a transaction (a nested
+// tx.Transaction uses a savepoint). Only run ends it.
+//
+// A connection is never returned to the pool inside a transaction: run
+// ends the transaction on every path, and were it ever missed, pgx's
+// stdlib discards a connection whose transaction is still open instead of
+// reusing it.
+type connTx struct {
+	conn *sql.Conn
+}
+
+// runTx runs fn in a transaction begun together with setup (SQL without
+// parameters, such as the set_config of the tenant) and commits it when fn
+// returns nil; otherwise it rolls back and returns fn's error.
+func (d *DB) runTx(ctx context.Context, setup string, fn func(tx *gorm.DB) error) (err error) {
+	conn, err := d.sql.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	t := &connTx{conn: conn}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "BEGIN; "+setup); err != nil {
+		t.rollback(ctx) // BEGIN may have run and the setup failed
+		return fmt.Errorf("begin: %w", err)
+	}
+	panicked := true
+	defer func() {
+		if panicked {
+			t.rollback(ctx)
+		}
+	}()
+	tx := d.gorm.Session(&gorm.Session{NewDB: true, Context: ctx})
+	tx.Statement.ConnPool = t
+	err = fn(tx)
+	panicked = false
+	if err != nil {
+		t.rollback(ctx)
+		return err
+	}
+	return t.commit(ctx)
+}
+
+// commit sends COMMIT and checks the server committed.
+func (t *connTx) commit(ctx context.Context) error {
+	var tag string
+	err := t.conn.Raw(func(dc any) error {
+		c, ok := dc.(*stdlib.Conn)
+		if !ok {
+			return fmt.Errorf("db: unexpected driver connection %T", dc)
+		}
+		ct, err := c.Conn().Exec(ctx, "COMMIT")
+		tag = ct.String()
+		return err
+	})
+	if err != nil {
+		// The outcome is unknown (the reply was lost, or ctx ended while
+		// waiting): the connection is in no state to be reused.
+		t.discard()
+		return fmt.Errorf("commit: %w", err)
+	}
+	if tag == "ROLLBACK" {
+		return errRolledBack
+	}
+	return nil
+}
+
+// rollback ends the transaction, on a context that outlives ctx briefly; a
+// connection that cannot roll back is discarded, which ends its session.
+func (t *connTx) rollback(ctx context.Context) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
+	defer cancel()
+	if _, err := t.conn.ExecContext(rctx, "ROLLBACK"); err != nil {
+		t.discard()
+	}
+}
+
+// discard marks the connection broken, so that the pool closes it instead
+// of reusing it.
+func (t *connTx) discard() {
+	// Raw hands back the error the function returns: the mark is the point.
+	if err := t.conn.Raw(func(any) error { return driver.ErrBadConn }); !errors.Is(err, driver.ErrBadConn) {
+		t.conn.Close() // already closed, or closing now
+	}
+}
+
+// PrepareContext implements gorm.ConnPool.
+func (t *connTx) PrepareContext(ctx context.Context, query string) (*sql.Stmt, error) {
+	return t.conn.PrepareContext(ctx, query)
+}
+
+// ExecContext implements gorm.ConnPool.
+func (t *connTx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	return t.conn.ExecContext(ctx, query, args...)
+}
+
+// QueryContext implements gorm.ConnPool.
+func (t *connTx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return t.conn.QueryContext(ctx, query, args...)
+}
+
+// QueryRowContext implements gorm.ConnPool.
+func (t *connTx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	return t.conn.QueryRowContext(ctx, query, args...)
+}
+
+// errOwnedByRun is what a Commit or Rollback through GORM returns: the
+// transaction is runTx's to end.
+var errOwnedByRun = errors.New("db: the transaction ends when the WithTenant function returns; do not commit or roll back inside it")
+
+// Commit implements gorm.TxCommitter; see errOwnedByRun.
+func (t *connTx) Commit() error { return errOwnedByRun }
+
+// Rollback implements gorm.TxCommitter; see errOwnedByRun.
+func (t *connTx) Rollback() error { return errOwnedByRun }
