@@ -73,8 +73,11 @@ var logEntry = regexp.MustCompile(`^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+ \S+ \[(\
 var loggedStatement = regexp.MustCompile(`^(?:statement|execute [^:]+): (.*)$`)
 
 // placementStatements finds the placement's transaction in the log: the
-// statements one backend ran from begin to commit, among them the tenant's
-// set_config and the insert into events.
+// round trips one backend made from BEGIN to COMMIT, among them the
+// tenant's set_config and the insert into events. A simple-protocol message
+// that begins the transaction together with more statements ("BEGIN;
+// SELECT set_config(...)") is one round trip, its signature the joined
+// signatures of its statements.
 func placementStatements(log string) ([]string, error) {
 	type statement struct{ pid, text string }
 	var all []statement
@@ -104,13 +107,17 @@ func placementStatements(log string) ([]string, error) {
 	}
 	open := map[string][]string{}
 	for _, s := range all {
-		switch sig := signature(s.text); sig {
-		case "begin":
+		sig := signature(s.text)
+		switch {
+		case sig == "begin":
 			open[s.pid] = []string{}
-		case "commit":
+		case strings.HasPrefix(sig, "begin;"):
+			open[s.pid] = []string{compoundSignature(s.text)}
+		case sig == "commit":
 			tx, ok := open[s.pid]
 			delete(open, s.pid)
-			if ok && slices.Contains(tx, "select set_config") && slices.Contains(tx, "insert into events") {
+			if ok && slices.ContainsFunc(tx, func(s string) bool { return strings.Contains(s, "select set_config") }) &&
+				slices.Contains(tx, "insert into events") {
 				return tx, nil
 			}
 		default:
@@ -122,16 +129,49 @@ func placementStatements(log string) ([]string, error) {
 	return nil, fmt.Errorf("the placement's transaction is not in the log:\n%s", log)
 }
 
-// scriptStatements reads the SQL statements of a pgbench script without
-// BEGIN and COMMIT, along one path through its conditionals: the \if
-// branches when ifs is true, the \elif and \else ones when it is false.
+// compoundSignature is the signature of a message of several statements:
+// theirs, joined by "; ". It splits at every semicolon, which is right for
+// the messages it is used on (BEGIN and a set_config of a UUID).
+func compoundSignature(text string) string {
+	var sigs []string
+	for part := range strings.SplitSeq(text, ";") {
+		if strings.TrimSpace(part) != "" {
+			sigs = append(sigs, signature(part))
+		}
+	}
+	return strings.Join(sigs, "; ")
+}
+
+// scriptStatements reads the round trips of a pgbench script's transaction
+// (BEGIN to COMMIT, without a BEGIN or COMMIT sent alone; statements before
+// BEGIN are the script's own helpers), along one path through its
+// conditionals: the \if branches when ifs is true, the \elif and \else
+// ones when it is false. The statements of a pipeline are one round trip,
+// whose signature joins theirs with "; ".
 func scriptStatements(script []byte, ifs bool) []string {
 	var (
-		out    []string
-		cur    strings.Builder
-		active = []bool{true} // whether each open conditional's current branch runs
+		out      []string
+		cur      strings.Builder
+		active   = []bool{true} // whether each open conditional's current branch runs
+		pipeline []string       // the signatures of an open pipeline
+		piped    bool
+		inTx     bool
 	)
 	running := func() bool { return active[len(active)-1] }
+	roundTrip := func(sigs []string) {
+		switch {
+		case len(sigs) == 0:
+		case sigs[0] == "begin":
+			inTx = true
+			if len(sigs) > 1 {
+				out = append(out, strings.Join(sigs, "; "))
+			}
+		case len(sigs) == 1 && sigs[0] == "commit":
+			inTx = false
+		case inTx:
+			out = append(out, strings.Join(sigs, "; "))
+		}
+	}
 	for line := range strings.Lines(string(script)) {
 		t := strings.TrimSpace(line)
 		if cur.Len() == 0 && strings.HasPrefix(t, `\`) {
@@ -147,6 +187,15 @@ func scriptStatements(script []byte, ifs bool) []string {
 				if len(outer) > 0 {
 					active = active[:len(active)-1]
 				}
+			case `\startpipeline`:
+				if running() {
+					pipeline, piped = nil, true
+				}
+			case `\endpipeline`:
+				if running() && piped {
+					roundTrip(pipeline)
+					pipeline, piped = nil, false
+				}
 			}
 			continue
 		}
@@ -161,8 +210,12 @@ func scriptStatements(script []byte, ifs bool) []string {
 		if !gset && !strings.HasSuffix(stmt, ";") {
 			continue
 		}
-		if sig := signature(cur.String()); running() && sig != "begin" && sig != "commit" {
-			out = append(out, sig)
+		if sig := signature(cur.String()); running() {
+			if piped {
+				pipeline = append(pipeline, sig)
+			} else {
+				roundTrip([]string{sig})
+			}
 		}
 		cur.Reset()
 	}

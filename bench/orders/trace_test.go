@@ -56,12 +56,32 @@ func TestPlacementStatements(t *testing.T) {
 	}
 }
 
+// A transaction begun in one message with the tenant's set_config, as
+// db.WithTenant sends it.
+const compoundLog = `2026-12-05 19:25:59.535 UTC [13254] LOG:  statement: BEGIN; SELECT set_config('app.tenant_id', '01a247ab-98cb-7e28-b595-2550fb1255fe', true)
+2026-12-05 19:25:59.536 UTC [13254] LOG:  execute stmtcache_1: WITH want (reservation_id) AS (VALUES ($1::uuid))
+		SELECT 1
+2026-12-05 19:25:59.538 UTC [13254] LOG:  execute stmtcache_2: INSERT INTO events (tenant_id) SELECT * FROM (VALUES ($1::uuid)) AS v
+2026-12-05 19:25:59.540 UTC [13254] LOG:  statement: commit
+`
+
+func TestPlacementStatementsCompound(t *testing.T) {
+	got, err := placementStatements(compoundLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"begin; select set_config", "with want", "insert into events"}
+	if !slices.Equal(got, want) {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
 // TestScriptStatements reads place_order.sql as the run compares it: every
 // statement of a placement, in order, without BEGIN and COMMIT, along the
 // two-item (\if) and the one-item (\else) path alike.
 func TestScriptStatements(t *testing.T) {
 	want := []string{
-		"select set_config",
+		"begin; select set_config",
 		"with want",
 		"insert into events",
 		"insert into order_views",
@@ -74,11 +94,17 @@ func TestScriptStatements(t *testing.T) {
 	}
 }
 
-// TestScriptPaths follows conditionals, nested ones too, on either path.
+// TestScriptPaths follows conditionals, nested ones too, on either path,
+// leaves out what comes before BEGIN, and counts a pipeline as one round
+// trip.
 func TestScriptPaths(t *testing.T) {
 	const script = `\set x 1
+SELECT helper \gset
+\startpipeline
 BEGIN;
 SELECT a;
+\endpipeline
+SELECT b;
 \if :x = 1
 UPDATE b
     SET c = 1;
@@ -95,8 +121,8 @@ COMMIT;
 		ifs  bool
 		want []string
 	}{
-		{true, []string{"select a", "update b set c = 1", "delete from d", "select f"}},
-		{false, []string{"select a", "insert into e values", "select f"}},
+		{true, []string{"begin; select a", "select b", "update b set c = 1", "delete from d", "select f"}},
+		{false, []string{"begin; select a", "select b", "insert into e values", "select f"}},
 	} {
 		t.Run(fmt.Sprint(tc.ifs), func(t *testing.T) {
 			if got := scriptStatements([]byte(script), tc.ifs); !slices.Equal(got, tc.want) {
