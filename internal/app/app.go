@@ -83,7 +83,9 @@ func New(cfg config.Config, d *db.DB, rdb *redis.Client, log *slog.Logger) (*App
 		return nil, fmt.Errorf("rbac: %w", err)
 	}
 	a.RBAC = rbac
-	a.Audit = audit.New(d, log, audit.Options{})
+	// The audit sealer holds its lease on a connection of its own, outside
+	// the pool (as the event dispatcher's LISTEN does).
+	a.Audit = audit.New(d, log, audit.Options{LeaseURL: cfg.DatabaseURL})
 	// Each request's audit entry commits with its first write.
 	d.SetBeforeCommit(a.Audit.BeforeCommit)
 	// Transactions retried after a deadlock or serialization failure.

@@ -374,6 +374,10 @@ type Options struct {
 	// SealWorkers is how many tenants' chains are sealed at once (each chain
 	// by one worker at a time); default 4.
 	SealWorkers int
+	// LeaseURL is a PostgreSQL URL of the pool's database on which the
+	// sealer holds its lease, one connection outside the pool. Empty holds
+	// it on a pool connection instead, which a small pool may miss.
+	LeaseURL string
 }
 
 // New returns an Auditor over d. Wire a.BeforeCommit into d with
@@ -401,7 +405,8 @@ func New(d *db.DB, log *slog.Logger, opts Options) *Auditor {
 	return &Auditor{
 		db: d, log: log, now: opts.Now,
 		failures: newFailures(opts.FailureBurst, opts.FailureWindow),
-		seal:     sealOptions{interval: opts.SealInterval, batch: opts.SealBatch, workers: opts.SealWorkers},
+		seal: sealOptions{interval: opts.SealInterval, batch: opts.SealBatch, workers: opts.SealWorkers,
+			leaseURL: opts.LeaseURL},
 	}
 }
 

@@ -5,11 +5,13 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"gorm.io/gorm"
 
 	"github.com/tenantd/tenantd/internal/db"
@@ -36,13 +38,16 @@ type sealOptions struct {
 	interval time.Duration
 	batch    int
 	workers  int
+	leaseURL string
 }
 
 // RunSealer seals committed audit rows into their tenants' hash chains
 // until ctx ends. Run it on every replica: one at a time holds the sealer's
-// lease, a session advisory lock on a connection of its own, and seals; the
-// others try to take the lease every SealInterval. A replica that dies
-// drops its connection and with it the lease.
+// lease, a session advisory lock on a connection of its own (to LeaseURL,
+// else one taken out of the pool), and seals; the others try to take the
+// lease every SealInterval. A replica that dies drops its connection and
+// with it the lease. Sealing itself uses pool connections, one transaction
+// per tenant batch, SealWorkers at a time.
 //
 // The guarantee: a row is sealed only once its position is at or below the
 // settled horizon of events_position_seq (internal/events.Horizon), so
@@ -81,37 +86,32 @@ type retryAt struct {
 const maxTenantBackoff = 30 * time.Second
 
 func (s *sealer) run(ctx context.Context) {
-	sqlDB, err := s.db.Unscoped(ctx).DB()
-	if err != nil {
-		s.log.Error("audit: sealer has no connection pool", "err", err)
-		return
-	}
-	var lease *sql.Conn
+	var held lease
 	defer func() {
-		if lease != nil {
-			discard(lease)
+		if held != nil {
+			held.release()
 		}
 	}()
 	failures := 0
 	for {
-		if lease != nil {
-			if err := lease.PingContext(ctx); err != nil {
+		if held != nil {
+			if err := held.alive(ctx); err != nil {
 				if ctx.Err() != nil {
 					return
 				}
 				s.log.Warn("audit: sealer lease connection lost", "err", err)
-				discard(lease)
-				lease = nil
+				held.release()
+				held = nil
 			}
 		}
-		if lease == nil {
-			lease, err = takeLease(ctx, sqlDB)
-			if err != nil && ctx.Err() == nil {
+		if held == nil {
+			var err error
+			if held, err = s.takeLease(ctx); err != nil && ctx.Err() == nil {
 				s.log.Warn("audit: take the sealer lease", "err", err)
 			}
 		}
 		wait := s.opts.interval
-		if lease != nil {
+		if held != nil {
 			more, err := s.pass(ctx)
 			switch {
 			case ctx.Err() != nil:
@@ -133,9 +133,66 @@ func (s *sealer) run(ctx context.Context) {
 	}
 }
 
-// takeLease returns a connection holding the sealer's lease, or nil when
-// another session holds it.
-func takeLease(ctx context.Context, sqlDB *sql.DB) (*sql.Conn, error) {
+// lease is a held sealer lease: a session holding the lease's advisory lock.
+type lease interface {
+	// alive checks the session still stands, and with it the lock.
+	alive(ctx context.Context) error
+	// release ends the session, which releases the lock.
+	release()
+}
+
+// leaseName is the application_name of the lease connection opened with
+// LeaseURL, so operators can tell it apart in pg_stat_activity.
+const leaseName = "tenantd-audit-sealer"
+
+// takeLease returns the sealer's lease, or nil when another session holds
+// it: on a connection of its own to LeaseURL, or, without one, on a
+// connection taken out of the pool for as long as the lease is held.
+func (s *sealer) takeLease(ctx context.Context) (lease, error) {
+	if s.opts.leaseURL == "" {
+		return takePoolLease(ctx, s.db)
+	}
+	cfg, err := pgx.ParseConfig(s.opts.leaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("parse lease url: %w", err)
+	}
+	cfg.RuntimeParams["application_name"] = leaseName
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	l := &connLease{conn: conn}
+	var ok bool
+	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1, $2)", sealLockClass, sealLockKey).Scan(&ok); err != nil || !ok {
+		l.release()
+		return nil, err
+	}
+	return l, nil
+}
+
+// connLease is a lease held on a connection outside the pool.
+type connLease struct{ conn *pgx.Conn }
+
+func (l *connLease) alive(ctx context.Context) error { return l.conn.Ping(ctx) }
+
+func (l *connLease) release() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := l.conn.Close(ctx); err != nil {
+		slog.Debug("audit: close the sealer lease connection", "err", err)
+	}
+}
+
+// poolLease is a lease held on a connection taken out of the pool.
+type poolLease struct{ conn *sql.Conn }
+
+// takePoolLease returns a lease on a pool connection, or nil when another
+// session holds it.
+func takePoolLease(ctx context.Context, d *db.DB) (lease, error) {
+	sqlDB, err := d.Unscoped(ctx).DB()
+	if err != nil {
+		return nil, err
+	}
 	conn, err := sqlDB.Conn(ctx)
 	if err != nil {
 		return nil, err
@@ -152,8 +209,12 @@ func takeLease(ctx context.Context, sqlDB *sql.DB) (*sql.Conn, error) {
 		}
 		return nil, nil
 	}
-	return conn, nil
+	return &poolLease{conn: conn}, nil
 }
+
+func (l *poolLease) alive(ctx context.Context) error { return l.conn.PingContext(ctx) }
+
+func (l *poolLease) release() { discard(l.conn) }
 
 // discard closes conn's session, which releases its advisory locks, instead
 // of returning it to the pool still holding them.
@@ -162,7 +223,7 @@ func discard(conn *sql.Conn) {
 		return // already closed
 	}
 	if err := conn.Close(); err != nil && !errors.Is(err, sql.ErrConnDone) {
-		slog.Debug("audit: close sealer lease connection", "err", err)
+		slog.Debug("audit: close the sealer lease connection", "err", err)
 	}
 }
 

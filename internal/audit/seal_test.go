@@ -166,7 +166,8 @@ func TestSealerLease(t *testing.T) {
 	app := env.OpenDB(t, 4)
 	su := openSuperuser(t, env)
 	startSealer(t)
-	for range 2 {
+	// One more on a pool connection, and one on a connection of its own.
+	for _, leaseURL := range []string{"", env.AppURL} {
 		d, err := db.Open(t.Context(), env.AppURL, db.Options{MaxConns: 3})
 		if err != nil {
 			t.Fatal(err)
@@ -175,7 +176,7 @@ func TestSealerLease(t *testing.T) {
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			audit.New(d, quietLog(), audit.Options{SealInterval: sealInterval}).RunSealer(ctx)
+			audit.New(d, quietLog(), audit.Options{SealInterval: sealInterval, LeaseURL: leaseURL}).RunSealer(ctx)
 		}()
 		t.Cleanup(func() { cancel(); <-done; d.Close() })
 	}
@@ -203,6 +204,31 @@ func TestSealerLease(t *testing.T) {
 	record(t, app, context.Background(), tn.ID, audit.Entry{Action: "after.takeover"})
 	if evs := events(t, app, tn.ID); len(evs) != 1 || evs[0].Seq != 1 {
 		t.Errorf("got %+v, want one event sealed at seq 1", evs)
+	}
+
+	// Until the sealer with a lease connection of its own holds the lease,
+	// end the holder's connection; then that sealer seals.
+	eventually(t, 10*time.Second, "the lease held on its own connection", func() bool {
+		holders := leaseHolders(t, su)
+		if len(holders) != 1 {
+			return false
+		}
+		var name string
+		if err := su.Unscoped(t.Context()).Raw("SELECT application_name FROM pg_stat_activity WHERE pid = ?", holders[0]).
+			Scan(&name).Error; err != nil {
+			t.Fatal(err)
+		}
+		if name == "tenantd-audit-sealer" {
+			return true
+		}
+		if err := su.Unscoped(t.Context()).Exec("SELECT pg_terminate_backend(?)", holders[0]).Error; err != nil {
+			t.Fatal(err)
+		}
+		return false
+	})
+	record(t, app, context.Background(), tn.ID, audit.Entry{Action: "on.own.connection"})
+	if evs := events(t, app, tn.ID); len(evs) != 2 || evs[1].Seq != 2 {
+		t.Errorf("got %+v, want two events sealed", evs)
 	}
 }
 
