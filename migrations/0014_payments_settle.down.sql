@@ -16,6 +16,8 @@ DROP TABLE IF EXISTS sim_gateway_charges;
 
 DROP FUNCTION IF EXISTS refunds_due(timestamptz, int);
 DROP FUNCTION IF EXISTS payments_unsettled(timestamptz, int);
+DROP POLICY IF EXISTS owner_reconcile ON refunds;
+DROP POLICY IF EXISTS owner_reconcile ON payments;
 
 DROP INDEX IF EXISTS payments_processing_created;
 DROP INDEX IF EXISTS refunds_pending_attempt;

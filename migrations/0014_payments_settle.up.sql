@@ -30,7 +30,11 @@ CREATE INDEX refunds_pending_attempt ON refunds (attempt_after) WHERE status = '
 CREATE INDEX payments_processing_created ON payments (created_at) WHERE status = 'processing';
 
 -- The reconciler's cross-tenant reads: (tenant, id) pairs and nothing else.
--- It then works on each under db.WithTenant, with row-level security.
+-- It then works on each under db.WithTenant, with row-level security. The
+-- functions run as the owner, whom FORCE ROW LEVEL SECURITY binds too: these
+-- policies let the owner read exactly the rows they look for.
+CREATE POLICY owner_reconcile ON payments FOR SELECT TO CURRENT_USER USING (status = 'processing');
+CREATE POLICY owner_reconcile ON refunds FOR SELECT TO CURRENT_USER USING (status = 'pending');
 
 -- Payments still processing that were created before p_before: their
 -- outcome was never written (a crash, or the database was down when the

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
@@ -84,11 +85,14 @@ type paymentBody struct {
 }
 
 type refundBody struct {
-	ID        uuid.UUID `json:"id"`
-	PaymentID uuid.UUID `json:"payment_id"`
-	Amount    int64     `json:"amount"`
-	Currency  string    `json:"currency"`
-	CreatedAt string    `json:"created_at"`
+	ID            uuid.UUID `json:"id"`
+	PaymentID     uuid.UUID `json:"payment_id"`
+	Amount        int64     `json:"amount"`
+	Currency      string    `json:"currency"`
+	Status        string    `json:"status"`
+	Reason        string    `json:"reason"`
+	FailureReason string    `json:"failure_reason"`
+	CreatedAt     string    `json:"created_at"`
 }
 
 type problemBody struct {
@@ -375,7 +379,7 @@ func TestHTTPRefunds(t *testing.T) {
 	w := s.do(t, http.MethodPost, path, tenantID, `{"amount":400}`)
 	wantStatus(t, w, http.StatusCreated)
 	r := decode[refundBody](t, w)
-	want := refundBody{ID: r.ID, PaymentID: p.ID, Amount: 400, Currency: "EUR", CreatedAt: r.CreatedAt}
+	want := refundBody{ID: r.ID, PaymentID: p.ID, Amount: 400, Currency: "EUR", Status: "succeeded", Reason: "requested", CreatedAt: r.CreatedAt}
 	if r != want || r.ID == uuid.Nil || !strings.HasSuffix(r.CreatedAt, "Z") {
 		t.Errorf("got %+v, want %+v", r, want)
 	}
@@ -411,6 +415,50 @@ func TestHTTPRefunds(t *testing.T) {
 	wantStatus(t, w, http.StatusOK)
 	if got := decode[paymentBody](t, w); got.Refunded != 1000 || got.Status != "succeeded" {
 		t.Errorf("got refunded %d status %s, want 1000 succeeded", got.Refunded, got.Status)
+	}
+}
+
+// TestHTTPRefundOutcomes: the refund route answers with what the gateway
+// did: 201 succeeded, 201 failed with its reason, 202 pending when it could
+// not be reached.
+func TestHTTPRefundOutcomes(t *testing.T) {
+	t.Parallel()
+	opts := fastRetries
+	opts.MaxElapsed = 30 * time.Millisecond
+	opts.TripAfter = 1000
+	s := newServerOn(t, newFixtureWith(t, 4, payments.SimulatedOptions{}, opts))
+	tenantID := s.tenant(t)
+	p := s.create(t, tenantID, 1000, "card")
+	path := "/v1/payments/" + p.ID.String() + "/refunds"
+	tests := []struct {
+		name       string
+		set        func(on bool)
+		wantStatus int
+		want       refundBody
+	}{
+		{"refused", s.gateway.refuseRefunds.Store, http.StatusCreated, refundBody{Status: "failed", FailureReason: refusedByTest}},
+		{"unreachable", s.gateway.refundsDown.Store, http.StatusAccepted, refundBody{Status: "pending"}},
+		{"taken", func(bool) {}, http.StatusCreated, refundBody{Status: "succeeded"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.set(true)
+			defer tt.set(false)
+			w := s.do(t, http.MethodPost, path, tenantID, `{"amount":100}`)
+			wantStatus(t, w, tt.wantStatus)
+			got := decode[refundBody](t, w)
+			want := tt.want
+			want.ID, want.PaymentID, want.Amount, want.Currency, want.Reason, want.CreatedAt = got.ID, p.ID, 100, "EUR", "requested", got.CreatedAt
+			if got != want {
+				t.Errorf("got %+v, want %+v", got, want)
+			}
+		})
+	}
+	// The pending refund holds its amount; the failed one does not.
+	w := s.do(t, http.MethodGet, "/v1/payments/"+p.ID.String(), tenantID, "")
+	wantStatus(t, w, http.StatusOK)
+	if got := decode[paymentBody](t, w); got.Refunded != 200 {
+		t.Errorf("got refunded %d, want 200 (one pending, one succeeded)", got.Refunded)
 	}
 }
 

@@ -59,20 +59,34 @@ func (o *fakeOrders) set(tenantID, orderID uuid.UUID, t payments.Target) {
 }
 
 // countingGateway counts the calls that reach the gateway it wraps: the
-// charges (calls) and those approved, the lookups and the refunds.
+// charges (calls) and those approved, the lookups and the refunds. Tests
+// switch its faults on and off.
 type countingGateway struct {
 	next     payments.Gateway
 	calls    atomic.Int64
 	approved atomic.Int64
 	lookups  atomic.Int64
 	refunds  atomic.Int64
+
+	// loseAnswers: charges are made, but their answers are lost (errFlaky).
+	loseAnswers atomic.Bool
+	// refundsDown: refunds fail with errFlaky without reaching the gateway.
+	refundsDown atomic.Bool
+	// refuseRefunds: the gateway refuses every refund (refusedByTest).
+	refuseRefunds atomic.Bool
 }
+
+// refusedByTest is the failure reason of refunds refused by countingGateway.
+const refusedByTest = "refused_by_test"
 
 func (g *countingGateway) Charge(ctx context.Context, c payments.Charge) (payments.Result, error) {
 	g.calls.Add(1)
 	res, err := g.next.Charge(ctx, c)
 	if err == nil && res.Approved {
 		g.approved.Add(1)
+	}
+	if err == nil && g.loseAnswers.Load() {
+		return payments.Result{}, errFlaky
 	}
 	return res, err
 }
@@ -84,6 +98,12 @@ func (g *countingGateway) Get(ctx context.Context, paymentID uuid.UUID) (payment
 
 func (g *countingGateway) Refund(ctx context.Context, r payments.RefundRequest) (payments.RefundResult, error) {
 	g.refunds.Add(1)
+	switch {
+	case g.refundsDown.Load():
+		return payments.RefundResult{}, errFlaky
+	case g.refuseRefunds.Load():
+		return payments.RefundResult{FailureReason: refusedByTest}, nil
+	}
 	return g.next.Refund(ctx, r)
 }
 
