@@ -3,6 +3,7 @@ package db
 import (
 	"database/sql/driver"
 	"fmt"
+	"sync"
 
 	"github.com/jackc/pgx/v5/pgtype"
 )
@@ -11,12 +12,20 @@ import (
 // structs (database/sql does not scan arrays by itself).
 type TextArray []string
 
-var typeMap = pgtype.NewMap()
+// typeMap encodes and scans text[]; a pgtype.Map memoizes plans in plain
+// maps and is not safe for concurrent use, hence typeMu.
+var (
+	typeMu  sync.Mutex
+	typeMap = pgtype.NewMap()
+)
 
 // Scan implements sql.Scanner.
 func (a *TextArray) Scan(src any) error {
 	var out []string
-	if err := typeMap.SQLScanner(&out).Scan(src); err != nil {
+	typeMu.Lock()
+	err := typeMap.SQLScanner(&out).Scan(src)
+	typeMu.Unlock()
+	if err != nil {
 		return fmt.Errorf("scan text[]: %w", err)
 	}
 	*a = out
@@ -28,7 +37,9 @@ func (a TextArray) Value() (driver.Value, error) {
 	if a == nil {
 		a = TextArray{}
 	}
+	typeMu.Lock()
 	buf, err := typeMap.Encode(pgtype.TextArrayOID, pgtype.TextFormatCode, []string(a), nil)
+	typeMu.Unlock()
 	if err != nil {
 		return nil, fmt.Errorf("encode text[]: %w", err)
 	}
