@@ -105,7 +105,9 @@ func TestPaymentForCancelledOrderIsRefunded(t *testing.T) {
 	}
 	var actions []string
 	err = owner.WithTenant(ctx, tenantID, func(tx *gorm.DB) error {
-		return tx.Raw(`SELECT action FROM audit_events WHERE action LIKE 'refund.%' ORDER BY position`).Scan(&actions).Error
+		// The owner reads every tenant's audit rows (for the sealer): name the tenant.
+		return tx.Raw(`SELECT action FROM audit_events WHERE tenant_id = ? AND action LIKE 'refund.%' ORDER BY position`,
+			tenantID).Scan(&actions).Error
 	})
 	if err != nil {
 		t.Fatal(err)
