@@ -64,10 +64,10 @@ func mutating(method string) bool {
 //
 // The guarantee: the entry is written with the request's first tenant
 // transaction that writes and commits (phase "commit", status 0), so a
-// change never commits without its entry; a request that commits no such
-// transaction (refused, invalid, failed, replayed by idempotency) gets its
-// entry after the response, with the final status (phase "response"); a
-// request that committed and then answered 400 or more gets both. Only the
+// change commits with its entry (but see below); a request that commits no
+// such transaction (refused, invalid, failed, replayed by idempotency) gets
+// its entry after the response, with the final status (phase "response");
+// a request that committed and then answered 400 or more gets both. Only the
 // "response" entries are written outside the request's transactions; a
 // transient failure is retried for up to a few seconds (with the same
 // event id, so a retry after a commit the driver misreported finds the row
@@ -76,9 +76,9 @@ func mutating(method string) bool {
 // duplicate "response" entry: at least once, never silently none. While a
 // transaction of the request that turns out not to have written holds the
 // entry (one statement long), a concurrent writing transaction of the same
-// request does not wait for it: its change is then covered by the
-// "response" entry.
-// GET, HEAD and OPTIONS requests cost nothing.
+// request does not wait for it, and commits without the entry: the
+// "response" entry covers it then. GET, HEAD and OPTIONS requests cost
+// nothing.
 func (a *Auditor) Middleware() gin.HandlerFunc {
 	return func(c *gin.Context) {
 		if !mutating(c.Request.Method) {
