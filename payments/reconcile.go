@@ -104,9 +104,9 @@ func (s *Service) reconcilePayment(ctx context.Context, tenantID, id uuid.UUID) 
 	}
 	var settled bool
 	err = s.db.WithTenant(ctx, tenantID, func(tx *gorm.DB) error {
-		_, locked, err := lockProcessing(tx, tenantID, id)
+		settled = false // WithTenant may run this again
+		locked, err := lockProcessing(tx, tenantID, id)
 		if err != nil || !locked {
-			settled = false
 			return err
 		}
 		_, settled, err = writeOutcome(ctx, tx, p)

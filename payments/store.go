@@ -195,19 +195,16 @@ func listPayments(tx *gorm.DB, tenantID uuid.UUID, q ListQuery) ([]paymentRow, e
 	return rows, err
 }
 
-// lockProcessing reads and locks a payment that is still processing. It
-// reports false when the payment is settled, or locked by another
-// transaction (SKIP LOCKED: a reconciler on another replica, or the
-// payment's own request, is settling it right now).
-func lockProcessing(tx *gorm.DB, tenantID, id uuid.UUID) (paymentRow, bool, error) {
-	var rows []paymentRow
-	err := tx.Raw(`SELECT `+paymentColumns+` FROM payments
+// lockProcessing locks a payment that is still processing. It reports
+// false when the payment is settled, or locked by another transaction
+// (SKIP LOCKED: a reconciler on another replica, or the payment's own
+// request, is settling it right now).
+func lockProcessing(tx *gorm.DB, tenantID, id uuid.UUID) (bool, error) {
+	var ids []uuid.UUID
+	err := tx.Raw(`SELECT id FROM payments
 		WHERE tenant_id = ? AND id = ? AND status = 'processing'
-		FOR UPDATE SKIP LOCKED`, tenantID, id).Scan(&rows).Error
-	if err != nil || len(rows) == 0 {
-		return paymentRow{}, false, err
-	}
-	return rows[0], true, nil
+		FOR UPDATE SKIP LOCKED`, tenantID, id).Scan(&ids).Error
+	return len(ids) == 1, err
 }
 
 // succeededRefunds is the total of a payment's succeeded refunds.
