@@ -20,14 +20,15 @@ var tenantSetting = regexp.MustCompile(`current_setting\('app\.tenant_id'`)
 // casbin_rule holds RBAC policies keyed by domain = tenant id; the Casbin
 // adapter loads it outside tenant transactions (see docs/security.md).
 var sharedTables = []string{"billing_exports", "billing_periods", "casbin_rule", "event_checkpoints", "plan_meters", "plans",
-	"schema_migrations", "tenants", "usage_flushes"}
+	"schema_migrations", "sim_gateway_charges", "sim_gateway_refunds", "tenants", "usage_flushes"}
 
 // securityDefiners are the SECURITY DEFINER functions tenantd_app may call;
 // each runs as the owner and so sees past row-level security.
 var securityDefiners = []string{"audit_unsealed(bigint,integer,uuid[])", "auth_api_key_lookup(text)", "auth_oidc_tenants(text)",
 	"billing_active_products()", "billing_close_period(text)", "billing_export_rows(text,boolean)",
 	"billing_export_tenants(text,boolean)", "billing_usage_page(text,uuid,integer)",
-	"idempotency_sweep()", "events_dispatch_batch(bigint,bigint,integer,text[])", "orders_expired(timestamp with time zone,integer)"}
+	"idempotency_sweep()", "events_dispatch_batch(bigint,bigint,integer,text[])", "orders_expired(timestamp with time zone,integer)",
+	"payments_unsettled(timestamp with time zone,integer)", "refunds_due(timestamp with time zone,integer)"}
 
 // tenantTables lists every table in the public schema with a tenant_id
 // column, so a table added by a later migration is covered without edits.
