@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -48,13 +49,24 @@ type periods struct {
 // reads the counters, or it waits for the close and then sees the period
 // closed: a count never lands in a period after its lines were computed.
 func lockPeriods(tx *gorm.DB) (periods, error) {
-	if err := tx.Exec("LOCK TABLE usage_counters IN ROW EXCLUSIVE MODE").Error; err != nil {
+	if err := tx.Exec(lockCountersSQL).Error; err != nil {
 		return periods{}, fmt.Errorf("lock usage_counters: %w", err)
 	}
 	var closed []string
-	if err := tx.Raw("SELECT period FROM billing_periods").Scan(&closed).Error; err != nil {
+	if err := tx.Raw(closedPeriodsSQL).Scan(&closed).Error; err != nil {
 		return periods{}, fmt.Errorf("read closed periods: %w", err)
 	}
+	return newPeriods(closed), nil
+}
+
+// The statements of lockPeriods, for writers that do not go through GORM.
+const (
+	lockCountersSQL  = "LOCK TABLE usage_counters IN ROW EXCLUSIVE MODE"
+	closedPeriodsSQL = "SELECT period FROM billing_periods"
+)
+
+// newPeriods returns what the closed periods in billing_periods mean.
+func newPeriods(closed []string) periods {
 	p := periods{closed: make(map[string]bool, len(closed))}
 	for _, c := range closed {
 		p.closed[c] = true
@@ -62,7 +74,7 @@ func lockPeriods(tx *gorm.DB) (periods, error) {
 			p.latest = c
 		}
 	}
-	return p, nil
+	return p
 }
 
 // attribute returns the billing period of a count made in hour: the hour's
@@ -103,16 +115,41 @@ func addCounts(tx *gorm.DB, tenantID uuid.UUID, counts []count) error {
 	if err != nil {
 		return err
 	}
-	_, err = upsertCounts(tx, p, tenantID, counts, false)
-	return err
+	var st statement
+	if err := st.upsert(p, tenantID, counts, false); err != nil || st.sql.Len() == 0 {
+		return err
+	}
+	if err := tx.Exec(st.sql.String(), st.args...).Error; err != nil {
+		return fmt.Errorf("add usage counts: %w", err)
+	}
+	return nil
 }
 
-// upsertCounts adds counts to tenantID's usage_counters in tx, where
-// lockPeriods returned p and tenantID is the tenant set for row-level
-// security, in one statement. With ifTenant it writes nothing, and reports
-// false, when the tenant no longer exists (deleted since it was counted)
-// instead of failing on the foreign key.
-func upsertCounts(tx *gorm.DB, p periods, tenantID uuid.UUID, counts []count, ifTenant bool) (bool, error) {
+// statement is SQL being built with its arguments: ? placeholders for
+// GORM, or $n ones (dollar) for pgx (see Counter.write).
+type statement struct {
+	sql    strings.Builder
+	args   []any
+	dollar bool
+}
+
+// arg writes a placeholder for v, cast to typ.
+func (s *statement) arg(v any, typ string) {
+	s.args = append(s.args, v)
+	if s.dollar {
+		s.sql.WriteString("$" + strconv.Itoa(len(s.args)))
+	} else {
+		s.sql.WriteByte('?')
+	}
+	s.sql.WriteString("::" + typ)
+}
+
+// upsert writes the statement that adds counts to tenantID's
+// usage_counters, in a transaction where lockPeriods returned p and
+// tenantID is the tenant set for row-level security. With ifTenant the
+// statement writes nothing when the tenant no longer exists (deleted since
+// it was counted) instead of failing on the foreign key.
+func (s *statement) upsert(p periods, tenantID uuid.UUID, counts []count, ifTenant bool) error {
 	type rowKey struct {
 		meter, currency string
 		hour            int64
@@ -120,7 +157,7 @@ func upsertCounts(tx *gorm.DB, p periods, tenantID uuid.UUID, counts []count, if
 	merged := map[rowKey]int64{}
 	for _, c := range counts {
 		if c.n < 0 {
-			return false, fmt.Errorf("negative count %d of %s", c.n, c.meter)
+			return fmt.Errorf("negative count %d of %s", c.n, c.meter)
 		}
 		k := rowKey{c.meter, c.currency, c.hour.Unix()}
 		if IsGauge(c.meter) {
@@ -130,7 +167,7 @@ func upsertCounts(tx *gorm.DB, p periods, tenantID uuid.UUID, counts []count, if
 		}
 	}
 	if len(merged) == 0 {
-		return true, nil
+		return nil
 	}
 	keys := make([]rowKey, 0, len(merged))
 	for k := range merged {
@@ -147,33 +184,39 @@ func upsertCounts(tx *gorm.DB, p periods, tenantID uuid.UUID, counts []count, if
 		}
 		return int(a.hour - b.hour)
 	})
-	var sb strings.Builder
-	sb.WriteString("INSERT INTO usage_counters (tenant_id, meter, currency, hour, billing_period, quantity) ")
-	sb.WriteString("SELECT v.tenant_id, v.meter, v.currency, v.hour, v.billing_period, v.quantity FROM (VALUES ")
-	args := make([]any, 0, 6*len(keys)+1)
+	s.sql.WriteString("INSERT INTO usage_counters (tenant_id, meter, currency, hour, billing_period, quantity) ")
+	s.sql.WriteString("SELECT v.tenant_id, v.meter, v.currency, v.hour, v.billing_period, v.quantity FROM (VALUES ")
 	for i, k := range keys {
 		if i > 0 {
-			sb.WriteString(", ")
+			s.sql.WriteString(", ")
 		}
-		sb.WriteString("(?::uuid, ?::text, ?::text, ?::timestamptz, ?::text, ?::bigint)")
 		hour := time.Unix(k.hour, 0).UTC()
-		args = append(args, tenantID, k.meter, k.currency, hour, p.attribute(hour), merged[k])
+		s.sql.WriteByte('(')
+		s.arg(tenantID.String(), "uuid")
+		s.sql.WriteString(", ")
+		s.arg(k.meter, "text")
+		s.sql.WriteString(", ")
+		s.arg(k.currency, "text")
+		s.sql.WriteString(", ")
+		s.arg(hour, "timestamptz")
+		s.sql.WriteString(", ")
+		s.arg(p.attribute(hour), "text")
+		s.sql.WriteString(", ")
+		s.arg(merged[k], "bigint")
+		s.sql.WriteByte(')')
 	}
-	sb.WriteString(") AS v (tenant_id, meter, currency, hour, billing_period, quantity)")
+	s.sql.WriteString(") AS v (tenant_id, meter, currency, hour, billing_period, quantity)")
 	if ifTenant {
-		sb.WriteString(" WHERE EXISTS (SELECT 1 FROM tenants t WHERE t.id = ?::uuid)")
-		args = append(args, tenantID)
+		s.sql.WriteString(" WHERE EXISTS (SELECT 1 FROM tenants t WHERE t.id = ")
+		s.arg(tenantID.String(), "uuid")
+		s.sql.WriteString(")")
 	}
-	sb.WriteString(` ON CONFLICT (tenant_id, meter, currency, hour, billing_period) DO UPDATE SET
+	s.sql.WriteString(` ON CONFLICT (tenant_id, meter, currency, hour, billing_period) DO UPDATE SET
 		quantity = CASE WHEN usage_counters.meter = '` + MeterActiveProducts + `'
 		                THEN greatest(usage_counters.quantity, EXCLUDED.quantity)
 		                ELSE usage_counters.quantity + EXCLUDED.quantity END,
 		updated_at = now()`)
-	res := tx.Exec(sb.String(), args...)
-	if res.Error != nil {
-		return false, fmt.Errorf("add usage counts: %w", res.Error)
-	}
-	return res.RowsAffected > 0, nil
+	return nil
 }
 
 // applyOnce adds counts in tx unless name is already in usage_flushes; it

@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
 	"gorm.io/gorm"
-
-	"github.com/tenantd/tenantd/internal/db"
 )
 
 // flushKey is this replica's row in usage_flushes: applied_seq there is the
@@ -188,41 +188,97 @@ func (c *Counter) takeLocked() []*flush {
 // on a replica writing its flushes one at a time and in order (flushMu,
 // and a flush is dropped only once it is known to be applied).
 //
-// One transaction serves many tenants: each one's statements run after
-// db.SetTenant, so row-level security admits only its rows. A tenant
-// deleted since it was counted is skipped, its counts dropped.
+// One transaction serves many tenants: for each, it sets the tenant (as
+// db.SetTenant does) and then upserts its counts, so row-level security
+// admits only that tenant's rows. It runs on a pool connection through pgx
+// itself, to send those statements as one pipelined batch: four round trips
+// a flush (BEGIN, the applied_seq and period reads, the tenants, COMMIT),
+// however many tenants, each statement prepared once per connection. The
+// pool's lock, statement and idle-in-transaction timeouts apply. A tenant
+// deleted since it was counted is skipped and its counts dropped.
 func (c *Counter) write(ctx context.Context, f *flush) error {
-	var gone []uuid.UUID
+	sqlDB, err := c.d.Unscoped(ctx).DB()
+	if err != nil {
+		return fmt.Errorf("write usage flush %d: %w", f.seq, err)
+	}
+	conn, err := sqlDB.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("write usage flush %d: %w", f.seq, err)
+	}
+	defer conn.Close()
 	applied := false
-	err := c.d.Unscoped(ctx).Transaction(func(tx *gorm.DB) error {
-		gone, applied = nil, false
-		res := tx.Exec(`INSERT INTO usage_flushes (flush_key, applied_seq) VALUES (?, ?)
-			ON CONFLICT (flush_key) DO UPDATE SET applied_seq = EXCLUDED.applied_seq, flushed_at = now()
-			WHERE usage_flushes.applied_seq < EXCLUDED.applied_seq`, c.flushKey(), f.seq)
-		if res.Error != nil {
-			return fmt.Errorf("record flush %d: %w", f.seq, res.Error)
+	var gone []uuid.UUID
+	err = conn.Raw(func(driverConn any) error {
+		dc, ok := driverConn.(*stdlib.Conn)
+		if !ok {
+			return fmt.Errorf("unexpected database driver %T", driverConn)
 		}
-		if res.RowsAffected == 0 {
-			return nil // applied by an earlier attempt
-		}
-		p, err := lockPeriods(tx)
-		if err != nil {
-			return err
-		}
-		for _, b := range f.batches {
-			if err := db.SetTenant(tx, b.tenant); err != nil {
-				return err
-			}
-			ok, err := upsertCounts(tx, p, b.tenant, b.counts, true)
+		return pgx.BeginFunc(ctx, dc.Conn(), func(tx pgx.Tx) error {
+			applied, gone = false, nil
+			var first pgx.Batch
+			first.Queue(`INSERT INTO usage_flushes (flush_key, applied_seq) VALUES ($1, $2)
+				ON CONFLICT (flush_key) DO UPDATE SET applied_seq = EXCLUDED.applied_seq, flushed_at = now()
+				WHERE usage_flushes.applied_seq < EXCLUDED.applied_seq`, c.flushKey(), int64(f.seq))
+			first.Queue(lockCountersSQL)
+			first.Queue(closedPeriodsSQL)
+			br := tx.SendBatch(ctx, &first)
+			tag, err := br.Exec()
 			if err != nil {
-				return fmt.Errorf("tenant %s: %w", b.tenant, err)
+				br.Close() //nolint:errcheck // the first error is the one to report
+				return fmt.Errorf("record flush %d: %w", f.seq, err)
 			}
-			if !ok {
-				gone = append(gone, b.tenant)
+			if _, err := br.Exec(); err != nil {
+				br.Close() //nolint:errcheck // as above
+				return fmt.Errorf("lock usage_counters: %w", err)
 			}
-		}
-		applied = true
-		return nil
+			rows, err := br.Query()
+			if err != nil {
+				br.Close() //nolint:errcheck // as above
+				return fmt.Errorf("read closed periods: %w", err)
+			}
+			closed, err := pgx.CollectRows(rows, pgx.RowTo[string])
+			if err != nil {
+				br.Close() //nolint:errcheck // as above
+				return fmt.Errorf("read closed periods: %w", err)
+			}
+			if err := br.Close(); err != nil {
+				return fmt.Errorf("record flush %d: %w", f.seq, err)
+			}
+			if tag.RowsAffected() == 0 {
+				return nil // applied by an earlier attempt
+			}
+			p := newPeriods(closed)
+
+			var counts pgx.Batch
+			for _, b := range f.batches {
+				counts.Queue("SELECT set_config('app.tenant_id', $1, true)", b.tenant.String())
+				st := statement{dollar: true}
+				if err := st.upsert(p, b.tenant, b.counts, true); err != nil {
+					return fmt.Errorf("tenant %s: %w", b.tenant, err)
+				}
+				counts.Queue(st.sql.String(), st.args...)
+			}
+			br = tx.SendBatch(ctx, &counts)
+			for _, b := range f.batches {
+				if _, err := br.Exec(); err != nil {
+					br.Close() //nolint:errcheck // as above
+					return fmt.Errorf("set tenant %s: %w", b.tenant, err)
+				}
+				tag, err := br.Exec()
+				if err != nil {
+					br.Close() //nolint:errcheck // as above
+					return fmt.Errorf("add usage counts of %s: %w", b.tenant, err)
+				}
+				if tag.RowsAffected() == 0 {
+					gone = append(gone, b.tenant)
+				}
+			}
+			if err := br.Close(); err != nil {
+				return fmt.Errorf("add usage counts: %w", err)
+			}
+			applied = true
+			return nil
+		})
 	})
 	if err != nil {
 		return fmt.Errorf("write usage flush %d: %w", f.seq, err)
