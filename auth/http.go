@@ -117,7 +117,7 @@ func (h *Handler) revoke(c *gin.Context) {
 		return
 	}
 	if _, err := h.svc.RevokeKeyAs(c.Request.Context(), p, id); err != nil {
-		httpx.Reply(c, err) // may be 409 last_admin
+		httpx.Error(c, err) // may be 409 last_admin
 		return
 	}
 	c.Status(http.StatusNoContent)

@@ -105,7 +105,7 @@ func (h *Handler) patchMember(c *gin.Context) {
 	}
 	m, err := h.svc.SetMemberRoles(c.Request.Context(), p, id, req.Roles)
 	if err != nil {
-		httpx.Reply(c, err) // may be 409 last_admin
+		httpx.Error(c, err) // may be 409 last_admin
 		return
 	}
 	c.JSON(http.StatusOK, toMemberResponse(m))
@@ -122,7 +122,7 @@ func (h *Handler) removeMember(c *gin.Context) {
 		return
 	}
 	if err := h.svc.RemoveMember(c.Request.Context(), p, id); err != nil {
-		httpx.Reply(c, err) // may be 409 last_admin
+		httpx.Error(c, err) // may be 409 last_admin
 		return
 	}
 	c.Status(http.StatusNoContent)

@@ -93,14 +93,11 @@ var (
 	ErrEscalation = fault.New(fault.Forbidden, "nobody grants what they do not hold")
 	// ErrLastAdmin refuses to remove, demote or revoke the tenant's last
 	// admin (see lockAdmins). Its code is the contract's last_admin (409).
-	ErrLastAdmin = fault.New(CodeLastAdmin, "this is the tenant's last admin: make another member or API key admin first")
+	ErrLastAdmin = fault.New(fault.LastAdmin, "this is the tenant's last admin: make another member or API key admin first")
 	// ErrChangedMeanwhile answers a change whose target kept changing
 	// under it; the client may simply retry.
 	ErrChangedMeanwhile = fault.New(fault.Conflict, "the member or key changed while it was being changed; try again")
 )
-
-// CodeLastAdmin is the contract's code for refusing to lose the last admin.
-const CodeLastAdmin fault.Code = "last_admin"
 
 // Lacking returns the 403 for an actor who lacks the permissions missing
 // (in the contract's order) for what it tried: nobody grants, takes away

@@ -29,6 +29,9 @@ const (
 	GatewayUnavailable   Code = "payment_gateway_unavailable"
 	PreconditionFailed   Code = "precondition_failed"
 	PayloadTooLarge      Code = "payload_too_large"
+	// LastAdmin refuses to revoke, remove or demote a tenant's last
+	// credential that can act as its admin.
+	LastAdmin Code = "last_admin"
 	// IdentityProviderUnavailable means a tenant's OIDC provider could not
 	// be reached for discovery or keys.
 	IdentityProviderUnavailable Code = "identity_provider_unavailable"

@@ -67,6 +67,7 @@ var answers = map[fault.Code]answer{
 	fault.GatewayUnavailable:          {status: http.StatusServiceUnavailable},
 	fault.PreconditionFailed:          {status: http.StatusPreconditionFailed},
 	fault.PayloadTooLarge:             {status: http.StatusRequestEntityTooLarge},
+	fault.LastAdmin:                   {status: http.StatusConflict},
 	fault.Unavailable:                 {status: http.StatusServiceUnavailable, retryAfter: time.Second},
 	fault.IdentityProviderUnavailable: {status: http.StatusServiceUnavailable},
 	CodeClientClosed:                  {status: StatusClientClosedRequest},
