@@ -139,10 +139,6 @@ func (e *Env) startPostgres(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	postgres, err := findPostgresBin("postgres")
-	if err != nil {
-		return err
-	}
 	data := filepath.Join(e.dir, "pg")
 	if err := os.Mkdir(data, 0o700); err != nil {
 		return fmt.Errorf("devenv: %w", err)
@@ -162,41 +158,90 @@ func (e *Env) startPostgres(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		logFile, err := os.Create(filepath.Join(e.dir, "postgres.log"))
-		if err != nil {
-			return fmt.Errorf("devenv: %w", err)
-		}
-		if cred != nil {
-			if err := os.Chown(logFile.Name(), int(cred.Uid), int(cred.Gid)); err != nil {
-				return fmt.Errorf("devenv: %w", err)
-			}
-		}
-		cmd := exec.Command(postgres, "-D", data, "-p", strconv.Itoa(port),
-			"-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories="+data,
-			"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-			"-c", "max_connections=300", "-c", "shared_buffers=128MB")
-		cmd.Stdout, cmd.Stderr = logFile, logFile
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Setpgid: true, Pdeathsig: syscall.SIGKILL}
-		proc, err := start(cmd)
-		logFile.Close()
-		if err != nil {
-			return fmt.Errorf("devenv: start postgres: %w", err)
-		}
-		e.mu.Lock()
-		e.pg = proc
-		e.mu.Unlock()
-		e.pgPort = port
-		e.AdminURL = fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)
-		if lastErr = waitPostgres(ctx, e.AdminURL, proc); lastErr == nil {
-			e.log.Info("devenv: postgres started", "port", port, "dir", data)
+		if lastErr = e.launchPostgres(ctx, data, port, cred); lastErr == nil {
 			return nil
 		}
+	}
+	return fmt.Errorf("devenv: postgres did not start: %w\n%s", lastErr, tail(filepath.Join(e.dir, "postgres.log")))
+}
+
+// launchPostgres starts the server on data at port and waits until it
+// accepts connections.
+func (e *Env) launchPostgres(ctx context.Context, data string, port int, cred *syscall.Credential) error {
+	postgres, err := findPostgresBin("postgres")
+	if err != nil {
+		return err
+	}
+	logFile, err := os.OpenFile(filepath.Join(e.dir, "postgres.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("devenv: %w", err)
+	}
+	if cred != nil {
+		if err := os.Chown(logFile.Name(), int(cred.Uid), int(cred.Gid)); err != nil {
+			return fmt.Errorf("devenv: %w", err)
+		}
+	}
+	cmd := exec.Command(postgres, "-D", data, "-p", strconv.Itoa(port),
+		"-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories="+data,
+		"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+		"-c", "max_connections=300", "-c", "shared_buffers=128MB")
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	proc, err := start(cmd)
+	logFile.Close()
+	if err != nil {
+		return fmt.Errorf("devenv: start postgres: %w", err)
+	}
+	e.mu.Lock()
+	e.pg = proc
+	e.mu.Unlock()
+	e.pgPort = port
+	e.AdminURL = fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)
+	if err := waitPostgres(ctx, e.AdminURL, proc); err != nil {
 		proc.stop(syscall.SIGINT)
 		e.mu.Lock()
 		e.pg = nil
 		e.mu.Unlock()
+		return err
 	}
-	return fmt.Errorf("devenv: postgres did not start: %w\n%s", lastErr, tail(filepath.Join(e.dir, "postgres.log")))
+	e.log.Info("devenv: postgres started", "port", port, "dir", data)
+	return nil
+}
+
+// RestartPostgres stops PostgreSQL (fast shutdown: clients are
+// disconnected) and starts it again on the same data and port, so fault
+// tests can see how tenantd rides through it. down is how long it stays
+// stopped.
+func (e *Env) RestartPostgres(ctx context.Context, down time.Duration) error {
+	e.mu.Lock()
+	pg := e.pg
+	e.pg = nil
+	e.mu.Unlock()
+	if pg == nil {
+		return errors.New("devenv: postgres is not running")
+	}
+	pg.stop(syscall.SIGINT)
+	if !sleepCtx(ctx, down) {
+		return ctx.Err()
+	}
+	data := filepath.Join(e.dir, "pg")
+	cred, err := postgresCredential(e.dir, data)
+	if err != nil {
+		return err
+	}
+	return e.launchPostgres(ctx, data, e.pgPort, cred)
+}
+
+// sleepCtx waits d or until ctx ends; it reports whether ctx is still live.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }
 
 // StartRedis starts (or restarts, on the same port) the throw-away Redis.
