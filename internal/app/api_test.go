@@ -305,21 +305,40 @@ func TestOperationalRoutes(t *testing.T) {
 // TestReadinessNamesTheFailedDependency stops Redis: /readyz answers 503 and
 // says which check failed; it recovers when Redis is back.
 func TestReadinessNamesTheFailedDependency(t *testing.T) {
-	s := apptest.New(t, apptest.Options{})
-	if s.Env.Redis == nil {
-		t.Fatal("testenv did not start its own Redis")
+	tests := []struct {
+		name      string
+		failOpen  bool
+		want      int
+		wantState string
+	}{
+		// Rate limits let requests through without Redis: still send traffic.
+		{"rate limits fail open", true, 200, "degraded"},
+		// Rate limits refuse every request without Redis: stop sending it.
+		{"rate limits fail closed", false, 503, "not_ready"},
 	}
-	s.Env.Redis.StopRedis()
-	resp := s.Do(apptest.Request{Method: "GET", Path: "/readyz"})
-	if err := s.Env.Redis.StartRedis(context.Background()); err != nil {
-		t.Fatalf("restart redis: %v", err)
-	}
-	checks, _ := resp.Map(t)["checks"].(map[string]any)
-	if resp.Status != 503 || checks["redis"] != "failing" || checks["postgres"] != "ok" {
-		t.Fatalf("redis down: got %d %s, want 503 with the redis check failed", resp.Status, resp.Body)
-	}
-	if resp := s.Do(apptest.Request{Method: "GET", Path: "/readyz"}); resp.Status != 200 {
-		t.Fatalf("redis back: got %d %s, want 200", resp.Status, resp.Body)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := apptest.New(t, apptest.Options{Config: func(c *config.Config) { c.RateLimitFailOpen = tt.failOpen }})
+			if s.Env.Redis == nil {
+				t.Fatal("testenv did not start its own Redis")
+			}
+			s.Env.Redis.StopRedis()
+			resp := s.Do(apptest.Request{Method: "GET", Path: "/readyz"})
+			if err := s.Env.Redis.StartRedis(context.Background()); err != nil {
+				t.Fatalf("restart redis: %v", err)
+			}
+			body := resp.Map(t)
+			checks, _ := body["checks"].(map[string]any)
+			if resp.Status != tt.want || checks["redis"] != "failing" || checks["postgres"] != "ok" {
+				t.Fatalf("redis down: got %d %s, want %d with the redis check failing", resp.Status, resp.Body, tt.want)
+			}
+			if tt.want == 200 && body["status"] != tt.wantState {
+				t.Errorf("redis down: got status %v, want %q", body["status"], tt.wantState)
+			}
+			if resp := s.Do(apptest.Request{Method: "GET", Path: "/readyz"}); resp.Status != 200 {
+				t.Fatalf("redis back: got %d %s, want 200", resp.Status, resp.Body)
+			}
+		})
 	}
 }
 

@@ -126,7 +126,7 @@ func New(cfg config.Config, d *db.DB, rdb *redis.Client, log *slog.Logger) (*App
 	m.CollectDBStats(d.Stats)
 	m.CollectOutboxLag(a.Events.Lag)
 	a.Idempotency = idempotency.NewStore(d, time.Now)
-	a.health = &health{log: log, db: d, redis: rdb, stopping: make(chan struct{})}
+	a.health = newHealth(log, d, rdb, cfg.RateLimitFailOpen, m)
 
 	e := gin.New()
 	e.ContextWithFallback = true

@@ -35,6 +35,24 @@ const rollbackTimeout = 5 * time.Second
 // reusing it.
 type connTx struct {
 	conn *sql.Conn
+	// afterCommit are the functions AfterCommit registered, run in order
+	// once the transaction has committed.
+	afterCommit []func()
+}
+
+// AfterCommit runs fn once tx, a WithTenant or WithPlatform transaction,
+// has committed, and never if it rolls back (when WithTenant runs a
+// transaction again, only the attempt that commits runs its functions).
+// It is for effects that must follow the data, once: a metric counted per
+// handled event, a notification. It reports false, and does nothing, when
+// tx is not such a transaction.
+func AfterCommit(tx *gorm.DB, fn func()) bool {
+	t, ok := tx.Statement.ConnPool.(*connTx)
+	if !ok {
+		return false
+	}
+	t.afterCommit = append(t.afterCommit, fn)
+	return true
 }
 
 // runTx runs fn in a transaction begun together with setup (SQL without
@@ -65,7 +83,13 @@ func (d *DB) runTx(ctx context.Context, setup string, fn func(tx *gorm.DB) error
 		t.rollback(ctx)
 		return err
 	}
-	return t.commit(ctx)
+	if err := t.commit(ctx); err != nil {
+		return err
+	}
+	for _, fn := range t.afterCommit {
+		fn()
+	}
+	return nil
 }
 
 // commit sends COMMIT and checks the server committed.
