@@ -78,13 +78,15 @@ func newCluster(t *testing.T) *cluster {
 	if c.db, err = devenv.Provision(ctx, env.AdminURL, "chaos"); err != nil {
 		t.Fatal(err)
 	}
-	if err := devenv.SetAppPassword(ctx, env.AdminURL); err != nil {
-		t.Fatal(err)
-	}
 	migrate := exec.Command(c.bin, "migrate", "up")
 	migrate.Env = append(os.Environ(), "MIGRATE_DATABASE_URL="+c.db.OwnerURL, "DATABASE_URL="+c.db.AppURL)
 	if out, err := migrate.CombinedOutput(); err != nil {
 		t.Fatalf("migrate: %v\n%s", err, out)
+	}
+	// The first migration creates the runtime role; it logs in with the
+	// dev password.
+	if err := devenv.SetAppPassword(ctx, env.AdminURL); err != nil {
+		t.Fatal(err)
 	}
 	for _, name := range []string{"a", "b"} {
 		r := &replica{name: name, addr: freeAddr(t)}

@@ -215,7 +215,7 @@ func (d *DB) WithTenant(ctx context.Context, tenantID uuid.UUID, fn func(tx *gor
 	if tenantID == uuid.Nil {
 		return ErrNoTenant
 	}
-	return d.retry(ctx, func() error { return d.tenantTx(ctx, tenantID, fn) })
+	return classify(d.retry(ctx, func() error { return d.tenantTx(ctx, tenantID, fn) }))
 }
 
 // tenantTx is one attempt of WithTenant.
@@ -282,10 +282,19 @@ func (d *DB) retry(ctx context.Context, attempt func() error) error {
 }
 
 // retryable returns the SQLSTATE of err when running its transaction again
-// may succeed: a deadlock or a serialization failure.
+// may succeed: a deadlock or a serialization failure; or "connection" for
+// a connection found dead before the transaction began.
 func retryable(err error) (string, bool) {
+	if err == nil {
+		return "", false
+	}
+	if errors.Is(err, errBegin) && connectionLost(err) {
+		// A pooled connection the server had closed (a restart): nothing
+		// ran, and the next attempt takes another connection.
+		return "connection", true
+	}
 	var pg *pgconn.PgError
-	if err == nil || !errors.As(err, &pg) {
+	if !errors.As(err, &pg) {
 		return "", false
 	}
 	switch pg.Code {
@@ -314,9 +323,9 @@ func SetTenant(tx *gorm.DB, tenantID uuid.UUID) error {
 // Like WithTenant, it runs fn again after a deadlock or serialization
 // failure, so fn must be safe to repeat.
 func (d *DB) WithPlatform(ctx context.Context, fn func(tx *gorm.DB) error) error {
-	return d.retry(ctx, func() error {
+	return classify(d.retry(ctx, func() error {
 		return d.runTx(ctx, "SELECT set_config('app.platform', 'on', true)", fn)
-	})
+	}))
 }
 
 // Unscoped runs fn outside any tenant: row-level security admits no tenant

@@ -6,16 +6,58 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"strings"
+	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 	"gorm.io/gorm"
+
+	"github.com/tenantd/tenantd/internal/fault"
 )
 
 // errRolledBack means COMMIT found the transaction already failed, so the
 // server rolled it back: a statement failed and fn did not return its
 // error.
 var errRolledBack = errors.New("db: transaction rolled back at commit: a statement in it failed")
+
+// errBegin marks a transaction that failed before fn ran: nothing of it
+// happened, so running it again is always safe.
+var errBegin = errors.New("begin")
+
+// errConnectionLost is what a transaction that lost its connection to
+// PostgreSQL (a restart, a failover, a network cut) returns, beside the
+// driver's error: the request may succeed when retried, so clients are
+// told 503 with Retry-After rather than 500.
+var errConnectionLost = fault.New(fault.Unavailable, "the database connection was lost; retry shortly")
+
+// connectionLost reports whether err means the connection to PostgreSQL
+// failed or was ended by the server, rather than a statement failing.
+func connectionLost(err error) bool {
+	var pg *pgconn.PgError
+	if errors.As(err, &pg) {
+		// Class 08: connection exception; 57P01/02/03: the server shut
+		// down, crashed, or is starting.
+		return strings.HasPrefix(pg.Code, "08") || pg.Code == "57P01" || pg.Code == "57P02" || pg.Code == "57P03"
+	}
+	var connectErr *pgconn.ConnectError
+	var netErr net.Error
+	return errors.As(err, &connectErr) || errors.As(err, &netErr) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, driver.ErrBadConn) ||
+		errors.Is(err, sql.ErrConnDone) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
+		strings.Contains(err.Error(), "conn closed")
+}
+
+// classify adds errConnectionLost to an error that is a lost connection.
+func classify(err error) error {
+	if err == nil || !connectionLost(err) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", errConnectionLost, err)
+}
 
 // rollbackTimeout bounds the ROLLBACK of a failed transaction, which runs
 // even when the request's context is done.
@@ -61,13 +103,13 @@ func AfterCommit(tx *gorm.DB, fn func()) bool {
 func (d *DB) runTx(ctx context.Context, setup string, fn func(tx *gorm.DB) error) (err error) {
 	conn, err := d.sql.Conn(ctx)
 	if err != nil {
-		return fmt.Errorf("begin: %w", err)
+		return fmt.Errorf("%w: %w", errBegin, err)
 	}
 	t := &connTx{conn: conn}
 	defer conn.Close()
 	if _, err := conn.ExecContext(ctx, "BEGIN; "+setup); err != nil {
 		t.rollback(ctx) // BEGIN may have run and the setup failed
-		return fmt.Errorf("begin: %w", err)
+		return fmt.Errorf("%w: %w", errBegin, err)
 	}
 	panicked := true
 	defer func() {
