@@ -22,6 +22,10 @@ run: build ## throw-away PostgreSQL + Redis (unless DATABASE_URL/REDIS_URL are s
 test: ## the whole test suite with the race detector, against real PostgreSQL and Redis
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
 
+.PHONY: chaos
+chaos: ## fault suite: two real replicas under load through SIGKILL, PostgreSQL and Redis outages, SIGTERM, a paused lease holder and held locks (~2 min)
+	$(GO) test -tags chaos -count=1 -timeout 12m -v ./internal/chaos/
+
 .PHONY: lint
 lint: ## gofmt, go vet, staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
