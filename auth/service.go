@@ -2,12 +2,14 @@ package auth
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -27,6 +29,18 @@ type Service struct {
 	db    *db.DB
 	rdb   *redis.Client // nil: invalidations stay within this process
 	cache *expirable.LRU[string, cachedKey]
+	// unknown caches key prefixes the database does not know, for
+	// unknownKeyTTL; recent holds prefixes issued or announced lately,
+	// which are never cached as unknown. unknownMu orders the two.
+	unknown   *expirable.LRU[string, struct{}]
+	recent    *expirable.LRU[string, struct{}]
+	unknownMu sync.Mutex
+	// throttle limits failed authentications per client address, and
+	// trusted holds the digests of credentials that lately succeeded here
+	// (or were issued here), which it never holds back.
+	throttle     *throttle
+	trusted      *expirable.LRU[[sha256.Size]byte, struct{}]
+	failureLimit FailureLimit
 	// signIns caches what a token sign-in reads from the database: the
 	// tenants of an issuer, and members by (tenant, issuer, subject). Both
 	// are dropped with the tenant's credentials (InvalidateTenant).
@@ -34,6 +48,7 @@ type Service struct {
 	members       *expirable.LRU[memberKey, Member]
 	log           *slog.Logger
 	now           func() time.Time
+	newKey        func() (key, prefix string) // generateKey
 	roles         Roles
 	issuers       *issuers
 	// tenantIssuers, when set, lets members be added by subject.
@@ -70,6 +85,10 @@ type Option func(*Service)
 // WithRoles makes the service ask r about roles instead of knowing only the
 // built-in ones.
 func WithRoles(r Roles) Option { return func(s *Service) { s.roles = r } }
+
+// WithFailureLimit sets how many failed authentications a client address
+// may make (AuthenticateFrom); the zero value keeps DefaultFailureLimit.
+func WithFailureLimit(l FailureLimit) Option { return func(s *Service) { s.failureLimit = l } }
 
 // WithMaxKeyTTL bounds how long an API key lives (API_KEY_MAX_TTL); zero
 // or less keeps DefaultMaxKeyTTL.
@@ -123,21 +142,69 @@ const invalidationChannel = "tenantd:auth:invalidate"
 // key is verified against the database again.
 const cacheSize = 100_000
 
+// unknownKeyTTL is how long a key prefix the database does not know is
+// answered 401 without asking it again. Creating a key with that prefix
+// drops the entry on every replica (a "key:<prefix>" invalidation).
+const unknownKeyTTL = 30 * time.Second
+
+// trustedTTL is how long a credential that succeeded is exempt from the
+// failed-authentication throttle on this replica.
+const trustedTTL = time.Hour
+
 // NewService returns a Service. Verified keys are cached for cacheTTL
 // (0 disables the cache); rdb, when not nil, spreads invalidations to the
 // other replicas.
 func NewService(d *db.DB, rdb *redis.Client, cacheTTL time.Duration, log *slog.Logger, opts ...Option) *Service {
-	s := &Service{db: d, rdb: rdb, log: log, now: time.Now, roles: builtinRoles{}, maxKeyTTL: DefaultMaxKeyTTL}
+	s := &Service{db: d, rdb: rdb, log: log, now: time.Now, newKey: generateKey, roles: builtinRoles{}, maxKeyTTL: DefaultMaxKeyTTL}
 	s.issuers = newIssuers(IssuerPolicy{}, log)
 	if cacheTTL > 0 {
 		s.cache = expirable.NewLRU[string, cachedKey](cacheSize, nil, cacheTTL)
+		s.unknown = expirable.NewLRU[string, struct{}](cacheSize, nil, unknownKeyTTL)
+		s.recent = expirable.NewLRU[string, struct{}](cacheSize/10, nil, unknownKeyTTL)
 		s.registrations = expirable.NewLRU[string, []registration](cacheSize/10, nil, cacheTTL)
 		s.members = expirable.NewLRU[memberKey, Member](cacheSize, nil, cacheTTL)
 	}
+	s.trusted = expirable.NewLRU[[sha256.Size]byte, struct{}](cacheSize, nil, trustedTTL)
 	for _, o := range opts {
 		o(s)
 	}
+	s.throttle = newThrottle(rdb, s.failureLimit, log)
 	return s
+}
+
+// AuthenticateFrom is Authenticate for a request from client (its IP
+// address), with failed authentications limited per address before any
+// lookup. A credential that has not succeeded on this replica lately takes
+// one failure from the address's budget (FailureLimit, shared by every
+// replica through Redis, per replica while Redis is down) and gives it
+// back when it is valid or could not be checked (a database or identity
+// provider error); an address with no budget left is answered
+// rate_limited with a RetryAfter, its credential unread. A credential that
+// succeeded here within trustedTTL, or an API key issued here, is never
+// held back: a good client is not throttled for sharing its address with
+// a bad one.
+func (s *Service) AuthenticateFrom(ctx context.Context, client, credential string) (identity.Principal, error) {
+	digest := sha256.Sum256([]byte(credential))
+	if _, ok := s.trusted.Get(digest); ok {
+		p, err := s.Authenticate(ctx, credential)
+		if fault.CodeOf(err) == fault.Unauthenticated {
+			s.trusted.Remove(digest) // revoked or expired since: throttled from now on
+		}
+		return p, err
+	}
+	tk, err := s.throttle.take(ctx, client)
+	if err != nil {
+		return identity.Principal{}, err
+	}
+	p, err := s.Authenticate(ctx, credential)
+	switch {
+	case err == nil:
+		s.throttle.giveBack(ctx, tk)
+		s.trusted.Add(digest, struct{}{})
+	case fault.CodeOf(err) != fault.Unauthenticated:
+		s.throttle.giveBack(ctx, tk)
+	}
+	return p, err
 }
 
 // Authenticate verifies a bearer credential and returns its principal.
@@ -170,8 +237,14 @@ func (s *Service) authenticate(ctx context.Context, credential string, failed *a
 			return s.check(c, hash)
 		}
 	}
+	if s.unknown != nil {
+		if _, ok := s.unknown.Get(prefix); ok {
+			return identity.Principal{}, ErrUnauthenticated
+		}
+	}
 	row, err := lookupKey(ctx, s.db, prefix)
 	if errors.Is(err, errNoKey) {
+		s.rememberUnknown(prefix)
 		return identity.Principal{}, ErrUnauthenticated
 	}
 	if err != nil {
@@ -197,6 +270,33 @@ func (s *Service) authenticate(ctx context.Context, credential string, failed *a
 		s.cache.Add(prefix, c)
 	}
 	return p, err
+}
+
+// rememberUnknown caches prefix as unknown to the database, unless a key
+// with it was issued or announced lately: a lookup that began before that
+// key committed must not hide it.
+func (s *Service) rememberUnknown(prefix string) {
+	if s.unknown == nil {
+		return
+	}
+	s.unknownMu.Lock()
+	defer s.unknownMu.Unlock()
+	if !s.recent.Contains(prefix) {
+		s.unknown.Add(prefix, struct{}{})
+	}
+}
+
+// keyChanged drops prefix from the caches and keeps it from being cached
+// as unknown for unknownKeyTTL: a key with it was created or revoked.
+func (s *Service) keyChanged(prefix string) {
+	if s.cache == nil {
+		return
+	}
+	s.unknownMu.Lock()
+	s.recent.Add(prefix, struct{}{})
+	s.unknown.Remove(prefix)
+	s.unknownMu.Unlock()
+	s.cache.Remove(prefix)
 }
 
 func (s *Service) check(c cachedKey, hash []byte) (identity.Principal, error) {
@@ -281,7 +381,22 @@ func (s *Service) IssueKey(ctx context.Context, tx *gorm.DB, tenantID uuid.UUID,
 	if err := n.Bound(now.Add(s.maxKeyTTL), s.ttlReason()); err != nil {
 		return Key{}, "", err
 	}
-	return s.insertKey(ctx, tx, tenantID, n, createdBy)
+	k, secret, err := s.insertKey(ctx, tx, tenantID, n, createdBy)
+	if err == nil {
+		// The caller commits tx; announcing the prefix before that is
+		// harmless (it only keeps replicas from caching it as unknown),
+		// and done aside so that a slow Redis does not hold tx open.
+		go s.announceDetached(ctx, "key:"+k.Prefix)
+	}
+	return k, secret, err
+}
+
+// announceDetached publishes msg to the other replicas, outliving ctx by
+// at most a few seconds.
+func (s *Service) announceDetached(ctx context.Context, msg string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	s.invalidate(ctx, msg)
 }
 
 func (s *Service) ttlReason() string {
@@ -295,7 +410,7 @@ func (s *Service) insertKey(ctx context.Context, tx *gorm.DB, tenantID uuid.UUID
 	if err != nil {
 		return Key{}, "", fmt.Errorf("new key id: %w", err)
 	}
-	secret, prefix := generateKey()
+	secret, prefix := s.newKey()
 	r := keyRow{
 		TenantID: tenantID, ID: id, Name: n.Name, Prefix: prefix,
 		SecretHash: hashKey(secret), Roles: db.TextArray(n.Roles), CreatedBy: createdBy,
@@ -304,6 +419,10 @@ func (s *Service) insertKey(ctx context.Context, tx *gorm.DB, tenantID uuid.UUID
 	if err := insertKey(tx.WithContext(ctx), &r); err != nil {
 		return Key{}, "", err
 	}
+	// This replica never caches the new prefix as unknown and trusts the
+	// key at once; the other replicas hear of it after the commit.
+	s.keyChanged(prefix)
+	s.trusted.Add(sha256.Sum256([]byte(secret)), struct{}{})
 	k := r.toModel()
 	if err := audit.Record(ctx, tx, tenantID, audit.Entry{Action: "api_key.created", Resource: "api_key:" + k.ID.String(),
 		Summary: map[string]any{"after": map[string]any{"name": k.Name, "prefix": k.Prefix, "roles": k.Roles, "expires_at": k.ExpiresAt}}}); err != nil {
@@ -347,7 +466,13 @@ func (s *Service) CreateKey(ctx context.Context, actor identity.Principal, n New
 		k, secret, err = s.insertKey(ctx, tx, actor.TenantID, n, actor.Actor())
 		return err
 	})
-	return k, secret, err
+	if err != nil {
+		return Key{}, "", err
+	}
+	// Every replica forgets the prefix, should one have cached it as
+	// unknown (only by guessing 80 random bits before its creation).
+	s.invalidate(ctx, "key:"+k.Prefix)
+	return k, secret, nil
 }
 
 // ListKeys returns up to limit+1 keys of the tenant after the given id.
@@ -415,7 +540,7 @@ func (s *Service) forget(msg string) {
 	kind, value, _ := strings.Cut(msg, ":")
 	switch kind {
 	case "key":
-		s.cache.Remove(value)
+		s.keyChanged(value)
 	case "tenant":
 		for _, prefix := range s.cache.Keys() {
 			if c, ok := s.cache.Peek(prefix); ok && c.principal.TenantID.String() == value {
@@ -463,6 +588,7 @@ func (s *Service) ListenForInvalidations(ctx context.Context) {
 		switch m := msg.(type) {
 		case *redis.Subscription:
 			s.cache.Purge()
+			s.unknown.Purge()
 			s.registrations.Purge()
 			s.members.Purge()
 		case *redis.Message:

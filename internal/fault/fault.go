@@ -6,6 +6,7 @@ package fault
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Code is a stable, machine-readable error code from the API contract.
@@ -54,6 +55,9 @@ type Error struct {
 	Code    Code
 	Message string
 	Fields  []FieldError
+	// RetryAfter, when positive, is how long the client should wait before
+	// trying again (a Retry-After header over HTTP).
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string {
@@ -66,6 +70,12 @@ func (e *Error) Error() string {
 // New returns an error with the given code and client-safe message.
 func New(code Code, message string) *Error {
 	return &Error{Code: code, Message: message}
+}
+
+// Later returns an error with the given code and client-safe message that
+// asks the client to try again after wait.
+func Later(code Code, message string, wait time.Duration) *Error {
+	return &Error{Code: code, Message: message, RetryAfter: wait}
 }
 
 // Invalid returns a validation error for the given fields.

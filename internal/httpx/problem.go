@@ -96,7 +96,8 @@ func StatusOf(code fault.Code) int {
 	return http.StatusInternalServerError
 }
 
-// ProblemFor builds the problem document for err. Errors without a fault code
+// ProblemFor builds the problem document for err; a fault's own RetryAfter
+// wins over its code's. Errors without a fault code
 // are classified: a database that could not answer in time (a lock,
 // statement or idle-in-transaction timeout, a deadlock or serialization
 // failure that outlasted its retries, a deadline met while waiting for a
@@ -107,6 +108,9 @@ func ProblemFor(err error) Problem {
 	a, ok := answers[fe.Code]
 	if !ok {
 		a = answer{status: http.StatusInternalServerError}
+	}
+	if fe.RetryAfter > 0 {
+		a.retryAfter = fe.RetryAfter
 	}
 	return Problem{
 		Type:       "https://tenantd.dev/problems/" + string(fe.Code),

@@ -1,0 +1,87 @@
+package auth
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"gorm.io/gorm"
+
+	"github.com/tenantd/tenantd/internal/identity"
+	"github.com/tenantd/tenantd/internal/testenv"
+)
+
+// TestUnknownPrefixForgottenWhenIssued: a prefix cached as unknown (401
+// without a lookup for 30 s) is forgotten when a key with it is created,
+// on the replica that creates it at once and on the others through the
+// invalidation channel; an unknown prefix is looked up once.
+func TestUnknownPrefixForgottenWhenIssued(t *testing.T) {
+	env := testenv.Get(t)
+	ctx := t.Context()
+	tenantID := uuid.New()
+	err := env.OpenOwnerDB(t).WithPlatform(ctx, func(tx *gorm.DB) error {
+		return tx.Exec(`INSERT INTO tenants (id, slug, name, plan) VALUES (?, ?, 'Key cache', 'free')`,
+			tenantID, "kc-"+strings.ReplaceAll(tenantID.String(), "-", "")[:20]).Error
+	})
+	if err != nil {
+		t.Fatalf("create tenant: %v", err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	one := NewService(env.OpenDB(t, 2), env.RedisClient(t), 10*time.Second, log)
+	two := NewService(env.OpenDB(t, 2), env.RedisClient(t), 10*time.Second, log)
+	listen, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { two.ListenForInvalidations(listen); close(done) }()
+	t.Cleanup(func() { stop(); <-done })
+	// The listener is subscribed once it hears a message.
+	deadline := time.Now().Add(5 * time.Second)
+	for !two.recent.Contains("probe") {
+		if time.Now().After(deadline) {
+			t.Fatal("replica two never heard the invalidation channel")
+		}
+		one.invalidate(ctx, "key:probe")
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	key, prefix := generateKey()
+	one.newKey = func() (string, string) { return key, prefix }
+	for _, s := range []*Service{one, two} {
+		for range 2 {
+			if _, err := s.Authenticate(ctx, key); err != ErrUnauthenticated {
+				t.Fatalf("before creation: got %v, want ErrUnauthenticated", err)
+			}
+		}
+		if !s.unknown.Contains(prefix) {
+			t.Fatalf("before creation: prefix not cached as unknown")
+		}
+	}
+	actor := identity.Principal{Kind: identity.KindUser, TenantID: tenantID, Subject: "admin", Roles: []string{"admin"}}
+	k, secret, err := one.CreateKey(ctx, actor, NewKey{Name: "guessed", Roles: []string{"viewer"}})
+	if err != nil || secret != key {
+		t.Fatalf("create key: got %v (secret %t), want the planned key", err, secret == key)
+	}
+	if p, err := one.Authenticate(ctx, key); err != nil || p.KeyID != k.ID {
+		t.Fatalf("creating replica, right after the creation: got %v, want the new key", err)
+	}
+	deadline = time.Now().Add(2 * time.Second)
+	for {
+		p, err := two.Authenticate(ctx, key)
+		if err == nil && p.KeyID == k.ID {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("other replica, 2 s after the creation: got %v, want the new key (its prefix was still cached as unknown)", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// A prefix announced lately is not cached as unknown again, even by a
+	// lookup that missed it (one that began before the key committed).
+	two.rememberUnknown(prefix)
+	if two.unknown.Contains(prefix) {
+		t.Error("a prefix announced lately was cached as unknown")
+	}
+}
