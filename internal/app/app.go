@@ -163,7 +163,8 @@ func New(cfg config.Config, d *db.DB, rdb *redis.Client, log *slog.Logger) (*App
 	inventory.NewHandler(a.Inventory).Routes(tenantRoutes)
 	orders.NewHandler(a.Orders).Routes(tenantRoutes)
 	payments.NewHandler(a.Payments).Routes(tenantRoutes)
-	logHandler := events.NewLogHandler(events.NewFeed(d))
+	// Open streams re-check their credential with auth.
+	logHandler := events.NewLogHandler(events.NewFeed(d), a.Auth)
 	logHandler.Stop = a.health.stopping
 	logHandler.Routes(tenantRoutes)
 	billingHandler := billing.NewHandler(billing.NewReporter(d), billing.NewExporter(d.LongRunning()))

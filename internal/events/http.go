@@ -3,6 +3,7 @@ package events
 import (
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
@@ -13,21 +14,27 @@ import (
 
 	"github.com/tenantd/tenantd/internal/fault"
 	"github.com/tenantd/tenantd/internal/httpx"
+	"github.com/tenantd/tenantd/internal/identity"
 )
 
 // LogHandler serves a tenant's event log: GET /v1/events and the SSE stream.
 type LogHandler struct {
-	feed *Feed
+	feed  *Feed
+	creds Credentials
 	// Poll is how often the stream looks for new events.
 	Poll time.Duration
+	// Recheck is how often an open stream verifies its credential afresh
+	// (revoked? suspended? still holding events:read?); default 2 s.
+	Recheck time.Duration
 	// Stop, when closed, ends every open stream (the server is shutting
 	// down: streams would otherwise hold it until its timeout).
 	Stop <-chan struct{}
 }
 
-// NewLogHandler returns the event log handlers.
-func NewLogHandler(feed *Feed) *LogHandler {
-	return &LogHandler{feed: feed, Poll: 500 * time.Millisecond}
+// NewLogHandler returns the event log handlers; open streams are
+// re-checked with creds.
+func NewLogHandler(feed *Feed, creds Credentials) *LogHandler {
+	return &LogHandler{feed: feed, creds: creds, Poll: 500 * time.Millisecond, Recheck: 2 * time.Second}
 }
 
 // Routes registers the event routes on the /v1 router.
@@ -129,19 +136,26 @@ func (h *LogHandler) list(c *gin.Context) {
 // so a reconnecting client resumes with Last-Event-ID), with a comment
 // every 15 s to keep proxies from closing an idle stream. With
 // follow=false it ends once it has sent what is there.
+//
+// A stream verifies its credential afresh every Recheck: once the key is
+// revoked or expired, the member removed, the tenant suspended or the
+// principal's roles no longer grant events:read, it sends a final
+// stream_closed message saying why and ends.
 func (h *LogHandler) stream(c *gin.Context) {
 	tenantID, err := httpx.TenantID(c)
 	if err != nil {
 		httpx.Error(c, err)
 		return
 	}
+	ctx := c.Request.Context()
+	principal, _ := identity.FromContext(ctx)
 	q, err := parseQuery(c)
 	if err != nil {
 		httpx.Error(c, err)
 		return
 	}
+	credential := bearer(c)
 	follow := c.Query("follow") != "false"
-	ctx := c.Request.Context()
 	rc := http.NewResponseController(c.Writer)
 	c.Header("Content-Type", "text/event-stream")
 	c.Header("Cache-Control", "no-store")
@@ -151,7 +165,18 @@ func (h *LogHandler) stream(c *gin.Context) {
 	poll := time.NewTicker(h.Poll)
 	defer poll.Stop()
 	lastWrite := time.Now()
+	recheckAt := time.Now().Add(h.Recheck)
 	for {
+		// Before sending anything more: may the client still read?
+		if !time.Now().Before(recheckAt) {
+			if err := stillAllowed(ctx, h.creds, principal, credential); err != nil {
+				if ctx.Err() == nil {
+					h.closeStream(c, rc, err)
+				}
+				return
+			}
+			recheckAt = time.Now().Add(h.Recheck)
+		}
 		es, err := h.feed.Read(ctx, tenantID, after, 200, q.types)
 		if err != nil {
 			if ctx.Err() == nil {
@@ -192,8 +217,35 @@ func (h *LogHandler) stream(c *gin.Context) {
 		case <-ctx.Done():
 			return
 		case <-h.Stop:
+			h.closeStream(c, rc, errShuttingDown)
 			return
 		case <-poll.C:
 		}
+	}
+}
+
+// closedEvent is the data of the stream_closed message that ends a stream:
+// the problem code and detail of why.
+type closedEvent struct {
+	Code   fault.Code `json:"code"`
+	Detail string     `json:"detail"`
+}
+
+// closeStream sends the final stream_closed message (no id, so the
+// client's Last-Event-ID stays its last event's cursor).
+func (h *LogHandler) closeStream(c *gin.Context, rc *http.ResponseController, why error) {
+	p := httpx.ProblemFor(why)
+	if p.Status >= http.StatusInternalServerError {
+		c.Error(why) //nolint:errcheck // recorded for the access log
+	}
+	data, err := json.Marshal(closedEvent{Code: p.Code, Detail: p.Detail})
+	if err == nil {
+		_, err = fmt.Fprintf(c.Writer, "event: stream_closed\ndata: %s\n\n", data)
+	}
+	if err == nil {
+		err = rc.Flush()
+	}
+	if err != nil {
+		slog.DebugContext(c.Request.Context(), "events: a stream ended without its stream_closed message", "err", err)
 	}
 }
