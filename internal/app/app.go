@@ -163,8 +163,10 @@ func New(cfg config.Config, d *db.DB, rdb *redis.Client, log *slog.Logger) (*App
 	inventory.NewHandler(a.Inventory).Routes(tenantRoutes)
 	orders.NewHandler(a.Orders).Routes(tenantRoutes)
 	payments.NewHandler(a.Payments).Routes(tenantRoutes)
-	// Open streams re-check their credential with auth.
-	logHandler := events.NewLogHandler(events.NewFeed(d), a.Auth)
+	// Open streams re-check their credential with auth and count against
+	// their tenant's cap of open streams.
+	logHandler := events.NewLogHandler(events.NewFeed(d), a.Auth,
+		events.NewStreamLimit(d, rdb, log, events.StreamLimitOptions{}))
 	logHandler.Stop = a.health.stopping
 	logHandler.Routes(tenantRoutes)
 	billingHandler := billing.NewHandler(billing.NewReporter(d), billing.NewExporter(d.LongRunning()))

@@ -21,6 +21,7 @@ import (
 type LogHandler struct {
 	feed  *Feed
 	creds Credentials
+	limit *StreamLimit
 	// Poll is how often the stream looks for new events.
 	Poll time.Duration
 	// Recheck is how often an open stream verifies its credential afresh
@@ -31,10 +32,10 @@ type LogHandler struct {
 	Stop <-chan struct{}
 }
 
-// NewLogHandler returns the event log handlers; open streams are
-// re-checked with creds.
-func NewLogHandler(feed *Feed, creds Credentials) *LogHandler {
-	return &LogHandler{feed: feed, creds: creds, Poll: 500 * time.Millisecond, Recheck: 2 * time.Second}
+// NewLogHandler returns the event log handlers: open streams are
+// re-checked with creds and counted against their tenant's cap by limit.
+func NewLogHandler(feed *Feed, creds Credentials, limit *StreamLimit) *LogHandler {
+	return &LogHandler{feed: feed, creds: creds, limit: limit, Poll: 500 * time.Millisecond, Recheck: 2 * time.Second}
 }
 
 // Routes registers the event routes on the /v1 router.
@@ -137,7 +138,8 @@ func (h *LogHandler) list(c *gin.Context) {
 // every 15 s to keep proxies from closing an idle stream. With
 // follow=false it ends once it has sent what is there.
 //
-// A stream verifies its credential afresh every Recheck: once the key is
+// A stream counts against its tenant's cap of open streams (429 past it),
+// and verifies its credential afresh every Recheck: once the key is
 // revoked or expired, the member removed, the tenant suspended or the
 // principal's roles no longer grant events:read, it sends a final
 // stream_closed message saying why and ends.
@@ -154,6 +156,15 @@ func (h *LogHandler) stream(c *gin.Context) {
 		httpx.Error(c, err)
 		return
 	}
+	slot, err := h.limit.acquire(ctx, tenantID, principal.Plan)
+	if err != nil {
+		if fault.CodeOf(err) == fault.RateLimited {
+			c.Header("Retry-After", strconv.Itoa(int(streamRetryAfter/time.Second)))
+		}
+		httpx.Error(c, err)
+		return
+	}
+	defer slot.release(ctx)
 	credential := bearer(c)
 	follow := c.Query("follow") != "false"
 	rc := http.NewResponseController(c.Writer)
@@ -177,6 +188,7 @@ func (h *LogHandler) stream(c *gin.Context) {
 			}
 			recheckAt = time.Now().Add(h.Recheck)
 		}
+		slot.renew(ctx)
 		es, err := h.feed.Read(ctx, tenantID, after, 200, q.types)
 		if err != nil {
 			if ctx.Err() == nil {
