@@ -54,9 +54,10 @@
 // attempt committed finds its number applied and adds nothing: each count
 // is applied exactly once. While PostgreSQL is away, new counts merge in
 // the accumulator, so memory stays bounded. Each tenant's rows are written
-// after db.SetTenant, under its row-level security; tenants are written in
-// id order by every replica, so flushes of the same rows queue instead of
-// deadlocking. A tenant deleted since it was counted is skipped.
+// after setting that tenant (as db.SetTenant does), under its row-level
+// security, all tenants of a flush in one pipelined pgx batch; tenants are
+// written in id order by every replica, so flushes of the same rows queue
+// instead of deadlocking. A tenant deleted since it was counted is skipped.
 //
 // Redis holds no usage: a Redis that restarts without persistence, or is
 // down, loses no count (rate limits fail open or closed meanwhile). Earlier

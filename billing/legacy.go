@@ -71,6 +71,9 @@ func parseKey(key, prefix string) (tenantID uuid.UUID, hour time.Time, rest stri
 // flushers left. An older replica still running may flush the same
 // flushing key at once: its name in usage_flushes applies it once.
 func (c *Counter) drainLegacy(ctx context.Context) error {
+	if c.rdb == nil {
+		return nil // no Redis given: nothing can have been left there
+	}
 	var errs []error
 	iter := c.rdb.Scan(ctx, 0, legacyUsagePrefix+"{*", 500).Iterator()
 	for iter.Next(ctx) {

@@ -106,9 +106,11 @@ type Counter struct {
 
 	flushMu sync.Mutex // one flush at a time, so flushes apply in order
 
-	mu      sync.Mutex // guards the fields below; taken before a shard's
-	seq     uint64     // the sequence number of the last flush taken
-	pending []*flush   // taken, not known to be in usage_counters; by seq
+	// mu guards seq, pending and sampled; when both are needed it is
+	// taken before a shard's lock.
+	mu      sync.Mutex
+	seq     uint64   // the sequence number of the last flush taken
+	pending []*flush // taken, not known to be in usage_counters; by seq
 	sampled map[uuid.UUID]gaugeSample
 
 	failures   int          // flushes failed in a row; guarded by flushMu
