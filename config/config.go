@@ -40,6 +40,8 @@ type Config struct {
 	PlatformOIDCAudience     string // PLATFORM_OIDC_AUDIENCE
 	PlatformOIDCRole         string // PLATFORM_OIDC_ROLE, default platform-admin
 	PlatformOIDCRolesClaim   string // PLATFORM_OIDC_ROLES_CLAIM, default roles
+
+	CursorSecret string // CURSOR_SECRET: key of the opaque event cursors; empty: random per process
 }
 
 // Var describes one configuration variable, for the README table and --help.
@@ -75,6 +77,7 @@ var Vars = []Var{
 	{"PLATFORM_OIDC_AUDIENCE", "(required with PLATFORM_OIDC_ISSUER)", "audience operator tokens must carry"},
 	{"PLATFORM_OIDC_ROLE", "platform-admin", "role an operator token must carry"},
 	{"PLATFORM_OIDC_ROLES_CLAIM", "roles", "claim of operator tokens that lists roles"},
+	{"CURSOR_SECRET", "(unset: random per process)", "secret, at least 32 characters, that encrypts event cursors (next_cursor, SSE ids) so they reveal no global position; every replica needs the same one, or cursors fail (422) on another replica and after a restart"},
 }
 
 // Load reads the configuration through getenv (os.Getenv in production).
@@ -93,6 +96,7 @@ func Load(getenv func(string) string) (Config, error) {
 		PlatformOIDCAudience:   getenv("PLATFORM_OIDC_AUDIENCE"),
 		PlatformOIDCRole:       or(getenv("PLATFORM_OIDC_ROLE"), "platform-admin"),
 		PlatformOIDCRolesClaim: or(getenv("PLATFORM_OIDC_ROLES_CLAIM"), "roles"),
+		CursorSecret:           getenv("CURSOR_SECRET"),
 	}
 	if c.MigrateDatabaseURL == "" {
 		c.MigrateDatabaseURL = c.DatabaseURL
@@ -117,6 +121,9 @@ func Load(getenv func(string) string) (Config, error) {
 	}
 	if c.PlatformAPIKey != "" && len(c.PlatformAPIKey) < 24 {
 		bad("PLATFORM_API_KEY", "must be at least 24 characters")
+	}
+	if c.CursorSecret != "" && len(c.CursorSecret) < 32 {
+		bad("CURSOR_SECRET", "must be at least 32 characters")
 	}
 	var err error
 	if c.OIDCAllowInsecureIssuers, err = strconv.ParseBool(or(getenv("OIDC_ALLOW_INSECURE_ISSUERS"), "false")); err != nil {

@@ -6,6 +6,7 @@ package app
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -163,9 +164,13 @@ func New(cfg config.Config, d *db.DB, rdb *redis.Client, log *slog.Logger) (*App
 	inventory.NewHandler(a.Inventory).Routes(tenantRoutes)
 	orders.NewHandler(a.Orders).Routes(tenantRoutes)
 	payments.NewHandler(a.Payments).Routes(tenantRoutes)
+	cursors, err := eventCursors(cfg.CursorSecret, log)
+	if err != nil {
+		return nil, err
+	}
 	// Open streams re-check their credential with auth and count against
 	// their tenant's cap of open streams.
-	logHandler := events.NewLogHandler(events.NewFeed(d), a.Auth,
+	logHandler := events.NewLogHandler(events.NewFeed(d), cursors, a.Auth,
 		events.NewStreamLimit(d, rdb, log, events.StreamLimitOptions{}))
 	logHandler.Stop = a.health.stopping
 	logHandler.Routes(tenantRoutes)
@@ -203,6 +208,26 @@ type tenantIssuers func(ctx context.Context, id uuid.UUID) (string, error)
 
 func (f tenantIssuers) OIDCIssuer(ctx context.Context, id uuid.UUID) (string, error) {
 	return f(ctx, id)
+}
+
+// eventCursors keys the opaque event cursors with CURSOR_SECRET, or, when
+// it is unset, with a random secret of this process (and says what that
+// costs).
+func eventCursors(secret string, log *slog.Logger) (*events.Cursors, error) {
+	key := []byte(secret)
+	if len(key) == 0 {
+		key = make([]byte, events.MinCursorSecret)
+		if _, err := rand.Read(key); err != nil {
+			return nil, fmt.Errorf("event cursor secret: %w", err)
+		}
+		log.Warn("CURSOR_SECRET is not set: event cursors use a random key of this process, so they fail (422) after a restart " +
+			"and on other replicas; set the same CURSOR_SECRET on every replica")
+	}
+	c, err := events.NewCursors(key)
+	if err != nil {
+		return nil, fmt.Errorf("event cursors: %w", err)
+	}
+	return c, nil
 }
 
 // Handler is the HTTP handler of the server.

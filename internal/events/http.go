@@ -19,9 +19,10 @@ import (
 
 // LogHandler serves a tenant's event log: GET /v1/events and the SSE stream.
 type LogHandler struct {
-	feed  *Feed
-	creds Credentials
-	limit *StreamLimit
+	feed    *Feed
+	cursors *Cursors
+	creds   Credentials
+	limit   *StreamLimit
 	// Poll is how often the stream looks for new events.
 	Poll time.Duration
 	// Recheck is how often an open stream verifies its credential afresh
@@ -32,10 +33,12 @@ type LogHandler struct {
 	Stop <-chan struct{}
 }
 
-// NewLogHandler returns the event log handlers: open streams are
-// re-checked with creds and counted against their tenant's cap by limit.
-func NewLogHandler(feed *Feed, creds Credentials, limit *StreamLimit) *LogHandler {
-	return &LogHandler{feed: feed, creds: creds, limit: limit, Poll: 500 * time.Millisecond, Recheck: 2 * time.Second}
+// NewLogHandler returns the event log handlers: positions are shown to
+// tenants only as cursors, open streams are re-checked with creds and
+// counted against their tenant's cap by limit.
+func NewLogHandler(feed *Feed, cursors *Cursors, creds Credentials, limit *StreamLimit) *LogHandler {
+	return &LogHandler{feed: feed, cursors: cursors, creds: creds, limit: limit,
+		Poll: 500 * time.Millisecond, Recheck: 2 * time.Second}
 }
 
 // Routes registers the event routes on the /v1 router.
@@ -44,25 +47,27 @@ func (h *LogHandler) Routes(r *httpx.Router) {
 	r.Handle(http.MethodGet, "/events/stream", "events:read", h.stream)
 }
 
-// Response is an event as clients see it.
+// Response is an event as clients see it: its global position only as the
+// tenant's opaque cursor (see Cursors).
 type Response struct {
 	ID        uuid.UUID       `json:"id"`
 	StreamID  string          `json:"stream_id"`
 	Version   int64           `json:"version"`
 	Type      string          `json:"type"`
-	Position  int64           `json:"position"`
+	Cursor    string          `json:"cursor"`
 	Data      json.RawMessage `json:"data"`
 	Metadata  Metadata        `json:"metadata"`
 	CreatedAt time.Time       `json:"created_at"`
 }
 
-// ToResponse converts an event for the API.
-func ToResponse(e Event) Response {
-	return Response{ID: e.ID, StreamID: e.StreamID, Version: e.Version, Type: e.Type, Position: e.Position,
+// ToResponse converts an event for the API, with the cursor that reads on
+// after it.
+func ToResponse(e Event, cursor string) Response {
+	return Response{ID: e.ID, StreamID: e.StreamID, Version: e.Version, Type: e.Type, Cursor: cursor,
 		Data: e.Data, Metadata: e.Metadata, CreatedAt: e.CreatedAt}
 }
 
-// page is GET /v1/events: the events after a position, and the position to
+// page is GET /v1/events: the events after a cursor, and the cursor to
 // ask from next.
 type page struct {
 	Data       []Response `json:"data"`
@@ -76,22 +81,25 @@ type query struct {
 	types []string
 }
 
-func parseQuery(c *gin.Context) (query, error) {
+// parseQuery reads the query; the cursor (after, else cursor, else the
+// Last-Event-ID header) must be one this tenant was given, or it is 422
+// naming where it came from.
+func (h *LogHandler) parseQuery(c *gin.Context, tenantID uuid.UUID) (query, error) {
 	q := query{limit: 50}
 	var f fault.Fields
-	after := c.Query("after")
+	name, after := "after", c.Query("after")
 	if after == "" {
-		after = c.Query("cursor")
+		name, after = "cursor", c.Query("cursor")
 	}
 	if after == "" {
-		after = c.GetHeader("Last-Event-ID")
+		name, after = "Last-Event-ID", c.GetHeader("Last-Event-ID")
 	}
 	if after != "" {
-		n, err := strconv.ParseInt(after, 10, 64)
-		if err != nil || n < 0 {
-			f.Add("after", "must be a position (a non-negative integer) from an earlier answer")
+		pos, err := h.cursors.Open(tenantID, after)
+		if err != nil {
+			f.Add(name, "must be a cursor of this tenant's event log, as given (next_cursor, an event's cursor or an SSE id)")
 		}
-		q.after = n
+		q.after = pos
 	}
 	if s := c.Query("limit"); s != "" {
 		n, err := strconv.Atoi(s)
@@ -112,7 +120,7 @@ func (h *LogHandler) list(c *gin.Context) {
 		httpx.Error(c, err)
 		return
 	}
-	q, err := parseQuery(c)
+	q, err := h.parseQuery(c, tenantID)
 	if err != nil {
 		httpx.Error(c, err)
 		return
@@ -124,19 +132,18 @@ func (h *LogHandler) list(c *gin.Context) {
 	}
 	p := page{Data: make([]Response, len(es))}
 	for i, e := range es {
-		p.Data[i] = ToResponse(e)
+		p.Data[i] = ToResponse(e, h.cursors.Seal(tenantID, e.Position))
 	}
 	if len(es) == q.limit {
-		next := strconv.FormatInt(es[len(es)-1].Position, 10)
-		p.NextCursor = &next
+		p.NextCursor = &p.Data[len(es)-1].Cursor
 	}
 	c.JSON(http.StatusOK, p)
 }
 
-// stream sends the tenant's events as Server-Sent Events (id = position,
-// so a reconnecting client resumes with Last-Event-ID), with a comment
-// every 15 s to keep proxies from closing an idle stream. With
-// follow=false it ends once it has sent what is there.
+// stream sends the tenant's events as Server-Sent Events (id = the
+// event's cursor, so a reconnecting client resumes with Last-Event-ID),
+// with a comment every 15 s to keep proxies from closing an idle stream.
+// With follow=false it ends once it has sent what is there.
 //
 // A stream counts against its tenant's cap of open streams (429 past it),
 // and verifies its credential afresh every Recheck: once the key is
@@ -151,7 +158,7 @@ func (h *LogHandler) stream(c *gin.Context) {
 	}
 	ctx := c.Request.Context()
 	principal, _ := identity.FromContext(ctx)
-	q, err := parseQuery(c)
+	q, err := h.parseQuery(c, tenantID)
 	if err != nil {
 		httpx.Error(c, err)
 		return
@@ -201,11 +208,12 @@ func (h *LogHandler) stream(c *gin.Context) {
 			return
 		}
 		for _, e := range es {
-			data, err := json.Marshal(ToResponse(e))
+			cursor := h.cursors.Seal(tenantID, e.Position)
+			data, err := json.Marshal(ToResponse(e, cursor))
 			if err != nil {
 				return
 			}
-			if _, err := fmt.Fprintf(c.Writer, "id: %d\nevent: %s\ndata: %s\n\n", e.Position, e.Type, data); err != nil {
+			if _, err := fmt.Fprintf(c.Writer, "id: %s\nevent: %s\ndata: %s\n\n", cursor, e.Type, data); err != nil {
 				return
 			}
 			after, lastWrite = e.Position, time.Now()
