@@ -123,7 +123,9 @@ func TestDecisionsMatchCasbin(t *testing.T) {
 	mustCreate(t, r, b, "auditor", "usage:read")
 	// A rule outside the contract is stored but grants nothing Allowed
 	// could ask about.
-	if err := r.db.Unscoped(ctx).Exec(`INSERT INTO casbin_rule (ptype, v0, v1, v2, v3) VALUES ('p', 'auditor', ?, 'orders', 'fly')`, a.String()).Error; err != nil {
+	if err := r.db.WithTenant(ctx, a, func(tx *gorm.DB) error {
+		return tx.Exec(`INSERT INTO casbin_rule (ptype, v0, v1, v2, v3) VALUES ('p', 'auditor', ?, 'orders', 'fly')`, a.String()).Error
+	}); err != nil {
 		t.Fatal(err)
 	}
 	if err := r.Reload(ctx); err != nil {
@@ -310,11 +312,17 @@ func TestPeriodicReloadCatchesUnannouncedChanges(t *testing.T) {
 	if r.Allowed(ctx, ops, "orders:read") {
 		t.Fatal("allowed before any rule exists")
 	}
-	if err := r.db.Unscoped(ctx).Exec(`INSERT INTO casbin_rule (ptype, v0, v1, v2, v3) VALUES ('p', 'ops', ?, 'orders', 'read')`, tenant.String()).Error; err != nil {
+	// Behind the watcher's back, but in the tenant's transaction: the
+	// runtime role writes rules of that tenant only.
+	if err := r.db.WithTenant(ctx, tenant, func(tx *gorm.DB) error {
+		return tx.Exec(`INSERT INTO casbin_rule (ptype, v0, v1, v2, v3) VALUES ('p', 'ops', ?, 'orders', 'read')`, tenant.String()).Error
+	}); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 2*time.Second, "reload grants the inserted rule", func() bool { return r.Allowed(ctx, ops, "orders:read") })
-	if err := r.db.Unscoped(ctx).Exec(`DELETE FROM casbin_rule WHERE v1 = ?`, tenant.String()).Error; err != nil {
+	if err := r.db.WithTenant(ctx, tenant, func(tx *gorm.DB) error {
+		return tx.Exec(`DELETE FROM casbin_rule WHERE v1 = ?`, tenant.String()).Error
+	}); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 2*time.Second, "reload revokes the deleted rule", func() bool { return !r.Allowed(ctx, ops, "orders:read") })

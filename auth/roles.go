@@ -324,6 +324,11 @@ func (r *RBAC) change(ctx context.Context, tenantID uuid.UUID, fn func(p *tenant
 		if err := tx.Exec("SELECT pg_advisory_xact_lock(?::int, hashtext(?))", policyLockClass, domain).Error; err != nil {
 			return fmt.Errorf("rbac: lock tenant policy: %w", err)
 		}
+		// casbin_rule takes writes for the transaction's tenant only
+		// (migration 0018), and the audit trail is the tenant's.
+		if err := db.SetTenant(tx, tenantID); err != nil {
+			return err
+		}
 		a, err := gormadapter.NewFilteredAdapterByDB(tx, "", policyTable)
 		if err != nil {
 			return fmt.Errorf("rbac: adapter: %w", err)
@@ -345,11 +350,6 @@ func (r *RBAC) change(ctx context.Context, tenantID uuid.UUID, fn func(p *tenant
 		}
 		p := &tenantPolicy{rbac: r, e: e, domain: domain, custom: custom}
 		if send, err = fn(p); err != nil || p.entry == nil {
-			return err
-		}
-		// casbin_rule is platform data: scope the rest of the transaction to
-		// the tenant for its audit trail.
-		if err := db.SetTenant(tx, tenantID); err != nil {
 			return err
 		}
 		return audit.Record(ctx, tx, tenantID, *p.entry)

@@ -2,10 +2,14 @@ package db_test
 
 import (
 	"database/sql"
+	"errors"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/google/uuid"
+	"gorm.io/gorm"
 
 	"github.com/tenantd/tenantd/internal/db"
 	"github.com/tenantd/tenantd/internal/testenv"
@@ -22,13 +26,29 @@ var tenantSetting = regexp.MustCompile(`current_setting\('app\.tenant_id'`)
 var sharedTables = []string{"billing_exports", "billing_periods", "casbin_rule", "event_checkpoints", "plan_meters", "plans",
 	"schema_migrations", "sim_gateway_charges", "sim_gateway_refunds", "tenants", "usage_flushes"}
 
-// securityDefiners are the SECURITY DEFINER functions tenantd_app may call;
-// each runs as the owner and so sees past row-level security.
-var securityDefiners = []string{"audit_unsealed(bigint,integer,uuid[])", "auth_api_key_lookup(text)", "auth_oidc_tenants(text)",
-	"billing_active_products()", "billing_close_period(text)", "billing_export_rows(text,boolean)",
-	"billing_export_tenants(text,boolean)", "billing_usage_page(text,uuid,integer)",
-	"idempotency_sweep()", "events_dispatch_batch(bigint,bigint,integer,text[])", "orders_expired(timestamp with time zone,integer)",
-	"payments_unsettled(timestamp with time zone,integer)", "refunds_due(timestamp with time zone,integer)"}
+// securityDefiners are the SECURITY DEFINER functions tenantd_app may call,
+// each with who calls it and what for (docs/security.md, "Functions that
+// see past row-level security", has the whole table). Each runs as the
+// owner and so sees past row-level security: it must serve only the scope
+// of its caller's transaction (TestSecurityDefinersServeTheirScope, which
+// needs a probe for each). A function the runtime role can execute must be
+// listed here with its reason; a listed one that no longer exists fails too.
+var securityDefiners = map[string]string{
+	"auth_api_key_lookup(text)": "middleware.Authenticate, before the tenant is known: the one API key with an exact prefix",
+	"auth_oidc_tenants(text)":   "OIDC sign-in, before the tenant is known: the tenants that registered an exact issuer",
+	"events_dispatch_batch(bigint,bigint,integer,text[])": "the event dispatcher (and its lag metric): events up to its settled horizon, " +
+		"to deliver to subscribers that then work in each event's tenant",
+	"audit_unsealed(bigint,integer,uuid[])":                "the audit sealer: (tenant, position) of unsealed rows; it seals each tenant's rows under RLS",
+	"idempotency_sweep()":                                  "the idempotency sweeper: deletes expired keys, returns how many",
+	"orders_expired(timestamp with time zone,integer)":     "the order sweeper: (tenant, order) of pending orders past their reservation",
+	"payments_unsettled(timestamp with time zone,integer)": "the payments reconciler: (tenant, payment) still processing",
+	"refunds_due(timestamp with time zone,integer)":        "the payments reconciler: (tenant, refund) pending and due",
+	"billing_active_products()":                            "metering: product counts per tenant for the active_products gauge",
+	"billing_close_period(text)":                           "billing exports (operator): freezes an ended period's lines for every tenant",
+	"billing_export_rows(text,boolean)":                    "billing exports (operator, CLI): the invoice lines of a period",
+	"billing_export_tenants(text,boolean)":                 "billing exports (operator, CLI): how many tenants an export covers",
+	"billing_usage_page(text,uuid,integer)":                "GET /admin/v1/usage (operator): a page of tenants with their usage",
+}
 
 // tenantTables lists every table in the public schema with a tenant_id
 // column, so a table added by a later migration is covered without edits.
@@ -248,9 +268,338 @@ func TestRuntimeRoleReach(t *testing.T) {
 			t.Fatalf("list functions: %v", err)
 		}
 		for _, f := range fns {
-			if !slices.Contains(securityDefiners, f) {
-				t.Errorf("SECURITY DEFINER function %s is executable by tenantd_app: review it (REVOKE ... FROM PUBLIC) or list it in securityDefiners in catalog_test.go", f)
+			if reason := securityDefiners[f]; strings.TrimSpace(reason) == "" {
+				t.Errorf("SECURITY DEFINER function %s is executable by tenantd_app: review it (REVOKE ... FROM PUBLIC), or confine it to its caller's scope and list it with its reason in securityDefiners in catalog_test.go and in docs/security.md", f)
 			}
+		}
+		for f := range securityDefiners {
+			if !slices.Contains(fns, f) {
+				t.Errorf("securityDefiners lists %s, which tenantd_app cannot execute (or which no longer exists): remove it", f)
+			}
+		}
+		// Each runs as the owner: a search_path the caller chose could
+		// make it run the caller's objects with the owner's rights.
+		var unpinned []string
+		err = app.Unscoped(ctx).Raw(`
+			SELECT p.oid::regprocedure::text
+			FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+			WHERE n.nspname = 'public' AND p.prosecdef
+			  AND NOT EXISTS (SELECT 1 FROM unnest(coalesce(p.proconfig, '{}')) c WHERE c LIKE 'search_path=%')
+			ORDER BY 1`).Scan(&unpinned).Error
+		if err != nil {
+			t.Fatalf("list functions without search_path: %v", err)
+		}
+		if len(unpinned) > 0 {
+			t.Errorf("SECURITY DEFINER functions %v have no SET search_path, want it pinned (pg_catalog, public)", unpinned)
+		}
+	})
+}
+
+// definerFixture is what TestSecurityDefinersServeTheirScope puts in two
+// tenants so that every SECURITY DEFINER function has rows of both to
+// return: keys, an issuer registration, events, unsealed audit rows, an
+// expired idempotency key, an expired pending order, a product, a payment
+// still processing and a pending refund.
+type definerFixture struct {
+	a, b      uuid.UUID
+	prefixes  []string // one API key prefix per tenant
+	issuer    string   // registered by both, with different audiences
+	eventType string   // the type of one event per tenant
+	period    string   // the current billing period
+}
+
+// errRollback ends a probe's transaction without committing it.
+var errRollback = errors.New("rolled back")
+
+// probeResult is what a function served in one scope: the tenant of each
+// row, or, for a function that returns a count, that count.
+type probeResult struct {
+	tenants []string
+	count   int64
+}
+
+// definerProbes call each SECURITY DEFINER function the runtime role may
+// execute so that, without confinement, it returns rows of both fixture
+// tenants. Every function of securityDefiners needs one.
+var definerProbes = map[string]func(tx *gorm.DB, f definerFixture) (probeResult, error){
+	"auth_api_key_lookup(text)": func(tx *gorm.DB, f definerFixture) (probeResult, error) {
+		return rowsOf(tx, `SELECT tenant_id::text FROM auth_api_key_lookup(?)
+			UNION ALL SELECT tenant_id::text FROM auth_api_key_lookup(?)`, f.prefixes[0], f.prefixes[1])
+	},
+	"auth_oidc_tenants(text)": func(tx *gorm.DB, f definerFixture) (probeResult, error) {
+		return rowsOf(tx, `SELECT tenant_id::text FROM auth_oidc_tenants(?)`, f.issuer)
+	},
+	"events_dispatch_batch(bigint,bigint,integer,text[])": func(tx *gorm.DB, f definerFixture) (probeResult, error) {
+		return rowsOf(tx, `SELECT tenant_id::text FROM events_dispatch_batch(0, 9223372036854775807, 1000, ARRAY[?])`, f.eventType)
+	},
+	"audit_unsealed(bigint,integer,uuid[])": func(tx *gorm.DB, f definerFixture) (probeResult, error) {
+		return rowsOf(tx, `SELECT DISTINCT tenant_id::text FROM audit_unsealed(9223372036854775807, 10000, NULL)
+			WHERE tenant_id IN (?, ?)`, f.a, f.b)
+	},
+	"idempotency_sweep()": func(tx *gorm.DB, f definerFixture) (probeResult, error) {
+		return countOf(tx, `SELECT idempotency_sweep()`)
+	},
+	"orders_expired(timestamp with time zone,integer)": func(tx *gorm.DB, f definerFixture) (probeResult, error) {
+		return rowsOf(tx, `SELECT tenant_id::text FROM orders_expired(now() + interval '1 hour', 100000) WHERE tenant_id IN (?, ?)`, f.a, f.b)
+	},
+	"payments_unsettled(timestamp with time zone,integer)": func(tx *gorm.DB, f definerFixture) (probeResult, error) {
+		return rowsOf(tx, `SELECT tenant_id::text FROM payments_unsettled(now() + interval '1 hour', 100000) WHERE tenant_id IN (?, ?)`, f.a, f.b)
+	},
+	"refunds_due(timestamp with time zone,integer)": func(tx *gorm.DB, f definerFixture) (probeResult, error) {
+		return rowsOf(tx, `SELECT tenant_id::text FROM refunds_due(now() + interval '1 hour', 100000) WHERE tenant_id IN (?, ?)`, f.a, f.b)
+	},
+	"billing_active_products()": func(tx *gorm.DB, f definerFixture) (probeResult, error) {
+		return rowsOf(tx, `SELECT tenant_id::text FROM billing_active_products() WHERE tenant_id IN (?, ?)`, f.a, f.b)
+	},
+	// The current period is still open: closing it answers 'open' and
+	// writes nothing. Only the refusal in a scope is at stake.
+	"billing_close_period(text)": func(tx *gorm.DB, f definerFixture) (probeResult, error) {
+		var state string
+		err := tx.Raw(`SELECT billing_close_period(?)`, f.period).Scan(&state).Error
+		return probeResult{}, err
+	},
+	"billing_export_rows(text,boolean)": func(tx *gorm.DB, f definerFixture) (probeResult, error) {
+		return rowsOf(tx, `SELECT DISTINCT tenant_id::text FROM billing_export_rows(?, false) WHERE tenant_id IN (?, ?)`, f.period, f.a, f.b)
+	},
+	"billing_export_tenants(text,boolean)": func(tx *gorm.DB, f definerFixture) (probeResult, error) {
+		return countOf(tx, `SELECT billing_export_tenants(?, false)`, f.period)
+	},
+	"billing_usage_page(text,uuid,integer)": func(tx *gorm.DB, f definerFixture) (probeResult, error) {
+		return rowsOf(tx, `SELECT DISTINCT tenant_id::text FROM billing_usage_page(?, NULL, 1000) WHERE tenant_id IN (?, ?)`, f.period, f.a, f.b)
+	},
+}
+
+func rowsOf(tx *gorm.DB, query string, args ...any) (probeResult, error) {
+	var ids []string
+	err := tx.Raw(query, args...).Scan(&ids).Error
+	slices.Sort(ids)
+	return probeResult{tenants: ids, count: int64(len(ids))}, err
+}
+
+func countOf(tx *gorm.DB, query string, args ...any) (probeResult, error) {
+	var n int64
+	err := tx.Raw(query, args...).Scan(&n).Error
+	return probeResult{count: n}, err
+}
+
+// newDefinerFixture puts the rows of definerFixture in two new tenants.
+func newDefinerFixture(t *testing.T, owner *db.DB) definerFixture {
+	t.Helper()
+	ctx := t.Context()
+	f := definerFixture{a: newTenant(t, owner), b: newTenant(t, owner),
+		issuer:    "https://idp-" + randomHex(t, 6) + ".example",
+		eventType: "definer.probe." + randomHex(t, 6)}
+	if err := owner.Unscoped(ctx).Raw(`SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM')`).Scan(&f.period).Error; err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []uuid.UUID{f.a, f.b} {
+		prefix := "dp" + randomHex(t, 7)
+		f.prefixes = append(f.prefixes, prefix)
+		err := owner.WithPlatform(ctx, func(tx *gorm.DB) error {
+			return tx.Exec(`UPDATE tenants SET settings = jsonb_build_object('oidc', jsonb_build_object('issuer', ?::text, 'audience', ?::text))
+				WHERE id = ?`, f.issuer, "aud-"+id.String(), id).Error
+		})
+		if err != nil {
+			t.Fatalf("register issuer: %v", err)
+		}
+		err = owner.WithTenant(ctx, id, func(tx *gorm.DB) error {
+			for _, q := range []struct {
+				sql  string
+				args []any
+			}{
+				{`INSERT INTO api_keys (tenant_id, id, name, prefix, secret_hash, roles, created_by)
+					VALUES (?, ?, 'definer', ?, ?, ARRAY['admin'], 'catalog_test')`, []any{id, uuid.New(), prefix, []byte("hash")}},
+				{`INSERT INTO events (tenant_id, id, stream_id, version, type, data)
+					VALUES (?, ?, ?, 1, ?, '{}')`, []any{id, uuid.New(), "dp-" + randomHex(t, 4), f.eventType}},
+				{`INSERT INTO audit_events (tenant_id, id, occurred_at, actor, action, resource, status)
+					VALUES (?, ?, now(), 'catalog_test', 'definer.probe', 'probe', 0)`, []any{id, uuid.New()}},
+				{`INSERT INTO idempotency_keys (tenant_id, credential, key, request_hash, created_at, expires_at)
+					VALUES (?, 'api_key:catalog_test', ?, ?, now() - interval '2 hours', now() - interval '1 hour')`, []any{id, "dp-" + randomHex(t, 8), make([]byte, 32)}},
+				{`INSERT INTO order_views (tenant_id, id, customer_id, status, items, total, currency,
+					reservation_expires_at, version, created_at, updated_at)
+					VALUES (?, ?, 'c-1', 'pending', '[]', 0, 'EUR', now(), 1, now(), now())`, []any{id, uuid.New()}},
+				{`INSERT INTO products (tenant_id, id, sku, name, price, currency, stock_on_hand)
+					VALUES (?, ?, ?, 'Definer', 100, 'EUR', 5)`, []any{id, uuid.New(), "DP-" + randomHex(t, 4)}},
+				{`INSERT INTO payments (tenant_id, id, order_id, status, amount, currency, payment_method)
+					VALUES (?, ?, ?, 'processing', 100, 'EUR', 'card')`, []any{id, uuid.New(), uuid.New()}},
+			} {
+				if err := tx.Exec(q.sql, q.args...).Error; err != nil {
+					return err
+				}
+			}
+			return tenantFixtures["refunds"](tx, id) // a pending refund, due now
+		})
+		if err != nil {
+			t.Fatalf("fixture of %s: %v", id, err)
+		}
+	}
+	return f
+}
+
+// TestSecurityDefinersServeTheirScope (finding L6): every SECURITY DEFINER
+// function the runtime role may execute serves the scope of the
+// transaction that calls it. In tenant B's transaction it returns B's rows
+// and nothing of A (billing_close_period, which acts for every tenant,
+// refuses); with an unknown tenant or in the platform scope it returns
+// nothing (or refuses). Without a scope it is the background workers' and
+// the pre-tenant lookups' reach, and returns both tenants' rows. Before
+// migration 0018 every scope got both tenants' rows, events_dispatch_batch
+// every tenant's events.
+func TestSecurityDefinersServeTheirScope(t *testing.T) {
+	t.Parallel()
+	env := testenv.Get(t)
+	owner := env.OpenOwnerDB(t)
+	app := env.OpenDB(t, 4)
+	ctx := t.Context()
+	f := newDefinerFixture(t, owner)
+	both := []string{f.a.String(), f.b.String()}
+	slices.Sort(both)
+
+	var fns []string
+	if err := app.Unscoped(ctx).Raw(`
+		SELECT p.oid::regprocedure::text
+		FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+		WHERE n.nspname = 'public' AND p.prosecdef
+		  AND has_function_privilege('tenantd_app', p.oid, 'EXECUTE')
+		ORDER BY 1`).Scan(&fns).Error; err != nil {
+		t.Fatalf("list functions: %v", err)
+	}
+	scopes := []struct {
+		name string
+		run  func(fn func(tx *gorm.DB) error) error
+	}{
+		{"tenant B", func(fn func(tx *gorm.DB) error) error { return app.WithTenant(ctx, f.b, fn) }},
+		{"unknown tenant", func(fn func(tx *gorm.DB) error) error { return app.WithTenant(ctx, uuid.New(), fn) }},
+		{"platform", func(fn func(tx *gorm.DB) error) error { return app.WithPlatform(ctx, fn) }},
+		{"no scope (workers)", func(fn func(tx *gorm.DB) error) error { return app.Unscoped(ctx).Transaction(fn) }},
+	}
+	for _, fn := range fns {
+		t.Run(fn, func(t *testing.T) {
+			probe, ok := definerProbes[fn]
+			if !ok {
+				t.Fatalf("no probe for %s in definerProbes (catalog_test.go): add one that would return rows of both fixture tenants", fn)
+			}
+			refusesInScope := fn == "billing_close_period(text)"
+			counts := fn == "idempotency_sweep()" || fn == "billing_export_tenants(text,boolean)"
+			for _, sc := range scopes {
+				t.Run(sc.name, func(t *testing.T) {
+					var got probeResult
+					var callErr error
+					err := sc.run(func(tx *gorm.DB) error {
+						got, callErr = probe(tx, f)
+						return errRollback // a sweep deletes: leave everything as it was
+					})
+					if !errors.Is(err, errRollback) && callErr == nil {
+						t.Fatalf("transaction: %v", err)
+					}
+					worker := sc.name == "no scope (workers)"
+					switch {
+					case refusesInScope && !worker:
+						wantSQLState(t, callErr, "42501")
+					case callErr != nil:
+						t.Fatalf("got %v, want an answer", callErr)
+					case worker && counts:
+						if got.count < 2 {
+							t.Errorf("got %d, want at least both tenants' 2", got.count)
+						}
+					case worker && !refusesInScope:
+						if !slices.Equal(got.tenants, both) {
+							t.Errorf("got rows of %v, want both tenants' %v (the workers' reach)", got.tenants, both)
+						}
+					case sc.name == "tenant B" && counts:
+						if got.count != 1 {
+							t.Errorf("got %d, want 1 (B's own)", got.count)
+						}
+					case sc.name == "tenant B":
+						if want := []string{f.b.String()}; !slices.Equal(got.tenants, want) {
+							t.Errorf("got rows of %v, want B's only %v", got.tenants, want)
+						}
+					default:
+						if got.count != 0 {
+							t.Errorf("got %d rows of %v, want none", got.count, got.tenants)
+						}
+					}
+				})
+			}
+		})
+	}
+}
+
+// TestCasbinRuleDomains (finding L6): the runtime role reads every
+// tenant's rules (the adapter loads them outside tenant transactions) but
+// writes rules only in the domain of its transaction's tenant: none
+// without a tenant, none into another tenant's domain, and it cannot move
+// or remove another tenant's rules.
+func TestCasbinRuleDomains(t *testing.T) {
+	t.Parallel()
+	env := testenv.Get(t)
+	owner := env.OpenOwnerDB(t)
+	app := env.OpenDB(t, 2)
+	ctx := t.Context()
+	a, b := newTenant(t, owner), newTenant(t, owner)
+	role := "r" + randomHex(t, 6)
+	insert := func(tx *gorm.DB, domain uuid.UUID, name string) error {
+		return tx.Exec(`INSERT INTO casbin_rule (ptype, v0, v1, v2, v3) VALUES ('p', ?, ?, 'orders', 'read')`, name, domain.String()).Error
+	}
+	rulesOf := func(t *testing.T, tx *gorm.DB, domain uuid.UUID) []string {
+		t.Helper()
+		var names []string
+		if err := tx.Raw(`SELECT v0 FROM casbin_rule WHERE v1 = ? ORDER BY v0`, domain.String()).Scan(&names).Error; err != nil {
+			t.Fatal(err)
+		}
+		return names
+	}
+	if err := app.WithTenant(ctx, a, func(tx *gorm.DB) error { return insert(tx, a, role) }); err != nil {
+		t.Fatalf("A writes its own rule: %v", err)
+	}
+
+	t.Run("no tenant: insert refused", func(t *testing.T) {
+		wantSQLState(t, insert(app.Unscoped(ctx), a, role+"-x"), "42501")
+	})
+	t.Run("platform scope: insert refused", func(t *testing.T) {
+		wantSQLState(t, app.WithPlatform(ctx, func(tx *gorm.DB) error { return insert(tx, a, role+"-x") }), "42501")
+	})
+	t.Run("into another tenant's domain: refused", func(t *testing.T) {
+		wantSQLState(t, app.WithTenant(ctx, b, func(tx *gorm.DB) error { return insert(tx, a, role+"-x") }), "42501")
+	})
+	t.Run("own domain: allowed", func(t *testing.T) {
+		if err := app.WithTenant(ctx, b, func(tx *gorm.DB) error { return insert(tx, b, role) }); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("another tenant's rules cannot be changed or removed", func(t *testing.T) {
+		err := app.WithTenant(ctx, b, func(tx *gorm.DB) error {
+			if res := tx.Exec(`UPDATE casbin_rule SET v3 = 'write' WHERE v1 = ?`, a.String()); res.Error != nil || res.RowsAffected != 0 {
+				t.Errorf("update A's rules: got %d rows, %v; want 0", res.RowsAffected, res.Error)
+			}
+			if res := tx.Exec(`DELETE FROM casbin_rule WHERE v1 = ?`, a.String()); res.Error != nil || res.RowsAffected != 0 {
+				t.Errorf("delete A's rules: got %d rows, %v; want 0", res.RowsAffected, res.Error)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = app.WithTenant(ctx, b, func(tx *gorm.DB) error {
+			return tx.Exec(`UPDATE casbin_rule SET v1 = ? WHERE v1 = ?`, a.String(), b.String()).Error
+		})
+		wantSQLState(t, err, "42501")
+		if res := app.Unscoped(ctx).Exec(`DELETE FROM casbin_rule WHERE v1 = ?`, a.String()); res.Error != nil || res.RowsAffected != 0 {
+			t.Errorf("delete without a tenant: got %d rows, %v; want 0", res.RowsAffected, res.Error)
+		}
+	})
+	t.Run("reads stay open", func(t *testing.T) {
+		if got := rulesOf(t, app.Unscoped(ctx), a); !slices.Equal(got, []string{role}) {
+			t.Errorf("A's rules without a tenant: got %v, want [%s]", got, role)
+		}
+		err := app.WithTenant(ctx, b, func(tx *gorm.DB) error {
+			if got := rulesOf(t, tx, a); !slices.Equal(got, []string{role}) {
+				t.Errorf("A's rules in B's transaction: got %v, want [%s] (the adapter reads across tenants)", got, role)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
 		}
 	})
 }
