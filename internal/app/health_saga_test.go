@@ -139,7 +139,6 @@ func sagaCount(t *testing.T, m *obs.Metrics, outcome string) float64 {
 	return metric.GetCounter().GetValue()
 }
 
-
 func randomSuffix(t *testing.T) string {
 	t.Helper()
 	b := make([]byte, 6)
