@@ -68,7 +68,6 @@ type EventResponse struct {
 	ID        uuid.UUID       `json:"id"`
 	Type      string          `json:"type"`
 	Version   int64           `json:"version"`
-	Position  int64           `json:"position"`
 	Data      json.RawMessage `json:"data"`
 	Metadata  events.Metadata `json:"metadata"`
 	CreatedAt time.Time       `json:"created_at"`
@@ -177,7 +176,7 @@ func (h *Handler) events(c *gin.Context) {
 	}
 	out := make([]EventResponse, len(es))
 	for i, e := range es {
-		out[i] = EventResponse{ID: e.ID, Type: e.Type, Version: e.Version, Position: e.Position, Data: e.Data, Metadata: e.Metadata, CreatedAt: e.CreatedAt}
+		out[i] = EventResponse{ID: e.ID, Type: e.Type, Version: e.Version, Data: e.Data, Metadata: e.Metadata, CreatedAt: e.CreatedAt}
 	}
 	c.JSON(http.StatusOK, gin.H{"data": out, "next_cursor": nil})
 }

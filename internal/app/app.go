@@ -176,7 +176,7 @@ func New(cfg config.Config, d *db.DB, rdb *redis.Client, log *slog.Logger) (*App
 	logHandler.Routes(tenantRoutes)
 	billingHandler := billing.NewHandler(billing.NewReporter(d), billing.NewExporter(d.LongRunning()))
 	billingHandler.Routes(tenantRoutes)
-	audit.NewHandler(a.Audit).Routes(tenantRoutes)
+	audit.NewHandler(a.Audit, cursors).Routes(tenantRoutes)
 
 	// Without an operator credential configured the operator routes do not
 	// exist (404).

@@ -1,8 +1,6 @@
 package audit
 
 import (
-	"encoding/base64"
-	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"net/http"
@@ -14,6 +12,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
 
+	"github.com/tenantd/tenantd/internal/events"
 	"github.com/tenantd/tenantd/internal/fault"
 	"github.com/tenantd/tenantd/internal/httpx"
 	"github.com/tenantd/tenantd/internal/identity"
@@ -24,11 +23,15 @@ const Permission = "audit:read"
 
 // Handler serves GET /v1/audit-events.
 type Handler struct {
-	a *Auditor
+	a       *Auditor
+	cursors *events.Cursors
 }
 
-// NewHandler returns the audit trail's handler.
-func NewHandler(a *Auditor) *Handler { return &Handler{a: a} }
+// NewHandler returns the audit trail's handler. Its page cursors are
+// sealed by cursors, as the event log's are: a row's position is drawn from
+// the sequence every tenant shares, so in the clear it would count other
+// tenants' activity.
+func NewHandler(a *Auditor, cursors *events.Cursors) *Handler { return &Handler{a: a, cursors: cursors} }
 
 // Routes registers GET /audit-events on the /v1 router.
 func (h *Handler) Routes(r *httpx.Router) {
@@ -88,7 +91,7 @@ func (h *Handler) list(c *gin.Context) {
 		httpx.Fail(c, fault.Unauthenticated, "a tenant credential is required")
 		return
 	}
-	f, err := parseFilter(c)
+	f, err := parseFilter(c, func(v string) (int64, error) { return h.cursors.Open(p.TenantID, v) })
 	if err != nil {
 		httpx.Error(c, err)
 		return
@@ -101,7 +104,7 @@ func (h *Handler) list(c *gin.Context) {
 	out := httpx.List[EventResponse]{Data: make([]EventResponse, 0, min(len(evs), f.Limit))}
 	for i, e := range evs {
 		if i == f.Limit {
-			cur := encodeCursor(evs[i-1].Position)
+			cur := h.cursors.Seal(p.TenantID, evs[i-1].Position)
 			out.NextCursor = &cur
 			break
 		}
@@ -112,7 +115,7 @@ func (h *Handler) list(c *gin.Context) {
 
 // parseFilter reads and validates the list's query; every malformed
 // parameter is named in one 422.
-func parseFilter(c *gin.Context) (Filter, error) {
+func parseFilter(c *gin.Context, openCursor func(string) (int64, error)) (Filter, error) {
 	f := Filter{Limit: 50}
 	var fields fault.Fields
 	text := func(name string, max int) (string, bool) {
@@ -160,34 +163,11 @@ func parseFilter(c *gin.Context) (Filter, error) {
 		}
 	}
 	if v, present := c.GetQuery("cursor"); present {
-		pos, ok := decodeCursor(v)
-		if !ok {
+		pos, err := openCursor(v)
+		if err != nil || pos <= 0 {
 			fields.Add("cursor", "is not a cursor returned by this API")
 		}
 		f.BeforePosition = pos
 	}
 	return f, fields.Err()
-}
-
-// cursorVersion opens every cursor: cursors of the seq-ordered list that
-// came before are refused, not misread.
-const cursorVersion = 'p'
-
-// A cursor is the last returned event's position, as cursorVersion and 8
-// big-endian bytes in unpadded base64url; the next page holds the events
-// before it.
-func encodeCursor(pos int64) string {
-	var b [9]byte
-	b[0] = cursorVersion
-	binary.BigEndian.PutUint64(b[1:], uint64(pos))
-	return base64.RawURLEncoding.EncodeToString(b[:])
-}
-
-func decodeCursor(s string) (int64, bool) {
-	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil || len(b) != 9 || b[0] != cursorVersion {
-		return 0, false
-	}
-	pos := int64(binary.BigEndian.Uint64(b[1:]))
-	return pos, pos > 0
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/tenantd/tenantd/internal/audit"
+	eventlog "github.com/tenantd/tenantd/internal/events"
 	"github.com/tenantd/tenantd/internal/fault"
 	"github.com/tenantd/tenantd/internal/httpx"
 	"github.com/tenantd/tenantd/internal/identity"
@@ -79,7 +80,11 @@ func TestListEvents(t *testing.T) {
 			c.Next()
 		}
 	}
-	audit.NewHandler(aud).Routes(httpx.NewRouter(v1, &httpx.Table{}, authorize, func(p string) bool { return p == audit.Permission }))
+	cursors, err := eventlog.NewCursors([]byte("audit-http-test-cursor-secret-0123456789"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	audit.NewHandler(aud, cursors).Routes(httpx.NewRouter(v1, &httpx.Table{}, authorize, func(p string) bool { return p == audit.Permission }))
 
 	get := func(t *testing.T, tenantID uuid.UUID, roles, query string) (int, []byte) {
 		t.Helper()
