@@ -31,7 +31,9 @@ type Handler struct {
 // sealed by cursors, as the event log's are: a row's position is drawn from
 // the sequence every tenant shares, so in the clear it would count other
 // tenants' activity.
-func NewHandler(a *Auditor, cursors *events.Cursors) *Handler { return &Handler{a: a, cursors: cursors} }
+func NewHandler(a *Auditor, cursors *events.Cursors) *Handler {
+	return &Handler{a: a, cursors: cursors}
+}
 
 // Routes registers GET /audit-events on the /v1 router.
 func (h *Handler) Routes(r *httpx.Router) {
