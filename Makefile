@@ -26,6 +26,18 @@ test: ## the whole test suite with the race detector, against real PostgreSQL an
 chaos: ## fault suite: two real replicas under load through SIGKILL, PostgreSQL and Redis outages, SIGTERM, a paused lease holder and held locks (~2 min)
 	$(GO) test -tags chaos -count=1 -timeout 12m -v ./internal/chaos/
 
+# Native Go fuzz targets (their seed corpora in internal/httpx/testdata/fuzz
+# also run as plain tests in `make test`).
+FUZZTIME     ?= 15s
+FUZZ_TARGETS := FuzzDecodeStrict FuzzParsePage FuzzParseID FuzzCheckParams
+
+.PHONY: fuzz
+fuzz: ## fuzz the JSON binder and the query, cursor and path parsers, FUZZTIME (15s) each
+	@for f in $(FUZZ_TARGETS); do \
+		echo "fuzz $$f for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) ./internal/httpx/ || exit 1; \
+	done
+
 .PHONY: lint
 lint: ## gofmt, go vet, staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
