@@ -225,6 +225,13 @@ func (d *DB) tenantTx(ctx context.Context, tenantID uuid.UUID, fn func(tx *gorm.
 	// BEGIN and the tenant in one round trip; tenantID is a UUID, so its
 	// text needs no quoting beyond the literal's.
 	setTenant := "SELECT set_config('app.tenant_id', '" + tenantID.String() + "', true)"
+	committed := false
+	defer func() {
+		// Deferred, so that a panic still ends the hook's claim.
+		if after != nil {
+			after(committed)
+		}
+	}()
 	err := d.runTx(ctx, setTenant, func(tx *gorm.DB) error {
 		if err := fn(tx); err != nil {
 			return err
@@ -236,9 +243,7 @@ func (d *DB) tenantTx(ctx context.Context, tenantID uuid.UUID, fn func(tx *gorm.
 		after, err = beforeCommit(ctx, tx, tenantID)
 		return err
 	})
-	if after != nil {
-		after(err == nil)
-	}
+	committed = err == nil
 	return err
 }
 

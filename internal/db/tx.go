@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"strings"
 	"syscall"
@@ -37,6 +38,9 @@ var errConnectionLost = fault.New(fault.Unavailable, "the database connection wa
 // connectionLost reports whether err means the connection to PostgreSQL
 // failed or was ended by the server, rather than a statement failing.
 func connectionLost(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return false // a deadline or a caller's cancellation, not the connection
+	}
 	var pg *pgconn.PgError
 	if errors.As(err, &pg) {
 		// Class 08: connection exception; 57P01/02/03: the server shut
@@ -80,6 +84,17 @@ type connTx struct {
 	// afterCommit are the functions AfterCommit registered, run in order
 	// once the transaction has committed.
 	afterCommit []func()
+	// failed is the first PostgreSQL error a statement of the transaction
+	// met, for COMMIT to report if fn carried on regardless.
+	failed *pgconn.PgError
+}
+
+// note keeps err if it is the transaction's first PostgreSQL error.
+func (t *connTx) note(err error) {
+	var pg *pgconn.PgError
+	if t.failed == nil && errors.As(err, &pg) {
+		t.failed = pg
+	}
 }
 
 // AfterCommit runs fn once tx, a WithTenant or WithPlatform transaction,
@@ -128,14 +143,35 @@ func (d *DB) runTx(ctx context.Context, setup string, fn func(tx *gorm.DB) error
 	if err := t.commit(ctx); err != nil {
 		return err
 	}
-	for _, fn := range t.afterCommit {
-		fn()
-	}
+	t.runAfterCommit(ctx)
 	return nil
 }
 
+// runAfterCommit runs the AfterCommit functions; a panicking one is logged
+// and skipped, since the transaction has committed and must be reported
+// so.
+func (t *connTx) runAfterCommit(ctx context.Context) {
+	for _, fn := range t.afterCommit {
+		func() {
+			defer func() {
+				if r := recover(); r != nil {
+					slog.ErrorContext(ctx, "db: an after-commit function panicked", "panic", r)
+				}
+			}()
+			fn()
+		}()
+	}
+}
+
+// commitTimeout bounds COMMIT, which runs even when the request's context
+// is done: once fn succeeded, abandoning the COMMIT midway would leave its
+// outcome unknown to us while the server may well have committed.
+const commitTimeout = 10 * time.Second
+
 // commit sends COMMIT and checks the server committed.
 func (t *connTx) commit(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
+	defer cancel()
 	var tag string
 	err := t.conn.Raw(func(dc any) error {
 		c, ok := dc.(*stdlib.Conn)
@@ -153,6 +189,11 @@ func (t *connTx) commit(ctx context.Context) error {
 		return fmt.Errorf("commit: %w", err)
 	}
 	if tag == "ROLLBACK" {
+		if t.failed != nil {
+			// fn went on after a failed statement: report that statement's
+			// error (a deadlock is retried, a conflict keeps its meaning).
+			return fmt.Errorf("%w: %w", errRolledBack, t.failed)
+		}
 		return errRolledBack
 	}
 	return nil
@@ -184,12 +225,16 @@ func (t *connTx) PrepareContext(ctx context.Context, query string) (*sql.Stmt, e
 
 // ExecContext implements gorm.ConnPool.
 func (t *connTx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	return t.conn.ExecContext(ctx, query, args...)
+	res, err := t.conn.ExecContext(ctx, query, args...)
+	t.note(err)
+	return res, err
 }
 
 // QueryContext implements gorm.ConnPool.
 func (t *connTx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	return t.conn.QueryContext(ctx, query, args...)
+	rows, err := t.conn.QueryContext(ctx, query, args...)
+	t.note(err)
+	return rows, err
 }
 
 // QueryRowContext implements gorm.ConnPool.

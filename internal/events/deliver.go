@@ -169,6 +169,12 @@ func (d *Dispatcher) deliverBatch(ctx context.Context, s *subscription, from int
 				return err
 			}
 		}
+		if len(order) > 1 {
+			// WithTenant's commit hook expects the tenant it began with.
+			if err := db.SetTenant(tx, order[0]); err != nil {
+				return err
+			}
+		}
 		return advanceTo(tx, s.name, batch[len(batch)-1].Position)
 	})
 	switch {
