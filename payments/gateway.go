@@ -25,6 +25,12 @@ type Gateway interface {
 	// Get looks up the charge sent with paymentID as its idempotency key.
 	Get(ctx context.Context, paymentID uuid.UUID) (Lookup, error)
 	Refund(ctx context.Context, r RefundRequest) (RefundResult, error)
+	// Void closes the idempotency key of c at the gateway: it answers the
+	// charge made with that key or, when none was made, records the key as
+	// voided, so that the charge, should it still be on its way, is
+	// refused. A payment is only ever given up as failed after Void: a
+	// charge the gateway has "not seen" may yet arrive and be approved.
+	Void(ctx context.Context, c Charge) (Result, error)
 }
 
 // Charge is a request to take Amount of Currency with a payment method.
@@ -40,6 +46,8 @@ type Result struct {
 	Approved      bool
 	Reference     string // the gateway's id of the charge
 	DeclineReason string // why it declined, when it did
+	// Voided: no charge was made with the key, and Void has closed it.
+	Voided bool
 }
 
 // Lookup is what the gateway knows of a charge: nothing (Found false: it
@@ -219,6 +227,34 @@ func (r *Resilient) Get(ctx context.Context, paymentID uuid.UUID) (Lookup, error
 	return call(ctx, r, func(ctx context.Context) (Lookup, error) { return r.next.Get(ctx, paymentID) })
 }
 
+// Void closes a charge's key with retries, but around the breaker rather
+// than through it: it is called right after charges failed, when the
+// breaker may well be open, and it is what decides whether a payment can
+// be given up (see Gateway.Void). ErrUnavailable when the gateway cannot
+// be reached.
+func (r *Resilient) Void(ctx context.Context, c Charge) (Result, error) {
+	attempt := func() (Result, error) {
+		actx, cancel := context.WithTimeout(ctx, r.opts.AttemptTimeout)
+		defer cancel()
+		res, err := r.next.Void(actx, c)
+		if err != nil && (IsPermanent(err) || ctx.Err() != nil) {
+			return res, backoff.Permanent(err)
+		}
+		return res, err
+	}
+	b := &backoff.ExponentialBackOff{
+		InitialInterval:     r.opts.InitialInterval,
+		RandomizationFactor: r.opts.Jitter,
+		Multiplier:          r.opts.Multiplier,
+		MaxInterval:         r.opts.MaxInterval,
+	}
+	res, err := backoff.Retry(ctx, attempt, backoff.WithBackOff(b), backoff.WithMaxElapsedTime(r.opts.MaxElapsed))
+	if err != nil && !IsPermanent(err) {
+		return Result{}, errors.Join(ErrUnavailable, err)
+	}
+	return res, err
+}
+
 // Refund refunds as Charge charges: through the breaker, with retries,
 // ErrUnavailable when the gateway cannot be reached.
 func (r *Resilient) Refund(ctx context.Context, rr RefundRequest) (RefundResult, error) {
@@ -229,8 +265,10 @@ func (r *Resilient) Refund(ctx context.Context, rr RefundRequest) (RefundResult,
 // retrying transient failures with backoff until MaxElapsed has passed.
 func call[T any](ctx context.Context, r *Resilient, op func(context.Context) (T, error)) (T, error) {
 	var zero T
+	sent := false // whether any attempt reached the gateway
 	attempt := func() (T, error) {
 		v, err := r.breaker.Execute(func() (any, error) {
+			sent = true
 			actx, cancel := context.WithTimeout(ctx, r.opts.AttemptTimeout)
 			defer cancel()
 			v, err := op(actx)
@@ -263,7 +301,16 @@ func call[T any](ctx context.Context, r *Resilient, op func(context.Context) (T,
 	case IsPermanent(err):
 		return zero, err
 	case ctx.Err() != nil:
-		return zero, errors.Join(ctx.Err(), err)
+		err = errors.Join(ctx.Err(), err)
+	default:
+		err = errors.Join(ErrUnavailable, err)
 	}
-	return zero, errors.Join(ErrUnavailable, err)
+	if !sent {
+		err = errors.Join(ErrNotSent, err)
+	}
+	return zero, err
 }
+
+// ErrNotSent: no attempt of the call reached the gateway (the circuit
+// breaker refused every one), so the gateway cannot have acted on it.
+var ErrNotSent = errors.New("payments: the call never reached the gateway")

@@ -38,6 +38,13 @@ func (g *scripted) Get(context.Context, uuid.UUID) (payments.Lookup, error) {
 	return payments.Lookup{}, nil
 }
 
+func (g *scripted) Void(context.Context, payments.Charge) (payments.Result, error) {
+	if err := g.fail(); err != nil {
+		return payments.Result{}, err
+	}
+	return payments.Result{Voided: true, DeclineReason: "voided"}, nil
+}
+
 func (g *scripted) Refund(context.Context, payments.RefundRequest) (payments.RefundResult, error) {
 	if err := g.fail(); err != nil {
 		return payments.RefundResult{}, err
@@ -219,6 +226,10 @@ type gatewayFunc func(ctx context.Context, c payments.Charge) (payments.Result, 
 
 func (f gatewayFunc) Charge(ctx context.Context, c payments.Charge) (payments.Result, error) {
 	return f(ctx, c)
+}
+
+func (f gatewayFunc) Void(context.Context, payments.Charge) (payments.Result, error) {
+	return payments.Result{Voided: true, DeclineReason: "voided"}, nil
 }
 
 func (f gatewayFunc) Get(context.Context, uuid.UUID) (payments.Lookup, error) {

@@ -96,6 +96,11 @@ func (g *countingGateway) Get(ctx context.Context, paymentID uuid.UUID) (payment
 	return g.next.Get(ctx, paymentID)
 }
 
+func (g *countingGateway) Void(ctx context.Context, c payments.Charge) (payments.Result, error) {
+	g.lookups.Add(1)
+	return g.next.Void(ctx, c)
+}
+
 func (g *countingGateway) Refund(ctx context.Context, r payments.RefundRequest) (payments.RefundResult, error) {
 	g.refunds.Add(1)
 	switch {

@@ -28,10 +28,12 @@ type Reconciled struct {
 //   - payments still processing longer than the Service's reconcile age
 //     (WithReconcileAfter), whose outcome was never written because the
 //     process died or the database was down when the gateway answered: the
-//     gateway is asked what became of each charge (Get), and the outcome is
-//     written and payment.succeeded or payment.failed appended exactly as
-//     Pay would have; a charge the gateway never saw is failed with
-//     ReasonGatewayUnavailable, which leaves the order payable;
+//     charge's key is closed at the gateway (Void), which answers what
+//     became of the charge, and the outcome is written and
+//     payment.succeeded or payment.failed appended exactly as Pay would
+//     have; a charge the gateway never saw is refused from then on and the
+//     payment failed with ReasonGatewayUnavailable, which leaves the order
+//     payable;
 //   - pending refunds that are due: the saga's refunds for cancelled orders
 //     at once, a request's once the request has had the reconcile age to
 //     send it, and any the gateway could not take, again after that age.
@@ -92,16 +94,14 @@ func (s *Service) reconcilePayment(ctx context.Context, tenantID, id uuid.UUID) 
 	if err != nil || p.Status != StatusProcessing {
 		return false, err
 	}
-	l, err := s.gateway.Get(ctx, id)
+	// Close the charge's key: the gateway answers the charge if it made
+	// one, and otherwise refuses it from now on, so a charge still on its
+	// way can never be approved after the payment is failed.
+	res, err := s.gateway.Void(ctx, chargeOf(p))
 	if err != nil {
 		return false, err
 	}
-	if l.Found {
-		settle(&p, l.Result, nil)
-	} else {
-		// Older than the longest a charge can take: it will not arrive.
-		p.Status, p.FailureReason = StatusFailed, ReasonGatewayUnavailable
-	}
+	settle(&p, res, nil)
 	var settled bool
 	err = s.db.WithTenant(ctx, tenantID, func(tx *gorm.DB) error {
 		settled = false // WithTenant may run this again

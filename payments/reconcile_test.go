@@ -554,3 +554,72 @@ func TestSimulatedKeepsBooks(t *testing.T) {
 		t.Errorf("get a declined charge: got %+v, %v, want found and declined", l, err)
 	}
 }
+
+// lateGateway answers every charge with a transient error while the charge
+// itself still reaches the gateway behind it some time later, as a charge
+// stuck in a slow network would.
+type lateGateway struct {
+	payments.Gateway
+	late    atomic.Bool
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	landed  []payments.Result // what the late charges got
+	landErr []error
+}
+
+func (g *lateGateway) Charge(ctx context.Context, c payments.Charge) (payments.Result, error) {
+	if !g.late.Load() {
+		return g.Gateway.Charge(ctx, c)
+	}
+	g.wg.Go(func() {
+		time.Sleep(200 * time.Millisecond)
+		res, err := g.Gateway.Charge(context.Background(), c)
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		g.landed, g.landErr = append(g.landed, res), append(g.landErr, err)
+	})
+	return payments.Result{}, errFlaky
+}
+
+// TestLateChargeIsRefused: a payment is only given up after its key is
+// closed at the gateway (Void), so a charge still on its way when Pay gave
+// up is refused when it lands, and the customer, who pays again, is
+// charged once.
+func TestLateChargeIsRefused(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, 4)
+	lg := &lateGateway{Gateway: payments.NewSimulated(f.db, payments.SimulatedOptions{})}
+	lg.late.Store(true)
+	opts := fastRetries
+	opts.MaxElapsed = 50 * time.Millisecond
+	opts.TripAfter = 1000
+	svc := payments.NewService(f.db, f.orders, payments.NewResilient(lg, opts))
+	tenantID := f.tenant(t)
+	orderID := f.order(t, tenantID, 900)
+	first, err := svc.Pay(t.Context(), tenantID, payments.NewPayment{OrderID: orderID, Amount: 900, Currency: "EUR", Method: payments.MethodCard})
+	if !errors.Is(err, payments.ErrGatewayUnavailable) || first.Status != payments.StatusFailed {
+		t.Fatalf("got %s, %v; want failed and ErrGatewayUnavailable", first.Status, err)
+	}
+	lg.wg.Wait() // every late charge has landed
+	lg.mu.Lock()
+	for i, res := range lg.landed {
+		if lg.landErr[i] != nil || res.Approved {
+			t.Errorf("late charge %d: got %+v, %v; want it refused (the key was voided)", i, res, lg.landErr[i])
+		}
+	}
+	if len(lg.landed) == 0 {
+		t.Error("got no late charge, want the test to send some")
+	}
+	lg.mu.Unlock()
+
+	lg.late.Store(false)
+	second, err := svc.Pay(t.Context(), tenantID, payments.NewPayment{OrderID: orderID, Amount: 900, Currency: "EUR", Method: payments.MethodCard})
+	if err != nil || second.Status != payments.StatusSucceeded {
+		t.Fatalf("pay again: got %s, %v; want succeeded", second.Status, err)
+	}
+	approved := f.ownerCount(t, tenantID, `SELECT count(*) FROM sim_gateway_charges
+		WHERE idempotency_key IN (?, ?) AND status = 'approved'`, first.ID, second.ID)
+	if approved != 1 {
+		t.Errorf("got %d approved charges for the order, want 1", approved)
+	}
+}

@@ -120,7 +120,10 @@ func (s *Service) Pay(ctx context.Context, tenantID uuid.UUID, n NewPayment) (Pa
 		if err := n.Check(target); err != nil {
 			return err
 		}
-		row, err = insertPayment(tx, row)
+		inserted, err := insertPayment(tx, row) // row stays intact for a retry
+		if err == nil {
+			row = inserted
+		}
 		return err
 	})
 	if err != nil {
@@ -132,6 +135,11 @@ func (s *Service) Pay(ctx context.Context, tenantID uuid.UUID, n NewPayment) (Pa
 	ctx = context.WithoutCancel(ctx)
 	p := toModel(row)
 	res, gerr := s.charge(ctx, p)
+	if errors.Is(gerr, errUndecided) {
+		// Neither charged nor closed: the payment stays processing, and
+		// the reconciler closes its key once the gateway answers again.
+		return p, fmt.Errorf("pay order %s: payment %s: %w: %w", n.OrderID, p.ID, ErrGatewayUnavailable, gerr)
+	}
 	settle(&p, res, gerr)
 	p, err = s.record(ctx, p)
 	if err != nil {
@@ -148,6 +156,9 @@ func settle(p *Payment, res Result, err error) {
 	switch {
 	case err == nil && res.Approved:
 		p.Status, p.Captured, p.GatewayReference = StatusSucceeded, p.Amount, res.Reference
+	case err == nil && res.Voided:
+		// Never charged, and now never will be: the order stays payable.
+		p.Status, p.FailureReason, p.GatewayReference = StatusFailed, ReasonGatewayUnavailable, res.Reference
 	case err == nil:
 		p.Status, p.FailureReason, p.DeclineReason = StatusFailed, ReasonDeclined, res.DeclineReason
 		p.GatewayReference = res.Reference
@@ -158,18 +169,32 @@ func settle(p *Payment, res Result, err error) {
 	}
 }
 
+// errUndecided: the charge failed transiently and its key could not be
+// closed either, so the gateway may yet charge it; the payment must stay
+// processing.
+var errUndecided = errors.New("the gateway neither answered the charge nor closed its key")
+
 // charge asks the gateway to charge p. A transient failure may have lost
-// the answer to a charge that was made all the same: then the gateway is
-// asked what became of it before the payment is given up as unavailable.
+// the answer to a charge that was made all the same, or the charge may
+// still be on its way: then the charge's key is closed at the gateway
+// (Void), which answers what became of it, before the payment is given up.
+// When even that fails the outcome is errUndecided.
 func (s *Service) charge(ctx context.Context, p Payment) (Result, error) {
-	res, err := s.gateway.Charge(ctx, Charge{PaymentID: p.ID, Amount: p.Amount, Currency: p.Currency, Method: p.Method})
-	if err == nil || IsPermanent(err) {
-		return res, err
+	c := chargeOf(p)
+	res, err := s.gateway.Charge(ctx, c)
+	if err == nil || IsPermanent(err) || errors.Is(err, ErrNotSent) {
+		return res, err // decided, or never sent: the gateway cannot charge it later
 	}
-	if l, lerr := s.gateway.Get(ctx, p.ID); lerr == nil && l.Found {
-		return l.Result, nil
+	v, verr := s.gateway.Void(ctx, c)
+	if verr != nil {
+		return Result{}, fmt.Errorf("%w: charge: %w; void: %w", errUndecided, err, verr)
 	}
-	return res, err
+	return v, nil
+}
+
+// chargeOf is the gateway charge of p, keyed by its id.
+func chargeOf(p Payment) Charge {
+	return Charge{PaymentID: p.ID, Amount: p.Amount, Currency: p.Currency, Method: p.Method}
 }
 
 // record writes p's outcome and appends its event in one transaction,

@@ -99,8 +99,36 @@ func (c simCharge) result() Result {
 	r := Result{Approved: c.Status == "approved", Reference: c.Reference}
 	if c.DeclineReason != nil {
 		r.DeclineReason = *c.DeclineReason
+		r.Voided = r.DeclineReason == voidedReason
 	}
 	return r
+}
+
+// voidedReason is the decline reason of a key closed by Void.
+const voidedReason = "voided"
+
+// Void closes c's key: the first decision for a key stands, so a charge
+// recorded before answers, and a charge arriving after finds the key
+// declined.
+func (s *Simulated) Void(ctx context.Context, c Charge) (Result, error) {
+	if err := s.wait(ctx); err != nil {
+		return Result{}, err
+	}
+	reason := voidedReason
+	row := simCharge{IdempotencyKey: c.PaymentID, Amount: c.Amount, Currency: c.Currency, Method: c.Method,
+		Status: "declined", DeclineReason: &reason, Reference: "sim_void_" + c.PaymentID.String()}
+	res := s.db.Unscoped(ctx).Clauses(clause.OnConflict{DoNothing: true}).Create(&row)
+	if res.Error != nil {
+		return Result{}, fmt.Errorf("simulated gateway: void %s: %w", c.PaymentID, res.Error)
+	}
+	if res.RowsAffected == 0 {
+		l, err := s.lookup(ctx, c.PaymentID)
+		if err == nil && !l.Found {
+			err = errors.New("simulated gateway: charge vanished")
+		}
+		return l.Result, err
+	}
+	return row.result(), nil
 }
 
 // simRefund is a row of sim_gateway_refunds.
