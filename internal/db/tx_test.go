@@ -33,7 +33,8 @@ func TestCommitOutlivesCancellation(t *testing.T) {
 	}
 	var n int64
 	if err := owner.WithTenant(t.Context(), tenant, func(tx *gorm.DB) error {
-		return tx.Raw("SELECT count(*) FROM products WHERE sku = 'CANCELLED-COMMIT'").Scan(&n).Error
+		// The owner may see past the tenant (its own policies): filter.
+		return tx.Raw("SELECT count(*) FROM products WHERE tenant_id = ? AND sku = 'CANCELLED-COMMIT'", tenant).Scan(&n).Error
 	}); err != nil {
 		t.Fatal(err)
 	}
