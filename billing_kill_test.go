@@ -1,15 +1,12 @@
 package main_test
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"sync"
@@ -128,96 +125,19 @@ func TestMeteringDurability(t *testing.T) {
 	})
 }
 
-// meterServer is a `tenantd serve` child process.
+// meterServer is a `tenantd serve` child process (see startServe) and the
+// tenant key and GET path its load uses.
 type meterServer struct {
-	base   string
-	cmd    *exec.Cmd
-	logs   *meterLog
-	exited chan error
-	client *http.Client
-	key    string
-	path   string // GET path of the load
-}
-
-// meterLog is a bytes.Buffer safe for the child's two output streams.
-type meterLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *meterLog) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *meterLog) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	*shutdownServer
+	key  string
+	path string // GET path of the load
 }
 
 // startMeterServer starts bin serve on a free port and waits until it is ready.
 func startMeterServer(t *testing.T, bin, dbURL, redisURL string) *meterServer {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	s := &meterServer{base: "http://" + addr, logs: &meterLog{}, exited: make(chan error, 1),
-		client: &http.Client{Timeout: 10 * time.Second}}
-	s.cmd = exec.Command(bin, "serve")
-	s.cmd.Env = append(os.Environ(), "DATABASE_URL="+dbURL, "REDIS_URL="+redisURL, "HTTP_ADDR="+addr,
-		"PLATFORM_API_KEY="+meteringOperatorKey, "SHUTDOWN_DRAIN_DELAY=200ms", "SHUTDOWN_TIMEOUT=10s", "LOG_LEVEL=warn")
-	s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
-	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { s.exited <- s.cmd.Wait() }()
-	t.Cleanup(func() {
-		if s.cmd.ProcessState == nil {
-			s.cmd.Process.Kill() //nolint:errcheck // best effort after a failed test
-			<-s.exited
-		}
-	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		status, _, err := s.call("GET", "/readyz", "", nil)
-		if err == nil && status == http.StatusOK {
-			return s
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("tenantd did not become ready: %v %d\n%s", err, status, s.logs.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-func (s *meterServer) call(method, path, key string, body any) (int, map[string]any, error) {
-	var r io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return 0, nil, err
-		}
-		r = bytes.NewReader(b)
-	}
-	req, err := http.NewRequest(method, s.base+path, r)
-	if err != nil {
-		return 0, nil, err
-	}
-	req.Header.Set("Authorization", "Bearer "+key)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := s.client.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	var m map[string]any
-	json.NewDecoder(resp.Body).Decode(&m) //nolint:errcheck // some answers have no body
-	return resp.StatusCode, m, nil
+	return &meterServer{shutdownServer: startServe(t, bin, 10*time.Second, "DATABASE_URL="+dbURL, "REDIS_URL="+redisURL,
+		"PLATFORM_API_KEY="+meteringOperatorKey, "SHUTDOWN_DRAIN_DELAY=200ms", "SHUTDOWN_TIMEOUT=10s", "LOG_LEVEL=warn")}
 }
 
 // setUp creates a tenant on the enterprise plan and a product through the

@@ -205,6 +205,17 @@ func buildShutdownBinary(t *testing.T) string {
 // redisURL, and waits until /readyz answers 200.
 func startShutdownServer(t *testing.T, bin string, env *testenv.Env, redisURL string) *shutdownServer {
 	t.Helper()
+	return startServe(t, bin, 15*time.Second, "DATABASE_URL="+env.AppURL, "REDIS_URL="+redisURL,
+		"PLATFORM_API_KEY="+operatorKey, "SHUTDOWN_DRAIN_DELAY=500ms", "SHUTDOWN_TIMEOUT=10s",
+		"PAYMENT_GATEWAY_LATENCY=300ms", "LOG_LEVEL=warn")
+}
+
+// startServe starts `bin serve` on a free loopback port with the
+// environment vars added to this process's, talks to it with a client of
+// the given timeout, and waits until /readyz answers 200. The process is
+// killed when the test ends, if it still runs.
+func startServe(t *testing.T, bin string, clientTimeout time.Duration, vars ...string) *shutdownServer {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -213,11 +224,9 @@ func startShutdownServer(t *testing.T, bin string, env *testenv.Env, redisURL st
 	l.Close()
 
 	s := &shutdownServer{base: "http://" + addr, logs: &shutdownLog{}, exited: make(chan error, 1),
-		client: &http.Client{Timeout: 15 * time.Second}}
+		client: &http.Client{Timeout: clientTimeout}}
 	s.cmd = exec.Command(bin, "serve")
-	s.cmd.Env = append(os.Environ(), "DATABASE_URL="+env.AppURL, "REDIS_URL="+redisURL, "HTTP_ADDR="+addr,
-		"PLATFORM_API_KEY="+operatorKey, "SHUTDOWN_DRAIN_DELAY=500ms", "SHUTDOWN_TIMEOUT=10s",
-		"PAYMENT_GATEWAY_LATENCY=300ms", "LOG_LEVEL=warn")
+	s.cmd.Env = append(append(os.Environ(), "HTTP_ADDR="+addr), vars...)
 	s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -247,7 +256,10 @@ func startShutdownServer(t *testing.T, bin string, env *testenv.Env, redisURL st
 func (s *shutdownServer) call(method, path, key string, body any) (int, map[string]any, error) {
 	var r io.Reader
 	if body != nil {
-		b, _ := json.Marshal(body)
+		b, err := json.Marshal(body)
+		if err != nil {
+			return 0, nil, err
+		}
 		r = bytes.NewReader(b)
 	}
 	req, err := http.NewRequest(method, s.base+path, r)
