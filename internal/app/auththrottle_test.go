@@ -11,7 +11,6 @@ import (
 	"math/big"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -22,8 +21,6 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/tenantd/tenantd/auth"
-	"github.com/tenantd/tenantd/config"
-	"github.com/tenantd/tenantd/internal/app"
 	"github.com/tenantd/tenantd/internal/apptest"
 	"github.com/tenantd/tenantd/internal/db"
 	"github.com/tenantd/tenantd/internal/fault"
@@ -62,43 +59,13 @@ func countKeyLookups(t *testing.T, d *db.DB) *atomic.Int64 {
 	return &n
 }
 
-// newCountingServer starts a server like apptest.New, on a pool of its own
-// that counts key lookups.
+// newCountingServer starts a server with apptest.New whose pool counts
+// key lookups.
 func newCountingServer(t *testing.T) countingServer {
 	t.Helper()
-	env := testenv.Get(t)
-	cfg, err := config.Load(func(name string) string {
-		switch name {
-		case "DATABASE_URL":
-			return env.AppURL
-		case "MIGRATE_DATABASE_URL":
-			return env.OwnerURL
-		case "REDIS_URL":
-			return env.RedisURL
-		case "PLATFORM_API_KEY":
-			return apptest.OperatorKey
-		}
-		return ""
-	})
-	if err != nil {
-		t.Fatalf("config: %v", err)
-	}
-	d := env.OpenDB(t, 8)
-	lookups := countKeyLookups(t, d)
-	a, err := app.New(cfg, d, env.RedisClient(t), slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatalf("wire app: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { a.Run(ctx); close(done) }()
-	hs := httptest.NewServer(a.Handler())
-	t.Cleanup(func() {
-		hs.Close()
-		cancel()
-		<-done
-	})
-	return countingServer{url: hs.URL, lookups: lookups}
+	var lookups *atomic.Int64
+	s := apptest.New(t, apptest.Options{MaxConns: 8, OnDB: func(d *db.DB) { lookups = countKeyLookups(t, d) }})
+	return countingServer{url: s.URL, lookups: lookups}
 }
 
 // loopbackClient is an HTTP client whose connections come from addr, an

@@ -20,6 +20,7 @@ import (
 
 	"github.com/tenantd/tenantd/config"
 	"github.com/tenantd/tenantd/internal/app"
+	"github.com/tenantd/tenantd/internal/db"
 	"github.com/tenantd/tenantd/internal/testenv"
 )
 
@@ -84,6 +85,9 @@ type Options struct {
 	MaxConns int                  // database pool size; default 8
 	Config   func(*config.Config) // edits the configuration before wiring
 	Log      io.Writer            // where logs go; default discarded
+	// OnDB, when set, sees the server's database pool before the server is
+	// wired, e.g. to register GORM callbacks that count statements.
+	OnDB func(*db.DB)
 }
 
 // New starts a server on an httptest listener, stopped when the test ends.
@@ -121,6 +125,9 @@ func New(t testing.TB, opts Options) *Server {
 	}
 	log := slog.New(slog.NewJSONHandler(logOut, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	d := env.OpenDB(t, opts.MaxConns)
+	if opts.OnDB != nil {
+		opts.OnDB(d)
+	}
 	if err := d.CheckRuntimeRole(context.Background()); err != nil {
 		t.Fatalf("runtime role: %v", err)
 	}
