@@ -135,7 +135,7 @@ func chooseTenant(regs []registration, aud []string, named string) (registration
 		return registration{}, errAmbiguousTenant
 	}
 	for _, r := range match {
-		if strings.EqualFold(r.Slug, named) || strings.EqualFold(r.TenantID.String(), named) {
+		if identity.NamesTenant(named, r.TenantID, r.Slug) {
 			return r, nil
 		}
 	}

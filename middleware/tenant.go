@@ -2,6 +2,7 @@ package middleware
 
 import (
 	"net"
+	"net/http"
 	"strings"
 
 	"github.com/gin-gonic/gin"
@@ -19,27 +20,38 @@ var (
 	errTenantSuspended = fault.New(fault.TenantSuspended, "this tenant is suspended; contact the platform operator")
 )
 
-// TenantName reads the tenant the request names (X-Tenant, or the subdomain
-// {slug}.{baseDomain}) into the context, before authentication: a token
-// accepted by several tenants is resolved with it. Naming two different
-// tenants at once is a mismatch.
+// TenantName reads the tenant the request names (namedTenant) into the
+// context, before authentication: a token accepted by several tenants is
+// resolved with it. Naming two different tenants at once is a mismatch.
 func TenantName(baseDomain string) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		header := strings.TrimSpace(c.GetHeader(TenantHeader))
-		sub := subdomain(c.Request.Host, baseDomain)
-		if header != "" && sub != "" && !strings.EqualFold(header, sub) {
-			httpx.Error(c, errTenantMismatch)
+		named, err := namedTenant(c.Request, baseDomain)
+		if err != nil {
+			httpx.Error(c, err)
 			return
-		}
-		named := header
-		if named == "" {
-			named = sub
 		}
 		if named != "" {
 			c.Request = c.Request.WithContext(identity.WithNamedTenant(c.Request.Context(), named))
 		}
 		c.Next()
 	}
+}
+
+// namedTenant returns the tenant r names, by slug or id: its X-Tenant
+// header, or the subdomain {slug}.{baseDomain} of its host; "" when it
+// names none, and errTenantMismatch when the two name different tenants.
+// It is the one reader of X-Tenant: everything after it asks
+// identity.NamedTenant, and compares with identity.NamesTenant.
+func namedTenant(r *http.Request, baseDomain string) (string, error) {
+	header := strings.TrimSpace(r.Header.Get(TenantHeader))
+	sub := subdomain(r.Host, baseDomain)
+	if header != "" && sub != "" && !strings.EqualFold(header, sub) {
+		return "", errTenantMismatch
+	}
+	if header != "" {
+		return header, nil
+	}
+	return sub, nil
 }
 
 // TenantCheck runs after authentication: the named tenant, if any, must be
@@ -52,7 +64,7 @@ func TenantCheck() gin.HandlerFunc {
 			httpx.Error(c, errNoCredential)
 			return
 		}
-		if named := identity.NamedTenant(ctx); named != "" && !strings.EqualFold(named, p.TenantSlug) && !strings.EqualFold(named, p.TenantID.String()) {
+		if named := identity.NamedTenant(ctx); named != "" && !identity.NamesTenant(named, p.TenantID, p.TenantSlug) {
 			httpx.Error(c, errTenantMismatch)
 			return
 		}

@@ -5,6 +5,7 @@ package identity
 
 import (
 	"context"
+	"strings"
 
 	"github.com/google/uuid"
 )
@@ -76,4 +77,12 @@ func WithNamedTenant(ctx context.Context, named string) context.Context {
 func NamedTenant(ctx context.Context) string {
 	s, _ := ctx.Value(namedTenantKey{}).(string)
 	return s
+}
+
+// NamesTenant reports whether named, a tenant as a request names it (see
+// WithNamedTenant), is the tenant with this id and slug: a request names a
+// tenant by its slug or its id, in any letter case. This is the one place
+// that rule is written.
+func NamesTenant(named string, id uuid.UUID, slug string) bool {
+	return named != "" && (strings.EqualFold(named, slug) || strings.EqualFold(named, id.String()))
 }
