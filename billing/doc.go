@@ -15,17 +15,22 @@
 //   - Meters: MeterAPIRequests, MeterOrdersCreated, MeterPaymentVolume
 //     (minor units, per currency) and MeterActiveProducts (a gauge: its
 //     usage in a period is its highest hourly value; the others are summed).
-//   - Counter and Metering: request meters. Metering counts api_requests
-//     for every authenticated /v1 request it sees, whatever the status,
-//     except the 429s (and fail-closed 503s) this package itself answered.
+//   - Counter: request meters. Counter.CountRequest counts api_requests;
+//     middleware.Metering calls it for every authenticated /v1 request,
+//     whatever the status, except the ones the rate limit or a quota
+//     refused (429s, and fail-closed 503s).
 //     Counter.Run writes the counts into usage_counters every second and
 //     samples active_products; Counter.Flush writes what is left (call it
 //     at shutdown, after the HTTP server stopped; it needs no Redis).
 //   - SubscribeMeters: business meters (orders_created, payment_volume) from
 //     the event stream, written in the dispatcher's transaction, so each
 //     event counts exactly once however often requests were retried.
-//   - Limits: RateLimit (per tenant, by plan, GCRA in Redis through
-//     go-redis/redis_rate) and Quota (hard monthly limits of plan_meters,
+//   - Limits: plain decisions for the request path's middleware (it writes
+//     no HTTP itself): AllowRequest (rate limits per tenant, by plan, GCRA
+//     in Redis through go-redis/redis_rate; refusals ErrRateLimited, a
+//     *RateLimitError, and ErrRateLimitUnavailable) and AdmitRequest (hard
+//     monthly limits of plan_meters; refusal ErrQuotaExceeded, a
+//     *QuotaError). internal/httpx answers them (429 rate_limited, 503,
 //     429 quota_exceeded).
 //   - UsedInPeriod: a tenant's usage per meter in a billing period, for the
 //     usage API and the admin report; the usage API and billing exports
@@ -34,13 +39,13 @@
 // What it needs: internal/db (tenant transactions), Redis (rate limits),
 // internal/events (the dispatcher it subscribes to), internal/identity (the
 // principal: its tenant and plan), internal/httpx and internal/fault
-// (problem responses).
+// (problem responses of its handlers; fault codes of its refusals).
 // It imports no other module: the payloads of order.placed and
 // payment.succeeded that it reads are declared here.
 //
 // # Counting without loss or double counting
 //
-// The request path never waits to count. Metering adds to an in-process
+// The request path never waits to count. CountRequest adds to an in-process
 // accumulator (sharded maps, a few tens of nanoseconds). Every second the
 // Counter takes the accumulator as a flush under the next sequence number
 // of this replica (a random id per process) and writes it straight into
@@ -86,7 +91,7 @@
 //
 // # Rate limits and quotas
 //
-// RateLimit keeps GCRA state in Redis (redis_rate, key
+// AllowRequest keeps GCRA state in Redis (redis_rate, key
 // rate:rl:{tenant}:plan; with the plan in it, a plan change starts afresh)
 // with the plan's rate_per_second and burst. A replica takes tokens in small
 // leases (AllowAtMost of rate/10, at least 1, held at most a second), so a
@@ -101,7 +106,7 @@
 // LimitOptions.OnRedisError per request; after a failure Redis is tried
 // again once a second.
 //
-// Quota refuses a request with 429 quota_exceeded (naming the meter, its
+// AdmitRequest refuses a request with 429 quota_exceeded (naming the meter, its
 // limit, the usage and when it resets; Retry-After until then) when a
 // hard-limited meter of the tenant's plan is used up for the current
 // period (UTC month): api_requests on every request, orders_created on

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tenantd/tenantd/billing"
+	"github.com/tenantd/tenantd/middleware"
 )
 
 // TestUsageFresh serves requests on one replica (a running Counter) and
@@ -18,7 +19,7 @@ func TestUsageFresh(t *testing.T) {
 	id := r.tenant(t, "pro")
 	counter := billing.NewCounter(r.rdb, r.app, r.log, time.Now)
 	runMeterCounter(t, counter)
-	e := meterEngine(billing.Metering(counter))
+	e := meterEngine(middleware.Metering(counter))
 	srv := billingServer(t, r.app)
 	asTenant := map[string]string{"X-Test-Tenant": id.String(), "X-Test-Permissions": "usage:read"}
 	used := func() int64 {

@@ -4,33 +4,18 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"math"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/gin-gonic/gin"
 	"github.com/go-redis/redis_rate/v10"
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/tenantd/tenantd/internal/db"
-	"github.com/tenantd/tenantd/internal/fault"
-	"github.com/tenantd/tenantd/internal/httpx"
-	"github.com/tenantd/tenantd/internal/identity"
-)
-
-// Rate limit response headers (IETF RateLimit header fields), stored in
-// their canonical form.
-var (
-	headerLimit      = http.CanonicalHeaderKey("RateLimit-Limit")
-	headerRemaining  = http.CanonicalHeaderKey("RateLimit-Remaining")
-	headerReset      = http.CanonicalHeaderKey("RateLimit-Reset")
-	headerRetryAfter = http.CanonicalHeaderKey("Retry-After")
 )
 
 const (
@@ -128,7 +113,6 @@ type planTable struct {
 // planLimits is what one plan allows.
 type planLimits struct {
 	name   string
-	burst  string // RateLimit-Limit
 	limit  redis_rate.Limit
 	lease  int
 	meters map[string]meterLimit
@@ -214,7 +198,6 @@ func (l *Limits) loadPlans(ctx context.Context) error {
 		lease = min(lease, max(1, p.Burst/2))
 		t.plans[p.Name] = &planLimits{
 			name:   p.Name,
-			burst:  strconv.Itoa(p.Burst),
 			limit:  redis_rate.Limit{Rate: p.RatePerSecond, Burst: p.Burst, Period: time.Second},
 			lease:  lease,
 			meters: map[string]meterLimit{},
@@ -253,53 +236,43 @@ type decision struct {
 	retryAfter  time.Duration
 }
 
-// RateLimit limits each tenant's requests to its plan's rate and burst
-// (GCRA in Redis, shared by every replica), sets RateLimit-Limit,
-// RateLimit-Remaining and RateLimit-Reset on every response it sees, and
-// refuses excess requests with 429 rate_limited and Retry-After. Put it
-// after authentication.
-func (l *Limits) RateLimit() gin.HandlerFunc {
-	return func(c *gin.Context) {
-		ctx := c.Request.Context()
-		p, ok := identity.FromContext(ctx)
-		if !ok || p.TenantID == uuid.Nil {
-			c.Next()
-			return
-		}
-		pl, ok := l.plan(ctx, p.Plan)
-		if !ok {
-			c.Next() // no limits known; plan loading logged why
-			return
-		}
-		d := l.allow(ctx, p.TenantID, pl)
-		h := c.Writer.Header()
-		h[headerLimit] = []string{pl.burst}
-		h[headerRemaining] = []string{strconv.Itoa(max(d.remaining, 0))}
-		h[headerReset] = []string{strconv.Itoa(ceilSeconds(d.reset))}
-		switch {
-		case d.allowed:
-			c.Next()
-		case d.unavailable:
-			markRejected(c)
-			h[headerRetryAfter] = []string{"1"}
-			// Not httpx.Fail: that logs every 5xx, and Redis being down is
-			// already logged once per warnEvery.
-			httpx.WriteProblem(c, httpx.ProblemFor(fault.New(fault.Unavailable, "rate limiting is unavailable; retry shortly")))
-		default:
-			markRejected(c)
-			retry := max(ceilSeconds(d.retryAfter), 1)
-			h[headerRetryAfter] = []string{strconv.Itoa(retry)}
-			httpx.Fail(c, fault.RateLimited, fmt.Sprintf("rate limit of %d requests per second (bursts of %d) exceeded; retry after %d s",
-				pl.limit.Rate, pl.limit.Burst, retry))
-		}
-	}
+// RateState is what the RateLimit response headers say about a tenant's
+// rate limit after a decision.
+type RateState struct {
+	// Limit is the plan's burst (RateLimit-Limit).
+	Limit int
+	// Remaining is how many requests the tenant may still send at once
+	// (RateLimit-Remaining).
+	Remaining int
+	// Reset is the whole seconds until the bucket is full again
+	// (RateLimit-Reset).
+	Reset int
 }
 
-func ceilSeconds(d time.Duration) int {
-	if d <= 0 {
-		return 0
+// AllowRequest decides one request of tenantID under the named plan
+// against its rate and burst (GCRA in Redis, shared by every replica).
+// known is false when no limits are known for the plan (plan loading
+// logged why): the request passes and has no rate limit state. Otherwise
+// state is what the response headers say, and err refuses the request: a
+// *RateLimitError (ErrRateLimited) over the limit, or, when Redis cannot
+// decide and rate limits fail closed, an error that is ErrRateLimitUnavailable
+// (503 service_unavailable with Retry-After, already logged here at most
+// once per 10s).
+func (l *Limits) AllowRequest(ctx context.Context, tenantID uuid.UUID, plan string) (state RateState, known bool, err error) {
+	pl, ok := l.plan(ctx, plan)
+	if !ok {
+		return RateState{}, false, nil
 	}
-	return int(math.Ceil(d.Seconds()))
+	d := l.allow(ctx, tenantID, pl)
+	state = RateState{Limit: pl.limit.Burst, Remaining: max(d.remaining, 0), Reset: ceilSeconds(d.reset)}
+	switch {
+	case d.allowed:
+		return state, true, nil
+	case d.unavailable:
+		return state, true, ErrRateLimitUnavailable
+	}
+	return state, true, &RateLimitError{Rate: pl.limit.Rate, Burst: pl.limit.Burst,
+		RetryAfter: time.Duration(max(ceilSeconds(d.retryAfter), 1)) * time.Second}
 }
 
 // allow decides one request of tenantID under pl.

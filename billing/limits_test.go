@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/tenantd/tenantd/billing"
+	"github.com/tenantd/tenantd/middleware"
 )
 
 // rateHeaders returns a response's RateLimit-Limit, -Remaining, -Reset
@@ -41,7 +42,7 @@ func TestRateLimitHeaders(t *testing.T) {
 	id := r.tenant(t, slow)
 	counter := billing.NewCounter(r.rdb, r.app, r.log, time.Now)
 	limits := billing.NewLimits(r.rdb, r.app, r.log, billing.LimitOptions{FailOpen: true, Counter: counter})
-	e := meterEngine(billing.Metering(counter), limits.RateLimit(), limits.Quota())
+	e := meterEngine(middleware.Metering(counter), middleware.RateLimit(rateLimiter{limits}), middleware.Quota(limits))
 
 	for i := range 5 {
 		w := meterGet(e, id, slow, "/v1/things/x")
@@ -146,7 +147,7 @@ func TestNoisyNeighbour(t *testing.T) {
 	counter := billing.NewCounter(r.rdb, r.app, r.log, time.Now)
 	runMeterCounter(t, counter)
 	limits := billing.NewLimits(r.rdb, r.app, r.log, billing.LimitOptions{FailOpen: true, Counter: counter})
-	e := meterEngine(billing.Metering(counter), limits.RateLimit(), limits.Quota())
+	e := meterEngine(middleware.Metering(counter), middleware.RateLimit(rateLimiter{limits}), middleware.Quota(limits))
 
 	const proRate, proSeconds = 40, 3
 	// The pro tenant alone.
@@ -212,8 +213,8 @@ func TestRateLimitRedisDown(t *testing.T) {
 	open := billing.NewLimits(r.rdb, r.app, r.log, billing.LimitOptions{FailOpen: true, Counter: counter,
 		OnRedisError: func(bool) { hooked.Add(1) }})
 	closed := billing.NewLimits(r.rdb, r.app, r.log, billing.LimitOptions{FailOpen: false, Counter: counter})
-	openEngine := meterEngine(billing.Metering(counter), open.RateLimit(), open.Quota())
-	closedEngine := meterEngine(billing.Metering(counter), closed.RateLimit(), closed.Quota())
+	openEngine := meterEngine(middleware.Metering(counter), middleware.RateLimit(rateLimiter{open}), middleware.Quota(open))
+	closedEngine := meterEngine(middleware.Metering(counter), middleware.RateLimit(rateLimiter{closed}), middleware.Quota(closed))
 	// Both have the plan cached and the tenant's bucket used before Redis goes.
 	for _, e := range []http.Handler{openEngine, closedEngine} {
 		if w := meterGet(e, id, "pro", "/v1/things/x"); w.Code != http.StatusOK {

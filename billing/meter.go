@@ -10,17 +10,15 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tenantd/tenantd/internal/db"
-	"github.com/tenantd/tenantd/internal/identity"
 )
 
 // The meters, as plan_meters and usage_counters name them.
 const (
-	// MeterAPIRequests counts authenticated /v1 requests (Metering).
+	// MeterAPIRequests counts authenticated /v1 requests (CountRequest).
 	MeterAPIRequests = "api_requests"
 	// MeterOrdersCreated counts order.placed events.
 	MeterOrdersCreated = "orders_created"
@@ -195,27 +193,8 @@ func (c *Counter) unflushed(tenantID uuid.UUID, from, to time.Time, applied uint
 	return out
 }
 
-// rejectedKey marks, in the gin context, a response this package refused
-// (rate limited, quota exceeded, rate limiting unavailable): Metering does
-// not count it.
-const rejectedKey = "billing.rejected"
-
-func markRejected(c *gin.Context) { c.Set(rejectedKey, true) }
-
-// Metering counts api_requests for the tenant of every request that passes
-// through it, whatever its status (a panic included), except the requests
-// that RateLimit or Quota refused. Put it after authentication and before
-// RateLimit and Quota.
-func Metering(counter *Counter) gin.HandlerFunc {
-	return func(c *gin.Context) {
-		defer func() {
-			if c.GetBool(rejectedKey) {
-				return
-			}
-			if p, ok := identity.FromContext(c.Request.Context()); ok && p.TenantID != uuid.Nil {
-				counter.Count(c.Request.Context(), p.TenantID, MeterAPIRequests, "", 1)
-			}
-		}()
-		c.Next()
-	}
+// CountRequest counts one authenticated request of tenantID (the
+// api_requests meter); it never waits.
+func (c *Counter) CountRequest(ctx context.Context, tenantID uuid.UUID) {
+	c.Count(ctx, tenantID, MeterAPIRequests, "", 1)
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/tenantd/tenantd/internal/httpx"
 	"github.com/tenantd/tenantd/internal/identity"
 	"github.com/tenantd/tenantd/internal/testenv"
+	"github.com/tenantd/tenantd/middleware"
 )
 
 // Headers the metering tests' stand-in authenticator reads.
@@ -254,4 +255,12 @@ func meterEventually(t *testing.T, d time.Duration, what string, cond func() boo
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// rateLimiter lets middleware.RateLimit ask l, as the app's adapter does.
+type rateLimiter struct{ l *billing.Limits }
+
+func (r rateLimiter) AllowRequest(ctx context.Context, tenantID uuid.UUID, plan string) (middleware.RateLimitState, bool, error) {
+	s, known, err := r.l.AllowRequest(ctx, tenantID, plan)
+	return middleware.RateLimitState(s), known, err
 }

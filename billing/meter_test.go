@@ -14,6 +14,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/tenantd/tenantd/billing"
+	"github.com/tenantd/tenantd/middleware"
 )
 
 // TestCountsExactWithRacingFlushers serves concurrent requests of several
@@ -35,7 +36,7 @@ func TestCountsExactWithRacingFlushers(t *testing.T) {
 	engines := make([]http.Handler, len(replicas))
 	for i, c := range replicas {
 		runMeterCounter(t, c)
-		engines[i] = meterEngine(billing.Metering(c))
+		engines[i] = meterEngine(middleware.Metering(c))
 	}
 
 	stop := make(chan struct{})
@@ -120,7 +121,7 @@ func TestRedisLostUnderLoad(t *testing.T) {
 	counter := billing.NewCounter(r.rdb, r.app, r.log, time.Now)
 	runMeterCounter(t, counter)
 	limits := billing.NewLimits(r.rdb, r.app, r.log, billing.LimitOptions{FailOpen: true, Counter: counter})
-	e := meterEngine(billing.Metering(counter), limits.RateLimit(), limits.Quota())
+	e := meterEngine(middleware.Metering(counter), middleware.RateLimit(rateLimiter{limits}), middleware.Quota(limits))
 
 	var served [3]atomic.Int64
 	var failed atomic.Int64
@@ -214,7 +215,7 @@ func TestMeteringCounts(t *testing.T) {
 	id := r.tenant(t, plan)
 	counter := billing.NewCounter(r.rdb, r.app, r.log, time.Now)
 	limits := billing.NewLimits(r.rdb, r.app, r.log, billing.LimitOptions{FailOpen: true, Counter: counter})
-	e := meterEngine(billing.Metering(counter), limits.RateLimit(), limits.Quota())
+	e := meterEngine(middleware.Metering(counter), middleware.RateLimit(rateLimiter{limits}), middleware.Quota(limits))
 
 	statuses := map[int]int64{}
 	for i := range 10 {

@@ -2,19 +2,12 @@ package billing
 
 import (
 	"context"
-	"fmt"
 	"maps"
-	"strconv"
 	"sync"
 	"time"
 
-	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
 	"gorm.io/gorm"
-
-	"github.com/tenantd/tenantd/internal/fault"
-	"github.com/tenantd/tenantd/internal/httpx"
-	"github.com/tenantd/tenantd/internal/identity"
 )
 
 // How long a tenant's usage is trusted before it is read again: the time
@@ -63,72 +56,44 @@ func (l *Limits) periodOf(now time.Time) string {
 	return name
 }
 
-// quotaProblem is the 429 quota_exceeded body: the problem document plus
-// which meter, its limit, the usage and when it resets.
-type quotaProblem struct {
-	httpx.Problem
-	Meter    string    `json:"meter"`
-	Limit    int64     `json:"limit"`
-	Used     int64     `json:"used"`
-	ResetsAt time.Time `json:"resets_at"`
-}
-
-// Quota refuses requests with 429 quota_exceeded once a hard-limited meter
-// of the tenant's plan is used up for the current period: api_requests on
-// every request, and the meter of the route in QuotaRoutes. Soft limits
-// never refuse. If usage cannot be read the request passes (logged). Put it
-// after RateLimit.
-func (l *Limits) Quota() gin.HandlerFunc {
-	return func(c *gin.Context) {
-		ctx := c.Request.Context()
-		p, ok := identity.FromContext(ctx)
-		if !ok || p.TenantID == uuid.Nil {
-			c.Next()
-			return
-		}
-		pl, ok := l.plan(ctx, p.Plan)
-		if !ok {
-			c.Next()
-			return
-		}
-		var meters [2]string
-		n := 0
-		if pl.meters[MeterAPIRequests].hard {
-			meters[n], n = MeterAPIRequests, n+1
-		}
-		if m, ok := l.routes[route{c.Request.Method, c.FullPath()}]; ok && pl.meters[m].hard {
-			meters[n], n = m, n+1
-		}
-		if n == 0 {
-			c.Next()
-			return
-		}
-		now := l.opts.Now()
-		period := l.periodOf(now)
-		meter, used, err := l.admit(ctx, p.TenantID, pl, period, now, meters[:n])
-		if err != nil {
-			if t, last := time.Now().UnixNano(), l.quotaWarnAt.Load(); t-last > int64(warnEvery) && l.quotaWarnAt.CompareAndSwap(last, t) {
-				l.log.Warn("billing: cannot read usage; not enforcing quotas", "err", err)
-			}
-			c.Next()
-			return
-		}
-		if meter == "" {
-			c.Next()
-			return
-		}
-		markRejected(c)
-		limit := pl.meters[meter].included
-		resets, _ := PeriodEnd(period) // period comes from PeriodOf
-		e := fault.New(fault.QuotaExceeded, fmt.Sprintf("the %s quota of %d for %s is used up; it resets at %s",
-			meter, limit, period, resets.Format(time.RFC3339)))
-		prob := httpx.ProblemFor(e)
-		prob.Instance = c.Request.URL.Path
-		c.Error(e) //nolint:errcheck // recorded for the access log
-		c.Header("Content-Type", "application/problem+json")
-		c.Header(headerRetryAfter, strconv.Itoa(max(ceilSeconds(resets.Sub(now)), 1)))
-		c.AbortWithStatusJSON(prob.Status, quotaProblem{Problem: prob, Meter: meter, Limit: limit, Used: used, ResetsAt: resets})
+// AdmitRequest counts one request of tenantID, under the named plan, of
+// the route (method and gin route path) against the plan's hard-limited
+// meters of the current period: api_requests on every request, and the
+// meter of the route in QuotaRoutes. Once one is used up it returns a
+// *QuotaError (ErrQuotaExceeded) instead. Soft limits never refuse. If
+// usage cannot be read the request is admitted (logged at most once per
+// 10s).
+func (l *Limits) AdmitRequest(ctx context.Context, tenantID uuid.UUID, plan, method, path string) error {
+	pl, ok := l.plan(ctx, plan)
+	if !ok {
+		return nil
 	}
+	var meters [2]string
+	n := 0
+	if pl.meters[MeterAPIRequests].hard {
+		meters[n], n = MeterAPIRequests, n+1
+	}
+	if m, ok := l.routes[route{method, path}]; ok && pl.meters[m].hard {
+		meters[n], n = m, n+1
+	}
+	if n == 0 {
+		return nil
+	}
+	now := l.opts.Now()
+	period := l.periodOf(now)
+	meter, used, err := l.admit(ctx, tenantID, pl, period, now, meters[:n])
+	if err != nil {
+		if t, last := time.Now().UnixNano(), l.quotaWarnAt.Load(); t-last > int64(warnEvery) && l.quotaWarnAt.CompareAndSwap(last, t) {
+			l.log.Warn("billing: cannot read usage; not enforcing quotas", "err", err)
+		}
+		return nil
+	}
+	if meter == "" {
+		return nil
+	}
+	resets, _ := PeriodEnd(period) // period comes from PeriodOf
+	return &QuotaError{Meter: meter, Period: period, Limit: pl.meters[meter].included, Used: used, ResetsAt: resets,
+		RetryAfter: time.Duration(max(ceilSeconds(resets.Sub(now)), 1)) * time.Second}
 }
 
 // admit counts one request against meters unless one is used up; it

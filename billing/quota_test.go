@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/tenantd/tenantd/billing"
+	"github.com/tenantd/tenantd/middleware"
 )
 
 // quotaBody is the 429 quota_exceeded problem document.
@@ -45,7 +46,7 @@ func TestQuotaExhaustionAndReset(t *testing.T) {
 	clock := &meterClock{now: time.Date(2031, 1, 31, 23, 59, 30, 0, time.UTC)}
 	counter := billing.NewCounter(r.rdb, r.app, r.log, clock.Now)
 	limits := billing.NewLimits(r.rdb, r.app, r.log, billing.LimitOptions{FailOpen: true, Now: clock.Now, Counter: counter})
-	e := meterEngine(billing.Metering(counter), limits.RateLimit(), limits.Quota())
+	e := meterEngine(middleware.Metering(counter), middleware.RateLimit(rateLimiter{limits}), middleware.Quota(limits))
 
 	for i := range 5 {
 		if w := meterGet(e, id, plan, "/v1/things/x"); w.Code != http.StatusOK {
@@ -87,7 +88,7 @@ func TestQuotaExhaustionAndReset(t *testing.T) {
 		t.Fatalf("flush: %v", err)
 	}
 	other := billing.NewLimits(r.rdb, r.app, r.log, billing.LimitOptions{FailOpen: true, Now: clock.Now})
-	otherEngine := meterEngine(billing.Metering(counter), other.RateLimit(), other.Quota())
+	otherEngine := meterEngine(middleware.Metering(counter), middleware.RateLimit(rateLimiter{other}), middleware.Quota(other))
 	check(t, meterGet(otherEngine, id, plan, "/v1/things/x"), 5)
 	if err := counter.Flush(ctx); err != nil {
 		t.Fatalf("flush: %v", err)
@@ -96,7 +97,7 @@ func TestQuotaExhaustionAndReset(t *testing.T) {
 		t.Errorf("got api_requests %d, want 5: refused requests are not metered", got)
 	}
 	third := billing.NewLimits(r.rdb, r.app, r.log, billing.LimitOptions{FailOpen: true, Now: clock.Now})
-	check(t, meterGet(meterEngine(third.RateLimit(), third.Quota()), id, plan, "/v1/things/x"), 5)
+	check(t, meterGet(meterEngine(middleware.RateLimit(rateLimiter{third}), middleware.Quota(third)), id, plan, "/v1/things/x"), 5)
 
 	// A new month: the quota starts again, on both replicas.
 	clock.Set(resets.Add(time.Second))
@@ -136,7 +137,7 @@ func TestQuotaOrders(t *testing.T) {
 	})
 	now := time.Now().UTC()
 	limits := billing.NewLimits(r.rdb, r.app, r.log, billing.LimitOptions{FailOpen: true})
-	e := meterEngine(limits.RateLimit(), limits.Quota())
+	e := meterEngine(middleware.RateLimit(rateLimiter{limits}), middleware.Quota(limits))
 
 	t.Run("hard", func(t *testing.T) {
 		id := r.tenant(t, hard)

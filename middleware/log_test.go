@@ -98,7 +98,7 @@ func TestAccessLogClientClosed(t *testing.T) {
 			m := obs.NewMetrics()
 			started, logged := make(chan struct{}), make(chan struct{})
 			e := gin.New()
-			e.Use(func(c *gin.Context) { c.Next(); close(logged) }, m.HTTP(), middleware.AccessLog(log))
+			e.Use(func(c *gin.Context) { c.Next(); close(logged) }, middleware.Metrics(m), middleware.AccessLog(log))
 			e.GET("/v1/products", tt.handler(started))
 			srv := httptest.NewServer(e)
 			defer srv.Close()

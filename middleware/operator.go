@@ -54,3 +54,18 @@ func Operator(platformKey string, tokens OperatorVerifier) gin.HandlerFunc {
 		c.Next()
 	}
 }
+
+var errNotOperator = fault.New(fault.Forbidden, "operator credentials are required")
+
+// OperatorOnly admits only the operator principal that Operator put in the
+// context. It is every operator route's authorization (whatever its
+// permission: operators hold them all), for httpx.NewRouter.
+func OperatorOnly(string) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if p, ok := identity.FromContext(c.Request.Context()); !ok || p.Kind != identity.KindOperator {
+			httpx.Error(c, errNotOperator)
+			return
+		}
+		c.Next()
+	}
+}

@@ -5,19 +5,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"time"
 
-	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
 	"gorm.io/gorm"
 
+	"github.com/tenantd/tenantd/billing"
 	"github.com/tenantd/tenantd/internal/db"
 	"github.com/tenantd/tenantd/internal/events"
-	"github.com/tenantd/tenantd/internal/fault"
-	"github.com/tenantd/tenantd/internal/identity"
 	"github.com/tenantd/tenantd/internal/obs"
 	"github.com/tenantd/tenantd/inventory"
+	"github.com/tenantd/tenantd/middleware"
 	"github.com/tenantd/tenantd/orders"
 	"github.com/tenantd/tenantd/payments"
 )
@@ -98,15 +96,10 @@ func sagaOutcomes(m *obs.Metrics) events.Handler {
 	}
 }
 
-// countRejections counts the requests a rate limit or quota refused, by
-// reason and plan.
-func countRejections(m *obs.Metrics) gin.HandlerFunc {
-	return func(c *gin.Context) {
-		c.Next()
-		if c.Writer.Status() != http.StatusTooManyRequests || len(c.Errors) == 0 {
-			return
-		}
-		p, _ := identity.FromContext(c.Request.Context())
-		m.Rejected.WithLabelValues(string(fault.CodeOf(c.Errors.Last().Err)), p.Plan).Inc()
-	}
+// rateLimits lets the rate limit middleware ask billing's limits.
+type rateLimits struct{ l *billing.Limits }
+
+func (r rateLimits) AllowRequest(ctx context.Context, tenantID uuid.UUID, plan string) (middleware.RateLimitState, bool, error) {
+	s, known, err := r.l.AllowRequest(ctx, tenantID, plan)
+	return middleware.RateLimitState(s), known, err
 }

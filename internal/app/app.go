@@ -17,7 +17,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 	"github.com/sony/gobreaker/v2"
-	"go.opentelemetry.io/contrib/instrumentation/github.com/gin-gonic/gin/otelgin"
 
 	"github.com/tenantd/tenantd/auth"
 	"github.com/tenantd/tenantd/billing"
@@ -28,11 +27,9 @@ import (
 	"github.com/tenantd/tenantd/internal/fault"
 	"github.com/tenantd/tenantd/internal/httpx"
 	"github.com/tenantd/tenantd/internal/idempotency"
-	"github.com/tenantd/tenantd/internal/identity"
 	"github.com/tenantd/tenantd/internal/obs"
 	"github.com/tenantd/tenantd/internal/openapi"
 	"github.com/tenantd/tenantd/inventory"
-	"github.com/tenantd/tenantd/middleware"
 	"github.com/tenantd/tenantd/orders"
 	"github.com/tenantd/tenantd/payments"
 	"github.com/tenantd/tenantd/tenant"
@@ -131,16 +128,12 @@ func New(cfg config.Config, d *db.DB, rdb *redis.Client, log *slog.Logger) (*App
 
 	e := gin.New()
 	e.ContextWithFallback = true
-	if cfg.Tracing {
-		e.Use(otelgin.Middleware("tenantd"))
-	}
 	// Client addresses come from the connection, not from X-Forwarded-For,
 	// unless proxies are configured: the audit trail records them.
 	if err := e.SetTrustedProxies(nil); err != nil {
 		return nil, fmt.Errorf("trusted proxies: %w", err)
 	}
-	e.Use(middleware.RequestID(), audit.Origins(), m.HTTP(), middleware.Recover(log), middleware.AccessLog(log),
-		middleware.BodyLimit(httpx.MaxBodyBytes))
+	tenantRoutes := a.chain(e, cfg.Tracing, cfg.BaseDomain)
 	e.NoRoute(func(c *gin.Context) { httpx.Fail(c, fault.NotFound, "no such route") })
 	e.GET("/healthz", a.health.live)
 	e.GET("/readyz", a.health.ready)
@@ -149,13 +142,6 @@ func New(cfg config.Config, d *db.DB, rdb *redis.Client, log *slog.Logger) (*App
 	e.GET(openapi.DocsPath, openapi.Docs())
 	e.GET(openapi.ViewerPath, openapi.Viewer())
 
-	// Every authenticated request is metered, refused ones included, except
-	// those the rate limit or a quota refused.
-	v1 := e.Group("/v1", middleware.TenantName(cfg.BaseDomain), middleware.Authenticate(a.Auth), middleware.TenantCheck(),
-		a.Audit.Middleware(), countRejections(m), billing.Metering(a.Usage), a.Limits.RateLimit(), a.Limits.Quota())
-	tenantRoutes := httpx.NewRouter(v1, a.Routes, middleware.Authorize(a.Auth), auth.KnownPermission)
-	// Bind last: only the handlers' transactions carry the request's entry.
-	tenantRoutes.Use(idempotency.Middleware(a.Idempotency, log), a.Audit.Bind())
 	tenant.NewHandler(a.Tenants).Routes(tenantRoutes)
 	authHandler := auth.NewHandler(a.Auth)
 	authHandler.Routes(tenantRoutes)
@@ -181,25 +167,12 @@ func New(cfg config.Config, d *db.DB, rdb *redis.Client, log *slog.Logger) (*App
 	// Without an operator credential configured the operator routes do not
 	// exist (404).
 	if cfg.PlatformAPIKey != "" || cfg.PlatformOIDCIssuer != "" {
-		admin := e.Group("/admin/v1", middleware.Operator(cfg.PlatformAPIKey, a.Auth))
-		adminRoutes := httpx.NewRouter(admin, a.Routes, operatorOnly, func(p string) bool { return p == operatorPermission })
+		adminRoutes := a.adminChain(e, cfg.PlatformAPIKey)
 		tenant.NewHandler(a.Tenants).AdminRoutes(adminRoutes, operatorPermission)
 		billingHandler.AdminRoutes(adminRoutes, operatorPermission)
 	}
 	a.Engine = e
 	return a, nil
-}
-
-// operatorOnly admits only the operator principal that middleware.Operator
-// put in the context.
-func operatorOnly(string) gin.HandlerFunc {
-	return func(c *gin.Context) {
-		if p, ok := identity.FromContext(c.Request.Context()); !ok || p.Kind != identity.KindOperator {
-			httpx.Fail(c, fault.Forbidden, "operator credentials are required")
-			return
-		}
-		c.Next()
-	}
 }
 
 // tenantIssuers adapts a function to auth.TenantIssuers, so auth can ask

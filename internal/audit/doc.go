@@ -30,13 +30,15 @@
 //     removed or given other roles, a member's first sign-in, a role
 //     changed), so the event commits or rolls back with the change. Actor,
 //     request id, client address and User-Agent come from the context.
-//   - Auditor.Middleware, Auditor.Bind and Auditor.BeforeCommit (installed
-//     with db.DB.SetBeforeCommit), which write one entry per POST, PUT,
-//     PATCH and DELETE request: atomically with the request's first
-//     committed write when there is one, else after the response with its
-//     status (see Middleware for the exact guarantee). Origins puts the
-//     client's address and User-Agent in the context for events recorded
-//     before authentication.
+//   - Auditor.Audits, Auditor.StartRequest, Auditor.BindRequest and
+//     Auditor.BeforeCommit (installed with db.DB.SetBeforeCommit), plain Go
+//     calls for middleware.Audit and middleware.AuditBind, which write one
+//     entry per POST, PUT, PATCH and DELETE request: atomically with the
+//     request's first committed write when there is one, else after the
+//     response with its status (see StartRequest for the exact guarantee).
+//     Auditor.WithRequestOrigin (middleware.Origins) puts the client's
+//     address and User-Agent in the context for events recorded before
+//     authentication.
 //   - Auditor.AuthFailed, which the authentication path calls on each
 //     failure; bursts against a known tenant become auth.failed_burst
 //     events.

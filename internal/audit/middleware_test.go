@@ -24,6 +24,7 @@ import (
 	"github.com/tenantd/tenantd/internal/httpx"
 	"github.com/tenantd/tenantd/internal/identity"
 	"github.com/tenantd/tenantd/internal/testenv"
+	"github.com/tenantd/tenantd/middleware"
 )
 
 // Test request headers: the acting tenant, another tenant a handler may
@@ -36,8 +37,8 @@ const (
 )
 
 // mwHarness is a gin engine with the audit chain as app.go wires it:
-// recovery ▸ Origins ▸ principal ▸ /v1 group [Middleware ▸ claiming
-// middleware ▸ Bind] ▸ handlers that write products.
+// recovery ▸ Origins ▸ principal ▸ /v1 group [Audit ▸ claiming
+// middleware ▸ AuditBind] ▸ handlers that write products.
 type mwHarness struct {
 	app   *db.DB
 	owner *db.DB
@@ -55,7 +56,7 @@ func newMWHarness(t *testing.T) *mwHarness {
 	e := gin.New()
 	e.ContextWithFallback = true
 	e.Use(gin.CustomRecoveryWithWriter(io.Discard, func(c *gin.Context, _ any) { httpx.Fail(c, fault.Internal, "panic") }))
-	e.Use(audit.Origins())
+	e.Use(middleware.Origins(aud))
 	e.Use(func(c *gin.Context) {
 		if raw := c.GetHeader(tenantHeader); raw != "" {
 			p := identity.Principal{Kind: identity.KindAPIKey, TenantID: uuid.MustParse(raw), Subject: "key-1"}
@@ -64,7 +65,7 @@ func newMWHarness(t *testing.T) *mwHarness {
 		}
 		c.Next()
 	})
-	v1 := e.Group("/v1", aud.Middleware(), func(c *gin.Context) {
+	v1 := e.Group("/v1", middleware.Audit(aud), func(c *gin.Context) {
 		if c.GetHeader(claimHeader) != "" {
 			if err := h.insert(c, tenantOf(c), "claim"); err != nil {
 				httpx.Error(c, err)
@@ -72,7 +73,7 @@ func newMWHarness(t *testing.T) *mwHarness {
 			}
 		}
 		c.Next()
-	}, aud.Bind())
+	}, middleware.AuditBind(aud))
 
 	v1.POST("/things", func(c *gin.Context) {
 		var in struct {
@@ -454,7 +455,7 @@ func TestResponseEntryRetried(t *testing.T) {
 		c.Request = c.Request.WithContext(identity.WithPrincipal(c.Request.Context(), p))
 		c.Next()
 	})
-	e.Group("/v1", aud.Middleware()).POST("/invalid", func(c *gin.Context) {
+	e.Group("/v1", middleware.Audit(aud)).POST("/invalid", func(c *gin.Context) {
 		httpx.Error(c, fault.Invalid(fault.Field("sku", "is required")))
 	})
 

@@ -6,6 +6,7 @@ package httpx
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -27,7 +28,11 @@ type Problem struct {
 	Code     fault.Code         `json:"code"`
 	Instance string             `json:"instance,omitempty"`
 	Errors   []fault.FieldError `json:"errors,omitempty"`
-	Extra    map[string]any     `json:"-"`
+	// Extra, when set, is a value (a struct) whose JSON members the
+	// document carries after the standard ones: ProblemFor takes it from
+	// an error with a ProblemMembers method (a quota refusal's meter and
+	// limit).
+	Extra any `json:"-"`
 	// RetryAfter, when positive, is sent as the Retry-After header (whole
 	// seconds, rounded up) unless the handler set one already.
 	RetryAfter time.Duration `json:"-"`
@@ -112,7 +117,7 @@ func ProblemFor(err error) Problem {
 	if fe.RetryAfter > 0 {
 		a.retryAfter = fe.RetryAfter
 	}
-	return Problem{
+	p := Problem{
 		Type:       "https://tenantd.dev/problems/" + string(fe.Code),
 		Title:      problemTitle(a.status),
 		Status:     a.status,
@@ -121,6 +126,35 @@ func ProblemFor(err error) Problem {
 		Errors:     fe.Fields,
 		RetryAfter: a.retryAfter,
 	}
+	var m membered
+	if errors.As(err, &m) {
+		p.Extra = m.ProblemMembers()
+	}
+	return p
+}
+
+// membered is an error whose problem document carries members of its own
+// besides the standard ones.
+type membered interface {
+	error
+	ProblemMembers() any
+}
+
+// MarshalJSON encodes the standard members, followed by Extra's.
+func (p Problem) MarshalJSON() ([]byte, error) {
+	type standard Problem // without this method
+	b, err := json.Marshal(standard(p))
+	if err != nil || p.Extra == nil {
+		return b, err
+	}
+	extra, err := json.Marshal(p.Extra)
+	if err != nil {
+		return nil, err
+	}
+	if len(extra) <= 2 || extra[0] != '{' {
+		return b, nil // no members, or not an object
+	}
+	return append(append(b[:len(b)-1], ','), extra[1:]...), nil
 }
 
 // faultOf returns the fault of err: its own, or the one its cause means.

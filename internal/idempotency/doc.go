@@ -4,8 +4,10 @@
 //
 // It owns the idempotency_keys table (migration 0004): one row per tenant,
 // credential and key, holding a hash of the request and, once the handler
-// has answered, its status, body and a few headers for 24 hours. Middleware
-// claims the key before the handler runs and stores the response after it;
+// has answered, its status, body and a few headers for 24 hours.
+// Store.Claim claims the key before the handler runs and Claim.Finish
+// stores the response after it (middleware.Idempotency makes the HTTP
+// calls; this package imports no gin);
 // a repeat with the same body gets the stored response again with
 // Idempotent-Replayed: true, a repeat with another body 422
 // idempotency_key_reused, and a repeat while the first is still running 409

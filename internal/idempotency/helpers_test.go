@@ -26,6 +26,7 @@ import (
 	"github.com/tenantd/tenantd/internal/idempotency"
 	"github.com/tenantd/tenantd/internal/identity"
 	"github.com/tenantd/tenantd/internal/testenv"
+	"github.com/tenantd/tenantd/middleware"
 )
 
 // Headers the test principal middleware reads: the tenant the request acts
@@ -115,7 +116,7 @@ func (h *harness) engine(s *idempotency.Store) *gin.Engine {
 		}
 		c.Next()
 	})
-	e.Use(idempotency.Middleware(s, log))
+	e.Use(middleware.Idempotency(s, log))
 	e.POST("/v1/things", func(c *gin.Context) {
 		n := h.runs.Add(1)
 		if h.delay > 0 {

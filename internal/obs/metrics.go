@@ -12,8 +12,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"gorm.io/gorm"
-
-	"github.com/tenantd/tenantd/internal/httpx"
 )
 
 // Metrics holds tenantd's Prometheus registry and instruments. Labels are
@@ -89,26 +87,22 @@ func (m *Metrics) Handler() gin.HandlerFunc {
 // it with db.SetOnRetry.
 func (m *Metrics) CountTxRetry(code string) { m.TxRetries.WithLabelValues(code).Inc() }
 
-// HTTP records request count, latency and in-flight requests per route
-// template. Unmatched routes are labelled "unmatched". A request whose
-// client hung up before it was answered counts as status 499, not as a
-// server error.
-func (m *Metrics) HTTP() gin.HandlerFunc {
-	return func(c *gin.Context) {
-		start := time.Now()
-		reqCtx := c.Request.Context()
-		m.inFlight.Inc()
-		defer m.inFlight.Dec()
-		c.Next()
-		route := c.FullPath()
-		if route == "" {
-			route = "unmatched"
-		}
-		status := httpx.ObservedStatus(reqCtx, c.Writer)
-		m.requests.WithLabelValues(route, c.Request.Method, strconv.Itoa(status)).Inc()
-		m.duration.WithLabelValues(route, c.Request.Method).Observe(time.Since(start).Seconds())
-	}
+// StartRequest counts a request in flight until end is called.
+func (m *Metrics) StartRequest() (end func()) {
+	m.inFlight.Inc()
+	return m.inFlight.Dec
 }
+
+// ObserveRequest records a finished request by route template (or
+// "unmatched"), method and status, with its latency.
+func (m *Metrics) ObserveRequest(route, method string, status int, latency time.Duration) {
+	m.requests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
+	m.duration.WithLabelValues(route, method).Observe(latency.Seconds())
+}
+
+// CountRejected counts one request a rate limit or quota refused, by
+// reason (its error code) and plan.
+func (m *Metrics) CountRejected(reason, plan string) { m.Rejected.WithLabelValues(reason, plan).Inc() }
 
 // CollectDBStats exports the connection pool's statistics.
 func (m *Metrics) CollectDBStats(stats func() sql.DBStats) {

@@ -1,17 +1,14 @@
 package audit
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"maps"
 	"net/http"
 	"regexp"
 	"slices"
 	"sync"
 
-	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
 	"gorm.io/gorm"
 
@@ -29,26 +26,20 @@ const (
 	PhaseResponse = "response"
 )
 
-// replayedHeader marks a response the idempotency middleware replayed.
-const replayedHeader = "Idempotent-Replayed"
-
-// Origins puts the request's Origin (client address as the engine's
-// trusted proxies resolve it, and User-Agent) in its context, for events
-// recorded before Middleware runs: first sign-ins and failed
-// authentications. Put it right after the request id middleware.
-func Origins() gin.HandlerFunc {
-	return func(c *gin.Context) {
-		c.Request = c.Request.WithContext(WithOrigin(c.Request.Context(), originOf(c)))
-		c.Next()
+// WithRequestOrigin returns ctx carrying the origin of a request from
+// clientIP (as the engine's trusted proxies resolve it) with userAgent,
+// unless ctx carries one already: events recorded before the request's
+// entry (first sign-ins, failed authentications) name it too.
+func (a *Auditor) WithRequestOrigin(ctx context.Context, clientIP, userAgent string) context.Context {
+	if _, ok := OriginFrom(ctx); ok {
+		return ctx
 	}
+	return WithOrigin(ctx, Origin{IP: clientIP, UserAgent: clean(userAgent, MaxUserAgent)})
 }
 
-func originOf(c *gin.Context) Origin {
-	return Origin{IP: c.ClientIP(), UserAgent: clean(c.Request.UserAgent(), MaxUserAgent)}
-}
-
-// mutating reports whether requests of method change state and are audited.
-func mutating(method string) bool {
+// Audits reports whether requests of method change state and are audited:
+// POST, PUT, PATCH and DELETE. GET, HEAD and OPTIONS requests cost nothing.
+func (a *Auditor) Audits(method string) bool {
 	switch method {
 	case http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete:
 		return true
@@ -56,11 +47,14 @@ func mutating(method string) bool {
 	return false
 }
 
-// Middleware audits every POST, PUT, PATCH and DELETE request of an
-// authenticated tenant principal: action "METHOD /route/:template",
-// resource the request's path, summary the top-level field names of its
-// JSON body (never values). Put it on the tenant routes' group after
-// authentication and the tenant check; pair it with Bind and a.BeforeCommit.
+// StartRequest starts the entry of an audited request of the tenant
+// principal p: action "METHOD /route/:template", resource the request's
+// path, summary the top-level field names of its JSON body (never
+// values). The returned ctx carries the entry (BindRequest lets the
+// handler's transactions write it, see BeforeCommit); finish, called once
+// with the final status (500 for a panic) and whether the idempotency
+// layer replayed the response, writes the "response" entry unless a
+// transaction wrote it.
 //
 // The guarantee: the entry is written with the request's first tenant
 // transaction that writes and commits (phase "commit", status 0), so a
@@ -77,49 +71,19 @@ func mutating(method string) bool {
 // transaction of the request that turns out not to have written holds the
 // entry (one statement long), a concurrent writing transaction of the same
 // request does not wait for it, and commits without the entry: the
-// "response" entry covers it then. GET, HEAD and OPTIONS requests cost
-// nothing.
-func (a *Auditor) Middleware() gin.HandlerFunc {
-	return func(c *gin.Context) {
-		if !mutating(c.Request.Method) {
-			c.Next()
-			return
-		}
-		ctx := c.Request.Context()
-		p, ok := identity.FromContext(ctx)
-		if !ok || p.TenantID == uuid.Nil {
-			c.Next()
-			return
-		}
-		if _, ok := OriginFrom(ctx); !ok {
-			ctx = WithOrigin(ctx, originOf(c))
-		}
-		route := c.FullPath()
-		if route == "" {
-			route = c.Request.URL.EscapedPath()
-		}
-		summary := map[string]any{}
-		if fields := requestFields(c); fields != nil {
-			summary["fields"] = fields
-		}
-		req := &pending{tenantID: p.TenantID, entry: Entry{
-			Actor: p.Actor(), Action: c.Request.Method + " " + route,
-			Resource: c.Request.URL.EscapedPath(), Summary: summary,
-		}}
-		req.cond = sync.NewCond(&req.mu)
-		ctx = context.WithValue(ctx, pendingKey{}, req)
-		c.Request = c.Request.WithContext(ctx)
-		completed := false
-		defer func() {
-			status := c.Writer.Status()
-			if !completed {
-				status = http.StatusInternalServerError // a panic, answered by the recovery middleware
-			}
-			a.settle(ctx, req, status, c.Writer.Header().Get(replayedHeader) == "true")
-		}()
-		c.Next()
-		completed = true
+// "response" entry covers it then.
+func (a *Auditor) StartRequest(ctx context.Context, p identity.Principal, action, resource string, body []byte) (
+	_ context.Context, finish func(status int, replayed bool)) {
+	summary := map[string]any{}
+	if fields := fieldNames(body); fields != nil {
+		summary["fields"] = fields
 	}
+	req := &pending{tenantID: p.TenantID, entry: Entry{
+		Actor: p.Actor(), Action: action, Resource: resource, Summary: summary,
+	}}
+	req.cond = sync.NewCond(&req.mu)
+	ctx = context.WithValue(ctx, pendingKey{}, req)
+	return ctx, func(status int, replayed bool) { a.settle(ctx, req, status, replayed) }
 }
 
 // settle writes the request's "response" entry unless its "commit" entry
@@ -142,21 +106,16 @@ func (a *Auditor) settle(ctx context.Context, req *pending, status int, replayed
 	}
 }
 
-// Bind lets the handler's transactions carry the request's entry (see
-// BeforeCommit). Put it last before the handlers (httpx.Router.Use after
-// idempotency), so that the transactions of middleware (idempotency claims,
-// their lease renewals) never carry it.
-func (a *Auditor) Bind() gin.HandlerFunc {
-	return func(c *gin.Context) {
-		ctx := c.Request.Context()
-		req, ok := ctx.Value(pendingKey{}).(*pending)
-		if !ok {
-			c.Next()
-			return
-		}
-		c.Request = c.Request.WithContext(context.WithValue(ctx, boundKey{}, req))
-		c.Next()
+// BindRequest returns ctx letting the handler's transactions carry the
+// request's entry (see BeforeCommit). Bind it last before the handlers
+// (after idempotency), so that the transactions of middleware (idempotency
+// claims, their lease renewals) never carry it.
+func (a *Auditor) BindRequest(ctx context.Context) context.Context {
+	req, ok := ctx.Value(pendingKey{}).(*pending)
+	if !ok {
+		return ctx
 	}
+	return context.WithValue(ctx, boundKey{}, req)
 }
 
 // BeforeCommit is the db.BeforeCommit hook (install it with
@@ -257,19 +216,13 @@ const maxFields = 50
 
 var fieldName = regexp.MustCompile(`^[A-Za-z0-9_.\-]{1,64}$`)
 
-// requestFields returns the sorted top-level field names of a JSON object
+// fieldNames returns the sorted top-level field names of a JSON object
 // body (names that are not plain identifiers show as "?"), or nil for any
-// other body. The body is put back for the handler, read errors included.
-func requestFields(c *gin.Context) []string {
-	if c.Request.Body == nil || c.Request.Body == http.NoBody {
+// other body.
+func fieldNames(body []byte) []string {
+	if len(body) == 0 {
 		return nil
 	}
-	body, err := io.ReadAll(c.Request.Body)
-	if err != nil {
-		c.Request.Body = io.NopCloser(io.MultiReader(bytes.NewReader(body), errReader{err}))
-		return nil
-	}
-	c.Request.Body = io.NopCloser(bytes.NewReader(body))
 	var obj map[string]json.RawMessage
 	if json.Unmarshal(body, &obj) != nil || obj == nil {
 		return nil
@@ -288,9 +241,3 @@ func requestFields(c *gin.Context) []string {
 	}
 	return names
 }
-
-// errReader fails every read with err: the body limit's error reaches the
-// handler as if the middleware had not read the body.
-type errReader struct{ err error }
-
-func (r errReader) Read([]byte) (int, error) { return 0, r.err }
