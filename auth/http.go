@@ -21,9 +21,9 @@ func NewHandler(svc *Service) *Handler { return &Handler{svc: svc} }
 
 // Routes registers the API key routes on the /v1 router.
 func (h *Handler) Routes(r *httpx.Router) {
-	r.Handle(http.MethodGet, "/api-keys", "api_keys:read", h.list)
-	r.Handle(http.MethodPost, "/api-keys", "api_keys:write", h.create)
-	r.Handle(http.MethodDelete, "/api-keys/:id", "api_keys:write", h.revoke)
+	r.Handle(http.MethodGet, "/api-keys", "api_keys:read", httpx.Handle(h.list))
+	r.Handle(http.MethodPost, "/api-keys", "api_keys:write", httpx.Handle(h.create))
+	r.Handle(http.MethodDelete, "/api-keys/:id", "api_keys:write", httpx.Handle(h.revoke))
 }
 
 // keyRequest is the body of POST /v1/api-keys.
@@ -54,71 +54,64 @@ func ToResponse(k Key) KeyResponse {
 	}
 }
 
-func principal(c *gin.Context) (identity.Principal, bool) {
+// principal returns the request's tenant principal, or ErrUnauthenticated.
+func principal(c *gin.Context) (identity.Principal, error) {
 	p, ok := identity.FromContext(c.Request.Context())
 	if !ok || p.TenantID == uuid.Nil {
-		httpx.Error(c, ErrUnauthenticated)
-		return identity.Principal{}, false
+		return identity.Principal{}, ErrUnauthenticated
 	}
-	return p, true
+	return p, nil
 }
 
-func (h *Handler) create(c *gin.Context) {
-	p, ok := principal(c)
-	if !ok {
-		return
+func (h *Handler) create(c *gin.Context) error {
+	p, err := principal(c)
+	if err != nil {
+		return err
 	}
 	var req keyRequest
 	if err := httpx.BindJSON(c, &req); err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	k, secret, err := h.svc.CreateKey(c.Request.Context(), p, NewKey(req))
 	if err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	resp := ToResponse(k)
 	resp.Secret = secret
 	c.Header("Cache-Control", "no-store")
 	c.JSON(http.StatusCreated, resp)
+	return nil
 }
 
-func (h *Handler) list(c *gin.Context) {
-	p, ok := principal(c)
-	if !ok {
-		return
+func (h *Handler) list(c *gin.Context) error {
+	p, err := principal(c)
+	if err != nil {
+		return err
 	}
 	page, err := httpx.ParsePage(c)
 	if err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	keys, err := h.svc.ListKeys(c.Request.Context(), p.TenantID, page.After, page.Limit)
 	if err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
-	out := make([]KeyResponse, len(keys))
-	for i, k := range keys {
-		out[i] = ToResponse(k)
-	}
-	c.JSON(http.StatusOK, httpx.NewList(out, page.Limit, func(k KeyResponse) uuid.UUID { return k.ID }))
+	httpx.WriteList(c, page, keys, ToResponse, func(k KeyResponse) uuid.UUID { return k.ID })
+	return nil
 }
 
-func (h *Handler) revoke(c *gin.Context) {
-	p, ok := principal(c)
-	if !ok {
-		return
+func (h *Handler) revoke(c *gin.Context) error {
+	p, err := principal(c)
+	if err != nil {
+		return err
 	}
 	id, err := httpx.ParseID(c, "id")
 	if err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	if _, err := h.svc.RevokeKeyAs(c.Request.Context(), p, id); err != nil {
-		httpx.Error(c, err) // may be 409 last_admin
-		return
+		return err // may be 409 last_admin
 	}
 	c.Status(http.StatusNoContent)
+	return nil
 }

@@ -12,10 +12,10 @@ import (
 
 // MemberRoutes registers the /v1/members routes.
 func (h *Handler) MemberRoutes(r *httpx.Router) {
-	r.Handle(http.MethodGet, "/members", "members:read", h.listMembers)
-	r.Handle(http.MethodPost, "/members", "members:write", h.addMember)
-	r.Handle(http.MethodPatch, "/members/:id", "members:write", h.patchMember)
-	r.Handle(http.MethodDelete, "/members/:id", "members:write", h.removeMember)
+	r.Handle(http.MethodGet, "/members", "members:read", httpx.Handle(h.listMembers))
+	r.Handle(http.MethodPost, "/members", "members:write", httpx.Handle(h.addMember))
+	r.Handle(http.MethodPatch, "/members/:id", "members:write", httpx.Handle(h.patchMember))
+	r.Handle(http.MethodDelete, "/members/:id", "members:write", httpx.Handle(h.removeMember))
 }
 
 // MemberResponse is a member as clients see it.
@@ -47,83 +47,74 @@ type memberPatch struct {
 	Roles []string `json:"roles"`
 }
 
-func (h *Handler) listMembers(c *gin.Context) {
-	p, ok := principal(c)
-	if !ok {
-		return
+func (h *Handler) listMembers(c *gin.Context) error {
+	p, err := principal(c)
+	if err != nil {
+		return err
 	}
 	page, err := httpx.ParsePage(c)
 	if err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	ms, err := h.svc.ListMembers(c.Request.Context(), p.TenantID, page.After, page.Limit)
 	if err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
-	out := make([]MemberResponse, len(ms))
-	for i, m := range ms {
-		out[i] = toMemberResponse(m)
-	}
-	c.JSON(http.StatusOK, httpx.NewList(out, page.Limit, func(m MemberResponse) uuid.UUID { return m.ID }))
+	httpx.WriteList(c, page, ms, toMemberResponse, func(m MemberResponse) uuid.UUID { return m.ID })
+	return nil
 }
 
-func (h *Handler) addMember(c *gin.Context) {
-	p, ok := principal(c)
-	if !ok {
-		return
+func (h *Handler) addMember(c *gin.Context) error {
+	p, err := principal(c)
+	if err != nil {
+		return err
 	}
 	var req memberRequest
 	if err := httpx.BindJSON(c, &req); err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	m, err := h.svc.AddMember(c.Request.Context(), p, NewMember(req))
 	if err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	c.Header("Location", "/v1/members/"+m.ID.String())
 	c.JSON(http.StatusCreated, toMemberResponse(m))
+	return nil
 }
 
-func (h *Handler) patchMember(c *gin.Context) {
-	p, ok := principal(c)
-	if !ok {
-		return
+func (h *Handler) patchMember(c *gin.Context) error {
+	p, err := principal(c)
+	if err != nil {
+		return err
 	}
 	id, err := httpx.ParseID(c, "id")
 	if err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	var req memberPatch
 	if err := httpx.BindJSON(c, &req); err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	m, err := h.svc.SetMemberRoles(c.Request.Context(), p, id, req.Roles)
 	if err != nil {
-		httpx.Error(c, err) // may be 409 last_admin
-		return
+		return err // may be 409 last_admin
 	}
 	c.JSON(http.StatusOK, toMemberResponse(m))
+	return nil
 }
 
-func (h *Handler) removeMember(c *gin.Context) {
-	p, ok := principal(c)
-	if !ok {
-		return
+func (h *Handler) removeMember(c *gin.Context) error {
+	p, err := principal(c)
+	if err != nil {
+		return err
 	}
 	id, err := httpx.ParseID(c, "id")
 	if err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	if err := h.svc.RemoveMember(c.Request.Context(), p, id); err != nil {
-		httpx.Error(c, err) // may be 409 last_admin
-		return
+		return err // may be 409 last_admin
 	}
 	c.Status(http.StatusNoContent)
+	return nil
 }

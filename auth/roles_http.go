@@ -18,10 +18,10 @@ func NewRolesHandler(r *RBAC) *RolesHandler { return &RolesHandler{rbac: r} }
 
 // Routes registers the role routes on the /v1 router.
 func (h *RolesHandler) Routes(r *httpx.Router) {
-	r.Handle(http.MethodGet, "/roles", "roles:read", h.list)
-	r.Handle(http.MethodPost, "/roles", "roles:write", h.create)
-	r.Handle(http.MethodPatch, "/roles/:name", "roles:write", h.update)
-	r.Handle(http.MethodDelete, "/roles/:name", "roles:write", h.delete)
+	r.Handle(http.MethodGet, "/roles", "roles:read", httpx.Handle(h.list))
+	r.Handle(http.MethodPost, "/roles", "roles:write", httpx.Handle(h.create))
+	r.Handle(http.MethodPatch, "/roles/:name", "roles:write", httpx.Handle(h.update))
+	r.Handle(http.MethodDelete, "/roles/:name", "roles:write", httpx.Handle(h.delete))
 }
 
 // RoleResponse is a role as clients see it.
@@ -52,70 +52,68 @@ type rolePatch struct {
 
 // list answers every role of the tenant in one page: built-ins plus at most
 // MaxCustomRoles of its own, so next_cursor is always null.
-func (h *RolesHandler) list(c *gin.Context) {
-	p, ok := principal(c)
-	if !ok {
-		return
+func (h *RolesHandler) list(c *gin.Context) error {
+	p, err := principal(c)
+	if err != nil {
+		return err
 	}
 	roles, err := h.rbac.ListRoles(c.Request.Context(), p.TenantID)
 	if err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	out := httpx.List[RoleResponse]{Data: make([]RoleResponse, len(roles))}
 	for i, r := range roles {
 		out.Data[i] = toRoleResponse(r)
 	}
 	c.JSON(http.StatusOK, out)
+	return nil
 }
 
-func (h *RolesHandler) create(c *gin.Context) {
-	p, ok := principal(c)
-	if !ok {
-		return
+func (h *RolesHandler) create(c *gin.Context) error {
+	p, err := principal(c)
+	if err != nil {
+		return err
 	}
 	var req roleRequest
 	if err := httpx.BindJSON(c, &req); err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	role, err := h.rbac.CreateRole(c.Request.Context(), p, Role{Name: req.Name, Permissions: req.Permissions})
 	if err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	c.Header("ETag", role.ETag())
 	c.Header("Location", "/v1/roles/"+role.Name)
 	c.JSON(http.StatusCreated, toRoleResponse(role))
+	return nil
 }
 
-func (h *RolesHandler) update(c *gin.Context) {
-	p, ok := principal(c)
-	if !ok {
-		return
+func (h *RolesHandler) update(c *gin.Context) error {
+	p, err := principal(c)
+	if err != nil {
+		return err
 	}
 	var req rolePatch
 	if err := httpx.BindJSON(c, &req); err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	role, err := h.rbac.UpdateRole(c.Request.Context(), p, c.Param("name"), req.Permissions, c.GetHeader("If-Match"))
 	if err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	c.Header("ETag", role.ETag())
 	c.JSON(http.StatusOK, toRoleResponse(role))
+	return nil
 }
 
-func (h *RolesHandler) delete(c *gin.Context) {
-	p, ok := principal(c)
-	if !ok {
-		return
+func (h *RolesHandler) delete(c *gin.Context) error {
+	p, err := principal(c)
+	if err != nil {
+		return err
 	}
 	if err := h.rbac.DeleteRole(c.Request.Context(), p, c.Param("name")); err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	c.Status(http.StatusNoContent)
+	return nil
 }

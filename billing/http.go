@@ -33,14 +33,14 @@ func NewHandler(reports *Reporter, exports *Exporter) *Handler {
 
 // Routes registers the tenant's routes on the /v1 router.
 func (h *Handler) Routes(r *httpx.Router) {
-	r.Handle(http.MethodGet, "/usage", "usage:read", h.usage)
+	r.Handle(http.MethodGet, "/usage", "usage:read", httpx.Handle(h.usage))
 }
 
 // AdminRoutes registers the operator routes on the /admin/v1 router.
 func (h *Handler) AdminRoutes(r *httpx.Router, permission string) {
-	r.Handle(http.MethodGet, "/usage", permission, h.adminUsage)
-	r.Handle(http.MethodPost, "/billing/exports", permission, h.createExport)
-	r.Handle(http.MethodGet, "/billing/exports/:id/download", permission, h.download)
+	r.Handle(http.MethodGet, "/usage", permission, httpx.Handle(h.adminUsage))
+	r.Handle(http.MethodPost, "/billing/exports", permission, httpx.Handle(h.createExport))
+	r.Handle(http.MethodGet, "/billing/exports/:id/download", permission, httpx.Handle(h.download))
 }
 
 // MeterUsageResponse is one meter's usage as the API shows it.
@@ -119,40 +119,35 @@ func (h *Handler) periodParam(c *gin.Context) (string, error) {
 	return p, nil
 }
 
-func (h *Handler) usage(c *gin.Context) {
+func (h *Handler) usage(c *gin.Context) error {
 	p, ok := identity.FromContext(c.Request.Context())
 	if !ok || p.TenantID == uuid.Nil {
-		httpx.Fail(c, fault.Unauthenticated, "a credential is required")
-		return
+		return fault.New(fault.Unauthenticated, "a credential is required")
 	}
 	period, err := h.periodParam(c)
 	if err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	rep, err := h.reports.TenantUsage(c.Request.Context(), p.TenantID, period)
 	if err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	c.JSON(http.StatusOK, UsageResponse{Period: rep.Period, Plan: rep.Plan, Meters: toMeterResponses(rep.Meters)})
+	return nil
 }
 
-func (h *Handler) adminUsage(c *gin.Context) {
+func (h *Handler) adminUsage(c *gin.Context) error {
 	period, err := h.periodParam(c)
 	if err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	page, err := httpx.ParsePage(c)
 	if err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	reps, err := h.reports.AllUsage(c.Request.Context(), period, page.After, page.Limit)
 	if err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	out := make([]TenantUsageResponse, len(reps))
 	for i, r := range reps {
@@ -162,6 +157,7 @@ func (h *Handler) adminUsage(c *gin.Context) {
 		Period: period,
 		List:   httpx.NewList(out, page.Limit, func(r TenantUsageResponse) uuid.UUID { return r.TenantID }),
 	})
+	return nil
 }
 
 type exportRequest struct {
@@ -169,11 +165,10 @@ type exportRequest struct {
 	Format string `json:"format"`
 }
 
-func (h *Handler) createExport(c *gin.Context) {
+func (h *Handler) createExport(c *gin.Context) error {
 	var req exportRequest
 	if err := httpx.BindJSON(c, &req); err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	var fields fault.Fields
 	if _, _, err := monthBounds(req.Period); err != nil {
@@ -184,8 +179,7 @@ func (h *Handler) createExport(c *gin.Context) {
 		fields = append(fields, ErrBadFormat.Fields...)
 	}
 	if err := fields.Err(); err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	by := "operator"
 	if p, ok := identity.FromContext(c.Request.Context()); ok {
@@ -194,33 +188,31 @@ func (h *Handler) createExport(c *gin.Context) {
 	extendWriteDeadline(c)
 	x, err := h.exports.Issue(c.Request.Context(), req.Period, format, by, io.Discard, nil)
 	if err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	c.Header("Location", "/admin/v1/billing/exports/"+x.ID.String()+"/download")
 	c.JSON(http.StatusCreated, ExportResponse{
 		ID: x.ID, Period: x.Period, Format: x.Format, Rows: x.Rows, Bytes: x.Bytes, SHA256: x.SHA256,
 		CreatedAt: x.CreatedAt, ClosedPeriod: x.ClosedPeriod,
 	})
+	return nil
 }
 
-func (h *Handler) download(c *gin.Context) {
+func (h *Handler) download(c *gin.Context) error {
 	id, err := httpx.ParseID(c, "id")
 	if err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	ctx := c.Request.Context()
 	x, err := h.exports.Get(ctx, id)
 	if err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	etag := `"` + x.SHA256 + `"`
 	if httpx.NoneMatch(c.GetHeader("If-None-Match"), etag) {
 		c.Header("ETag", etag)
 		c.Status(http.StatusNotModified)
-		return
+		return nil
 	}
 	extendWriteDeadline(c)
 	started := false
@@ -241,11 +233,10 @@ func (h *Handler) download(c *gin.Context) {
 		return w
 	})
 	if err == nil {
-		return
+		return nil
 	}
 	if !started {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	// The bytes sent no longer match the ETag: cut the response so the
 	// client sees a failed transfer rather than a file that lies.

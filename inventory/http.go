@@ -34,13 +34,13 @@ func NewHandler(svc *Service) *Handler {
 
 // Routes registers the product routes on r, which is mounted on /v1.
 func (h *Handler) Routes(r *httpx.Router) {
-	r.Handle(http.MethodPost, "/products", permWrite, h.create)
-	r.Handle(http.MethodGet, "/products", permRead, h.list)
-	r.Handle(http.MethodGet, "/products/:id", permRead, h.get)
-	r.Handle(http.MethodPatch, "/products/:id", permWrite, h.update)
-	r.Handle(http.MethodDelete, "/products/:id", permWrite, h.delete)
-	r.Handle(http.MethodPost, "/products/:id/stock", permAdjust, h.adjustStock)
-	r.Handle(http.MethodGet, "/products/:id/reservations", permRead, h.reservations)
+	r.Handle(http.MethodPost, "/products", permWrite, httpx.Handle(h.create))
+	r.Handle(http.MethodGet, "/products", permRead, httpx.Handle(h.list))
+	r.Handle(http.MethodGet, "/products/:id", permRead, httpx.Handle(h.get))
+	r.Handle(http.MethodPatch, "/products/:id", permWrite, httpx.Handle(h.update))
+	r.Handle(http.MethodDelete, "/products/:id", permWrite, httpx.Handle(h.delete))
+	r.Handle(http.MethodPost, "/products/:id/stock", permAdjust, httpx.Handle(h.adjustStock))
+	r.Handle(http.MethodGet, "/products/:id/reservations", permRead, httpx.Handle(h.reservations))
 }
 
 // productJSON is a product as the API shows it.
@@ -155,150 +155,116 @@ func (r adjustRequest) toModel() (StockAdjustment, error) {
 	return StockAdjustment{Delta: *r.Delta, Reason: *r.Reason}, nil
 }
 
-func (h *Handler) create(c *gin.Context) {
+func (h *Handler) create(c *gin.Context) error {
 	tenantID, err := httpx.TenantID(c)
 	if err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	var req createRequest
 	if err := httpx.BindJSON(c, &req); err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	n, err := req.toModel()
 	if err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	p, err := h.svc.Create(c.Request.Context(), tenantID, n)
 	if err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	c.Header("Location", path.Join(c.Request.URL.Path, p.ID.String()))
 	c.Header("ETag", httpx.VersionETag(int64(p.Version)))
 	c.JSON(http.StatusCreated, toJSON(p))
+	return nil
 }
 
-func (h *Handler) list(c *gin.Context) {
+func (h *Handler) list(c *gin.Context) error {
 	tenantID, err := httpx.TenantID(c)
 	if err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	page, err := httpx.ParsePage(c)
 	if err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	q := ListQuery{After: page.After, Limit: page.Limit}
 	if sku, given := c.GetQuery("sku"); given {
 		if !ValidSKU(sku) {
-			httpx.Error(c, fault.Invalid(fault.Field("sku", "must be 1 to 64 characters of A-Z, a-z, 0-9, '.', '_' and '-'")))
-			return
+			return fault.Invalid(fault.Field("sku", "must be 1 to 64 characters of A-Z, a-z, 0-9, '.', '_' and '-'"))
 		}
 		q.SKU = sku
 	}
 	products, err := h.svc.List(c.Request.Context(), tenantID, q)
 	if err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
-	items := make([]productJSON, len(products))
-	for i, p := range products {
-		items[i] = toJSON(p)
-	}
-	c.JSON(http.StatusOK, httpx.NewList(items, page.Limit, func(p productJSON) uuid.UUID { return p.ID }))
+	httpx.WriteList(c, page, products, toJSON, func(p productJSON) uuid.UUID { return p.ID })
+	return nil
 }
 
-func (h *Handler) get(c *gin.Context) {
-	tenantID, id, err := httpx.TenantAndID(c)
-	if err != nil {
-		httpx.Error(c, err)
-		return
-	}
-	p, err := h.svc.Get(c.Request.Context(), tenantID, id)
-	if err != nil {
-		httpx.Error(c, err)
-		return
-	}
-	tag := httpx.VersionETag(int64(p.Version))
-	c.Header("ETag", tag)
-	if httpx.NoneMatch(c.GetHeader("If-None-Match"), tag) {
-		c.Status(http.StatusNotModified)
-		return
-	}
-	c.JSON(http.StatusOK, toJSON(p))
+func (h *Handler) get(c *gin.Context) error {
+	return httpx.GetByID(c, h.svc.Get, func(p Product) int64 { return int64(p.Version) }, toJSON)
 }
 
-func (h *Handler) update(c *gin.Context) {
+func (h *Handler) update(c *gin.Context) error {
 	tenantID, id, err := httpx.TenantAndID(c)
 	if err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	var req updateRequest
 	if err := httpx.BindJSON(c, &req); err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	ch := ProductChange{SKU: req.SKU, Name: req.Name, Price: req.Price, Currency: req.Currency}
 	if err := ch.Validate(); err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	if header, given := ifMatchHeader(c); given {
 		if ch.IfVersion, err = h.matchedVersion(c, tenantID, id, header); err != nil {
-			httpx.Error(c, err)
-			return
+			return err
 		}
 	}
 	p, err := h.svc.Update(c.Request.Context(), tenantID, id, ch)
 	if err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	c.Header("ETag", httpx.VersionETag(int64(p.Version)))
 	c.JSON(http.StatusOK, toJSON(p))
+	return nil
 }
 
-func (h *Handler) delete(c *gin.Context) {
+func (h *Handler) delete(c *gin.Context) error {
 	tenantID, id, err := httpx.TenantAndID(c)
 	if err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	if err := h.svc.Delete(c.Request.Context(), tenantID, id); err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	c.Status(http.StatusNoContent)
+	return nil
 }
 
-func (h *Handler) adjustStock(c *gin.Context) {
+func (h *Handler) adjustStock(c *gin.Context) error {
 	tenantID, id, err := httpx.TenantAndID(c)
 	if err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	var req adjustRequest
 	if err := httpx.BindJSON(c, &req); err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	a, err := req.toModel()
 	if err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	p, err := h.svc.AdjustStock(c.Request.Context(), tenantID, id, a)
 	if err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	c.Header("ETag", httpx.VersionETag(int64(p.Version)))
 	c.JSON(http.StatusOK, toJSON(p))
+	return nil
 }
 
 // ifMatchHeader returns the If-Match header, and whether the request sent one.

@@ -3,7 +3,6 @@ package inventory
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"slices"
 	"strings"
 	"time"
@@ -218,30 +217,25 @@ type reservationJSON struct {
 	ExpiresAt time.Time         `json:"expires_at"`
 }
 
-func (h *Handler) reservations(c *gin.Context) {
+func (h *Handler) reservations(c *gin.Context) error {
 	tenantID, err := httpx.TenantID(c)
 	if err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	id, err := httpx.ParseID(c, "id")
 	if err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	page, err := httpx.ParsePage(c)
 	if err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	rs, err := h.svc.Reservations(c.Request.Context(), tenantID, id, page.After, page.Limit)
 	if err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
-	out := make([]reservationJSON, len(rs))
-	for i, r := range rs {
-		out[i] = reservationJSON{ID: r.ID, OrderID: r.OrderID, Quantity: r.Quantity, Status: r.Status, ExpiresAt: r.ExpiresAt}
-	}
-	c.JSON(http.StatusOK, httpx.NewList(out, page.Limit, func(r reservationJSON) uuid.UUID { return r.ID }))
+	httpx.WriteList(c, page, rs, func(r Reservation) reservationJSON {
+		return reservationJSON{ID: r.ID, OrderID: r.OrderID, Quantity: r.Quantity, Status: r.Status, ExpiresAt: r.ExpiresAt}
+	}, func(r reservationJSON) uuid.UUID { return r.ID })
+	return nil
 }

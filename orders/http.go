@@ -23,11 +23,11 @@ func NewHandler(svc *Service) *Handler { return &Handler{svc: svc} }
 
 // Routes registers the order routes on the /v1 router.
 func (h *Handler) Routes(r *httpx.Router) {
-	r.Handle(http.MethodPost, "/orders", "orders:write", h.place)
-	r.Handle(http.MethodGet, "/orders", "orders:read", h.list)
-	r.Handle(http.MethodGet, "/orders/:id", "orders:read", h.get)
-	r.Handle(http.MethodPost, "/orders/:id/cancel", "orders:write", h.cancel)
-	r.Handle(http.MethodGet, "/orders/:id/events", "orders:read", h.events)
+	r.Handle(http.MethodPost, "/orders", "orders:write", httpx.Handle(h.place))
+	r.Handle(http.MethodGet, "/orders", "orders:read", httpx.Handle(h.list))
+	r.Handle(http.MethodGet, "/orders/:id", "orders:read", httpx.Handle(h.get))
+	r.Handle(http.MethodPost, "/orders/:id/cancel", "orders:write", httpx.Handle(h.cancel))
+	r.Handle(http.MethodGet, "/orders/:id/events", "orders:read", httpx.Handle(h.events))
 }
 
 type itemRequest struct {
@@ -73,16 +73,14 @@ type EventResponse struct {
 	CreatedAt time.Time       `json:"created_at"`
 }
 
-func (h *Handler) place(c *gin.Context) {
+func (h *Handler) place(c *gin.Context) error {
 	tenantID, err := httpx.TenantID(c)
 	if err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	var req placeRequest
 	if err := httpx.BindJSON(c, &req); err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	n := NewOrder{CustomerID: req.CustomerID, Items: make([]NewItem, len(req.Items))}
 	for i, it := range req.Items {
@@ -90,93 +88,68 @@ func (h *Handler) place(c *gin.Context) {
 	}
 	o, err := h.svc.Place(c.Request.Context(), tenantID, n)
 	if err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	c.Header("Location", "/v1/orders/"+o.ID.String())
 	c.Header("ETag", httpx.VersionETag(o.Version))
 	c.JSON(http.StatusCreated, ToResponse(o))
+	return nil
 }
 
-func (h *Handler) list(c *gin.Context) {
+func (h *Handler) list(c *gin.Context) error {
 	tenantID, err := httpx.TenantID(c)
 	if err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	page, err := httpx.ParsePage(c)
 	if err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	status := Status(c.Query("status"))
 	switch status {
 	case "", Pending, Completed, Cancelled:
 	default:
-		httpx.Error(c, fault.Invalid(fault.Field("status", "must be pending, completed or cancelled")))
-		return
+		return fault.Invalid(fault.Field("status", "must be pending, completed or cancelled"))
 	}
 	os, err := h.svc.List(c.Request.Context(), tenantID, status, page.After, page.Limit)
 	if err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
-	out := make([]Response, len(os))
-	for i, o := range os {
-		out[i] = ToResponse(o)
-	}
-	c.JSON(http.StatusOK, httpx.NewList(out, page.Limit, func(r Response) uuid.UUID { return r.ID }))
+	httpx.WriteList(c, page, os, ToResponse, func(r Response) uuid.UUID { return r.ID })
+	return nil
 }
 
-func (h *Handler) get(c *gin.Context) {
-	tenantID, id, err := httpx.TenantAndID(c)
-	if err != nil {
-		httpx.Error(c, err)
-		return
-	}
-	o, err := h.svc.Get(c.Request.Context(), tenantID, id)
-	if err != nil {
-		httpx.Error(c, err)
-		return
-	}
-	tag := httpx.VersionETag(o.Version)
-	c.Header("ETag", tag)
-	if httpx.NoneMatch(c.GetHeader("If-None-Match"), tag) {
-		c.Status(http.StatusNotModified)
-		return
-	}
-	c.JSON(http.StatusOK, ToResponse(o))
+func (h *Handler) get(c *gin.Context) error {
+	return httpx.GetByID(c, h.svc.Get, func(o Order) int64 { return o.Version }, ToResponse)
 }
 
-func (h *Handler) cancel(c *gin.Context) {
+func (h *Handler) cancel(c *gin.Context) error {
 	tenantID, id, err := httpx.TenantAndID(c)
 	if err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	o, err := h.svc.Cancel(c.Request.Context(), tenantID, id)
 	if err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	c.Header("ETag", httpx.VersionETag(o.Version))
 	c.JSON(http.StatusOK, ToResponse(o))
+	return nil
 }
 
-func (h *Handler) events(c *gin.Context) {
+func (h *Handler) events(c *gin.Context) error {
 	tenantID, id, err := httpx.TenantAndID(c)
 	if err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	es, err := h.svc.Events(c.Request.Context(), tenantID, id)
 	if err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	out := make([]EventResponse, len(es))
 	for i, e := range es {
 		out[i] = EventResponse{ID: e.ID, Type: e.Type, Version: e.Version, Data: e.Data, Metadata: e.Metadata, CreatedAt: e.CreatedAt}
 	}
 	c.JSON(http.StatusOK, gin.H{"data": out, "next_cursor": nil})
+	return nil
 }

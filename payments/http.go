@@ -32,10 +32,10 @@ func NewHandler(svc *Service) *Handler {
 
 // Routes registers the payment routes on r, which is mounted on /v1.
 func (h *Handler) Routes(r *httpx.Router) {
-	r.Handle(http.MethodPost, "/payments", permWrite, h.create)
-	r.Handle(http.MethodGet, "/payments", permRead, h.list)
-	r.Handle(http.MethodGet, "/payments/:id", permRead, h.get)
-	r.Handle(http.MethodPost, "/payments/:id/refunds", permRefund, h.refund)
+	r.Handle(http.MethodPost, "/payments", permWrite, httpx.Handle(h.create))
+	r.Handle(http.MethodGet, "/payments", permRead, httpx.Handle(h.list))
+	r.Handle(http.MethodGet, "/payments/:id", permRead, httpx.Handle(h.get))
+	r.Handle(http.MethodPost, "/payments/:id/refunds", permRefund, httpx.Handle(h.refund))
 }
 
 // paymentJSON is a payment as the API shows it.
@@ -133,103 +133,73 @@ type refundRequest struct {
 	Amount *int64 `json:"amount"`
 }
 
-func (h *Handler) create(c *gin.Context) {
+func (h *Handler) create(c *gin.Context) error {
 	tenantID, err := httpx.TenantID(c)
 	if err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	var req createRequest
 	if err := httpx.BindJSON(c, &req); err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	n, err := req.toModel()
 	if err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	p, err := h.svc.Pay(c.Request.Context(), tenantID, n)
 	if err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	c.Header("Location", path.Join(c.Request.URL.Path, p.ID.String()))
 	c.Header("ETag", httpx.VersionETag(int64(p.Version)))
 	c.JSON(http.StatusCreated, toJSON(p))
+	return nil
 }
 
-func (h *Handler) list(c *gin.Context) {
+func (h *Handler) list(c *gin.Context) error {
 	tenantID, err := httpx.TenantID(c)
 	if err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	page, err := httpx.ParsePage(c)
 	if err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	q := ListQuery{After: page.After, Limit: page.Limit}
 	if raw, given := c.GetQuery("order_id"); given {
 		id, err := uuid.Parse(raw)
 		if err != nil || id == uuid.Nil {
-			httpx.Error(c, fault.Invalid(fault.Field("order_id", "must be a UUID")))
-			return
+			return fault.Invalid(fault.Field("order_id", "must be a UUID"))
 		}
 		q.OrderID = id
 	}
 	payments, err := h.svc.List(c.Request.Context(), tenantID, q)
 	if err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
-	items := make([]paymentJSON, len(payments))
-	for i, p := range payments {
-		items[i] = toJSON(p)
-	}
-	c.JSON(http.StatusOK, httpx.NewList(items, page.Limit, func(p paymentJSON) uuid.UUID { return p.ID }))
+	httpx.WriteList(c, page, payments, toJSON, func(p paymentJSON) uuid.UUID { return p.ID })
+	return nil
 }
 
-func (h *Handler) get(c *gin.Context) {
-	tenantID, id, err := httpx.TenantAndID(c)
-	if err != nil {
-		httpx.Error(c, err)
-		return
-	}
-	p, err := h.svc.Get(c.Request.Context(), tenantID, id)
-	if err != nil {
-		httpx.Error(c, err)
-		return
-	}
-	tag := httpx.VersionETag(int64(p.Version))
-	c.Header("ETag", tag)
-	if httpx.NoneMatch(c.GetHeader("If-None-Match"), tag) {
-		c.Status(http.StatusNotModified)
-		return
-	}
-	c.JSON(http.StatusOK, toJSON(p))
+func (h *Handler) get(c *gin.Context) error {
+	return httpx.GetByID(c, h.svc.Get, func(p Payment) int64 { return int64(p.Version) }, toJSON)
 }
 
-func (h *Handler) refund(c *gin.Context) {
+func (h *Handler) refund(c *gin.Context) error {
 	tenantID, id, err := httpx.TenantAndID(c)
 	if err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	var req refundRequest
 	if err := httpx.BindJSON(c, &req); err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	if req.Amount == nil {
-		httpx.Error(c, fault.Invalid(fault.Field("amount", "is required")))
-		return
+		return fault.Invalid(fault.Field("amount", "is required"))
 	}
 	r, err := h.svc.Refund(c.Request.Context(), tenantID, id, NewRefund{Amount: *req.Amount})
 	if err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	// The gateway decided (succeeded or failed): 201. It could not be
 	// reached: 202, the refund is pending and will be sent again.
@@ -238,4 +208,5 @@ func (h *Handler) refund(c *gin.Context) {
 		status = http.StatusAccepted
 	}
 	c.JSON(status, refundToJSON(r))
+	return nil
 }

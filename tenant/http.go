@@ -25,17 +25,17 @@ func NewHandler(svc *Service) *Handler { return &Handler{svc: svc} }
 
 // AdminRoutes registers the operator routes on the /admin/v1 router.
 func (h *Handler) AdminRoutes(r *httpx.Router, permission string) {
-	r.Handle(http.MethodPost, "/tenants", permission, h.create)
-	r.Handle(http.MethodGet, "/tenants", permission, h.list)
-	r.Handle(http.MethodGet, "/tenants/:id", permission, h.get)
-	r.Handle(http.MethodPatch, "/tenants/:id", permission, h.update)
-	r.Handle(http.MethodGet, "/plans", permission, h.plans)
+	r.Handle(http.MethodPost, "/tenants", permission, httpx.Handle(h.create))
+	r.Handle(http.MethodGet, "/tenants", permission, httpx.Handle(h.list))
+	r.Handle(http.MethodGet, "/tenants/:id", permission, httpx.Handle(h.get))
+	r.Handle(http.MethodPatch, "/tenants/:id", permission, httpx.Handle(h.update))
+	r.Handle(http.MethodGet, "/plans", permission, httpx.Handle(h.plans))
 }
 
 // Routes registers the tenant's own routes on the /v1 router.
 func (h *Handler) Routes(r *httpx.Router) {
-	r.Handle(http.MethodGet, "/tenant", "tenant:read", h.self)
-	r.Handle(http.MethodPatch, "/tenant", "tenant:write", h.updateSelf)
+	r.Handle(http.MethodGet, "/tenant", "tenant:read", httpx.Handle(h.self))
+	r.Handle(http.MethodPatch, "/tenant", "tenant:write", httpx.Handle(h.updateSelf))
 }
 
 // Response is a tenant as the API shows it.
@@ -71,52 +71,45 @@ type createRequest struct {
 	Plan string `json:"plan"`
 }
 
-func (h *Handler) create(c *gin.Context) {
+func (h *Handler) create(c *gin.Context) error {
 	var req createRequest
 	if err := httpx.BindJSON(c, &req); err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	t, key, err := h.svc.Create(c.Request.Context(), NewTenant(req))
 	if err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	c.Header("Location", "/admin/v1/tenants/"+t.ID.String())
 	c.Header("Cache-Control", "no-store")
 	c.JSON(http.StatusCreated, CreatedResponse{Response: ToResponse(t), AdminAPIKey: key})
+	return nil
 }
 
-func (h *Handler) list(c *gin.Context) {
+func (h *Handler) list(c *gin.Context) error {
 	page, err := httpx.ParsePage(c)
 	if err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	ts, err := h.svc.List(c.Request.Context(), page.After, page.Limit)
 	if err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
-	out := make([]Response, len(ts))
-	for i, t := range ts {
-		out[i] = ToResponse(t)
-	}
-	c.JSON(http.StatusOK, httpx.NewList(out, page.Limit, func(r Response) uuid.UUID { return r.ID }))
+	httpx.WriteList(c, page, ts, ToResponse, func(r Response) uuid.UUID { return r.ID })
+	return nil
 }
 
-func (h *Handler) get(c *gin.Context) {
+func (h *Handler) get(c *gin.Context) error {
 	id, err := httpx.ParseID(c, "id")
 	if err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	t, err := h.svc.Get(c.Request.Context(), id)
 	if err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	writeTenant(c, t)
+	return nil
 }
 
 type updateRequest struct {
@@ -125,23 +118,21 @@ type updateRequest struct {
 	Status *Status `json:"status"`
 }
 
-func (h *Handler) update(c *gin.Context) {
+func (h *Handler) update(c *gin.Context) error {
 	id, err := httpx.ParseID(c, "id")
 	if err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	var req updateRequest
 	if err := httpx.BindJSON(c, &req); err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	t, err := h.svc.Update(c.Request.Context(), id, Change(req))
 	if err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	writeTenant(c, t)
+	return nil
 }
 
 // PlanResponse is a plan as the API shows it.
@@ -154,31 +145,30 @@ type PlanResponse struct {
 	Currency      string `json:"currency"`
 }
 
-func (h *Handler) plans(c *gin.Context) {
+func (h *Handler) plans(c *gin.Context) error {
 	ps, err := h.svc.Plans(c.Request.Context())
 	if err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	out := make([]PlanResponse, len(ps))
 	for i, p := range ps {
 		out[i] = PlanResponse(p)
 	}
 	c.JSON(http.StatusOK, gin.H{"data": out})
+	return nil
 }
 
-func (h *Handler) self(c *gin.Context) {
+func (h *Handler) self(c *gin.Context) error {
 	p, ok := identity.FromContext(c.Request.Context())
 	if !ok {
-		httpx.Fail(c, fault.Unauthenticated, "a credential is required")
-		return
+		return fault.New(fault.Unauthenticated, "a credential is required")
 	}
 	t, err := h.svc.Self(c.Request.Context(), p.TenantID)
 	if err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	writeTenant(c, t)
+	return nil
 }
 
 type selfRequest struct {
@@ -186,28 +176,25 @@ type selfRequest struct {
 	Settings *Settings `json:"settings"`
 }
 
-func (h *Handler) updateSelf(c *gin.Context) {
+func (h *Handler) updateSelf(c *gin.Context) error {
 	p, ok := identity.FromContext(c.Request.Context())
 	if !ok {
-		httpx.Fail(c, fault.Unauthenticated, "a credential is required")
-		return
+		return fault.New(fault.Unauthenticated, "a credential is required")
 	}
 	ifVersion, err := ifMatch(c)
 	if err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	var req selfRequest
 	if err := httpx.BindJSON(c, &req); err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	t, err := h.svc.UpdateSelf(c.Request.Context(), p, SelfChange(req), ifVersion)
 	if err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	writeTenant(c, t)
+	return nil
 }
 
 func writeTenant(c *gin.Context, t Tenant) {

@@ -37,7 +37,7 @@ func NewHandler(a *Auditor, cursors *events.Cursors) *Handler {
 
 // Routes registers GET /audit-events on the /v1 router.
 func (h *Handler) Routes(r *httpx.Router) {
-	r.Handle(http.MethodGet, "/audit-events", Permission, h.list)
+	r.Handle(http.MethodGet, "/audit-events", Permission, httpx.Handle(h.list))
 }
 
 // EventResponse is an audit event as clients see it. Hashes are hex; the
@@ -87,21 +87,18 @@ func ToResponse(e Event) EventResponse {
 // the chain has or will have them). action and resource match exactly, or as
 // a prefix when they end in "*"; since is inclusive, until exclusive (RFC
 // 3339).
-func (h *Handler) list(c *gin.Context) {
+func (h *Handler) list(c *gin.Context) error {
 	p, ok := identity.FromContext(c.Request.Context())
 	if !ok || p.TenantID == uuid.Nil {
-		httpx.Fail(c, fault.Unauthenticated, "a tenant credential is required")
-		return
+		return fault.New(fault.Unauthenticated, "a tenant credential is required")
 	}
 	f, err := parseFilter(c, func(v string) (int64, error) { return h.cursors.Open(p.TenantID, v) })
 	if err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	evs, err := h.a.List(c.Request.Context(), p.TenantID, f)
 	if err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	out := httpx.List[EventResponse]{Data: make([]EventResponse, 0, min(len(evs), f.Limit))}
 	for i, e := range evs {
@@ -113,6 +110,7 @@ func (h *Handler) list(c *gin.Context) {
 		out.Data = append(out.Data, ToResponse(e))
 	}
 	c.JSON(http.StatusOK, out)
+	return nil
 }
 
 // parseFilter reads and validates the list's query; every malformed

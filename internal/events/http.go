@@ -43,8 +43,8 @@ func NewLogHandler(feed *Feed, cursors *Cursors, creds Credentials, limit *Strea
 
 // Routes registers the event routes on the /v1 router.
 func (h *LogHandler) Routes(r *httpx.Router) {
-	r.Handle(http.MethodGet, "/events", "events:read", h.list)
-	r.Handle(http.MethodGet, "/events/stream", "events:read", h.stream)
+	r.Handle(http.MethodGet, "/events", "events:read", httpx.Handle(h.list))
+	r.Handle(http.MethodGet, "/events/stream", "events:read", httpx.Handle(h.stream))
 }
 
 // Response is an event as clients see it: its global position only as the
@@ -114,21 +114,18 @@ func (h *LogHandler) parseQuery(c *gin.Context, tenantID uuid.UUID) (query, erro
 	return q, f.Err()
 }
 
-func (h *LogHandler) list(c *gin.Context) {
+func (h *LogHandler) list(c *gin.Context) error {
 	tenantID, err := httpx.TenantID(c)
 	if err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	q, err := h.parseQuery(c, tenantID)
 	if err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	es, err := h.feed.Read(c.Request.Context(), tenantID, q.after, q.limit, q.types)
 	if err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	p := page{Data: make([]Response, len(es))}
 	for i, e := range es {
@@ -138,6 +135,7 @@ func (h *LogHandler) list(c *gin.Context) {
 		p.NextCursor = &p.Data[len(es)-1].Cursor
 	}
 	c.JSON(http.StatusOK, p)
+	return nil
 }
 
 // stream sends the tenant's events as Server-Sent Events (id = the
@@ -150,26 +148,23 @@ func (h *LogHandler) list(c *gin.Context) {
 // revoked or expired, the member removed, the tenant suspended or the
 // principal's roles no longer grant events:read, it sends a final
 // stream_closed message saying why and ends.
-func (h *LogHandler) stream(c *gin.Context) {
+func (h *LogHandler) stream(c *gin.Context) error {
 	tenantID, err := httpx.TenantID(c)
 	if err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	ctx := c.Request.Context()
 	principal, _ := identity.FromContext(ctx)
 	q, err := h.parseQuery(c, tenantID)
 	if err != nil {
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	slot, err := h.limit.acquire(ctx, tenantID, principal.Plan)
 	if err != nil {
 		if fault.CodeOf(err) == fault.RateLimited {
 			c.Header("Retry-After", strconv.Itoa(int(streamRetryAfter/time.Second)))
 		}
-		httpx.Error(c, err)
-		return
+		return err
 	}
 	defer slot.release(ctx)
 	credential := bearer(c)
@@ -191,7 +186,7 @@ func (h *LogHandler) stream(c *gin.Context) {
 				if ctx.Err() == nil {
 					h.closeStream(c, rc, err)
 				}
-				return
+				return nil
 			}
 			recheckAt = time.Now().Add(h.Recheck)
 		}
@@ -201,44 +196,44 @@ func (h *LogHandler) stream(c *gin.Context) {
 			if ctx.Err() == nil {
 				c.Error(err) //nolint:errcheck // recorded for the access log
 			}
-			return
+			return nil
 		}
 		// The server's write timeout would end the stream: extend it.
 		if err := rc.SetWriteDeadline(time.Now().Add(time.Minute)); err != nil && !strings.Contains(err.Error(), "not supported") {
-			return
+			return nil
 		}
 		for _, e := range es {
 			cursor := h.cursors.Seal(tenantID, e.Position)
 			data, err := json.Marshal(ToResponse(e, cursor))
 			if err != nil {
-				return
+				return nil
 			}
 			if _, err := fmt.Fprintf(c.Writer, "id: %s\nevent: %s\ndata: %s\n\n", cursor, e.Type, data); err != nil {
-				return
+				return nil
 			}
 			after, lastWrite = e.Position, time.Now()
 		}
 		if len(es) == 0 && time.Since(lastWrite) > 15*time.Second {
 			if _, err := fmt.Fprint(c.Writer, ": keep-alive\n\n"); err != nil {
-				return
+				return nil
 			}
 			lastWrite = time.Now()
 		}
 		if err := rc.Flush(); err != nil {
-			return
+			return nil
 		}
 		if len(es) == 200 {
 			continue
 		}
 		if !follow {
-			return
+			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case <-h.Stop:
 			h.closeStream(c, rc, errShuttingDown)
-			return
+			return nil
 		case <-poll.C:
 		}
 	}
