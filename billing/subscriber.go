@@ -16,8 +16,10 @@ import (
 // dispatcher: keep it stable, a new name would count the whole log again.
 const MetersSubscriber = "billing-meters"
 
-// The events the business meters count, as orders and payments append
-// them.
+// The events the business meters count: copies of orders.EventPlaced and
+// payments.EventSucceeded, whose producers own the names (billing imports
+// no other module). internal/app's TestSubscribersUseProducersEventTypes
+// pins them to the producers' constants.
 const (
 	eventOrderPlaced      = "order.placed"
 	eventPaymentSucceeded = "payment.succeeded"
