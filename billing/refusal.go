@@ -38,6 +38,7 @@ func (e *RateLimitError) fault() *fault.Error {
 		e.Rate, e.Burst, ceilSeconds(e.RetryAfter)), e.RetryAfter)
 }
 
+// Error returns the refusal as the client reads it, with its code.
 func (e *RateLimitError) Error() string { return e.fault().Error() }
 
 // Unwrap makes the error ErrRateLimited and its fault.
@@ -58,6 +59,7 @@ func (e *QuotaError) fault() *fault.Error {
 		e.Meter, e.Limit, e.Period, e.ResetsAt.Format(time.RFC3339)), e.RetryAfter)
 }
 
+// Error returns the refusal as the client reads it, with its code.
 func (e *QuotaError) Error() string { return e.fault().Error() }
 
 // Unwrap makes the error ErrQuotaExceeded and its fault.
