@@ -62,6 +62,19 @@ client-check: ## fail when client/ is not what the OpenAPI document generates; b
 	fi
 	$(GO) build ./client/...
 
+# Spectral, pinned in tools/spectral/package-lock.json, installed there by
+# npm ci (needs node and npm; .ci/run installs them).
+SPECTRAL_DIR := tools/spectral
+SPECTRAL     := $(SPECTRAL_DIR)/node_modules/.bin/spectral
+
+$(SPECTRAL_DIR)/node_modules/.installed: $(SPECTRAL_DIR)/package.json $(SPECTRAL_DIR)/package-lock.json
+	cd $(SPECTRAL_DIR) && npm ci --no-audit --no-fund
+	touch $@
+
+.PHONY: spectral
+spectral: $(SPECTRAL_DIR)/node_modules/.installed ## lint internal/openapi/openapi.json with Spectral's spectral:oas rules (.spectral.yaml); errors fail
+	$(SPECTRAL) lint --ruleset .spectral.yaml --fail-severity error internal/openapi/openapi.json
+
 .PHONY: bench
 bench: ## benchmarks (see docs/performance.md)
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./bench/...

@@ -2227,6 +2227,8 @@ type ClientInterface interface {
 
 	// GetOpenAPI This OpenAPI document
 	//
+	// The OpenAPI 3.1 document of this API, embedded in the binary; client/ in the repository is a Go client generated from it. Send the ETag back in If-None-Match to get 304 when it has not changed.
+	//
 	// Corresponds with GET /openapi.json (the `GetOpenAPI` operationId).
 	GetOpenAPI(ctx context.Context, params *GetOpenAPIParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
@@ -2959,6 +2961,8 @@ func (c *Client) GetMetrics(ctx context.Context, reqEditors ...RequestEditorFn) 
 }
 
 // GetOpenAPI This OpenAPI document
+//
+// The OpenAPI 3.1 document of this API, embedded in the binary; client/ in the repository is a Go client generated from it. Send the ETag back in If-None-Match to get 304 when it has not changed.
 //
 // Corresponds with GET /openapi.json (the `GetOpenAPI` operationId).
 func (c *Client) GetOpenAPI(ctx context.Context, params *GetOpenAPIParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -7014,6 +7018,8 @@ type ClientWithResponsesInterface interface {
 	GetMetricsWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetMetricsResponse, error)
 
 	// GetOpenAPIWithResponse This OpenAPI document
+	//
+	// The OpenAPI 3.1 document of this API, embedded in the binary; client/ in the repository is a Go client generated from it. Send the ETag back in If-None-Match to get 304 when it has not changed.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -15238,6 +15244,8 @@ func (c *ClientWithResponses) GetMetricsWithResponse(ctx context.Context, reqEdi
 }
 
 // GetOpenAPIWithResponse This OpenAPI document
+//
+// The OpenAPI 3.1 document of this API, embedded in the binary; client/ in the repository is a Go client generated from it. Send the ETag back in If-None-Match to get 304 when it has not changed.
 //
 // Returns a wrapper object for the known response body format(s).
 //
