@@ -1103,7 +1103,7 @@ type OrderList struct {
 type OwnTenantChange struct {
 	Name *string `json:"name,omitempty"`
 
-	// Settings The tenant's own settings. A PATCH replaces them whole.
+	// Settings A JSON Merge Patch (RFC 7396) of the settings: keys left out are kept, null removes a key, objects (oidc) merge key by key, arrays (cors_origins) replace; null removes every setting.
 	Settings *TenantSettings `json:"settings,omitempty"`
 }
 
@@ -2651,7 +2651,7 @@ type ClientInterface interface {
 	//
 	// Requires the permission `tenant:write`.
 	//
-	// Registers the tenant's OIDC issuer (`settings.oidc`) and CORS origins. Settings are replaced whole.
+	// Registers the tenant's OIDC issuer (`settings.oidc`) and CORS origins. `settings` is a JSON Merge Patch (RFC 7396): keys left out are kept, `null` removes a key (`{"settings":{"oidc":null}}` removes single sign-on), nested objects merge and arrays replace.
 	//
 	// Sign-in settings that hand out roles need every permission of those roles (403 naming what is lacking): `roles_claim` can name any role and needs every permission; `jit_email_domains` with `jit_default_role` need that role's permissions; a new `issuer` or `audience` needs the permissions of every role the tenant's members and invitations hold. An `issuer` and `audience` another tenant registered is 409 `conflict`.
 	//
@@ -2664,7 +2664,7 @@ type ClientInterface interface {
 	//
 	// Requires the permission `tenant:write`.
 	//
-	// Registers the tenant's OIDC issuer (`settings.oidc`) and CORS origins. Settings are replaced whole.
+	// Registers the tenant's OIDC issuer (`settings.oidc`) and CORS origins. `settings` is a JSON Merge Patch (RFC 7396): keys left out are kept, `null` removes a key (`{"settings":{"oidc":null}}` removes single sign-on), nested objects merge and arrays replace.
 	//
 	// Sign-in settings that hand out roles need every permission of those roles (403 naming what is lacking): `roles_claim` can name any role and needs every permission; `jit_email_domains` with `jit_default_role` need that role's permissions; a new `issuer` or `audience` needs the permissions of every role the tenant's members and invitations hold. An `issuer` and `audience` another tenant registered is 409 `conflict`.
 	//
@@ -3826,7 +3826,7 @@ func (c *Client) GetOwnTenant(ctx context.Context, params *GetOwnTenantParams, r
 //
 // Requires the permission `tenant:write`.
 //
-// Registers the tenant's OIDC issuer (`settings.oidc`) and CORS origins. Settings are replaced whole.
+// Registers the tenant's OIDC issuer (`settings.oidc`) and CORS origins. `settings` is a JSON Merge Patch (RFC 7396): keys left out are kept, `null` removes a key (`{"settings":{"oidc":null}}` removes single sign-on), nested objects merge and arrays replace.
 //
 // Sign-in settings that hand out roles need every permission of those roles (403 naming what is lacking): `roles_claim` can name any role and needs every permission; `jit_email_domains` with `jit_default_role` need that role's permissions; a new `issuer` or `audience` needs the permissions of every role the tenant's members and invitations hold. An `issuer` and `audience` another tenant registered is 409 `conflict`.
 //
@@ -3849,7 +3849,7 @@ func (c *Client) UpdateOwnTenantWithBody(ctx context.Context, params *UpdateOwnT
 //
 // Requires the permission `tenant:write`.
 //
-// Registers the tenant's OIDC issuer (`settings.oidc`) and CORS origins. Settings are replaced whole.
+// Registers the tenant's OIDC issuer (`settings.oidc`) and CORS origins. `settings` is a JSON Merge Patch (RFC 7396): keys left out are kept, `null` removes a key (`{"settings":{"oidc":null}}` removes single sign-on), nested objects merge and arrays replace.
 //
 // Sign-in settings that hand out roles need every permission of those roles (403 naming what is lacking): `roles_claim` can name any role and needs every permission; `jit_email_domains` with `jit_default_role` need that role's permissions; a new `issuer` or `audience` needs the permissions of every role the tenant's members and invitations hold. An `issuer` and `audience` another tenant registered is 409 `conflict`.
 //
@@ -7487,7 +7487,7 @@ type ClientWithResponsesInterface interface {
 	//
 	// Requires the permission `tenant:write`.
 	//
-	// Registers the tenant's OIDC issuer (`settings.oidc`) and CORS origins. Settings are replaced whole.
+	// Registers the tenant's OIDC issuer (`settings.oidc`) and CORS origins. `settings` is a JSON Merge Patch (RFC 7396): keys left out are kept, `null` removes a key (`{"settings":{"oidc":null}}` removes single sign-on), nested objects merge and arrays replace.
 	//
 	// Sign-in settings that hand out roles need every permission of those roles (403 naming what is lacking): `roles_claim` can name any role and needs every permission; `jit_email_domains` with `jit_default_role` need that role's permissions; a new `issuer` or `audience` needs the permissions of every role the tenant's members and invitations hold. An `issuer` and `audience` another tenant registered is 409 `conflict`.
 	//
@@ -7500,7 +7500,7 @@ type ClientWithResponsesInterface interface {
 	//
 	// Requires the permission `tenant:write`.
 	//
-	// Registers the tenant's OIDC issuer (`settings.oidc`) and CORS origins. Settings are replaced whole.
+	// Registers the tenant's OIDC issuer (`settings.oidc`) and CORS origins. `settings` is a JSON Merge Patch (RFC 7396): keys left out are kept, `null` removes a key (`{"settings":{"oidc":null}}` removes single sign-on), nested objects merge and arrays replace.
 	//
 	// Sign-in settings that hand out roles need every permission of those roles (403 naming what is lacking): `roles_claim` can name any role and needs every permission; `jit_email_domains` with `jit_default_role` need that role's permissions; a new `issuer` or `audience` needs the permissions of every role the tenant's members and invitations hold. An `issuer` and `audience` another tenant registered is 409 `conflict`.
 	//
@@ -15977,7 +15977,7 @@ func (c *ClientWithResponses) GetOwnTenantWithResponse(ctx context.Context, para
 //
 // Requires the permission `tenant:write`.
 //
-// Registers the tenant's OIDC issuer (`settings.oidc`) and CORS origins. Settings are replaced whole.
+// Registers the tenant's OIDC issuer (`settings.oidc`) and CORS origins. `settings` is a JSON Merge Patch (RFC 7396): keys left out are kept, `null` removes a key (`{"settings":{"oidc":null}}` removes single sign-on), nested objects merge and arrays replace.
 //
 // Sign-in settings that hand out roles need every permission of those roles (403 naming what is lacking): `roles_claim` can name any role and needs every permission; `jit_email_domains` with `jit_default_role` need that role's permissions; a new `issuer` or `audience` needs the permissions of every role the tenant's members and invitations hold. An `issuer` and `audience` another tenant registered is 409 `conflict`.
 //
@@ -15996,7 +15996,7 @@ func (c *ClientWithResponses) UpdateOwnTenantWithBodyWithResponse(ctx context.Co
 //
 // Requires the permission `tenant:write`.
 //
-// Registers the tenant's OIDC issuer (`settings.oidc`) and CORS origins. Settings are replaced whole.
+// Registers the tenant's OIDC issuer (`settings.oidc`) and CORS origins. `settings` is a JSON Merge Patch (RFC 7396): keys left out are kept, `null` removes a key (`{"settings":{"oidc":null}}` removes single sign-on), nested objects merge and arrays replace.
 //
 // Sign-in settings that hand out roles need every permission of those roles (403 naming what is lacking): `roles_claim` can name any role and needs every permission; `jit_email_domains` with `jit_default_role` need that role's permissions; a new `issuer` or `audience` needs the permissions of every role the tenant's members and invitations hold. An `issuer` and `audience` another tenant registered is 409 `conflict`.
 //
