@@ -44,6 +44,37 @@ lint: ## gofmt, go vet, staticcheck
 	$(GO) vet $(PKGS)
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) $(PKGS)
 
+# The Go client in client/ is generated from internal/openapi/openapi.json by
+# the pinned oapi-codegen named in client/generate.go (its one source of truth).
+.PHONY: client
+client: ## regenerate the Go client in client/ from the OpenAPI document
+	$(GO) generate ./client/
+
+.PHONY: client-check
+client-check: ## fail when client/ is not what the OpenAPI document generates; build it
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	mkdir -p "$$tmp/client" "$$tmp/internal/openapi" && \
+	cp go.mod go.sum "$$tmp/" && cp client/generate.go "$$tmp/client/" && \
+	cp internal/openapi/openapi.json "$$tmp/internal/openapi/" && \
+	(cd "$$tmp" && $(GO) generate ./client/) && \
+	if ! diff -u client/client.gen.go "$$tmp/client/client.gen.go" >"$$tmp/diff"; then \
+		head -n 40 "$$tmp/diff"; echo "client/ is stale: run make client and commit it"; exit 1; \
+	fi
+	$(GO) build ./client/...
+
+# Spectral, pinned in tools/spectral/package-lock.json, installed there by
+# npm ci (needs node and npm; .ci/run installs them).
+SPECTRAL_DIR := tools/spectral
+SPECTRAL     := $(SPECTRAL_DIR)/node_modules/.bin/spectral
+
+$(SPECTRAL_DIR)/node_modules/.installed: $(SPECTRAL_DIR)/package.json $(SPECTRAL_DIR)/package-lock.json
+	cd $(SPECTRAL_DIR) && npm ci --no-audit --no-fund
+	touch $@
+
+.PHONY: spectral
+spectral: $(SPECTRAL_DIR)/node_modules/.installed ## lint internal/openapi/openapi.json with Spectral's spectral:oas rules (.spectral.yaml); errors fail
+	$(SPECTRAL) lint --ruleset .spectral.yaml --fail-severity error internal/openapi/openapi.json
+
 .PHONY: bench
 bench: ## benchmarks (see docs/performance.md)
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./bench/...

@@ -63,7 +63,7 @@ func TestMeteringDurability(t *testing.T) {
 	t.Run("sigkill", func(t *testing.T) {
 		var worst time.Duration
 		for i := range 3 {
-			s := startMeterServer(t, bin, env.AppURL, env.RedisURL)
+			s := startMeterServer(t, bin, env, env.RedisURL)
 			tenantID := s.setUp(t)
 			l := s.load(8)
 			time.Sleep(2*time.Second + time.Duration(i)*333*time.Millisecond + time.Duration(rand.IntN(333))*time.Millisecond)
@@ -98,7 +98,7 @@ func TestMeteringDurability(t *testing.T) {
 
 	t.Run("sigterm-redis-down", func(t *testing.T) {
 		proxy := newRedisCut(t, env.RedisURL)
-		s := startMeterServer(t, bin, env.AppURL, proxy.url)
+		s := startMeterServer(t, bin, env, proxy.url)
 		tenantID := s.setUp(t)
 		l := s.load(4)
 		time.Sleep(1500 * time.Millisecond)
@@ -134,9 +134,9 @@ type meterServer struct {
 }
 
 // startMeterServer starts bin serve on a free port and waits until it is ready.
-func startMeterServer(t *testing.T, bin, dbURL, redisURL string) *meterServer {
+func startMeterServer(t *testing.T, bin string, env *testenv.Env, redisURL string) *meterServer {
 	t.Helper()
-	return &meterServer{shutdownServer: startServe(t, bin, 10*time.Second, "DATABASE_URL="+dbURL, "REDIS_URL="+redisURL,
+	return &meterServer{shutdownServer: startServe(t, bin, 10*time.Second, "DATABASE_URL="+env.AppURL, "WORKER_DATABASE_URL="+env.WorkerURL, "REDIS_URL="+redisURL,
 		"PLATFORM_API_KEY="+meteringOperatorKey, "SHUTDOWN_DRAIN_DELAY=200ms", "SHUTDOWN_TIMEOUT=10s", "LOG_LEVEL=warn")}
 }
 

@@ -171,7 +171,7 @@ func setupTracing(ctx context.Context, cfg config.Config, log *slog.Logger) func
 func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	defer setupTracing(ctx, cfg, log)()
 	d, err := db.Open(ctx, cfg.DatabaseURL, db.Options{MaxConns: cfg.DBMaxConns, Tracing: cfg.Tracing,
-		LockTimeout: cfg.DBLockTimeout, StatementTimeout: cfg.DBStatementTimeout, IdleInTxTimeout: cfg.DBIdleInTxTimeout})
+		LockTimeout: cfg.DBLockTimeout, StatementTimeout: cfg.DBStatementTimeout, IdleInTxTimeout: cfg.DBIdleInTxTimeout, WorkerURL: cfg.WorkerDatabaseURL})
 	if err != nil {
 		return err
 	}
@@ -309,7 +309,7 @@ func dev(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		if err != nil {
 			return err
 		}
-		cfg.MigrateDatabaseURL, cfg.DatabaseURL = dbase.OwnerURL, dbase.AppURL
+		cfg.MigrateDatabaseURL, cfg.DatabaseURL, cfg.WorkerDatabaseURL = dbase.OwnerURL, dbase.AppURL, dbase.WorkerURL
 		if cfg.RedisURL == "" {
 			cfg.RedisURL = env.RedisURL
 		}
@@ -319,6 +319,9 @@ func dev(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		}
 		defer env.Stop()
 		cfg.RedisURL = env.RedisURL
+	}
+	if cfg.WorkerDatabaseURL == "" {
+		return errors.New("invalid configuration: WORKER_DATABASE_URL must be set with DATABASE_URL")
 	}
 	m, err := db.NewMigrator(cfg.MigrateDatabaseURL, migrations.Files)
 	if err != nil {
@@ -343,7 +346,7 @@ func dev(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	cfg.DrainDelay = 0
 	defer setupTracing(ctx, cfg, log)()
 	d, err := db.Open(ctx, cfg.DatabaseURL, db.Options{MaxConns: cfg.DBMaxConns, Tracing: cfg.Tracing,
-		LockTimeout: cfg.DBLockTimeout, StatementTimeout: cfg.DBStatementTimeout, IdleInTxTimeout: cfg.DBIdleInTxTimeout})
+		LockTimeout: cfg.DBLockTimeout, StatementTimeout: cfg.DBStatementTimeout, IdleInTxTimeout: cfg.DBIdleInTxTimeout, WorkerURL: cfg.WorkerDatabaseURL})
 	if err != nil {
 		return err
 	}
@@ -416,14 +419,14 @@ func billingCommand(ctx context.Context, cfg config.Config, args []string) error
 	if len(args) == 0 || args[0] != "export" {
 		return errors.New("billing needs a subcommand: billing export --period YYYY-MM [--format csv|jsonl] [--out FILE]")
 	}
-	if cfg.DatabaseURL == "" {
-		return errors.New("invalid configuration: DATABASE_URL must be set")
+	if cfg.DatabaseURL == "" || cfg.WorkerDatabaseURL == "" {
+		return errors.New("invalid configuration: DATABASE_URL and WORKER_DATABASE_URL must be set")
 	}
 	// A batch job: no statement timeout (an export may run for minutes),
 	// but it neither queues behind live requests' locks nor idles in a
 	// transaction.
 	d, err := db.Open(ctx, cfg.DatabaseURL, db.Options{MaxConns: 2,
-		LockTimeout: cfg.DBLockTimeout, IdleInTxTimeout: cfg.DBIdleInTxTimeout})
+		LockTimeout: cfg.DBLockTimeout, IdleInTxTimeout: cfg.DBIdleInTxTimeout, WorkerURL: cfg.WorkerDatabaseURL})
 	if err != nil {
 		return err
 	}
@@ -439,7 +442,7 @@ func billingCommand(ctx context.Context, cfg config.Config, args []string) error
 func rebuildProjections(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	// A batch job, like billing export: no statement timeout.
 	d, err := db.Open(ctx, cfg.DatabaseURL, db.Options{MaxConns: 4,
-		LockTimeout: cfg.DBLockTimeout, IdleInTxTimeout: cfg.DBIdleInTxTimeout})
+		LockTimeout: cfg.DBLockTimeout, IdleInTxTimeout: cfg.DBIdleInTxTimeout, WorkerURL: cfg.WorkerDatabaseURL})
 	if err != nil {
 		return err
 	}
@@ -484,7 +487,7 @@ func rebuildProjections(ctx context.Context, cfg config.Config, log *slog.Logger
 func verifyAudit(ctx context.Context, cfg config.Config, args []string) error {
 	// A batch job, like billing export: no statement timeout.
 	d, err := db.Open(ctx, cfg.DatabaseURL, db.Options{MaxConns: 2,
-		LockTimeout: cfg.DBLockTimeout, IdleInTxTimeout: cfg.DBIdleInTxTimeout})
+		LockTimeout: cfg.DBLockTimeout, IdleInTxTimeout: cfg.DBIdleInTxTimeout, WorkerURL: cfg.WorkerDatabaseURL})
 	if err != nil {
 		return err
 	}

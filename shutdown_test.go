@@ -205,7 +205,7 @@ func buildShutdownBinary(t *testing.T) string {
 // redisURL, and waits until /readyz answers 200.
 func startShutdownServer(t *testing.T, bin string, env *testenv.Env, redisURL string) *shutdownServer {
 	t.Helper()
-	return startServe(t, bin, 15*time.Second, "DATABASE_URL="+env.AppURL, "REDIS_URL="+redisURL,
+	return startServe(t, bin, 15*time.Second, "DATABASE_URL="+env.AppURL, "WORKER_DATABASE_URL="+env.WorkerURL, "REDIS_URL="+redisURL,
 		"PLATFORM_API_KEY="+operatorKey, "SHUTDOWN_DRAIN_DELAY=500ms", "SHUTDOWN_TIMEOUT=10s",
 		"PAYMENT_GATEWAY_LATENCY=300ms", "LOG_LEVEL=warn")
 }

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/casbin/casbin/v2/model"
-	gormadapter "github.com/casbin/gorm-adapter/v3"
 	rediswatcher "github.com/casbin/redis-watcher/v2"
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
@@ -44,8 +43,9 @@ e = some(where (p.eft == allow))
 m = g(r.sub, p.sub, r.dom) && r.dom == p.dom && r.obj == p.obj && r.act == p.act
 `
 
-// policyTable is the table the gorm adapter reads and writes (migration
-// 0002); it is outside tenant RLS and the runtime role cannot create it.
+// policyTable is the table ruleTable reads and writes (migration 0002); it
+// is outside tenant RLS, confined for writes to the transaction's tenant
+// (migration 0018), and the runtime role cannot create it.
 const policyTable = "casbin_rule"
 
 // RBACOptions tune an RBAC; the zero value gives the defaults.
@@ -86,7 +86,7 @@ type tenantRoles struct {
 }
 
 // RBAC decides what roles grant in a tenant, and keeps tenants' custom roles
-// as Casbin policy in PostgreSQL (gorm adapter), announcing every change to
+// as Casbin policy in PostgreSQL (ruleTable), announcing every change to
 // the other replicas through the Casbin Redis watcher. It is safe for
 // concurrent use.
 //
@@ -317,8 +317,8 @@ func (r *RBAC) store(id uuid.UUID, t *tenantRoles) {
 	r.tenants[id] = t
 }
 
-// load reads the tenants' rules through the Casbin gorm adapter, filtered
-// by domain, and compiles them. Every tenant asked for is in the result,
+// load reads the tenants' rules through the Casbin adapter, filtered by
+// domain, and compiles them. Every tenant asked for is in the result,
 // with no roles when it has no rules.
 func (r *RBAC) load(ctx context.Context, ids []uuid.UUID) (map[uuid.UUID]*tenantRoles, error) {
 	domains := make([]string, len(ids))
@@ -327,12 +327,9 @@ func (r *RBAC) load(ctx context.Context, ids []uuid.UUID) (map[uuid.UUID]*tenant
 		domains[i] = id.String()
 		out[id] = &tenantRoles{roles: map[string]permSet{}}
 	}
-	a, err := gormadapter.NewFilteredAdapterByDB(r.db.Unscoped(ctx), "", policyTable)
-	if err != nil {
-		return nil, fmt.Errorf("rbac: adapter: %w", err)
-	}
+	a := &ruleTable{db: r.db.Unscoped(ctx)}
 	m := r.model.Copy()
-	if err := a.LoadFilteredPolicy(m, gormadapter.Filter{Ptype: []string{"p"}, V1: domains}); err != nil {
+	if err := a.LoadFilteredPolicy(m, domainFilter(domains)); err != nil {
 		return nil, fmt.Errorf("rbac: load policy of %d tenants: %w", len(ids), err)
 	}
 	for _, rule := range m["p"]["p"].Policy {

@@ -10,7 +10,6 @@ import (
 	"strings"
 
 	"github.com/casbin/casbin/v2"
-	gormadapter "github.com/casbin/gorm-adapter/v3"
 	rediswatcher "github.com/casbin/redis-watcher/v2"
 	"github.com/google/uuid"
 	"gorm.io/gorm"
@@ -329,15 +328,11 @@ func (r *RBAC) change(ctx context.Context, tenantID uuid.UUID, fn func(p *tenant
 		if err := db.SetTenant(tx, tenantID); err != nil {
 			return err
 		}
-		a, err := gormadapter.NewFilteredAdapterByDB(tx, "", policyTable)
-		if err != nil {
-			return fmt.Errorf("rbac: adapter: %w", err)
-		}
-		e, err := casbin.NewEnforcer(r.model.Copy(), a)
+		e, err := casbin.NewEnforcer(r.model.Copy(), &ruleTable{db: tx})
 		if err != nil {
 			return fmt.Errorf("rbac: enforcer: %w", err)
 		}
-		if err := e.LoadFilteredPolicy(gormadapter.Filter{Ptype: []string{"p"}, V1: []string{domain}}); err != nil {
+		if err := e.LoadFilteredPolicy(domainFilter{domain}); err != nil {
 			return fmt.Errorf("rbac: load tenant policy: %w", err)
 		}
 		rules, err := e.GetFilteredPolicy(1, domain)

@@ -116,6 +116,8 @@ func appConfig(tb testing.TB) config.Config {
 			return env.AppURL
 		case "MIGRATE_DATABASE_URL":
 			return env.OwnerURL
+		case "WORKER_DATABASE_URL":
+			return env.WorkerURL
 		case "REDIS_URL":
 			return env.RedisURL
 		case "BASE_DOMAIN":

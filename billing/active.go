@@ -30,7 +30,7 @@ func (c *Counter) SampleActiveProducts(ctx context.Context) error {
 		TenantID uuid.UUID
 		Products int64
 	}
-	if err := c.d.Unscoped(ctx).Raw("SELECT tenant_id, products FROM billing_active_products()").Scan(&rows).Error; err != nil {
+	if err := c.d.Worker().Unscoped(ctx).Raw("SELECT tenant_id, products FROM billing_active_products()").Scan(&rows).Error; err != nil {
 		return fmt.Errorf("count active products: %w", err)
 	}
 	hour := c.now().UTC().Truncate(time.Hour)

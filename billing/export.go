@@ -90,7 +90,7 @@ func (e *Exporter) Issue(ctx context.Context, period string, format Format, crea
 		return Export{}, err
 	}
 	var state string
-	if err := e.db.Unscoped(ctx).Raw("SELECT billing_close_period(?)", period).Scan(&state).Error; err != nil {
+	if err := e.db.Worker().Unscoped(ctx).Raw("SELECT billing_close_period(?)", period).Scan(&state).Error; err != nil {
 		return Export{}, fmt.Errorf("close billing period %s: %w", period, err)
 	}
 	if state == "open" {
@@ -104,7 +104,7 @@ func (e *Exporter) Issue(ctx context.Context, period string, format Format, crea
 		ID: uuid.Must(uuid.NewV7()), Period: period, Format: format, Rows: sum.rows, Bytes: sum.bytes,
 		SHA256: sum.sha256, CreatedBy: createdBy, ClosedPeriod: state == "closed",
 	}
-	err = e.db.Unscoped(ctx).Raw(`
+	err = e.db.Worker().Unscoped(ctx).Raw(`
 		INSERT INTO billing_exports (id, period, format, row_count, byte_count, sha256, created_by)
 		VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING created_at`,
 		x.ID, x.Period, string(x.Format), x.Rows, x.Bytes, x.SHA256, x.CreatedBy).Scan(&x.CreatedAt).Error
@@ -126,7 +126,7 @@ func (e *Exporter) Preview(ctx context.Context, period string, format Format, w 
 		return Preview{}, err
 	}
 	var closed int64
-	if err := e.db.Unscoped(ctx).Raw("SELECT count(*) FROM billing_periods WHERE period = ?", period).Scan(&closed).Error; err != nil {
+	if err := e.db.Worker().Unscoped(ctx).Raw("SELECT count(*) FROM billing_periods WHERE period = ?", period).Scan(&closed).Error; err != nil {
 		return Preview{}, fmt.Errorf("read billing period %s: %w", period, err)
 	}
 	if closed > 0 {
@@ -162,12 +162,12 @@ type exportSum struct {
 func (e *Exporter) write(ctx context.Context, w io.Writer, period string, format Format, final bool, progress func(Progress)) (exportSum, error) {
 	var total int64
 	if progress != nil {
-		if err := e.db.Unscoped(ctx).Raw("SELECT billing_export_tenants(?, ?)", period, final).Scan(&total).Error; err != nil {
+		if err := e.db.Worker().Unscoped(ctx).Raw("SELECT billing_export_tenants(?, ?)", period, final).Scan(&total).Error; err != nil {
 			return exportSum{}, fmt.Errorf("count tenants of %s: %w", period, err)
 		}
 		progress(Progress{TotalTenants: total})
 	}
-	rows, err := e.db.Unscoped(ctx).Raw(`
+	rows, err := e.db.Worker().Unscoped(ctx).Raw(`
 		SELECT tenant_id, meter, meter_currency, usage_period, tenant_slug, plan,
 		       quantity, included, billable, unit_size, unit_price, amount, currency, hard_limit
 		FROM billing_export_rows(?, ?)
@@ -269,7 +269,7 @@ func (e *Exporter) Get(ctx context.Context, id uuid.UUID) (Export, error) {
 		CreatedBy string
 		CreatedAt time.Time
 	}
-	err := e.db.Unscoped(ctx).Raw(`
+	err := e.db.Worker().Unscoped(ctx).Raw(`
 		SELECT id, period, format, row_count, byte_count, sha256, created_by, created_at
 		FROM billing_exports WHERE id = ?`, id).Take(&row).Error
 	if errors.Is(err, gorm.ErrRecordNotFound) {

@@ -65,15 +65,15 @@ func newExportDB(t *testing.T) exportDB {
 		t.Fatalf("parse admin url: %v", err)
 	}
 	superURL.Path = "/" + name
-	open := func(u string) *db.DB {
-		d, err := db.Open(ctx, u, db.Options{MaxConns: 4})
+	open := func(u, workerURL string) *db.DB {
+		d, err := db.Open(ctx, u, db.Options{MaxConns: 4, WorkerURL: workerURL})
 		if err != nil {
 			t.Fatalf("open %s: %v", name, err)
 		}
 		t.Cleanup(func() { d.Close() })
 		return d
 	}
-	return exportDB{app: open(dbase.AppURL), owner: open(dbase.OwnerURL), super: open(superURL.String())}
+	return exportDB{app: open(dbase.AppURL, dbase.WorkerURL), owner: open(dbase.OwnerURL, ""), super: open(superURL.String(), "")}
 }
 
 // tenant inserts a tenant through the platform scope, created at createdAt.

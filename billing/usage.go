@@ -224,7 +224,7 @@ func (r *Reporter) AllUsage(ctx context.Context, period string, after uuid.UUID,
 	if err != nil {
 		return nil, err
 	}
-	tx := r.db.Unscoped(ctx)
+	tx := r.db.Worker().Unscoped(ctx)
 	terms, err := loadTerms(tx, "")
 	if err != nil {
 		return nil, err

@@ -15,6 +15,7 @@ import (
 type Config struct {
 	DatabaseURL        string        // DATABASE_URL: the runtime role (tenantd_app)
 	MigrateDatabaseURL string        // MIGRATE_DATABASE_URL: the owner role; defaults to DatabaseURL
+	WorkerDatabaseURL  string        // WORKER_DATABASE_URL: the worker role (tenantd_worker)
 	RedisURL           string        // REDIS_URL
 	HTTPAddr           string        // HTTP_ADDR, default :8080
 	PlatformAPIKey     string        // PLATFORM_API_KEY; empty disables /admin/v1
@@ -53,6 +54,7 @@ type Var struct {
 var Vars = []Var{
 	{"DATABASE_URL", "(dev: throw-away server)", "PostgreSQL URL of the runtime role; must not be superuser, BYPASSRLS, CREATEROLE or (a member of) a table owner"},
 	{"MIGRATE_DATABASE_URL", "DATABASE_URL", "PostgreSQL URL of the owner role that runs migrations"},
+	{"WORKER_DATABASE_URL", "(dev: throw-away server)", "PostgreSQL URL of the worker role (tenantd_worker, created by the migrations; give it a password): the background workers' and billing exports' reads across tenants, which the runtime role cannot make; required with DATABASE_URL"},
 	{"REDIS_URL", "(dev: throw-away server)", "Redis URL, e.g. redis://127.0.0.1:6379/0"},
 	{"HTTP_ADDR", ":8080", "listen address"},
 	{"PLATFORM_API_KEY", "(unset)", "operator key for /admin/v1, at least 24 characters; with neither it nor PLATFORM_OIDC_ISSUER set, /admin/v1 answers 404"},
@@ -85,6 +87,7 @@ func Load(getenv func(string) string) (Config, error) {
 	c := Config{
 		DatabaseURL:        getenv("DATABASE_URL"),
 		MigrateDatabaseURL: getenv("MIGRATE_DATABASE_URL"),
+		WorkerDatabaseURL:  getenv("WORKER_DATABASE_URL"),
 		RedisURL:           getenv("REDIS_URL"),
 		HTTPAddr:           or(getenv("HTTP_ADDR"), ":8080"),
 		PlatformAPIKey:     getenv("PLATFORM_API_KEY"),
@@ -105,7 +108,7 @@ func Load(getenv func(string) string) (Config, error) {
 	bad := func(name, format string, args ...any) {
 		errs = append(errs, name+": "+fmt.Sprintf(format, args...))
 	}
-	for name, v := range map[string]string{"DATABASE_URL": c.DatabaseURL, "MIGRATE_DATABASE_URL": c.MigrateDatabaseURL} {
+	for name, v := range map[string]string{"DATABASE_URL": c.DatabaseURL, "MIGRATE_DATABASE_URL": c.MigrateDatabaseURL, "WORKER_DATABASE_URL": c.WorkerDatabaseURL} {
 		if v != "" && !validURL(v, "postgres", "postgresql") {
 			bad(name, "must be a postgres:// URL")
 		}
@@ -192,11 +195,14 @@ func (c Config) RequireServices() error {
 	if c.DatabaseURL == "" {
 		missing = append(missing, "DATABASE_URL")
 	}
+	if c.WorkerDatabaseURL == "" {
+		missing = append(missing, "WORKER_DATABASE_URL")
+	}
 	if c.RedisURL == "" {
 		missing = append(missing, "REDIS_URL")
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("invalid configuration: %s must be set (or use `tenantd dev` for throw-away servers)", strings.Join(missing, " and "))
+		return fmt.Errorf("invalid configuration: %s must be set (or use `tenantd dev` for throw-away servers)", strings.Join(missing, ", "))
 	}
 	return nil
 }

@@ -81,7 +81,7 @@ func (s *Service) onPayment(ctx context.Context, tx *gorm.DB, e events.Event) er
 // their stock, and returns how many it cancelled. Several replicas may
 // sweep at once: each order is cancelled under its row lock, once.
 func (s *Service) SweepExpired(ctx context.Context, limit int) (int, error) {
-	expired, err := listExpired(s.db.Unscoped(ctx), s.now().UTC(), limit)
+	expired, err := listExpired(s.db.Worker().Unscoped(ctx), s.now().UTC(), limit)
 	if err != nil {
 		return 0, err
 	}

@@ -48,7 +48,7 @@ type Reconciled struct {
 func (s *Service) Reconcile(ctx context.Context) (Reconciled, error) {
 	var n Reconciled
 	var errs []error
-	payments, err := unsettledPayments(s.db.Unscoped(ctx), s.after, reconcileBatch)
+	payments, err := unsettledPayments(s.db.Worker().Unscoped(ctx), s.after, reconcileBatch)
 	if err != nil {
 		return n, fmt.Errorf("reconcile: list unsettled payments: %w", err)
 	}
@@ -65,7 +65,7 @@ func (s *Service) Reconcile(ctx context.Context) (Reconciled, error) {
 			n.Payments++
 		}
 	}
-	refunds, err := dueRefunds(s.db.Unscoped(ctx), reconcileBatch)
+	refunds, err := dueRefunds(s.db.Worker().Unscoped(ctx), reconcileBatch)
 	if err != nil {
 		return n, errors.Join(append(errs, fmt.Errorf("reconcile: list due refunds: %w", err))...)
 	}

@@ -1,6 +1,7 @@
 package tenant
 
 import (
+	"encoding/json"
 	"net/http"
 	"strconv"
 	"strings"
@@ -172,8 +173,9 @@ func (h *Handler) self(c *gin.Context) error {
 }
 
 type selfRequest struct {
-	Name     *string   `json:"name"`
-	Settings *Settings `json:"settings"`
+	Name *string `json:"name"`
+	// Settings is a JSON Merge Patch of the settings (SettingsPatch).
+	Settings json.RawMessage `json:"settings"`
 }
 
 func (h *Handler) updateSelf(c *gin.Context) error {
@@ -189,7 +191,17 @@ func (h *Handler) updateSelf(c *gin.Context) error {
 	if err := httpx.BindJSON(c, &req); err != nil {
 		return err
 	}
-	t, err := h.svc.UpdateSelf(c.Request.Context(), p, SelfChange(req), ifVersion)
+	change := SelfChange{Name: req.Name}
+	if req.Settings != nil {
+		// Known keys and their types, checked as strictly as any body;
+		// null (remove) passes.
+		var shape Settings
+		if err := httpx.DecodeStrict(req.Settings, &shape); err != nil {
+			return underField(err, "settings")
+		}
+		change.Settings = SettingsPatch(req.Settings)
+	}
+	t, err := h.svc.UpdateSelf(c.Request.Context(), p, change, ifVersion)
 	if err != nil {
 		return err
 	}
@@ -213,4 +225,22 @@ func ifMatch(c *gin.Context) (*int, error) {
 		return nil, ErrVersionMismatch
 	}
 	return &v, nil
+}
+
+// underField returns err with the fields it names moved under parent
+// ("oidc.issuer" becomes "settings.oidc.issuer").
+func underField(err error, parent string) error {
+	fe, ok := fault.As(err)
+	if !ok || len(fe.Fields) == 0 {
+		return err
+	}
+	out := *fe
+	out.Fields = make([]fault.FieldError, len(fe.Fields))
+	for i, f := range fe.Fields {
+		out.Fields[i] = fault.Field(parent+"."+f.Field, f.Message)
+		if f.Field == "" || f.Field == "body" {
+			out.Fields[i].Field = parent
+		}
+	}
+	return &out
 }

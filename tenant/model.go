@@ -34,7 +34,8 @@ type Tenant struct {
 	UpdatedAt time.Time
 }
 
-// Settings are the tenant's own configuration. A PATCH replaces them whole.
+// Settings are the tenant's own configuration. PATCH /v1/tenant merges a
+// change into them (SettingsPatch).
 type Settings struct {
 	CORSOrigins []string `json:"cors_origins,omitempty"`
 	OIDC        *OIDC    `json:"oidc,omitempty"`
@@ -133,21 +134,18 @@ var (
 
 // SelfChange is a tenant admin's partial update of its own tenant.
 type SelfChange struct {
-	Name     *string
-	Settings *Settings
+	Name *string
+	// Settings, when not nil, is merged into the current settings.
+	Settings SettingsPatch
 }
 
-// Validate checks a tenant admin's change.
-func (c *SelfChange) Validate(issuers IssuerChecker) error {
+// Validate checks a tenant admin's change; the settings it makes are
+// checked once merged (ValidateSettings).
+func (c *SelfChange) Validate() error {
 	var f fault.Fields
 	if c.Name != nil {
 		*c.Name = strings.TrimSpace(*c.Name)
 		validateName(&f, *c.Name)
-	}
-	if c.Settings != nil {
-		if err := ValidateSettings(*c.Settings, issuers); err != nil {
-			return err
-		}
 	}
 	if c.Name == nil && c.Settings == nil {
 		f.Add("body", "nothing to change: give name or settings")

@@ -166,7 +166,7 @@ const selfAttempts = 3
 // roles (checkSignIn). Registering an issuer and audience another tenant
 // has registered is a conflict.
 func (s *Service) UpdateSelf(ctx context.Context, actor identity.Principal, c SelfChange, ifVersion *int) (t Tenant, err error) {
-	if err := c.Validate(s.issuers); err != nil {
+	if err := c.Validate(); err != nil {
 		return Tenant{}, err
 	}
 	for attempt := 1; ; attempt++ {
@@ -182,7 +182,12 @@ func (s *Service) UpdateSelf(ctx context.Context, actor identity.Principal, c Se
 			next.Name = *c.Name
 		}
 		if c.Settings != nil {
-			next.Settings = *c.Settings
+			if next.Settings, err = c.Settings.Apply(cur.Settings); err != nil {
+				return Tenant{}, err
+			}
+			if err := ValidateSettings(next.Settings, s.issuers); err != nil {
+				return Tenant{}, err
+			}
 		}
 		if err := s.checkSignIn(ctx, actor, cur.Settings.OIDC, next.Settings.OIDC); err != nil {
 			return Tenant{}, err

@@ -90,6 +90,7 @@ func startServer(ctx context.Context, d *database, logLevel string, background b
 	overrides := map[string]string{
 		"DATABASE_URL":         d.AppURL,
 		"MIGRATE_DATABASE_URL": d.OwnerURL,
+		"WORKER_DATABASE_URL":  d.WorkerURL,
 		"REDIS_URL":            d.env.RedisURL,
 		"HTTP_ADDR":            "127.0.0.1:0",
 		"LOG_LEVEL":            logLevel,
@@ -108,7 +109,7 @@ func startServer(ctx context.Context, d *database, logLevel string, background b
 	// The pool as `tenantd serve` opens it, timeouts included; tracing
 	// stays off (OTEL_* unset), as no collector listens.
 	pool, err := db.Open(ctx, cfg.DatabaseURL, db.Options{MaxConns: cfg.DBMaxConns,
-		LockTimeout: cfg.DBLockTimeout, StatementTimeout: cfg.DBStatementTimeout, IdleInTxTimeout: cfg.DBIdleInTxTimeout})
+		LockTimeout: cfg.DBLockTimeout, StatementTimeout: cfg.DBStatementTimeout, IdleInTxTimeout: cfg.DBIdleInTxTimeout, WorkerURL: cfg.WorkerDatabaseURL})
 	if err != nil {
 		return nil, err
 	}

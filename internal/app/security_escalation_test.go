@@ -167,7 +167,7 @@ func TestEscalationOverEveryRole(t *testing.T) {
 
 				// Sign-in settings that hand out the role to anyone of a
 				// domain.
-				reset := s.Do(apptest.Request{Method: "PATCH", Path: "/v1/tenant", Key: signIn.Key, Body: map[string]any{"settings": map[string]any{}}})
+				reset := s.Do(apptest.Request{Method: "PATCH", Path: "/v1/tenant", Key: signIn.Key, Body: map[string]any{"settings": map[string]any{"oidc": nil}}})
 				if reset.Status != 200 {
 					t.Fatalf("reset sign-in: got %d %s", reset.Status, reset.Body)
 				}
@@ -179,7 +179,7 @@ func TestEscalationOverEveryRole(t *testing.T) {
 			}
 
 			// A roles claim can name any role: only every permission will do.
-			s.Do(apptest.Request{Method: "PATCH", Path: "/v1/tenant", Key: signIn.Key, Body: map[string]any{"settings": map[string]any{}}})
+			s.Do(apptest.Request{Method: "PATCH", Path: "/v1/tenant", Key: signIn.Key, Body: map[string]any{"settings": map[string]any{"oidc": nil}}})
 			expect(t, "set a roles claim", s.Do(apptest.Request{Method: "PATCH", Path: "/v1/tenant", Key: signInKey,
 				Body: map[string]any{"settings": map[string]any{"oidc": map[string]any{
 					"issuer": "https://idp.example.com", "audience": "esc-" + signIn.ID, "roles_claim": "groups"}}}}),

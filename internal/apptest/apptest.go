@@ -100,6 +100,8 @@ func New(t testing.TB, opts Options) *Server {
 			return env.AppURL
 		case "MIGRATE_DATABASE_URL":
 			return env.OwnerURL
+		case "WORKER_DATABASE_URL":
+			return env.WorkerURL
 		case "REDIS_URL":
 			return env.RedisURL
 		case "PLATFORM_API_KEY":

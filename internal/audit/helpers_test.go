@@ -152,7 +152,7 @@ func startSealer(t testing.TB) {
 	t.Helper()
 	sealerOnce.Do(func() {
 		env := testenv.Get(t)
-		d, err := db.Open(context.Background(), env.AppURL, db.Options{MaxConns: 6, LockTimeout: 200 * time.Millisecond})
+		d, err := db.Open(context.Background(), env.AppURL, db.Options{MaxConns: 6, LockTimeout: 200 * time.Millisecond, WorkerURL: env.WorkerURL})
 		if err != nil {
 			sealerErr = err
 			return

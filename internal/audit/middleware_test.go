@@ -440,7 +440,7 @@ func TestResponseEntryRetried(t *testing.T) {
 	t.Parallel()
 	gin.SetMode(gin.TestMode)
 	env := testenv.Get(t)
-	app, err := db.Open(t.Context(), env.AppURL, db.Options{MaxConns: 4, LockTimeout: 50 * time.Millisecond})
+	app, err := db.Open(t.Context(), env.AppURL, db.Options{MaxConns: 4, LockTimeout: 50 * time.Millisecond, WorkerURL: env.WorkerURL})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -83,7 +83,7 @@ func TestSealMigration(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { owner.Close() })
-	app, err := db.Open(ctx, dbase.AppURL, db.Options{MaxConns: 4})
+	app, err := db.Open(ctx, dbase.AppURL, db.Options{MaxConns: 4, WorkerURL: dbase.WorkerURL})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -168,7 +168,7 @@ func TestSealerLease(t *testing.T) {
 	startSealer(t)
 	// One more on a pool connection, and one on a connection of its own.
 	for _, leaseURL := range []string{"", env.AppURL} {
-		d, err := db.Open(t.Context(), env.AppURL, db.Options{MaxConns: 3})
+		d, err := db.Open(t.Context(), env.AppURL, db.Options{MaxConns: 3, WorkerURL: env.WorkerURL})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -187,7 +187,7 @@ func unsealedTenants(ctx context.Context, d *db.DB, upto int64, limit int, skip 
 	for i, id := range skip {
 		skipped[i] = id.String()
 	}
-	if err := d.Unscoped(ctx).Raw("SELECT tenant_id, position FROM audit_unsealed(?, ?, ?::text[]::uuid[])", upto, limit, skipped).
+	if err := d.Worker().Unscoped(ctx).Raw("SELECT tenant_id, position FROM audit_unsealed(?, ?, ?::text[]::uuid[])", upto, limit, skipped).
 		Scan(&rows).Error; err != nil {
 		return nil, false, fmt.Errorf("list unsealed events: %w", err)
 	}

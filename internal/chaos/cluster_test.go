@@ -135,6 +135,7 @@ func (c *cluster) start(t *testing.T, r *replica) {
 	r.cmd = exec.Command(c.bin, "serve")
 	r.cmd.Env = append(os.Environ(),
 		"DATABASE_URL="+withAppName(c.db.AppURL, "tenantd-"+r.name),
+		"WORKER_DATABASE_URL="+withAppName(c.db.WorkerURL, "tenantd-"+r.name+"-worker"),
 		"REDIS_URL="+c.env.RedisURL,
 		"HTTP_ADDR="+r.addr,
 		"PLATFORM_API_KEY="+operatorKey,

@@ -3,6 +3,7 @@ package db_test
 import (
 	"database/sql"
 	"errors"
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -26,16 +27,22 @@ var tenantSetting = regexp.MustCompile(`current_setting\('app\.tenant_id'`)
 var sharedTables = []string{"billing_exports", "billing_periods", "casbin_rule", "event_checkpoints", "plan_meters", "plans",
 	"schema_migrations", "sim_gateway_charges", "sim_gateway_refunds", "tenants", "usage_flushes"}
 
-// securityDefiners are the SECURITY DEFINER functions tenantd_app may call,
-// each with who calls it and what for (docs/security.md, "Functions that
-// see past row-level security", has the whole table). Each runs as the
-// owner and so sees past row-level security: it must serve only the scope
-// of its caller's transaction (TestSecurityDefinersServeTheirScope, which
-// needs a probe for each). A function the runtime role can execute must be
-// listed here with its reason; a listed one that no longer exists fails too.
-var securityDefiners = map[string]string{
+// appDefiners are the SECURITY DEFINER functions tenantd_app may call, and
+// workerDefiners those only tenantd_worker may call (migration 0019), each
+// with who calls it and what for (docs/security.md, "Functions that see
+// past row-level security", has the whole table). Each runs as the owner
+// and so sees past row-level security: it must serve only the scope of its
+// caller's transaction (TestSecurityDefinersServeTheirScope, which needs a
+// probe for each). A function a role can execute must be listed here with
+// its reason; a listed one that no longer exists fails too.
+var appDefiners = map[string]string{
 	"auth_api_key_lookup(text)": "middleware.Authenticate, before the tenant is known: the one API key with an exact prefix",
 	"auth_oidc_tenants(text)":   "OIDC sign-in, before the tenant is known: the tenants that registered an exact issuer",
+}
+
+// workerDefiners: see appDefiners. tenantd_worker, a member of
+// tenantd_app, also executes appDefiners.
+var workerDefiners = map[string]string{
 	"events_dispatch_batch(bigint,bigint,integer,text[])": "the event dispatcher (and its lag metric): events up to its settled horizon, " +
 		"to deliver to subscribers that then work in each event's tenant",
 	"audit_unsealed(bigint,integer,uuid[])":                "the audit sealer: (tenant, position) of unsealed rows; it seals each tenant's rows under RLS",
@@ -257,30 +264,29 @@ func TestRuntimeRoleReach(t *testing.T) {
 	})
 
 	t.Run("security definer functions", func(t *testing.T) {
-		var fns []string
-		err := app.Unscoped(ctx).Raw(`
-			SELECT p.oid::regprocedure::text
-			FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-			WHERE n.nspname = 'public' AND p.prosecdef
-			  AND has_function_privilege('tenantd_app', p.oid, 'EXECUTE')
-			ORDER BY 1`).Scan(&fns).Error
-		if err != nil {
-			t.Fatalf("list functions: %v", err)
-		}
-		for _, f := range fns {
-			if reason := securityDefiners[f]; strings.TrimSpace(reason) == "" {
-				t.Errorf("SECURITY DEFINER function %s is executable by tenantd_app: review it (REVOKE ... FROM PUBLIC), or confine it to its caller's scope and list it with its reason in securityDefiners in catalog_test.go and in docs/security.md", f)
+		for _, tt := range []struct {
+			role   string
+			listed map[string]string
+		}{
+			{"tenantd_app", appDefiners},
+			{"tenantd_worker", mergeMaps(appDefiners, workerDefiners)},
+		} {
+			fns := definersOf(t, app, tt.role)
+			for _, f := range fns {
+				if reason := tt.listed[f]; strings.TrimSpace(reason) == "" {
+					t.Errorf("SECURITY DEFINER function %s is executable by %s: review it (REVOKE ... FROM PUBLIC), or confine it to its caller's scope and list it with its reason in appDefiners or workerDefiners in catalog_test.go and in docs/security.md", f, tt.role)
+				}
 			}
-		}
-		for f := range securityDefiners {
-			if !slices.Contains(fns, f) {
-				t.Errorf("securityDefiners lists %s, which tenantd_app cannot execute (or which no longer exists): remove it", f)
+			for f := range tt.listed {
+				if !slices.Contains(fns, f) {
+					t.Errorf("%s cannot execute %s (or it no longer exists), which catalog_test.go lists for it", tt.role, f)
+				}
 			}
 		}
 		// Each runs as the owner: a search_path the caller chose could
 		// make it run the caller's objects with the owner's rights.
 		var unpinned []string
-		err = app.Unscoped(ctx).Raw(`
+		err := app.Unscoped(ctx).Raw(`
 			SELECT p.oid::regprocedure::text
 			FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
 			WHERE n.nspname = 'public' AND p.prosecdef
@@ -293,6 +299,29 @@ func TestRuntimeRoleReach(t *testing.T) {
 			t.Errorf("SECURITY DEFINER functions %v have no SET search_path, want it pinned (pg_catalog, public)", unpinned)
 		}
 	})
+}
+
+// definersOf lists the SECURITY DEFINER functions role may execute.
+func definersOf(t *testing.T, d *db.DB, role string) []string {
+	t.Helper()
+	var fns []string
+	if err := d.Unscoped(t.Context()).Raw(`
+		SELECT p.oid::regprocedure::text
+		FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+		WHERE n.nspname = 'public' AND p.prosecdef
+		  AND has_function_privilege(?, p.oid, 'EXECUTE')
+		ORDER BY 1`, role).Scan(&fns).Error; err != nil {
+		t.Fatalf("list functions %s may execute: %v", role, err)
+	}
+	return fns
+}
+
+func mergeMaps(ms ...map[string]string) map[string]string {
+	out := map[string]string{}
+	for _, m := range ms {
+		maps.Copy(out, m)
+	}
+	return out
 }
 
 // definerFixture is what TestSecurityDefinersServeTheirScope puts in two
@@ -320,7 +349,7 @@ type probeResult struct {
 
 // definerProbes call each SECURITY DEFINER function the runtime role may
 // execute so that, without confinement, it returns rows of both fixture
-// tenants. Every function of securityDefiners needs one.
+// tenants. Every function of appDefiners and workerDefiners needs one.
 var definerProbes = map[string]func(tx *gorm.DB, f definerFixture) (probeResult, error){
 	"auth_api_key_lookup(text)": func(tx *gorm.DB, f definerFixture) (probeResult, error) {
 		return rowsOf(tx, `SELECT tenant_id::text FROM auth_api_key_lookup(?)
@@ -449,21 +478,15 @@ func TestSecurityDefinersServeTheirScope(t *testing.T) {
 	t.Parallel()
 	env := testenv.Get(t)
 	owner := env.OpenOwnerDB(t)
-	app := env.OpenDB(t, 4)
+	// The worker's pool: it executes every one of them (the runtime role
+	// only the two lookups, TestRuntimeRoleCannotRunWorkerFunctions).
+	app := env.OpenDB(t, 4).Worker()
 	ctx := t.Context()
 	f := newDefinerFixture(t, owner)
 	both := []string{f.a.String(), f.b.String()}
 	slices.Sort(both)
 
-	var fns []string
-	if err := app.Unscoped(ctx).Raw(`
-		SELECT p.oid::regprocedure::text
-		FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-		WHERE n.nspname = 'public' AND p.prosecdef
-		  AND has_function_privilege('tenantd_app', p.oid, 'EXECUTE')
-		ORDER BY 1`).Scan(&fns).Error; err != nil {
-		t.Fatalf("list functions: %v", err)
-	}
+	fns := definersOf(t, app, "tenantd_worker")
 	scopes := []struct {
 		name string
 		run  func(fn func(tx *gorm.DB) error) error
@@ -520,6 +543,44 @@ func TestSecurityDefinersServeTheirScope(t *testing.T) {
 						}
 					}
 				})
+			}
+		})
+	}
+}
+
+// TestRuntimeRoleCannotRunWorkerFunctions (finding L6): the role every
+// request runs as cannot execute the workers' SECURITY DEFINER functions,
+// in any scope: without a tenant set they would read every tenant's rows.
+// Before migration 0019 tenantd_app could execute all of them.
+func TestRuntimeRoleCannotRunWorkerFunctions(t *testing.T) {
+	t.Parallel()
+	env := testenv.Get(t)
+	owner := env.OpenOwnerDB(t)
+	app := env.OpenDB(t, 2)
+	ctx := t.Context()
+	f := newDefinerFixture(t, owner)
+	if len(workerDefiners) == 0 {
+		t.Fatal("workerDefiners is empty")
+	}
+	for fn := range workerDefiners {
+		t.Run(fn, func(t *testing.T) {
+			probe, ok := definerProbes[fn]
+			if !ok {
+				t.Fatalf("no probe for %s in definerProbes", fn)
+			}
+			for name, run := range map[string]func(fn func(tx *gorm.DB) error) error{
+				"no scope":   func(fn func(tx *gorm.DB) error) error { return app.Unscoped(ctx).Transaction(fn) },
+				"a tenant's": func(fn func(tx *gorm.DB) error) error { return app.WithTenant(ctx, f.a, fn) },
+			} {
+				var callErr error
+				err := run(func(tx *gorm.DB) error {
+					_, callErr = probe(tx, f)
+					return errRollback
+				})
+				if !errors.Is(err, errRollback) && callErr == nil {
+					t.Fatalf("%s transaction: %v", name, err)
+				}
+				t.Run(name, func(t *testing.T) { wantSQLState(t, callErr, "42501") })
 			}
 		})
 	}

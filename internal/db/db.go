@@ -32,6 +32,9 @@ type DB struct {
 	hooks *hooks
 	// long is the LongRunning view's pool; nil when it is this one.
 	long *DB
+	// worker is the background workers' pool (the tenantd_worker role);
+	// nil when none was configured.
+	worker *DB
 }
 
 // hooks are the pool's wiring-time callbacks.
@@ -90,7 +93,17 @@ type Options struct {
 	LockTimeout      time.Duration
 	StatementTimeout time.Duration
 	IdleInTxTimeout  time.Duration
+	// WorkerURL, when set, opens a second, small pool as the worker role
+	// (tenantd_worker), returned by Worker: the only role that may execute
+	// the SECURITY DEFINER functions that read across tenants (event
+	// dispatch, sweepers, reconciler, metering, billing exports). The
+	// runtime role of url cannot, so a request's SQL cannot either.
+	WorkerURL string
 }
+
+// workerConns is the size of the Worker pool: a handful of background loops
+// and the operator's billing reads, each a statement at a time.
+const workerConns = 4
 
 // longRunningConns is the size of the LongRunning pool: exports are rare
 // and run their statements one after the other, but one may stream a
@@ -129,6 +142,17 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 		}
 		// An export runs seldom: do not keep its connection idle for long.
 		d.long.sql.SetConnMaxIdleTime(time.Minute)
+	}
+	if opts.WorkerURL != "" {
+		wopts := opts
+		wopts.WorkerURL, wopts.MaxConns = "", workerConns
+		if d.worker, err = Open(ctx, opts.WorkerURL, wopts); err != nil {
+			d.Close()
+			return nil, fmt.Errorf("worker pool: %w", err)
+		}
+		if d.long != nil {
+			d.long.worker = d.worker.LongRunning()
+		}
 	}
 	return d, nil
 }
@@ -181,12 +205,28 @@ func (d *DB) LongRunning() *DB {
 	return d.long
 }
 
-// Close closes the pool (and the LongRunning one).
-func (d *DB) Close() error {
-	if d.long != nil {
-		return errors.Join(d.sql.Close(), d.long.sql.Close())
+// Worker returns the pool of the worker role, for the background workers'
+// reads across tenants through SECURITY DEFINER functions (see
+// Options.WorkerURL). Its WithTenant and WithPlatform work as d's. Without
+// a WorkerURL it is d itself, whose runtime role PostgreSQL refuses those
+// functions (42501).
+func (d *DB) Worker() *DB {
+	if d.worker == nil {
+		return d
 	}
-	return d.sql.Close()
+	return d.worker
+}
+
+// Close closes the pool (and the LongRunning and Worker ones).
+func (d *DB) Close() error {
+	var errs []error
+	if d.worker != nil {
+		errs = append(errs, d.worker.Close())
+	}
+	if d.long != nil {
+		errs = append(errs, d.long.sql.Close())
+	}
+	return errors.Join(append(errs, d.sql.Close())...)
 }
 
 // Ping checks the database answers.

@@ -8,8 +8,21 @@ import (
 
 // CheckRuntimeRole refuses a runtime role that could see past row-level
 // security: a superuser, a role with BYPASSRLS or CREATEROLE, or a role that
-// owns (or is a member of the owner of) a table.
+// owns (or is a member of the owner of) a table; the same for the Worker
+// pool's role.
 func (d *DB) CheckRuntimeRole(ctx context.Context) error {
+	if err := d.checkRole(ctx); err != nil {
+		return err
+	}
+	if d.worker != nil {
+		if err := d.worker.checkRole(ctx); err != nil {
+			return fmt.Errorf("worker pool (WORKER_DATABASE_URL): %w", err)
+		}
+	}
+	return nil
+}
+
+func (d *DB) checkRole(ctx context.Context) error {
 	var (
 		name                         string
 		super, bypassRLS, createRole bool

@@ -10,18 +10,21 @@ import (
 
 // Database is a provisioned database with the URLs of its two roles.
 type Database struct {
-	Name     string
-	OwnerURL string // tenantd_owner: runs migrations, owns the tables
-	AppURL   string // tenantd_app: serves requests under row-level security
+	Name      string
+	OwnerURL  string // tenantd_owner: runs migrations, owns the tables
+	AppURL    string // tenantd_app: serves requests under row-level security
+	WorkerURL string // tenantd_worker: the background workers' reads across tenants
 }
 
 // Dev role passwords. The throw-away cluster trusts loopback connections;
 // the passwords matter only when tests run against a server given by URL.
 const (
-	ownerRole     = "tenantd_owner"
-	ownerPassword = "tenantd_owner"
-	appRole       = "tenantd_app"
-	appPassword   = "tenantd_app"
+	ownerRole      = "tenantd_owner"
+	ownerPassword  = "tenantd_owner"
+	appRole        = "tenantd_app"
+	appPassword    = "tenantd_app"
+	workerRole     = "tenantd_worker"
+	workerPassword = "tenantd_worker"
 )
 
 // Provision creates (if missing) the owner role and a database it owns, on
@@ -58,22 +61,26 @@ func Provision(ctx context.Context, adminURL, name string) (Database, error) {
 		}
 	}
 	return Database{
-		Name:     name,
-		OwnerURL: withUser(adminURL, ownerRole, ownerPassword, name),
-		AppURL:   withUser(adminURL, appRole, appPassword, name),
+		Name:      name,
+		OwnerURL:  withUser(adminURL, ownerRole, ownerPassword, name),
+		AppURL:    withUser(adminURL, appRole, appPassword, name),
+		WorkerURL: withUser(adminURL, workerRole, workerPassword, name),
 	}, nil
 }
 
-// SetAppPassword gives the runtime role (created by the first migration) the
-// dev password, so it can log in to servers that do not trust loopback.
+// SetAppPassword gives the runtime and worker roles (created by migrations
+// 0001 and 0019) their dev passwords, so they can log in to servers that do
+// not trust loopback.
 func SetAppPassword(ctx context.Context, adminURL string) error {
 	conn, err := pgx.Connect(ctx, adminURL)
 	if err != nil {
 		return fmt.Errorf("set app password: connect: %w", err)
 	}
 	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, fmt.Sprintf("ALTER ROLE %s PASSWORD '%s'", appRole, appPassword)); err != nil {
-		return fmt.Errorf("set app password: %w", err)
+	for role, password := range map[string]string{appRole: appPassword, workerRole: workerPassword} {
+		if _, err := conn.Exec(ctx, fmt.Sprintf("ALTER ROLE %s PASSWORD '%s'", role, password)); err != nil {
+			return fmt.Errorf("set %s password: %w", role, err)
+		}
 	}
 	return nil
 }

@@ -22,7 +22,7 @@ func (d *Dispatcher) batch(ctx context.Context, after, upto int64, limit int, ty
 		ts = db.TextArray(types)
 	}
 	var rows []eventRow
-	if err := d.db.Unscoped(ctx).Raw("SELECT "+eventColumns+" FROM events_dispatch_batch(?, ?, ?, ?::text[])",
+	if err := d.db.Worker().Unscoped(ctx).Raw("SELECT "+eventColumns+" FROM events_dispatch_batch(?, ?, ?, ?::text[])",
 		after, upto, limit, ts).Scan(&rows).Error; err != nil {
 		return nil, fmt.Errorf("read events after %d: %w", after, err)
 	}

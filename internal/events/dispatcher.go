@@ -356,7 +356,7 @@ func (d *Dispatcher) Lag(ctx context.Context) (map[string]time.Duration, error) 
 			ts = db.TextArray(s.types)
 		}
 		var ages []float64
-		if err := d.db.Unscoped(ctx).Raw(`SELECT extract(epoch FROM now() - created_at)::float8
+		if err := d.db.Worker().Unscoped(ctx).Raw(`SELECT extract(epoch FROM now() - created_at)::float8
 			FROM events_dispatch_batch(?, 9223372036854775807, 1, ?::text[])`, after, ts).Scan(&ages).Error; err != nil {
 			return nil, fmt.Errorf("events: lag of %s: %w", s.name, err)
 		}

@@ -296,7 +296,7 @@ func (s *Store) keepAlive(ctx context.Context, sc scope, claimID uuid.UUID, log 
 // delete expired rows and nothing else.
 func (s *Store) Sweep(ctx context.Context) (int64, error) {
 	var n int64
-	if err := s.db.Unscoped(ctx).Raw("SELECT idempotency_sweep()").Scan(&n).Error; err != nil {
+	if err := s.db.Worker().Unscoped(ctx).Raw("SELECT idempotency_sweep()").Scan(&n).Error; err != nil {
 		return 0, fmt.Errorf("sweep idempotency keys: %w", err)
 	}
 	return n, nil

@@ -6,6 +6,7 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"unicode"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/gin-gonic/gin"
@@ -52,6 +54,43 @@ func TestDocumentIsValid(t *testing.T) {
 		if s := doc.Components.SecuritySchemes[name]; s == nil || s.Value.Type != "http" || s.Value.Scheme != "bearer" {
 			t.Errorf("security scheme %s: got %v, want http bearer", name, s)
 		}
+	}
+}
+
+// TestComponentNamesUnique: no two components share a name, in any section,
+// once case and punctuation are dropped as a type name drops them. Code
+// generators (oapi-codegen in client/) make one type per component and
+// refuse a document where a parameter and a schema are both Cursor.
+func TestComponentNamesUnique(t *testing.T) {
+	doc := load(t)
+	c := doc.Components
+	sections := map[string][]string{
+		"schemas":       slices.Collect(maps.Keys(c.Schemas)),
+		"parameters":    slices.Collect(maps.Keys(c.Parameters)),
+		"headers":       slices.Collect(maps.Keys(c.Headers)),
+		"requestBodies": slices.Collect(maps.Keys(c.RequestBodies)),
+		"responses":     slices.Collect(maps.Keys(c.Responses)),
+	}
+	typeName := func(name string) string {
+		return strings.ToLower(strings.Map(func(r rune) rune {
+			if unicode.IsLetter(r) || unicode.IsDigit(r) {
+				return r
+			}
+			return -1
+		}, name))
+	}
+	seen := map[string]string{}
+	for section, names := range sections {
+		for _, name := range names {
+			key := typeName(name)
+			if other, dup := seen[key]; dup {
+				t.Errorf("component %s in %s has the type name of one in %s", name, section, other)
+			}
+			seen[key] = section
+		}
+	}
+	if len(seen) < 50 {
+		t.Errorf("got %d component names, want the document's 80 or so", len(seen))
 	}
 }
 

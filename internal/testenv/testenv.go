@@ -35,11 +35,12 @@ import (
 
 // Env is a test package's servers and database.
 type Env struct {
-	AdminURL string // superuser (or CREATEDB+CREATEROLE) URL of the server
-	OwnerURL string // tenantd_owner on the package's database
-	AppURL   string // tenantd_app on the package's database
-	DBName   string
-	RedisURL string
+	AdminURL  string // superuser (or CREATEDB+CREATEROLE) URL of the server
+	OwnerURL  string // tenantd_owner on the package's database
+	AppURL    string // tenantd_app on the package's database
+	WorkerURL string // tenantd_worker on the package's database
+	DBName    string
+	RedisURL  string
 
 	// Redis is the package's throw-away Redis, when testenv started it; tests
 	// may stop and restart it to see how tenantd copes.
@@ -151,7 +152,7 @@ func setUp(ctx context.Context) (env *Env, err error) {
 	if err != nil {
 		return env, err
 	}
-	env.OwnerURL, env.AppURL = dbase.OwnerURL, dbase.AppURL
+	env.OwnerURL, env.AppURL, env.WorkerURL = dbase.OwnerURL, dbase.AppURL, dbase.WorkerURL
 	if err := migrateUp(env.OwnerURL); err != nil {
 		return env, err
 	}
@@ -201,11 +202,11 @@ func databaseName() string {
 	return "tenantd_test_" + base + "_" + hex.EncodeToString(b)
 }
 
-// OpenDB opens a runtime-role pool on the package's database, closed when
-// the test ends.
+// OpenDB opens a runtime-role pool on the package's database, with its
+// Worker pool, closed when the test ends.
 func (e *Env) OpenDB(t testing.TB, maxConns int) *db.DB {
 	t.Helper()
-	d, err := db.Open(context.Background(), e.AppURL, db.Options{MaxConns: maxConns})
+	d, err := db.Open(context.Background(), e.AppURL, db.Options{MaxConns: maxConns, WorkerURL: e.WorkerURL})
 	if err != nil {
 		t.Fatalf("open app database: %v", err)
 	}
