@@ -43,6 +43,9 @@ type Config struct {
 	PlatformOIDCRolesClaim   string // PLATFORM_OIDC_ROLES_CLAIM, default roles
 
 	CursorSecret string // CURSOR_SECRET: key of the opaque event cursors; empty: random per process
+
+	WebhookAllowPrivate bool   // WEBHOOK_ALLOW_PRIVATE: webhook endpoints on loopback/private addresses and http
+	WebhookSecretKey    string // WEBHOOK_SECRET_KEY: seals webhook signing secrets at rest; empty: stored plain
 }
 
 // Var describes one configuration variable, for the README table and --help.
@@ -80,6 +83,8 @@ var Vars = []Var{
 	{"PLATFORM_OIDC_ROLE", "platform-admin", "role an operator token must carry"},
 	{"PLATFORM_OIDC_ROLES_CLAIM", "roles", "claim of operator tokens that lists roles"},
 	{"CURSOR_SECRET", "(unset: random per process)", "secret, at least 32 characters, that encrypts event cursors (next_cursor, SSE ids) so they reveal no global position; every replica needs the same one, or cursors fail (422) on another replica and after a restart"},
+	{"WEBHOOK_ALLOW_PRIVATE", "false", "allow webhook endpoints on loopback and private addresses, and http URLs (development and tests only: opens SSRF)"},
+	{"WEBHOOK_SECRET_KEY", "(unset: secrets stored plain)", "secret, at least 32 characters, that seals webhook signing secrets in the database (AES-256-GCM), so a database read alone does not reveal them; every replica needs the same one, and changing it makes existing endpoints unusable until their secrets are rotated"},
 }
 
 // Load reads the configuration through getenv (os.Getenv in production).
@@ -100,6 +105,7 @@ func Load(getenv func(string) string) (Config, error) {
 		PlatformOIDCRole:       or(getenv("PLATFORM_OIDC_ROLE"), "platform-admin"),
 		PlatformOIDCRolesClaim: or(getenv("PLATFORM_OIDC_ROLES_CLAIM"), "roles"),
 		CursorSecret:           getenv("CURSOR_SECRET"),
+		WebhookSecretKey:       getenv("WEBHOOK_SECRET_KEY"),
 	}
 	if c.MigrateDatabaseURL == "" {
 		c.MigrateDatabaseURL = c.DatabaseURL
@@ -128,9 +134,15 @@ func Load(getenv func(string) string) (Config, error) {
 	if c.CursorSecret != "" && len(c.CursorSecret) < 32 {
 		bad("CURSOR_SECRET", "must be at least 32 characters")
 	}
+	if c.WebhookSecretKey != "" && len(c.WebhookSecretKey) < 32 {
+		bad("WEBHOOK_SECRET_KEY", "must be at least 32 characters")
+	}
 	var err error
 	if c.OIDCAllowInsecureIssuers, err = strconv.ParseBool(or(getenv("OIDC_ALLOW_INSECURE_ISSUERS"), "false")); err != nil {
 		bad("OIDC_ALLOW_INSECURE_ISSUERS", "must be true or false (got %q)", getenv("OIDC_ALLOW_INSECURE_ISSUERS"))
+	}
+	if c.WebhookAllowPrivate, err = strconv.ParseBool(or(getenv("WEBHOOK_ALLOW_PRIVATE"), "false")); err != nil {
+		bad("WEBHOOK_ALLOW_PRIVATE", "must be true or false (got %q)", getenv("WEBHOOK_ALLOW_PRIVATE"))
 	}
 	if c.PlatformOIDCIssuer != "" && !validURL(c.PlatformOIDCIssuer, "https", "http") {
 		bad("PLATFORM_OIDC_ISSUER", "must be an https URL")

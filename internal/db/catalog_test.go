@@ -43,6 +43,8 @@ var appDefiners = map[string]string{
 // workerDefiners: see appDefiners. tenantd_worker, a member of
 // tenantd_app, also executes appDefiners.
 var workerDefiners = map[string]string{
+	"webhook_deliveries_due(timestamp with time zone,integer,integer)": "the webhook delivery workers: (tenant, delivery) of due deliveries, " +
+		"at most so many per endpoint; they claim and record each under RLS",
 	"events_dispatch_batch(bigint,bigint,integer,text[])": "the event dispatcher (and its lag metric): events up to its settled horizon, " +
 		"to deliver to subscribers that then work in each event's tenant",
 	"audit_unsealed(bigint,integer,uuid[])":                "the audit sealer: (tenant, position) of unsealed rows; it seals each tenant's rows under RLS",
@@ -393,6 +395,10 @@ var definerProbes = map[string]func(tx *gorm.DB, f definerFixture) (probeResult,
 	"billing_export_tenants(text,boolean)": func(tx *gorm.DB, f definerFixture) (probeResult, error) {
 		return countOf(tx, `SELECT billing_export_tenants(?, false)`, f.period)
 	},
+	"webhook_deliveries_due(timestamp with time zone,integer,integer)": func(tx *gorm.DB, f definerFixture) (probeResult, error) {
+		return rowsOf(tx, `SELECT DISTINCT tenant_id::text FROM webhook_deliveries_due(now() + interval '1 hour', 1000, 1000)
+			WHERE tenant_id IN (?, ?)`, f.a, f.b)
+	},
 	"billing_usage_page(text,uuid,integer)": func(tx *gorm.DB, f definerFixture) (probeResult, error) {
 		return rowsOf(tx, `SELECT DISTINCT tenant_id::text FROM billing_usage_page(?, NULL, 1000) WHERE tenant_id IN (?, ?)`, f.period, f.a, f.b)
 	},
@@ -455,6 +461,9 @@ func newDefinerFixture(t *testing.T, owner *db.DB) definerFixture {
 				if err := tx.Exec(q.sql, q.args...).Error; err != nil {
 					return err
 				}
+			}
+			if err := tenantFixtures["webhook_deliveries"](tx, id); err != nil { // a webhook delivery, due now
+				return err
 			}
 			return tenantFixtures["refunds"](tx, id) // a pending refund, due now
 		})
