@@ -181,10 +181,13 @@ func New(cfg config.Config, d *db.DB, rdb *redis.Client, log *slog.Logger) (*App
 	// Without an operator credential configured the operator routes do not
 	// exist (404).
 	if cfg.PlatformAPIKey != "" || cfg.PlatformOIDCIssuer != "" {
-		admin := e.Group("/admin/v1", middleware.Operator(cfg.PlatformAPIKey, a.Auth))
+		platformLog := audit.NewPlatformLog(d, log)
+		admin := e.Group("/admin/v1", middleware.Operator(cfg.PlatformAPIKey, a.Auth), middleware.PlatformAudit(platformLog, log))
 		adminRoutes := httpx.NewRouter(admin, a.Routes, operatorOnly, func(p string) bool { return p == operatorPermission })
 		tenant.NewHandler(a.Tenants).AdminRoutes(adminRoutes, operatorPermission)
 		billingHandler.AdminRoutes(adminRoutes, operatorPermission)
+		events.NewAdminHandler(a.Events).AdminRoutes(adminRoutes, operatorPermission)
+		audit.NewPlatformHandler(platformLog).AdminRoutes(adminRoutes, operatorPermission)
 	}
 	a.Engine = e
 	return a, nil
