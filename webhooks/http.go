@@ -174,6 +174,7 @@ func (h *Handler) create(c *gin.Context) error {
 	}
 	c.Header("Location", path.Join(c.Request.URL.Path, ep.ID.String()))
 	c.Header("ETag", httpx.VersionETag(ep.Version))
+	c.Header("Cache-Control", "no-store")
 	c.JSON(http.StatusCreated, secretJSON{endpointJSON: toJSON(ep), Secret: secret})
 	return nil
 }
@@ -327,6 +328,7 @@ func (h *Handler) rotate(c *gin.Context) error {
 		return err
 	}
 	c.Header("ETag", httpx.VersionETag(ep.Version))
+	c.Header("Cache-Control", "no-store")
 	c.JSON(http.StatusOK, secretJSON{endpointJSON: toJSON(ep), Secret: secret})
 	return nil
 }

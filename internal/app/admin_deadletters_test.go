@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -184,9 +185,15 @@ func TestOperatorDeadLetters(t *testing.T) {
 		if resp := op("GET", "/admin/v1/audit-events?cursor=x"); resp.Status != 422 {
 			t.Errorf("bad cursor: got %d, want 422", resp.Status)
 		}
-		r, err := audit.NewPlatformLog(testenv.Get(t).OpenDB(t, 2), nil).Verify(t.Context())
+		d := testenv.Get(t).OpenDB(t, 2)
+		r, err := audit.NewPlatformLog(d, nil).Verify(t.Context())
 		if err != nil || !r.OK() || r.HeadSeq < int64(len(want)) {
 			t.Fatalf("verify: got %+v, %v; want a chain that holds, of at least %d", r, err, len(want))
+		}
+		var out strings.Builder
+		if err := audit.RunVerify(t.Context(), d, audit.VerifyArgs{Platform: true, MaxUnsealedAge: time.Second}, &out); err != nil ||
+			!strings.HasPrefix(out.String(), "ok      platform events=") {
+			t.Fatalf("audit verify --platform: got %q, %v", out.String(), err)
 		}
 	})
 }

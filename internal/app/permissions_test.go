@@ -59,6 +59,27 @@ var matrixRequests = map[string]apptest.Request{
 	"POST /admin/v1/tenants":                     {Method: "POST", Path: "/admin/v1/tenants", Body: map[string]any{"slug": "matrix-x", "name": "M"}},
 	"GET /admin/v1/tenants/:id":                  {Method: "GET", Path: "/admin/v1/tenants/0190a0a0-0000-7000-8000-000000000001"},
 	"PATCH /admin/v1/tenants/:id":                {Method: "PATCH", Path: "/admin/v1/tenants/0190a0a0-0000-7000-8000-000000000001", Body: map[string]any{"name": "M"}},
+	// Webhooks (each entry on two lines, so that gofmt keeps the alignment above).
+	"GET /v1/webhooks": {Method: "GET",
+		Path: "/v1/webhooks"},
+	"POST /v1/webhooks": {Method: "POST", Path: "/v1/webhooks",
+		Body: map[string]any{"url": "https://hooks.example.invalid/matrix", "event_types": []string{"*"}}},
+	"GET /v1/webhooks/:id": {Method: "GET",
+		Path: "/v1/webhooks/0190a0a0-0000-7000-8000-000000000001"},
+	"PATCH /v1/webhooks/:id": {Method: "PATCH", Path: "/v1/webhooks/0190a0a0-0000-7000-8000-000000000001",
+		Body: map[string]any{"description": "m"}},
+	"DELETE /v1/webhooks/:id": {Method: "DELETE",
+		Path: "/v1/webhooks/0190a0a0-0000-7000-8000-000000000001"},
+	"POST /v1/webhooks/:id/rotate-secret": {Method: "POST",
+		Path: "/v1/webhooks/0190a0a0-0000-7000-8000-000000000001/rotate-secret"},
+	"POST /v1/webhooks/:id/test": {Method: "POST",
+		Path: "/v1/webhooks/0190a0a0-0000-7000-8000-000000000001/test"},
+	"POST /v1/webhooks/:id/recover": {Method: "POST", Path: "/v1/webhooks/0190a0a0-0000-7000-8000-000000000001/recover",
+		Body: map[string]any{"since": "2026-01-01T00:00:00Z"}},
+	"GET /v1/webhooks/:id/deliveries": {Method: "GET",
+		Path: "/v1/webhooks/0190a0a0-0000-7000-8000-000000000001/deliveries"},
+	"POST /v1/webhooks/:id/deliveries/:delivery_id/retry": {Method: "POST",
+		Path: "/v1/webhooks/0190a0a0-0000-7000-8000-000000000001/deliveries/0190a0a0-0000-7000-8000-000000000002/retry"},
 }
 
 // TestPermissionMatrix checks, through the real HTTP stack, every route

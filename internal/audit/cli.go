@@ -24,11 +24,12 @@ var ErrUnsealed = errors.New("audit: rows are left unsealed")
 // to be sealed before it reports it; the sealer seals within about a second.
 const DefaultMaxUnsealedAge = 10 * time.Second
 
-const verifyUsage = "usage: tenantd audit verify [--tenant ID|SLUG] [--max-unsealed-age 10s]"
+const verifyUsage = "usage: tenantd audit verify [--tenant ID|SLUG | --platform] [--max-unsealed-age 10s]"
 
 // VerifyArgs are the flags of `tenantd audit verify`.
 type VerifyArgs struct {
 	Tenant         string        // --tenant: one tenant, by id or slug; empty for all
+	Platform       bool          // --platform: the platform audit log instead of the tenants'
 	MaxUnsealedAge time.Duration // --max-unsealed-age
 }
 
@@ -36,6 +37,7 @@ type VerifyArgs struct {
 // into a: the command line is parsed by the caller (main).
 func (a *VerifyArgs) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&a.Tenant, "tenant", "", "verify only this tenant, by id or slug")
+	fs.BoolVar(&a.Platform, "platform", false, "verify the platform audit log (operator actions) instead")
 	fs.DurationVar(&a.MaxUnsealedAge, "max-unsealed-age", DefaultMaxUnsealedAge, "report rows unsealed for longer than this")
 }
 
@@ -43,6 +45,9 @@ func (a *VerifyArgs) Flags(fs *flag.FlagSet) {
 func (a VerifyArgs) Validate() error {
 	if a.MaxUnsealedAge <= 0 {
 		return errors.New("--max-unsealed-age must be positive")
+	}
+	if a.Platform && a.Tenant != "" {
+		return errors.New("--platform and --tenant exclude each other")
 	}
 	return nil
 }
@@ -81,6 +86,9 @@ func RunVerifyCLI(ctx context.Context, d *db.DB, args []string, stdout io.Writer
 func RunVerify(ctx context.Context, d *db.DB, a VerifyArgs, stdout io.Writer) error {
 	if err := a.Validate(); err != nil {
 		return fmt.Errorf("%s: %w", verifyUsage, err)
+	}
+	if a.Platform {
+		return verifyPlatform(ctx, d, stdout)
 	}
 	tenants, err := listTenants(ctx, d, a.Tenant)
 	if err != nil {
@@ -122,4 +130,20 @@ func RunVerify(ctx context.Context, d *db.DB, a VerifyArgs, stdout io.Writer) er
 		errs = append(errs, ErrUnsealed)
 	}
 	return errors.Join(errs...)
+}
+
+// verifyPlatform verifies the platform audit log's chain and prints one
+// line: "ok" with the event count and head, or "BROKEN" with the first
+// broken seq and why (then ErrChainBroken).
+func verifyPlatform(ctx context.Context, d *db.DB, stdout io.Writer) error {
+	r, err := NewPlatformLog(d, nil).Verify(ctx)
+	if err != nil {
+		return err
+	}
+	if !r.OK() {
+		fmt.Fprintf(stdout, "BROKEN  platform seq=%d reason=%s (%s)\n", r.Broken.Seq, r.Broken.Reason, r.Broken.Detail)
+		return ErrChainBroken
+	}
+	fmt.Fprintf(stdout, "ok      platform events=%d head=%d:%s\n", r.Events, r.HeadSeq, hex.EncodeToString(r.HeadHash))
+	return nil
 }
