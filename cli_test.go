@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +19,16 @@ type cliResult struct {
 	code           int
 	stdout, stderr string
 	took           time.Duration
+}
+
+// buildCLIBinary builds tenantd into the test's temporary directory.
+func buildCLIBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "tenantd")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
 }
 
 // runCLI runs bin with args in dir, with only the environment vars given
@@ -62,7 +73,7 @@ func runCLI(t *testing.T, bin, dir string, vars []string, args ...string) cliRes
 // Unknown flags, unexpected arguments and unknown subcommands exit 2 with
 // the usage on stderr.
 func TestCLIHelp(t *testing.T) {
-	bin := buildShutdownBinary(t)
+	bin := buildCLIBinary(t)
 	held, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -180,7 +191,7 @@ func TestCLIHelp(t *testing.T) {
 // 1 naming HTTP_ADDR, and never logs "tenantd serving".
 func TestServeBadAddress(t *testing.T) {
 	env := testenv.Get(t)
-	bin := buildShutdownBinary(t)
+	bin := buildCLIBinary(t)
 	held, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -95,15 +95,26 @@ func exitCode(err error, stderr io.Writer) int {
 	return 1
 }
 
-// commands are the subcommands by name; each parses its own flags.
-var commands = map[string]func(ctx context.Context, e env, args []string) error{
-	"serve":       runServe,
-	"migrate":     runMigrate,
-	"dev":         runDev,
-	"billing":     runBilling,
-	"projections": runProjections,
-	"audit":       runAudit,
-	"healthcheck": runHealthcheck,
+// subcommand returns the subcommand called name, or nil; each parses its
+// own flags.
+func subcommand(name string) func(ctx context.Context, e env, args []string) error {
+	switch name {
+	case "serve":
+		return runServe
+	case "migrate":
+		return runMigrate
+	case "dev":
+		return runDev
+	case "billing":
+		return runBilling
+	case "projections":
+		return runProjections
+	case "audit":
+		return runAudit
+	case "healthcheck":
+		return runHealthcheck
+	}
+	return nil
 }
 
 // run runs the subcommand args[0]. It returns flag.ErrHelp when help was
@@ -115,8 +126,8 @@ func run(ctx context.Context, args []string, e env) error {
 	}
 	switch name := args[0]; name {
 	case "help", "-h", "-help", "--help":
-		if len(args) > 1 && commands[args[1]] != nil {
-			return commands[args[1]](ctx, e, append(args[2:len(args):len(args)], "--help"))
+		if len(args) > 1 && subcommand(args[1]) != nil {
+			return subcommand(args[1])(ctx, e, append(args[2:len(args):len(args)], "--help"))
 		}
 		if len(args) > 1 {
 			fmt.Fprintf(e.stderr, "tenantd help: unknown subcommand %q\n\n", args[1])
@@ -126,8 +137,8 @@ func run(ctx context.Context, args []string, e env) error {
 		printOverview(e.stdout)
 		return nil
 	default:
-		cmd, ok := commands[name]
-		if !ok {
+		cmd := subcommand(name)
+		if cmd == nil {
 			fmt.Fprintf(e.stderr, "tenantd: unknown subcommand %q\n\n", name)
 			printOverview(e.stderr)
 			return errUsage
