@@ -37,6 +37,7 @@ import (
 	"github.com/tenantd/tenantd/orders"
 	"github.com/tenantd/tenantd/payments"
 	"github.com/tenantd/tenantd/tenant"
+	"github.com/tenantd/tenantd/webhooks"
 )
 
 // orderSweepEvery is how often expired reservations are looked for.
@@ -69,6 +70,9 @@ type App struct {
 	// Relay publishes every event to NATS JetStream (EVENT_RELAY=nats);
 	// nil when it is off.
 	Relay *relay.Relay
+	// Webhooks enqueues every event for the tenant's endpoints and runs
+	// the delivery workers.
+	Webhooks *webhooks.Service
 
 	cfg    config.Config
 	db     *db.DB
@@ -123,6 +127,12 @@ func New(cfg config.Config, d *db.DB, rdb *redis.Client, log *slog.Logger) (*App
 		OnPark: func(sub string) { m.DeadLettered.WithLabelValues(sub).Inc() }})
 	a.Orders.Subscribe(a.Events)
 	billing.SubscribeMeters(a.Events)
+	a.Webhooks, err = webhooks.NewService(d, log, webhooks.Options{AllowPrivate: cfg.WebhookAllowPrivate,
+		SecretKey: cfg.WebhookSecretKey, Metrics: m.Registry})
+	if err != nil {
+		return nil, fmt.Errorf("webhooks: %w", err)
+	}
+	a.Webhooks.Subscribe(a.Events)
 	a.Usage = billing.NewCounter(rdb, d, log, time.Now)
 	a.Limits = billing.NewLimits(rdb, d, log, billing.LimitOptions{FailOpen: cfg.RateLimitFailOpen, Counter: a.Usage,
 		OnRedisError: func(bool) { m.RateLimitFails.Inc(); m.RedisErrors.WithLabelValues("rate_limit").Inc() }})
@@ -184,6 +194,7 @@ func New(cfg config.Config, d *db.DB, rdb *redis.Client, log *slog.Logger) (*App
 	billingHandler := billing.NewHandler(billing.NewReporter(d), billing.NewExporter(d.LongRunning()))
 	billingHandler.Routes(tenantRoutes)
 	audit.NewHandler(a.Audit, cursors).Routes(tenantRoutes)
+	webhooks.NewHandler(a.Webhooks).Routes(tenantRoutes)
 
 	// Without an operator credential configured the operator routes do not
 	// exist (404).
@@ -260,6 +271,7 @@ func (a *App) Run(ctx context.Context) {
 	wg.Go(func() { a.Payments.RunReconciler(ctx, payments.DefaultReconcileEvery, a.log) })
 	wg.Go(func() { a.Audit.RunSealer(ctx) })
 	wg.Go(func() { a.runRelay(ctx) })
+	wg.Go(func() { a.Webhooks.Run(ctx) })
 	wg.Wait()
 }
 
