@@ -6,7 +6,14 @@
 //
 //	tenantd serve                      serve the API (DATABASE_URL, REDIS_URL, …)
 //	tenantd migrate up|down [N]|status apply or roll back migrations (MIGRATE_DATABASE_URL)
-//	tenantd dev                        throw-away PostgreSQL and Redis, a demo tenant, serve
+//	tenantd dev                        throw-away PostgreSQL and Redis, a demo tenant and identity provider, serve
+//	tenantd help                       every subcommand and the configuration
+//
+// Each subcommand (cmd_*.go) parses its own flags first: --help prints its
+// usage and exits 0 without reading the configuration or connecting to
+// anything; unknown flags and arguments exit 2. Only then is the
+// configuration loaded and, through connect, the database, Redis and the
+// app opened.
 package main
 
 import (
@@ -14,33 +21,26 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"flag"
 	"fmt"
+	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
-	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/redis/go-redis/extra/redisotel/v9"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/tenantd/tenantd/billing"
 	"github.com/tenantd/tenantd/config"
 	"github.com/tenantd/tenantd/internal/app"
-	"github.com/tenantd/tenantd/internal/audit"
 	"github.com/tenantd/tenantd/internal/db"
-	"github.com/tenantd/tenantd/internal/devenv"
 	"github.com/tenantd/tenantd/internal/obs"
-	"github.com/tenantd/tenantd/inventory"
-	"github.com/tenantd/tenantd/migrations"
-	"github.com/tenantd/tenantd/tenant"
 )
 
-const usage = `tenantd — multi-tenant SaaS API
+const overview = `tenantd — multi-tenant SaaS API
 
 Usage:
   tenantd serve                        serve the API
@@ -56,76 +56,168 @@ Usage:
   tenantd healthcheck                  exit 0 when the local server answers /healthz
   tenantd dev                          start throw-away PostgreSQL and Redis (unless
                                        DATABASE_URL / REDIS_URL are set), migrate, create
-                                       the demo tenant "acme" and serve
+                                       the demo tenant "acme", start a development identity
+                                       provider it trusts, and serve
+  tenantd help [SUBCOMMAND]            this text, or a subcommand's (as SUBCOMMAND --help)
+
+Every subcommand takes --help. Exit status: 0 done, 1 failed, 2 bad command line.
 
 Configuration comes from the environment:
 `
 
 func main() {
-	if err := run(os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "tenantd:", err)
-		os.Exit(1)
-	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], env{getenv: os.Getenv, stdout: os.Stdout, stderr: os.Stderr})
+	stop()
+	os.Exit(exitCode(err, os.Stderr))
 }
 
-func run(args []string) error {
-	if len(args) == 0 {
-		printUsage()
-		return errors.New("a subcommand is required")
+// env is what a subcommand gets from the process: the environment and the
+// standard streams, so that tests can run it in-process.
+type env struct {
+	getenv         func(string) string
+	stdout, stderr io.Writer
+}
+
+// errUsage means the command line was refused and its usage printed: exit
+// status 2.
+var errUsage = errors.New("bad command line")
+
+// exitCode reports err on stderr and returns the exit status for it.
+func exitCode(err error, stderr io.Writer) int {
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errUsage):
+		return 2
 	}
-	cfg, err := config.Load(os.Getenv)
-	if err != nil {
-		return err
-	}
-	log := newLogger(cfg)
-	slog.SetDefault(log)
-	redis.SetLogger(redisLogger{log})
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	switch args[0] {
+	fmt.Fprintln(stderr, "tenantd:", err)
+	return 1
+}
+
+// subcommand returns the subcommand called name, or nil; each parses its
+// own flags.
+func subcommand(name string) func(ctx context.Context, e env, args []string) error {
+	switch name {
 	case "serve":
-		if err := cfg.RequireServices(); err != nil {
-			return err
-		}
-		return serve(ctx, cfg, log)
+		return runServe
 	case "migrate":
-		return migrate(cfg, args[1:], log)
+		return runMigrate
 	case "dev":
-		return dev(ctx, cfg, log)
-	case "healthcheck":
-		return healthcheck(cfg)
+		return runDev
 	case "billing":
-		return billingCommand(ctx, cfg, args[1:])
+		return runBilling
 	case "projections":
-		if len(args) < 2 || args[1] != "rebuild" {
-			return errors.New("usage: tenantd projections rebuild")
-		}
-		if err := cfg.RequireServices(); err != nil {
-			return err
-		}
-		return rebuildProjections(ctx, cfg, log)
+		return runProjections
 	case "audit":
-		if len(args) < 2 || args[1] != "verify" {
-			return errors.New("usage: tenantd audit verify [--tenant ID|SLUG] [--max-unsealed-age 10s]")
+		return runAudit
+	case "healthcheck":
+		return runHealthcheck
+	}
+	return nil
+}
+
+// run runs the subcommand args[0]. It returns flag.ErrHelp when help was
+// asked for and printed, errUsage when the command line was refused.
+func run(ctx context.Context, args []string, e env) error {
+	if len(args) == 0 {
+		printOverview(e.stdout)
+		return nil
+	}
+	switch name := args[0]; name {
+	case "help", "-h", "-help", "--help":
+		if len(args) > 1 && subcommand(args[1]) != nil {
+			return subcommand(args[1])(ctx, e, append(args[2:len(args):len(args)], "--help"))
 		}
-		if cfg.DatabaseURL == "" {
-			return errors.New("invalid configuration: DATABASE_URL must be set")
+		if len(args) > 1 {
+			fmt.Fprintf(e.stderr, "tenantd help: unknown subcommand %q\n\n", args[1])
+			printOverview(e.stderr)
+			return errUsage
 		}
-		return verifyAudit(ctx, cfg, args[2:])
-	case "help", "-h", "--help":
-		printUsage()
+		printOverview(e.stdout)
 		return nil
 	default:
-		printUsage()
-		return fmt.Errorf("unknown subcommand %q", args[0])
+		cmd := subcommand(name)
+		if cmd == nil {
+			fmt.Fprintf(e.stderr, "tenantd: unknown subcommand %q\n\n", name)
+			printOverview(e.stderr)
+			return errUsage
+		}
+		return cmd(ctx, e, args[1:])
 	}
 }
 
-func printUsage() {
-	fmt.Fprint(os.Stderr, usage)
+func printOverview(w io.Writer) {
+	fmt.Fprint(w, overview)
 	for _, v := range config.Vars {
-		fmt.Fprintf(os.Stderr, "  %-22s %s (default: %s)\n", v.Name, v.Meaning, v.Default)
+		fmt.Fprintf(w, "  %-27s %s (default: %s)\n", v.Name, v.Meaning, v.Default)
 	}
+}
+
+// usage is a subcommand's help: its synopsis and description; the flags'
+// defaults are printed after it.
+type usage struct {
+	name string // "billing export"
+	text string // from "Usage:" on
+}
+
+// parseFlags parses args with fs. --help prints the usage to stdout and
+// returns flag.ErrHelp; a bad flag, or more than maxArgs positional
+// arguments (any number when negative), prints the problem and the usage
+// to stderr and returns errUsage.
+func parseFlags(e env, fs *flag.FlagSet, u usage, args []string, maxArgs int) error {
+	var msg strings.Builder
+	fs.SetOutput(&msg)
+	fs.Usage = func() {} // printed below, to the right stream
+	err := fs.Parse(args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		printUsage(e.stdout, fs, u)
+		return flag.ErrHelp
+	case err != nil:
+		fmt.Fprintf(e.stderr, "tenantd %s: %s", u.name, msg.String())
+		printUsage(e.stderr, fs, u)
+		return errUsage
+	case maxArgs >= 0 && fs.NArg() > maxArgs:
+		fmt.Fprintf(e.stderr, "tenantd %s: unexpected argument %q\n", u.name, fs.Arg(maxArgs))
+		printUsage(e.stderr, fs, u)
+		return errUsage
+	}
+	return nil
+}
+
+// refuse prints why the command line is wrong, and the usage, to stderr,
+// and returns errUsage.
+func refuse(e env, fs *flag.FlagSet, u usage, format string, a ...any) error {
+	why := strings.TrimPrefix(fmt.Sprintf(format, a...), u.name+": ")
+	fmt.Fprintf(e.stderr, "tenantd %s: %s\n", u.name, why)
+	printUsage(e.stderr, fs, u)
+	return errUsage
+}
+
+func printUsage(w io.Writer, fs *flag.FlagSet, u usage) {
+	fmt.Fprint(w, u.text)
+	hasFlags := false
+	fs.VisitAll(func(*flag.Flag) { hasFlags = true })
+	if hasFlags {
+		fmt.Fprintln(w, "\nFlags:")
+		fs.SetOutput(w)
+		fs.PrintDefaults()
+	}
+}
+
+// loadConfig reads the configuration from the environment and sets up
+// logging by it: the first thing a subcommand does once its command line
+// is accepted.
+func loadConfig(e env) (config.Config, *slog.Logger, error) {
+	cfg, err := config.Load(e.getenv)
+	if err != nil {
+		return config.Config{}, nil, err
+	}
+	log := newLogger(cfg, e.stderr)
+	slog.SetDefault(log)
+	redis.SetLogger(redisLogger{log})
+	return cfg, log, nil
 }
 
 // redisLogger sends go-redis's own messages (reconnects, pool errors) to
@@ -136,17 +228,110 @@ func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
 	l.log.WarnContext(ctx, "redis: "+fmt.Sprintf(format, v...))
 }
 
-func newLogger(cfg config.Config) *slog.Logger {
+func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
 	if cfg.LogFormat == "text" {
-		return slog.New(obs.TraceHandler{Handler: slog.NewTextHandler(os.Stderr, opts)})
+		return slog.New(obs.TraceHandler{Handler: slog.NewTextHandler(w, opts)})
 	}
-	return slog.New(obs.TraceHandler{Handler: slog.NewJSONHandler(os.Stderr, opts)})
+	return slog.New(obs.TraceHandler{Handler: slog.NewJSONHandler(w, opts)})
+}
+
+// connectOptions says what a subcommand needs from connect.
+type connectOptions struct {
+	// batch makes a pool for a batch job (billing export, projections
+	// rebuild, audit verify) of batchConns connections: no statement
+	// timeout, since a job may run a long statement, but it neither queues
+	// behind live requests' locks nor idles in a transaction.
+	batch      bool
+	batchConns int
+	// checkRole refuses a database role that could bypass row-level
+	// security (db.CheckRuntimeRole).
+	checkRole bool
+	// redis opens Redis; app also wires the app (which needs Redis).
+	redis, app bool
+}
+
+// conn is what connect opened; close closes it in reverse order.
+type conn struct {
+	db    *db.DB
+	redis *redis.Client
+	app   *app.App
+	close func()
+}
+
+// connect opens the database pools (runtime and worker), checks the role,
+// opens Redis and wires the app, as opts asks: the start-up every
+// subcommand that touches data shares. On error nothing stays open.
+func connect(ctx context.Context, cfg config.Config, log *slog.Logger, opts connectOptions) (c conn, err error) {
+	var closers []func()
+	c.close = func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}
+	defer func() {
+		if err != nil {
+			c.close()
+			c = conn{}
+		}
+	}()
+	dbOpts := db.Options{MaxConns: cfg.DBMaxConns, Tracing: cfg.Tracing, LockTimeout: cfg.DBLockTimeout,
+		StatementTimeout: cfg.DBStatementTimeout, IdleInTxTimeout: cfg.DBIdleInTxTimeout, WorkerURL: cfg.WorkerDatabaseURL}
+	if opts.batch {
+		dbOpts.MaxConns, dbOpts.Tracing, dbOpts.StatementTimeout = opts.batchConns, false, 0
+	}
+	if c.db, err = db.Open(ctx, cfg.DatabaseURL, dbOpts); err != nil {
+		return c, err
+	}
+	closers = append(closers, func() {
+		if err := c.db.Close(); err != nil {
+			log.Warn("database: close", "err", err)
+		}
+	})
+	if opts.checkRole {
+		if err := c.db.CheckRuntimeRole(ctx); err != nil {
+			return c, err
+		}
+	}
+	if !opts.redis && !opts.app {
+		return c, nil
+	}
+	if c.redis, err = openRedis(cfg); err != nil {
+		return c, err
+	}
+	closers = append(closers, func() {
+		if err := c.redis.Close(); err != nil {
+			log.Warn("redis: close", "err", err)
+		}
+	})
+	if opts.app {
+		if c.app, err = app.New(cfg, c.db, c.redis, log); err != nil {
+			return c, err
+		}
+	}
+	return c, nil
+}
+
+func openRedis(cfg config.Config) (*redis.Client, error) {
+	opts, err := redis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		return nil, fmt.Errorf("REDIS_URL: %w", err)
+	}
+	opts.DialTimeout = 2 * time.Second
+	opts.ReadTimeout = time.Second
+	opts.WriteTimeout = time.Second
+	rdb := redis.NewClient(opts)
+	if cfg.Tracing {
+		if err := redisotel.InstrumentTracing(rdb); err != nil {
+			return nil, errors.Join(fmt.Errorf("redis tracing: %w", err), rdb.Close())
+		}
+	}
+	return rdb, nil
 }
 
 // setupTracing turns tracing on when an OTLP endpoint is configured, and
 // returns the function that flushes it at exit.
-func setupTracing(ctx context.Context, cfg config.Config, log *slog.Logger) func() {
+func setupTracing(ctx context.Context, cfg *config.Config, log *slog.Logger) func() {
 	if !cfg.Tracing {
 		return func() {}
 	}
@@ -164,354 +349,6 @@ func setupTracing(ctx context.Context, cfg config.Config, log *slog.Logger) func
 			log.Warn("tracing: flushing spans at exit failed", "err", err)
 		}
 	}
-}
-
-// serve runs the API until ctx ends, then drains: /readyz turns 503 and
-// in-flight requests get up to SHUTDOWN_TIMEOUT to finish.
-func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
-	defer setupTracing(ctx, cfg, log)()
-	d, err := db.Open(ctx, cfg.DatabaseURL, db.Options{MaxConns: cfg.DBMaxConns, Tracing: cfg.Tracing,
-		LockTimeout: cfg.DBLockTimeout, StatementTimeout: cfg.DBStatementTimeout, IdleInTxTimeout: cfg.DBIdleInTxTimeout, WorkerURL: cfg.WorkerDatabaseURL})
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.CheckRuntimeRole(ctx); err != nil {
-		return err
-	}
-	rdb, err := openRedis(cfg)
-	if err != nil {
-		return err
-	}
-	defer rdb.Close()
-	a, err := app.New(cfg, d, rdb, log)
-	if err != nil {
-		return err
-	}
-	return listenAndServe(ctx, cfg, a, log)
-}
-
-func listenAndServe(ctx context.Context, cfg config.Config, a *app.App, log *slog.Logger) error {
-	srv := &http.Server{
-		Addr:              cfg.HTTPAddr,
-		Handler:           a.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      60 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
-	}
-	bgCtx, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopBackground()
-	background := make(chan struct{})
-	go func() { a.Run(bgCtx); close(background) }()
-
-	errc := make(chan error, 1)
-	go func() { errc <- srv.ListenAndServe() }()
-	log.Info("tenantd serving", "addr", cfg.HTTPAddr, "admin_routes", cfg.PlatformAPIKey != "")
-	select {
-	case err := <-errc:
-		return fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
-	case <-ctx.Done():
-	}
-	log.Info("shutting down: readiness now fails; draining", "drain_delay", cfg.DrainDelay, "timeout", cfg.ShutdownTimeout)
-	a.SetDraining()
-	// Keep serving while load balancers notice /readyz failing.
-	time.Sleep(cfg.DrainDelay)
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
-	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
-	}
-	// Dispatchers and flushers stop at a safe point (between transactions);
-	// then every usage count still in this process is written to
-	// PostgreSQL. That needs no Redis: an unreachable Redis is no reason to
-	// exit 1 (TestGracefulShutdown/redis_down); losing counts is.
-	stopBackground()
-	<-background
-	if err := a.Usage.Flush(shutdownCtx); err != nil {
-		return fmt.Errorf("shutdown: flush usage: %w", err)
-	}
-	log.Info("tenantd stopped")
-	return nil
-}
-
-func openRedis(cfg config.Config) (*redis.Client, error) {
-	opts, err := redis.ParseURL(cfg.RedisURL)
-	if err != nil {
-		return nil, fmt.Errorf("REDIS_URL: %w", err)
-	}
-	opts.DialTimeout = 2 * time.Second
-	opts.ReadTimeout = time.Second
-	opts.WriteTimeout = time.Second
-	rdb := redis.NewClient(opts)
-	if cfg.Tracing {
-		if err := redisotel.InstrumentTracing(rdb); err != nil {
-			return nil, fmt.Errorf("redis tracing: %w", err)
-		}
-	}
-	return rdb, nil
-}
-
-func migrate(cfg config.Config, args []string, log *slog.Logger) error {
-	if cfg.MigrateDatabaseURL == "" {
-		return errors.New("invalid configuration: MIGRATE_DATABASE_URL (or DATABASE_URL) must be set")
-	}
-	if len(args) == 0 {
-		return errors.New("migrate needs up, down [N] or status")
-	}
-	m, err := db.NewMigrator(cfg.MigrateDatabaseURL, migrations.Files)
-	if err != nil {
-		return err
-	}
-	defer m.Close()
-	switch args[0] {
-	case "up":
-		if err := m.Up(); err != nil {
-			return err
-		}
-	case "down":
-		steps := 0
-		if len(args) > 1 {
-			if steps, err = strconv.Atoi(args[1]); err != nil || steps < 1 {
-				return fmt.Errorf("migrate down: N must be a positive integer, got %q", args[1])
-			}
-		}
-		if err := m.Down(steps); err != nil {
-			return err
-		}
-	case "status":
-	default:
-		return fmt.Errorf("migrate: unknown action %q (want up, down [N] or status)", args[0])
-	}
-	st, err := m.Status(migrations.Files)
-	if err != nil {
-		return err
-	}
-	log.Info("migrations", "current", st.Current, "latest", st.Latest, "dirty", st.Dirty)
-	fmt.Printf("schema version %d of %d%s\n", st.Current, st.Latest, map[bool]string{true: " (dirty)"}[st.Dirty])
-	return nil
-}
-
-// dev starts what is missing (PostgreSQL, Redis) from local binaries,
-// migrates, seeds the demo tenant and serves until Ctrl-C, then removes
-// everything it started.
-func dev(ctx context.Context, cfg config.Config, log *slog.Logger) error {
-	var env *devenv.Env
-	var err error
-	switch {
-	case cfg.DatabaseURL == "":
-		if env, err = devenv.Start(ctx, log); err != nil {
-			return err
-		}
-		defer env.Stop()
-		dbase, err := devenv.Provision(ctx, env.AdminURL, "tenantd")
-		if err != nil {
-			return err
-		}
-		cfg.MigrateDatabaseURL, cfg.DatabaseURL, cfg.WorkerDatabaseURL = dbase.OwnerURL, dbase.AppURL, dbase.WorkerURL
-		if cfg.RedisURL == "" {
-			cfg.RedisURL = env.RedisURL
-		}
-	case cfg.RedisURL == "":
-		if env, err = devenv.StartRedisOnly(ctx, log); err != nil {
-			return err
-		}
-		defer env.Stop()
-		cfg.RedisURL = env.RedisURL
-	}
-	if cfg.WorkerDatabaseURL == "" {
-		return errors.New("invalid configuration: WORKER_DATABASE_URL must be set with DATABASE_URL")
-	}
-	m, err := db.NewMigrator(cfg.MigrateDatabaseURL, migrations.Files)
-	if err != nil {
-		return err
-	}
-	err = m.Up()
-	m.Close()
-	if err != nil {
-		return err
-	}
-	if env != nil && env.AdminURL != "" {
-		if err := devenv.SetAppPassword(ctx, env.AdminURL); err != nil {
-			return err
-		}
-	}
-	if cfg.PlatformAPIKey == "" {
-		cfg.PlatformAPIKey = "pk_dev_" + randomHex(16)
-	}
-	// Local identity providers (a Keycloak or Dex on localhost) are allowed;
-	// Ctrl-C stops at once.
-	cfg.OIDCAllowInsecureIssuers = true
-	cfg.DrainDelay = 0
-	defer setupTracing(ctx, cfg, log)()
-	d, err := db.Open(ctx, cfg.DatabaseURL, db.Options{MaxConns: cfg.DBMaxConns, Tracing: cfg.Tracing,
-		LockTimeout: cfg.DBLockTimeout, StatementTimeout: cfg.DBStatementTimeout, IdleInTxTimeout: cfg.DBIdleInTxTimeout, WorkerURL: cfg.WorkerDatabaseURL})
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.CheckRuntimeRole(ctx); err != nil {
-		return err
-	}
-	rdb, err := openRedis(cfg)
-	if err != nil {
-		return err
-	}
-	defer rdb.Close()
-	a, err := app.New(cfg, d, rdb, log)
-	if err != nil {
-		return err
-	}
-	adminKey, err := seedDemo(ctx, a)
-	if err != nil {
-		return err
-	}
-	printWelcome(cfg, adminKey)
-	return listenAndServe(ctx, cfg, a, log)
-}
-
-// seedDemo creates the tenant "acme" with a few products and returns its
-// admin key; an acme left from an earlier run (a database given by URL) is
-// kept, and its key cannot be shown again.
-func seedDemo(ctx context.Context, a *app.App) (string, error) {
-	t, key, err := a.Tenants.Create(ctx, tenant.NewTenant{Slug: "acme", Name: "Acme Corporation", Plan: "pro"})
-	if errors.Is(err, tenant.ErrSlugTaken) {
-		return "", nil
-	}
-	if err != nil {
-		return "", fmt.Errorf("seed demo tenant: %w", err)
-	}
-	for _, p := range []inventory.NewProduct{
-		{SKU: "ANVIL-1", Name: "Anvil", Price: 4999, Currency: "EUR", Stock: 25},
-		{SKU: "ROCKET-SKATES", Name: "Rocket skates", Price: 12900, Currency: "EUR", Stock: 10},
-		{SKU: "BIRDSEED-5KG", Name: "Bird seed, 5 kg", Price: 1299, Currency: "EUR", Stock: 200},
-	} {
-		if _, err := a.Inventory.Create(ctx, t.ID, p); err != nil {
-			return "", fmt.Errorf("seed demo product %s: %w", p.SKU, err)
-		}
-	}
-	return key, nil
-}
-
-func printWelcome(cfg config.Config, adminKey string) {
-	base := "http://" + cfg.HTTPAddr
-	if host, port, err := net.SplitHostPort(cfg.HTTPAddr); err == nil && (host == "" || host == "0.0.0.0") {
-		base = "http://127.0.0.1:" + port
-	}
-	fmt.Printf("\ntenantd dev is starting on %s\n\n", base)
-	fmt.Printf("  operator key (PLATFORM_API_KEY): %s\n", cfg.PlatformAPIKey)
-	if adminKey == "" {
-		fmt.Printf("  demo tenant acme exists already; its admin key was shown when it was created\n\n")
-		return
-	}
-	fmt.Printf("  demo tenant acme, admin API key: %s\n\n", adminKey)
-	fmt.Printf("Try:\n")
-	fmt.Printf("  export KEY=%s\n", adminKey)
-	fmt.Printf("  curl -s %s/v1/products -H \"Authorization: Bearer $KEY\"\n", base)
-	fmt.Printf("  curl -s %s/v1/products -H \"Authorization: Bearer $KEY\" -H 'Content-Type: application/json' \\\n    -d '{\"sku\":\"TNT-1\",\"name\":\"TNT\",\"price\":999,\"currency\":\"EUR\",\"stock\":5}'\n", base)
-	fmt.Printf("  curl -s %s/admin/v1/tenants -H \"Authorization: Bearer %s\"\n\n", base, cfg.PlatformAPIKey)
-	fmt.Printf("Ctrl-C stops tenantd and removes the throw-away servers.\n\n")
-}
-
-// billingCommand runs "tenantd billing export …" as the runtime role.
-func billingCommand(ctx context.Context, cfg config.Config, args []string) error {
-	if len(args) == 0 || args[0] != "export" {
-		return errors.New("billing needs a subcommand: billing export --period YYYY-MM [--format csv|jsonl] [--out FILE]")
-	}
-	if cfg.DatabaseURL == "" || cfg.WorkerDatabaseURL == "" {
-		return errors.New("invalid configuration: DATABASE_URL and WORKER_DATABASE_URL must be set")
-	}
-	// A batch job: no statement timeout (an export may run for minutes),
-	// but it neither queues behind live requests' locks nor idles in a
-	// transaction.
-	d, err := db.Open(ctx, cfg.DatabaseURL, db.Options{MaxConns: 2,
-		LockTimeout: cfg.DBLockTimeout, IdleInTxTimeout: cfg.DBIdleInTxTimeout, WorkerURL: cfg.WorkerDatabaseURL})
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.CheckRuntimeRole(ctx); err != nil {
-		return err
-	}
-	return billing.RunExportCLI(ctx, d, args[1:], os.Stdout, os.Stderr)
-}
-
-// rebuildProjections recreates the order read model of every tenant from
-// the event streams, one tenant per transaction.
-func rebuildProjections(ctx context.Context, cfg config.Config, log *slog.Logger) error {
-	// A batch job, like billing export: no statement timeout.
-	d, err := db.Open(ctx, cfg.DatabaseURL, db.Options{MaxConns: 4,
-		LockTimeout: cfg.DBLockTimeout, IdleInTxTimeout: cfg.DBIdleInTxTimeout, WorkerURL: cfg.WorkerDatabaseURL})
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	rdb, err := openRedis(cfg)
-	if err != nil {
-		return err
-	}
-	defer rdb.Close()
-	a, err := app.New(cfg, d, rdb, log)
-	if err != nil {
-		return err
-	}
-	tenants, orders := 0, 0
-	for after := uuid.Nil; ; {
-		page, err := a.Tenants.List(ctx, after, 500)
-		if err != nil {
-			return err
-		}
-		if len(page) > 500 {
-			page = page[:500]
-		}
-		for _, t := range page {
-			n, err := a.Orders.Rebuild(ctx, t.ID)
-			if err != nil {
-				return fmt.Errorf("rebuild tenant %s: %w", t.Slug, err)
-			}
-			tenants, orders = tenants+1, orders+n
-			after = t.ID
-		}
-		if len(page) < 500 {
-			break
-		}
-	}
-	log.Info("projections rebuilt", "tenants", tenants, "orders", orders)
-	fmt.Printf("rebuilt order_views: %d orders of %d tenants\n", orders, tenants)
-	return nil
-}
-
-// verifyAudit recomputes the audit hash chains, reading as the runtime role
-// under row-level security.
-func verifyAudit(ctx context.Context, cfg config.Config, args []string) error {
-	// A batch job, like billing export: no statement timeout.
-	d, err := db.Open(ctx, cfg.DatabaseURL, db.Options{MaxConns: 2,
-		LockTimeout: cfg.DBLockTimeout, IdleInTxTimeout: cfg.DBIdleInTxTimeout, WorkerURL: cfg.WorkerDatabaseURL})
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return audit.RunVerifyCLI(ctx, d, args, os.Stdout)
-}
-
-// healthcheck probes the server on HTTP_ADDR, for container HEALTHCHECKs
-// (the runtime image has no shell or curl).
-func healthcheck(cfg config.Config) error {
-	_, port, err := net.SplitHostPort(cfg.HTTPAddr)
-	if err != nil {
-		return fmt.Errorf("HTTP_ADDR: %w", err)
-	}
-	client := &http.Client{Timeout: 2 * time.Second}
-	resp, err := client.Get("http://127.0.0.1:" + port + "/healthz")
-	if err != nil {
-		return err
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("healthz answered %d", resp.StatusCode)
-	}
-	return nil
 }
 
 func randomHex(n int) string {

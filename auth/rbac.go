@@ -54,7 +54,7 @@ type RBACOptions struct {
 	// again from PostgreSQL, the backstop for watcher messages lost while
 	// Redis or the subscription was down. Default one minute.
 	ReloadInterval time.Duration
-	// Channel is the Redis pub/sub channel of the Casbin watcher.
+	// Channel is the Redis pub/sub channel of the policy watcher.
 	// Default "tenantd:casbin".
 	Channel string
 	// MaxTenants bounds how many tenants' compiled policies are cached;
@@ -87,7 +87,8 @@ type tenantRoles struct {
 
 // RBAC decides what roles grant in a tenant, and keeps tenants' custom roles
 // as Casbin policy in PostgreSQL (ruleTable), announcing every change to
-// the other replicas through the Casbin Redis watcher. It is safe for
+// the other replicas through a Redis pub/sub channel (policyWatcher, in
+// the message format of Casbin's Redis watcher). It is safe for
 // concurrent use.
 //
 // Decisions: built-in roles are compiled from BuiltinRoles once. A tenant's
@@ -117,7 +118,8 @@ type RBAC struct {
 	gen   atomic.Uint64
 	loads singleflight.Group
 
-	watcher     atomic.Pointer[rediswatcher.Watcher]
+	id          string // this replica's id in its announcements
+	watcher     atomic.Pointer[policyWatcher]
 	reconnected chan struct{}
 }
 
@@ -137,6 +139,7 @@ func NewRBAC(d *db.DB, rdb *redis.Client, log *slog.Logger, opts RBACOptions) (*
 		bit:         make(map[string]permSet, len(Permissions)),
 		builtin:     make(map[string]permSet, len(BuiltinRoles)),
 		tenants:     make(map[uuid.UUID]*tenantRoles),
+		id:          uuid.NewString(),
 		reconnected: make(chan struct{}, 1),
 	}
 	for i, p := range Permissions {
@@ -415,7 +418,7 @@ func (r *RBAC) Reload(ctx context.Context) error {
 const settleDelay = time.Second
 
 // Run keeps this replica's policy current until ctx ends: it subscribes the
-// Casbin Redis watcher (retrying while Redis is down), drops every cached
+// policy watcher (retrying while Redis is down), drops every cached
 // tenant whenever the subscription (re)connects, since messages published
 // meanwhile are lost, and reloads cached tenants every ReloadInterval.
 func (r *RBAC) Run(ctx context.Context) {
@@ -452,9 +455,9 @@ func (r *RBAC) Run(ctx context.Context) {
 	}
 }
 
-// connect creates the Casbin Redis watcher on clients of its own: the
-// watcher closes them when it stops. Every connection the subscribing
-// client makes, the first and each after an outage, signals Run.
+// connect creates the policy watcher on clients of its own: the watcher
+// closes them when it stops. Every connection the subscribing client
+// makes, the first and each after an outage, signals Run.
 func (r *RBAC) connect() error {
 	base := watcherClientOptions(r.rdb.Options())
 	subOpts, pubOpts := base, base
@@ -466,19 +469,11 @@ func (r *RBAC) connect() error {
 		return nil
 	}
 	sub, pub := redis.NewClient(&subOpts), redis.NewClient(&pubOpts)
-	w, err := rediswatcher.NewWatcher(base.Addr, rediswatcher.WatcherOptions{
-		SubClient: sub, PubClient: pub, Channel: r.opts.Channel, IgnoreSelf: true,
-		OptionalUpdateCallback: r.onPolicyMessage,
-	})
+	w, err := newPolicyWatcher(sub, pub, r.opts.Channel, r.id, r.onPolicyMessage)
 	if err != nil {
-		return errors.Join(fmt.Errorf("rbac: start watcher: %w", err), sub.Close(), pub.Close())
+		return fmt.Errorf("rbac: start watcher: %w", err)
 	}
-	rw, ok := w.(*rediswatcher.Watcher)
-	if !ok {
-		w.Close()
-		return fmt.Errorf("rbac: unexpected watcher type %T", w)
-	}
-	r.watcher.Store(rw)
+	r.watcher.Store(w)
 	return nil
 }
 
@@ -503,17 +498,31 @@ func watcherClientOptions(o *redis.Options) redis.Options {
 
 func (r *RBAC) disconnect() {
 	if w := r.watcher.Swap(nil); w != nil {
-		w.Close()
+		if err := w.close(); err != nil {
+			r.log.Warn("rbac: closing the policy watcher", "err", err)
+		}
 	}
 }
 
+// closeMessage is what replicas of earlier versions, on Casbin's Redis
+// watcher, publish when they stop; it announces no change.
+const closeMessage = "Close"
+
 // onPolicyMessage applies another replica's change announcement: it drops
-// the tenants the message names, or everything when it names none.
+// the tenants the message names, or everything when it names none. This
+// replica's own announcements are skipped: it forgot what it changed when
+// it committed.
 func (r *RBAC) onPolicyMessage(payload string) {
+	if payload == closeMessage {
+		return
+	}
 	var msg rediswatcher.MSG
 	if err := json.Unmarshal([]byte(payload), &msg); err != nil {
 		r.log.Warn("rbac: unreadable policy message; dropping every cached tenant", "err", err)
 		r.forgetAll()
+		return
+	}
+	if msg.ID == r.id {
 		return
 	}
 	ids, ok := domainsOf(msg)

@@ -135,7 +135,9 @@ func (r *RBAC) CreateRole(ctx context.Context, actor identity.Principal, in Role
 		}
 		p.entry = &audit.Entry{Action: "role.created", Resource: "role:" + name,
 			Summary: map[string]any{"after": map[string]any{"permissions": out.Permissions}}}
-		return func(w *rediswatcher.Watcher) error { return w.UpdateForAddPolicies("p", "p", rules...) }, nil
+		return func(w *policyWatcher) error {
+			return w.publish(rediswatcher.MSG{Method: rediswatcher.UpdateForAddPolicies, Sec: "p", Ptype: "p", NewRules: rules})
+		}, nil
 	})
 	if err != nil {
 		return Role{}, err
@@ -185,7 +187,9 @@ func (r *RBAC) UpdateRole(ctx context.Context, actor identity.Principal, name st
 		}
 		p.entry = &audit.Entry{Action: "role.updated", Resource: "role:" + name,
 			Summary: map[string]any{"before": map[string]any{"permissions": r.names(have)}, "after": map[string]any{"permissions": out.Permissions}}}
-		return func(w *rediswatcher.Watcher) error { return w.UpdateForUpdatePolicies("p", "p", old, rules) }, nil
+		return func(w *policyWatcher) error {
+			return w.publish(rediswatcher.MSG{Method: rediswatcher.UpdateForUpdatePolicies, Sec: "p", Ptype: "p", OldRules: old, NewRules: rules})
+		}, nil
 	})
 	if err != nil {
 		return Role{}, err
@@ -213,8 +217,9 @@ func (r *RBAC) DeleteRole(ctx context.Context, actor identity.Principal, name st
 		}
 		p.entry = &audit.Entry{Action: "role.deleted", Resource: "role:" + name,
 			Summary: map[string]any{"before": map[string]any{"permissions": r.names(have)}}}
-		return func(w *rediswatcher.Watcher) error {
-			return w.UpdateForRemoveFilteredPolicy("p", "p", 0, name, p.domain)
+		return func(w *policyWatcher) error {
+			return w.publish(rediswatcher.MSG{Method: rediswatcher.UpdateForRemoveFilteredPolicy, Sec: "p", Ptype: "p",
+				FieldIndex: 0, FieldValues: []string{name, p.domain}})
 		}, nil
 	})
 }
@@ -232,15 +237,16 @@ func (r *RBAC) DeleteTenantRoles(ctx context.Context, tenantID uuid.UUID) (remov
 			return nil, err
 		}
 		removed = len(rules)
-		return func(w *rediswatcher.Watcher) error {
-			return w.UpdateForRemoveFilteredPolicy("p", "p", 1, p.domain)
+		return func(w *policyWatcher) error {
+			return w.publish(rediswatcher.MSG{Method: rediswatcher.UpdateForRemoveFilteredPolicy, Sec: "p", Ptype: "p",
+				FieldIndex: 1, FieldValues: []string{p.domain}})
 		}, nil
 	})
 	return removed, err
 }
 
 // announcement sends a committed change to the other replicas.
-type announcement func(w *rediswatcher.Watcher) error
+type announcement func(w *policyWatcher) error
 
 // tenantPolicy is one tenant's Casbin policy, loaded for a change inside the
 // transaction that holds the tenant's policy lock, with an enforcer whose

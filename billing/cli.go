@@ -18,35 +18,61 @@ import (
 	"github.com/tenantd/tenantd/internal/fault"
 )
 
-const exportUsage = `Usage: tenantd billing export --period YYYY-MM [--format csv|jsonl] [--out FILE] [--provisional]
+// ExportUsage is the help of "tenantd billing export", before its flags.
+const ExportUsage = `Usage: tenantd billing export --period YYYY-MM [--format csv|jsonl] [--out FILE] [--provisional]
 
 Writes the billing export of a period: one line per tenant, meter and meter
 currency, plus adjustment lines for late counts of earlier closed months.
 The first export of an ended period closes it; every export of a closed
 period gives the same bytes. The SHA-256 of the bytes is printed at the end
 (on stdout as "<sha256>  FILE" with --out, for sha256sum -c; else on stderr).
-
-Flags:
 `
 
 // progressEvery is how often progress is reported as a plain line when
 // stderr is not a terminal.
 const progressEvery = 5 * time.Second
 
-// RunExportCLI runs "tenantd billing export" with args (the flags after the
-// subcommand) on the runtime pool d: the export goes to --out FILE (written
-// to a temporary file and renamed into place, so a failed run leaves no
-// partial file) or to stdout; progress and the summary to stderr.
+// ExportArgs are the flags of "tenantd billing export".
+type ExportArgs struct {
+	Period      string // --period YYYY-MM (required)
+	Format      string // --format csv|jsonl
+	Out         string // --out FILE; empty for stdout
+	Provisional bool   // --provisional
+}
+
+// Flags registers the command's flags on fs, with their defaults, storing
+// into a: the command line is parsed by the caller (main).
+func (a *ExportArgs) Flags(fs *flag.FlagSet) {
+	fs.StringVar(&a.Period, "period", "", "the billing `period` to export, YYYY-MM in UTC (required)")
+	fs.StringVar(&a.Format, "format", "csv", "the file `format`: csv or jsonl")
+	fs.StringVar(&a.Out, "out", "", "write the export to `FILE` instead of stdout")
+	fs.BoolVar(&a.Provisional, "provisional", false,
+		"preview a period that is still open: lines marked provisional, nothing closed or recorded")
+}
+
+// Validate checks the flags before any connection is made.
+func (a ExportArgs) Validate() error {
+	if a.Period == "" {
+		return errors.New("billing export: --period YYYY-MM is required")
+	}
+	if _, _, err := monthBounds(a.Period); err != nil {
+		return cliError(err)
+	}
+	if _, err := ParseFormat(a.Format); err != nil {
+		return cliError(err)
+	}
+	return nil
+}
+
+// RunExportCLI parses args (the flags after "billing export") and runs
+// RunExport; -h prints the usage to stderr.
 func RunExportCLI(ctx context.Context, d *db.DB, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("tenantd billing export", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	period := fs.String("period", "", "the billing `period` to export, YYYY-MM in UTC (required)")
-	format := fs.String("format", "csv", "the file `format`: csv or jsonl")
-	out := fs.String("out", "", "write the export to `FILE` instead of stdout")
-	provisional := fs.Bool("provisional", false,
-		"preview a period that is still open: lines marked provisional, nothing closed or recorded")
+	var a ExportArgs
+	a.Flags(fs)
 	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), exportUsage)
+		fmt.Fprint(fs.Output(), ExportUsage+"\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -58,24 +84,28 @@ func RunExportCLI(ctx context.Context, d *db.DB, args []string, stdout, stderr i
 	if fs.NArg() > 0 {
 		return fmt.Errorf("billing export: unexpected argument %q (see --help)", fs.Arg(0))
 	}
-	if *period == "" {
-		return errors.New("billing export: --period YYYY-MM is required")
+	return RunExport(ctx, d, a, stdout, stderr)
+}
+
+// RunExport runs "tenantd billing export" on the runtime pool d: the export
+// goes to --out FILE (written to a temporary file and renamed into place,
+// so a failed run leaves no partial file) or to stdout; progress and the
+// summary to stderr.
+func RunExport(ctx context.Context, d *db.DB, a ExportArgs, stdout, stderr io.Writer) error {
+	if err := a.Validate(); err != nil {
+		return err
 	}
-	if _, _, err := monthBounds(*period); err != nil {
-		return cliError(err)
-	}
-	f, err := ParseFormat(*format)
+	f, err := ParseFormat(a.Format)
 	if err != nil {
 		return cliError(err)
 	}
-
-	dst, commit, abort, err := exportDestination(*out, stdout)
+	dst, commit, abort, err := exportDestination(a.Out, stdout)
 	if err != nil {
 		return err
 	}
-	progress := newProgressReport(stderr, "billing export "+*period)
-	if *provisional {
-		p, err := (&Exporter{db: d}).Preview(ctx, *period, f, dst, progress.update)
+	progress := newProgressReport(stderr, "billing export "+a.Period)
+	if a.Provisional {
+		p, err := (&Exporter{db: d}).Preview(ctx, a.Period, f, dst, progress.update)
 		progress.finish(err == nil)
 		if err != nil {
 			abort()
@@ -86,15 +116,15 @@ func RunExportCLI(ctx context.Context, d *db.DB, args []string, stdout, stderr i
 		}
 		fmt.Fprintf(stderr, "billing export %s (%s), provisional: %d lines, %d bytes, sha256 %s; nothing closed or recorded\n",
 			p.Period, p.Format, p.Rows, p.Bytes, p.SHA256)
-		printChecksum(stdout, *out, p.SHA256)
+		printChecksum(stdout, a.Out, p.SHA256)
 		return nil
 	}
-	x, err := (&Exporter{db: d}).Issue(ctx, *period, f, "cli", dst, progress.update)
+	x, err := (&Exporter{db: d}).Issue(ctx, a.Period, f, "cli", dst, progress.update)
 	progress.finish(err == nil)
 	if err != nil {
 		abort()
 		if errors.Is(err, ErrPeriodOpen) {
-			return fmt.Errorf("billing export: period %s has not ended; an open period can only be previewed (--provisional)", *period)
+			return fmt.Errorf("billing export: period %s has not ended; an open period can only be previewed (--provisional)", a.Period)
 		}
 		return cliError(err)
 	}
@@ -107,7 +137,7 @@ func RunExportCLI(ctx context.Context, d *db.DB, args []string, stdout, stderr i
 	}
 	fmt.Fprintf(stderr, "billing export %s (%s): %d lines, %d bytes, sha256 %s, export %s; the period %s\n",
 		x.Period, x.Format, x.Rows, x.Bytes, x.SHA256, x.ID, closed)
-	printChecksum(stdout, *out, x.SHA256)
+	printChecksum(stdout, a.Out, x.SHA256)
 	return nil
 }
 

@@ -43,7 +43,17 @@ type Config struct {
 	PlatformOIDCRolesClaim   string // PLATFORM_OIDC_ROLES_CLAIM, default roles
 
 	CursorSecret string // CURSOR_SECRET: key of the opaque event cursors; empty: random per process
+
+	WebhookAllowPrivate bool   // WEBHOOK_ALLOW_PRIVATE: webhook endpoints on loopback/private addresses and http
+	WebhookSecretKey    string // WEBHOOK_SECRET_KEY: seals webhook signing secrets at rest; empty: stored plain
+
+	EventRelay string // EVENT_RELAY: "" (off) or "nats"
+	NATSURL    string // NATS_URL: the relay's NATS server(s), comma-separated
 }
+
+// RelayNATS is EVENT_RELAY's value that publishes every event to NATS
+// JetStream.
+const RelayNATS = "nats"
 
 // Var describes one configuration variable, for the README table and --help.
 type Var struct {
@@ -80,6 +90,10 @@ var Vars = []Var{
 	{"PLATFORM_OIDC_ROLE", "platform-admin", "role an operator token must carry"},
 	{"PLATFORM_OIDC_ROLES_CLAIM", "roles", "claim of operator tokens that lists roles"},
 	{"CURSOR_SECRET", "(unset: random per process)", "secret, at least 32 characters, that encrypts event cursors (next_cursor, SSE ids) so they reveal no global position; every replica needs the same one, or cursors fail (422) on another replica and after a restart"},
+	{"WEBHOOK_ALLOW_PRIVATE", "false", "allow webhook endpoints on loopback and private addresses, and http URLs (development and tests only: opens SSRF)"},
+	{"WEBHOOK_SECRET_KEY", "(unset: secrets stored plain)", "secret, at least 32 characters, that seals webhook signing secrets in the database (AES-256-GCM), so a database read alone does not reveal them; every replica needs the same one, and changing it makes existing endpoints unusable until their secrets are rotated"},
+	{"EVENT_RELAY", "(unset: off)", "nats publishes every event to the NATS JetStream stream TENANTD_EVENTS (created if missing), subject tenantd.<tenant_id>.<type>, header Nats-Msg-Id = event id: in order per stream, at least once, de-duplicated by JetStream"},
+	{"NATS_URL", "(required with EVENT_RELAY=nats; dev: embedded server)", "NATS server URL(s) of the event relay, nats:// or tls://, comma-separated"},
 }
 
 // Load reads the configuration through getenv (os.Getenv in production).
@@ -100,6 +114,9 @@ func Load(getenv func(string) string) (Config, error) {
 		PlatformOIDCRole:       or(getenv("PLATFORM_OIDC_ROLE"), "platform-admin"),
 		PlatformOIDCRolesClaim: or(getenv("PLATFORM_OIDC_ROLES_CLAIM"), "roles"),
 		CursorSecret:           getenv("CURSOR_SECRET"),
+		EventRelay:             strings.TrimSpace(getenv("EVENT_RELAY")),
+		NATSURL:                strings.TrimSpace(getenv("NATS_URL")),
+		WebhookSecretKey:       getenv("WEBHOOK_SECRET_KEY"),
 	}
 	if c.MigrateDatabaseURL == "" {
 		c.MigrateDatabaseURL = c.DatabaseURL
@@ -128,9 +145,15 @@ func Load(getenv func(string) string) (Config, error) {
 	if c.CursorSecret != "" && len(c.CursorSecret) < 32 {
 		bad("CURSOR_SECRET", "must be at least 32 characters")
 	}
+	if c.WebhookSecretKey != "" && len(c.WebhookSecretKey) < 32 {
+		bad("WEBHOOK_SECRET_KEY", "must be at least 32 characters")
+	}
 	var err error
 	if c.OIDCAllowInsecureIssuers, err = strconv.ParseBool(or(getenv("OIDC_ALLOW_INSECURE_ISSUERS"), "false")); err != nil {
 		bad("OIDC_ALLOW_INSECURE_ISSUERS", "must be true or false (got %q)", getenv("OIDC_ALLOW_INSECURE_ISSUERS"))
+	}
+	if c.WebhookAllowPrivate, err = strconv.ParseBool(or(getenv("WEBHOOK_ALLOW_PRIVATE"), "false")); err != nil {
+		bad("WEBHOOK_ALLOW_PRIVATE", "must be true or false (got %q)", getenv("WEBHOOK_ALLOW_PRIVATE"))
 	}
 	if c.PlatformOIDCIssuer != "" && !validURL(c.PlatformOIDCIssuer, "https", "http") {
 		bad("PLATFORM_OIDC_ISSUER", "must be an https URL")
@@ -183,6 +206,22 @@ func Load(getenv func(string) string) (Config, error) {
 	if c.GatewayLatency, err = duration(getenv("PAYMENT_GATEWAY_LATENCY"), "0s"); err != nil {
 		bad("PAYMENT_GATEWAY_LATENCY", "%v", err)
 	}
+	switch c.EventRelay {
+	case "", RelayNATS:
+	default:
+		bad("EVENT_RELAY", "must be nats or unset (got %q)", c.EventRelay)
+	}
+	if c.NATSURL != "" {
+		for _, u := range strings.Split(c.NATSURL, ",") {
+			if !validURL(strings.TrimSpace(u), "nats", "tls") {
+				bad("NATS_URL", "must be nats:// or tls:// URLs, comma-separated")
+				break
+			}
+		}
+		if c.EventRelay != RelayNATS {
+			bad("NATS_URL", "is read only with EVENT_RELAY=nats")
+		}
+	}
 	if len(errs) > 0 {
 		return Config{}, fmt.Errorf("invalid configuration:\n  %s", strings.Join(errs, "\n  "))
 	}
@@ -200,6 +239,9 @@ func (c Config) RequireServices() error {
 	}
 	if c.RedisURL == "" {
 		missing = append(missing, "REDIS_URL")
+	}
+	if c.EventRelay == RelayNATS && c.NATSURL == "" {
+		missing = append(missing, "NATS_URL (with EVENT_RELAY=nats)")
 	}
 	if len(missing) > 0 {
 		return fmt.Errorf("invalid configuration: %s must be set (or use `tenantd dev` for throw-away servers)", strings.Join(missing, ", "))

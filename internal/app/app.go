@@ -29,10 +29,12 @@ import (
 	"github.com/tenantd/tenantd/internal/idempotency"
 	"github.com/tenantd/tenantd/internal/obs"
 	"github.com/tenantd/tenantd/internal/openapi"
+	"github.com/tenantd/tenantd/internal/relay"
 	"github.com/tenantd/tenantd/inventory"
 	"github.com/tenantd/tenantd/orders"
 	"github.com/tenantd/tenantd/payments"
 	"github.com/tenantd/tenantd/tenant"
+	"github.com/tenantd/tenantd/webhooks"
 )
 
 // orderSweepEvery is how often expired reservations are looked for.
@@ -62,6 +64,12 @@ type App struct {
 	// down) and flushes them into usage_counters.
 	Usage  *billing.Counter
 	Limits *billing.Limits
+	// Relay publishes every event to NATS JetStream (EVENT_RELAY=nats);
+	// nil when it is off.
+	Relay *relay.Relay
+	// Webhooks enqueues every event for the tenant's endpoints and runs
+	// the delivery workers.
+	Webhooks *webhooks.Service
 
 	cfg    config.Config
 	db     *db.DB
@@ -116,13 +124,22 @@ func New(cfg config.Config, d *db.DB, rdb *redis.Client, log *slog.Logger) (*App
 		OnPark: func(sub string) { m.DeadLettered.WithLabelValues(sub).Inc() }})
 	a.Orders.Subscribe(a.Events)
 	billing.SubscribeMeters(a.Events)
+	a.Webhooks, err = webhooks.NewService(d, log, webhooks.Options{AllowPrivate: cfg.WebhookAllowPrivate,
+		SecretKey: cfg.WebhookSecretKey, Metrics: m.Registry})
+	if err != nil {
+		return nil, fmt.Errorf("webhooks: %w", err)
+	}
+	a.Webhooks.Subscribe(a.Events)
 	a.Usage = billing.NewCounter(rdb, d, log, time.Now)
 	a.Limits = billing.NewLimits(rdb, d, log, billing.LimitOptions{FailOpen: cfg.RateLimitFailOpen, Counter: a.Usage,
 		OnRedisError: func(bool) { m.RateLimitFails.Inc(); m.RedisErrors.WithLabelValues("rate_limit").Inc() }})
 	m.CollectFlushLag(d)
 	a.Events.Subscribe("metrics-saga", []string{orders.EventCompleted, orders.EventCancelled}, sagaOutcomes(m))
 	m.CollectDBStats(d.Stats)
-	m.CollectOutboxLag(a.Events.Lag)
+	if a.Relay, err = newRelay(cfg, d, log, m); err != nil {
+		return nil, err
+	}
+	m.CollectOutboxLag(a.outboxLag)
 	a.Idempotency = idempotency.NewStore(d, time.Now)
 	a.health = newHealth(log, d, rdb, cfg.RateLimitFailOpen, m)
 
@@ -163,13 +180,17 @@ func New(cfg config.Config, d *db.DB, rdb *redis.Client, log *slog.Logger) (*App
 	billingHandler := billing.NewHandler(billing.NewReporter(d), billing.NewExporter(d.LongRunning()))
 	billingHandler.Routes(tenantRoutes)
 	audit.NewHandler(a.Audit, cursors).Routes(tenantRoutes)
+	webhooks.NewHandler(a.Webhooks).Routes(tenantRoutes)
 
 	// Without an operator credential configured the operator routes do not
 	// exist (404).
 	if cfg.PlatformAPIKey != "" || cfg.PlatformOIDCIssuer != "" {
-		adminRoutes := a.adminChain(e, cfg.PlatformAPIKey)
+		platformLog := audit.NewPlatformLog(d, log)
+		adminRoutes := a.adminChain(e, cfg.PlatformAPIKey, platformLog)
 		tenant.NewHandler(a.Tenants).AdminRoutes(adminRoutes, operatorPermission)
 		billingHandler.AdminRoutes(adminRoutes, operatorPermission)
+		events.NewAdminHandler(a.Events).AdminRoutes(adminRoutes, operatorPermission)
+		audit.NewPlatformHandler(platformLog).AdminRoutes(adminRoutes, operatorPermission)
 	}
 	a.Engine = e
 	return a, nil
@@ -222,6 +243,8 @@ func (a *App) Run(ctx context.Context) {
 	wg.Go(func() { a.Idempotency.RunSweeper(ctx, 10*time.Minute, a.log) })
 	wg.Go(func() { a.Payments.RunReconciler(ctx, payments.DefaultReconcileEvery, a.log) })
 	wg.Go(func() { a.Audit.RunSealer(ctx) })
+	wg.Go(func() { a.runRelay(ctx) })
+	wg.Go(func() { a.Webhooks.Run(ctx) })
 	wg.Wait()
 }
 

@@ -46,10 +46,11 @@ func (a *App) chain(e *gin.Engine, tracing bool, baseDomain string) *httpx.Route
 }
 
 // adminChain is the pipeline of the operator routes (/admin/v1) after the
-// engine's steps: the operator credential, then, per route, the check that
-// the principal is the operator.
-func (a *App) adminChain(e *gin.Engine, platformKey string) *httpx.Router {
+// engine's steps: the operator credential, the platform audit log, then,
+// per route, the check that the principal is the operator.
+func (a *App) adminChain(e *gin.Engine, platformKey string, platformLog middleware.PlatformRecorder) *httpx.Router {
 	admin := e.Group("/admin/v1")
-	admin.Use(middleware.Operator(platformKey, a.Auth)) // authn: the operator key or an operator token
+	admin.Use(middleware.Operator(platformKey, a.Auth))     // authn: the operator key or an operator token
+	admin.Use(middleware.PlatformAudit(platformLog, a.log)) // platform audit log of operator requests
 	return httpx.NewRouter(admin, a.Routes, middleware.OperatorOnly, func(p string) bool { return p == operatorPermission })
 }

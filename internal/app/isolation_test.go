@@ -39,6 +39,11 @@ func TestCrossTenantIsolation(t *testing.T) {
 	bProduct := createProduct(t, s, b.Key, "SAME-SKU", 7)
 	bKeyResp := s.Do(apptest.Request{Method: "GET", Path: "/v1/api-keys", Key: b.Key})
 	bKeyID := bKeyResp.Map(t)["data"].([]any)[0].(map[string]any)["id"].(string)
+	bHook := s.Do(apptest.Request{Method: "POST", Path: "/v1/webhooks", Key: b.Key,
+		Body: map[string]any{"url": "https://hooks.example.invalid/b", "event_types": []string{"*"}}})
+	bHookPath := "/v1/webhooks/" + bHook.Map(t)["id"].(string)
+	bTest := s.Do(apptest.Request{Method: "POST", Path: bHookPath + "/test", Key: b.Key})
+	bDeliveryPath := bHookPath + "/deliveries/" + bTest.Map(t)["id"].(string)
 
 	cases := []struct {
 		name       string
@@ -51,6 +56,14 @@ func TestCrossTenantIsolation(t *testing.T) {
 		{"delete B's product", apptest.Request{Method: "DELETE", Path: "/v1/products/" + bProduct}, 404, "not_found"},
 		{"adjust B's stock", apptest.Request{Method: "POST", Path: "/v1/products/" + bProduct + "/stock", Body: map[string]any{"delta": -1, "reason": "theft"}}, 404, "not_found"},
 		{"revoke B's key", apptest.Request{Method: "DELETE", Path: "/v1/api-keys/" + bKeyID}, 404, "not_found"},
+		{"get B's webhook", apptest.Request{Method: "GET", Path: bHookPath}, 404, "not_found"},
+		{"patch B's webhook", apptest.Request{Method: "PATCH", Path: bHookPath, Body: map[string]any{"url": "https://evil.example.com/"}}, 404, "not_found"},
+		{"delete B's webhook", apptest.Request{Method: "DELETE", Path: bHookPath}, 404, "not_found"},
+		{"rotate B's webhook secret", apptest.Request{Method: "POST", Path: bHookPath + "/rotate-secret"}, 404, "not_found"},
+		{"test B's webhook", apptest.Request{Method: "POST", Path: bHookPath + "/test"}, 404, "not_found"},
+		{"recover B's webhook", apptest.Request{Method: "POST", Path: bHookPath + "/recover", Body: map[string]any{"since": "2026-01-01T00:00:00Z"}}, 404, "not_found"},
+		{"list B's webhook deliveries", apptest.Request{Method: "GET", Path: bHookPath + "/deliveries"}, 404, "not_found"},
+		{"retry B's webhook delivery", apptest.Request{Method: "POST", Path: bDeliveryPath + "/retry"}, 404, "not_found"},
 		{"name B by slug", apptest.Request{Method: "GET", Path: "/v1/products", Header: map[string]string{"X-Tenant": b.Slug}}, 403, "tenant_mismatch"},
 		{"name B by id", apptest.Request{Method: "GET", Path: "/v1/products", Header: map[string]string{"X-Tenant": b.ID}}, 403, "tenant_mismatch"},
 		{"name self by slug", apptest.Request{Method: "GET", Path: "/v1/products", Header: map[string]string{"X-Tenant": a.Slug}}, 200, ""},
@@ -72,6 +85,16 @@ func TestCrossTenantIsolation(t *testing.T) {
 		m := resp.Map(t)
 		if resp.Status != 200 || m["name"] != "Product SAME-SKU" || m["stock"] != float64(7) {
 			t.Fatalf("got %d %s, want B's product unchanged", resp.Status, resp.Body)
+		}
+	})
+	t.Run("B's webhook is untouched", func(t *testing.T) {
+		resp := s.Do(apptest.Request{Method: "GET", Path: bHookPath, Key: b.Key})
+		m := resp.Map(t)
+		if resp.Status != 200 || m["url"] != "https://hooks.example.invalid/b" || m["status"] != "enabled" || m["previous_secret_expires_at"] != nil {
+			t.Fatalf("got %d %s, want B's webhook unchanged", resp.Status, resp.Body)
+		}
+		if resp := s.Do(apptest.Request{Method: "GET", Path: "/v1/webhooks", Key: a.Key}); len(resp.Map(t)["data"].([]any)) != 0 {
+			t.Fatalf("got A's webhook list %s, want empty", resp.Body)
 		}
 	})
 	t.Run("lists show only own rows", func(t *testing.T) {

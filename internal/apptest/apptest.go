@@ -88,6 +88,9 @@ type Options struct {
 	// OnDB, when set, sees the server's database pool before the server is
 	// wired, e.g. to register GORM callbacks that count statements.
 	OnDB func(*db.DB)
+	// BeforeRun, when set, sees the wired app before its background work
+	// starts, e.g. to subscribe a test's own event handler.
+	BeforeRun func(*app.App)
 }
 
 // New starts a server on an httptest listener, stopped when the test ends.
@@ -136,6 +139,9 @@ func New(t testing.TB, opts Options) *Server {
 	a, err := app.New(cfg, d, env.RedisClient(t), log)
 	if err != nil {
 		t.Fatalf("wire app: %v", err)
+	}
+	if opts.BeforeRun != nil {
+		opts.BeforeRun(a)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

@@ -71,7 +71,7 @@ func TestVerifyCLI(t *testing.T) {
 		{"unknown tenant", []string{"--tenant", "no-such-tenant"}, nil, "", audit.ErrTenantNotFound, ""},
 		{"unknown flag", []string{"--bogus"}, nil, "", nil, "usage: tenantd audit verify"},
 		{"extra argument", []string{"now"}, nil, "", nil, `unexpected argument "now"`},
-		{"help", []string{"-h"}, nil, "usage: tenantd audit verify [--tenant ID|SLUG] [--max-unsealed-age 10s]\n", nil, ""},
+		{"help", []string{"-h"}, nil, "usage: tenantd audit verify [--tenant ID|SLUG | --platform] [--max-unsealed-age 10s]\n", nil, ""},
 		{"bad age", []string{"--max-unsealed-age", "0s"}, nil, "", nil, "must be positive"},
 	}
 	for _, tt := range tests {

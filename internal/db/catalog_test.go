@@ -24,7 +24,7 @@ var tenantSetting = regexp.MustCompile(`current_setting\('app\.tenant_id'`)
 // reach must either carry tenant_id (and its policy) or be listed here.
 // casbin_rule holds RBAC policies keyed by domain = tenant id; the Casbin
 // adapter loads it outside tenant transactions (see docs/security.md).
-var sharedTables = []string{"billing_exports", "billing_periods", "casbin_rule", "event_checkpoints", "plan_meters", "plans",
+var sharedTables = []string{"billing_exports", "billing_periods", "casbin_rule", "event_checkpoints", "plan_meters", "plans", "platform_audit_events",
 	"schema_migrations", "sim_gateway_charges", "sim_gateway_refunds", "tenants", "usage_flushes"}
 
 // appDefiners are the SECURITY DEFINER functions tenantd_app may call, and
@@ -43,6 +43,8 @@ var appDefiners = map[string]string{
 // workerDefiners: see appDefiners. tenantd_worker, a member of
 // tenantd_app, also executes appDefiners.
 var workerDefiners = map[string]string{
+	"webhook_deliveries_due(timestamp with time zone,integer,integer)": "the webhook delivery workers: (tenant, delivery) of due deliveries, " +
+		"at most so many per endpoint; they claim and record each under RLS",
 	"events_dispatch_batch(bigint,bigint,integer,text[])": "the event dispatcher (and its lag metric): events up to its settled horizon, " +
 		"to deliver to subscribers that then work in each event's tenant",
 	"audit_unsealed(bigint,integer,uuid[])":                "the audit sealer: (tenant, position) of unsealed rows; it seals each tenant's rows under RLS",
@@ -55,6 +57,8 @@ var workerDefiners = map[string]string{
 	"billing_export_rows(text,boolean)":                    "billing exports (operator, CLI): the invoice lines of a period",
 	"billing_export_tenants(text,boolean)":                 "billing exports (operator, CLI): how many tenants an export covers",
 	"billing_usage_page(text,uuid,integer)":                "GET /admin/v1/usage (operator): a page of tenants with their usage",
+	"dead_letters_page(text,uuid,uuid,integer)":            "GET /admin/v1/dead-letters (operator): a page of dead letters, without their events' data",
+	"dead_letter_tenant(uuid)":                             "the operator's dead-letter routes by id: the tenant whose transaction reads, replays or discards it",
 }
 
 // tenantTables lists every table in the public schema with a tenant_id
@@ -335,6 +339,9 @@ type definerFixture struct {
 	issuer    string   // registered by both, with different audiences
 	eventType string   // the type of one event per tenant
 	period    string   // the current billing period
+	// deadLetters holds one dead letter per tenant (of subscriber
+	// catalog_test), on that tenant's event.
+	deadLetters []uuid.UUID
 }
 
 // errRollback ends a probe's transaction without committing it.
@@ -393,8 +400,19 @@ var definerProbes = map[string]func(tx *gorm.DB, f definerFixture) (probeResult,
 	"billing_export_tenants(text,boolean)": func(tx *gorm.DB, f definerFixture) (probeResult, error) {
 		return countOf(tx, `SELECT billing_export_tenants(?, false)`, f.period)
 	},
+	"webhook_deliveries_due(timestamp with time zone,integer,integer)": func(tx *gorm.DB, f definerFixture) (probeResult, error) {
+		return rowsOf(tx, `SELECT DISTINCT tenant_id::text FROM webhook_deliveries_due(now() + interval '1 hour', 1000, 1000)
+			WHERE tenant_id IN (?, ?)`, f.a, f.b)
+	},
 	"billing_usage_page(text,uuid,integer)": func(tx *gorm.DB, f definerFixture) (probeResult, error) {
 		return rowsOf(tx, `SELECT DISTINCT tenant_id::text FROM billing_usage_page(?, NULL, 1000) WHERE tenant_id IN (?, ?)`, f.period, f.a, f.b)
+	},
+	"dead_letters_page(text,uuid,uuid,integer)": func(tx *gorm.DB, f definerFixture) (probeResult, error) {
+		return rowsOf(tx, `SELECT DISTINCT tenant_id::text FROM dead_letters_page('catalog_test', NULL, NULL, 1000) WHERE tenant_id IN (?, ?)`, f.a, f.b)
+	},
+	"dead_letter_tenant(uuid)": func(tx *gorm.DB, f definerFixture) (probeResult, error) {
+		return rowsOf(tx, `SELECT t::text FROM (SELECT dead_letter_tenant(?) AS t UNION ALL SELECT dead_letter_tenant(?)) x WHERE t IS NOT NULL`,
+			f.deadLetters[0], f.deadLetters[1])
 	},
 }
 
@@ -422,6 +440,8 @@ func newDefinerFixture(t *testing.T, owner *db.DB) definerFixture {
 		t.Fatal(err)
 	}
 	for _, id := range []uuid.UUID{f.a, f.b} {
+		eventID, deadLetter := uuid.New(), uuid.New()
+		f.deadLetters = append(f.deadLetters, deadLetter)
 		prefix := "dp" + randomHex(t, 7)
 		f.prefixes = append(f.prefixes, prefix)
 		err := owner.WithPlatform(ctx, func(tx *gorm.DB) error {
@@ -439,7 +459,10 @@ func newDefinerFixture(t *testing.T, owner *db.DB) definerFixture {
 				{`INSERT INTO api_keys (tenant_id, id, name, prefix, secret_hash, roles, created_by)
 					VALUES (?, ?, 'definer', ?, ?, ARRAY['admin'], 'catalog_test')`, []any{id, uuid.New(), prefix, []byte("hash")}},
 				{`INSERT INTO events (tenant_id, id, stream_id, version, type, data)
-					VALUES (?, ?, ?, 1, ?, '{}')`, []any{id, uuid.New(), "dp-" + randomHex(t, 4), f.eventType}},
+					VALUES (?, ?, ?, 1, ?, '{}')`, []any{id, eventID, "dp-" + randomHex(t, 4), f.eventType}},
+				{`INSERT INTO dead_letters (tenant_id, id, subscriber, event_id, position, error, attempts)
+					SELECT tenant_id, ?, 'catalog_test', id, position, 'probe', 1 FROM events WHERE tenant_id = ? AND id = ?`,
+					[]any{deadLetter, id, eventID}},
 				{`INSERT INTO audit_events (tenant_id, id, occurred_at, actor, action, resource, status)
 					VALUES (?, ?, now(), 'catalog_test', 'definer.probe', 'probe', 0)`, []any{id, uuid.New()}},
 				{`INSERT INTO idempotency_keys (tenant_id, credential, key, request_hash, created_at, expires_at)
@@ -455,6 +478,9 @@ func newDefinerFixture(t *testing.T, owner *db.DB) definerFixture {
 				if err := tx.Exec(q.sql, q.args...).Error; err != nil {
 					return err
 				}
+			}
+			if err := tenantFixtures["webhook_deliveries"](tx, id); err != nil { // a webhook delivery, due now
+				return err
 			}
 			return tenantFixtures["refunds"](tx, id) // a pending refund, due now
 		})

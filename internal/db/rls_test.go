@@ -86,11 +86,65 @@ var tenantFixtures = map[string]func(tx *gorm.DB, tenantID uuid.UUID) error{
 			VALUES (?, ?, 'https://idp.example', ?, ARRAY['viewer'], 'active', 'rls_test')`,
 			tenantID, uuid.New(), "sub-"+uuid.NewString()[:8]).Error
 	},
+	"webhook_endpoints": func(tx *gorm.DB, tenantID uuid.UUID) error {
+		_, err := webhookEndpoint(tx, tenantID)
+		return err
+	},
+	// A delivery needs its endpoint: the fixture inserts both. It is due
+	// now (the worker function's probe in catalog_test.go finds it).
+	"webhook_deliveries": func(tx *gorm.DB, tenantID uuid.UUID) error {
+		_, err := webhookDelivery(tx, tenantID)
+		return err
+	},
+	"webhook_attempts": func(tx *gorm.DB, tenantID uuid.UUID) error {
+		deliveryID, err := webhookDelivery(tx, tenantID)
+		if err != nil {
+			return err
+		}
+		return tx.Exec(`INSERT INTO webhook_attempts (tenant_id, delivery_id, attempt, attempted_at, status_code, latency_ms)
+			VALUES (?, ?, 1, now(), 500, 12)`, tenantID, deliveryID).Error
+	},
 	"products": func(tx *gorm.DB, tenantID uuid.UUID) error {
 		return tx.Exec(`INSERT INTO products (tenant_id, id, sku, name, price, currency, stock_on_hand)
 			VALUES (?, ?, ?, 'Fixture', 100, 'EUR', 5)`,
 			tenantID, uuid.New(), "FX-"+uuid.NewString()[:8]).Error
 	},
+}
+
+// webhookEndpoint returns the tenant's webhook endpoint, inserting one if
+// it has none, and webhookDelivery likewise a delivery (of that endpoint):
+// the fixtures of webhook_attempts and webhook_deliveries need their
+// parents, and TestRLSIsolation, which visits tables in name order, counts
+// one row per tenant in each.
+func webhookEndpoint(tx *gorm.DB, tenantID uuid.UUID) (uuid.UUID, error) {
+	var ids []uuid.UUID
+	if err := tx.Raw(`SELECT id FROM webhook_endpoints WHERE tenant_id = ? ORDER BY id LIMIT 1`, tenantID).Scan(&ids).Error; err != nil || len(ids) > 0 {
+		return firstID(ids), err
+	}
+	id := uuid.New()
+	return id, tx.Exec(`INSERT INTO webhook_endpoints (tenant_id, id, url, event_types, status, secret)
+		VALUES (?, ?, 'https://hooks.example/in', ARRAY['*'], 'enabled', ?)`, tenantID, id, []byte("\x00fixture")).Error
+}
+
+func webhookDelivery(tx *gorm.DB, tenantID uuid.UUID) (uuid.UUID, error) {
+	var ids []uuid.UUID
+	if err := tx.Raw(`SELECT id FROM webhook_deliveries WHERE tenant_id = ? ORDER BY id LIMIT 1`, tenantID).Scan(&ids).Error; err != nil || len(ids) > 0 {
+		return firstID(ids), err
+	}
+	endpointID, err := webhookEndpoint(tx, tenantID)
+	if err != nil {
+		return uuid.Nil, err
+	}
+	id := uuid.New()
+	return id, tx.Exec(`INSERT INTO webhook_deliveries (tenant_id, id, endpoint_id, event_id, event_type, origin, payload, status, next_attempt_at)
+		VALUES (?, ?, ?, ?, 'fixture.created', 'event', '{}', 'pending', now())`, tenantID, id, endpointID, uuid.New()).Error
+}
+
+func firstID(ids []uuid.UUID) uuid.UUID {
+	if len(ids) == 0 {
+		return uuid.Nil
+	}
+	return ids[0]
 }
 
 // TestRLSIsolation proves for every tenant table that the runtime role sees

@@ -2,6 +2,7 @@ package events
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -27,6 +28,10 @@ type DeadLetter struct {
 // ErrDeadLetterNotFound means the tenant has no such dead letter (or it was
 // replayed already).
 var ErrDeadLetterNotFound error = fault.New(fault.NotFound, "no such dead letter")
+
+// ErrHandlerFailed wraps the error of a subscriber that failed again on a
+// replayed dead letter.
+var ErrHandlerFailed = errors.New("handler failed again")
 
 // park records e as a dead letter of s and moves s's checkpoint past it, in
 // one transaction of e's tenant.
@@ -159,7 +164,127 @@ func (d *Dispatcher) Replay(ctx context.Context, tenantID, deadLetterID uuid.UUI
 		return err
 	}
 	if handlerErr != nil {
-		return fmt.Errorf("handler failed again: %w", handlerErr)
+		return fmt.Errorf("%w: %w", ErrHandlerFailed, handlerErr)
 	}
 	return nil
+}
+
+// DeadLetterFilter selects dead letters across tenants, for the operator:
+// of one subscriber and one tenant when set, after a dead letter id.
+type DeadLetterFilter struct {
+	Subscriber string
+	TenantID   uuid.UUID // uuid.Nil for every tenant
+	After      uuid.UUID // uuid.Nil for the first page
+	Limit      int
+}
+
+// DeadLetterSummary is a dead letter without its event's data, as the
+// operator's list shows it.
+type DeadLetterSummary struct {
+	ID         uuid.UUID `json:"id"`
+	TenantID   uuid.UUID `json:"tenant_id"`
+	Subscriber string    `json:"subscriber"`
+	EventID    uuid.UUID `json:"event_id"`
+	EventType  string    `json:"event_type"`
+	Error      string    `json:"error"`
+	Attempts   int       `json:"attempts"`
+	CreatedAt  time.Time `json:"created_at"`
+	UpdatedAt  time.Time `json:"updated_at"`
+}
+
+// DeadLetterPage lists dead letters of every tenant (or f's), oldest first,
+// through the worker role's dead_letters_page function (migration 0023):
+// the operator's view, never a tenant's.
+func (d *Dispatcher) DeadLetterPage(ctx context.Context, f DeadLetterFilter) ([]DeadLetterSummary, error) {
+	var rows []DeadLetterSummary
+	err := d.db.Worker().Unscoped(ctx).Raw(`SELECT tenant_id, id, subscriber, event_id, event_type, error, attempts, created_at, updated_at
+		FROM dead_letters_page(?, ?, ?, ?)`, nullIfEmpty(f.Subscriber), nullIfNil(f.TenantID), nullIfNil(f.After), f.Limit).
+		Scan(&rows).Error
+	if err != nil {
+		return nil, fmt.Errorf("events: list dead letters: %w", err)
+	}
+	return rows, nil
+}
+
+// deadLetterTenant returns the tenant of dead letter id, for the operator's
+// routes by id; ErrDeadLetterNotFound when there is none.
+func (d *Dispatcher) deadLetterTenant(ctx context.Context, id uuid.UUID) (uuid.UUID, error) {
+	var rows []struct{ TenantID uuid.UUID }
+	err := d.db.Worker().Unscoped(ctx).Raw("SELECT t AS tenant_id FROM dead_letter_tenant(?) t WHERE t IS NOT NULL", id).
+		Scan(&rows).Error
+	if err != nil {
+		return uuid.Nil, fmt.Errorf("events: find dead letter %s: %w", id, err)
+	}
+	if len(rows) == 0 {
+		return uuid.Nil, ErrDeadLetterNotFound
+	}
+	return rows[0].TenantID, nil
+}
+
+// DeadLetter returns one dead letter with its event, whatever its tenant
+// (the operator's view).
+func (d *Dispatcher) DeadLetter(ctx context.Context, id uuid.UUID) (DeadLetter, error) {
+	tenantID, err := d.deadLetterTenant(ctx, id)
+	if err != nil {
+		return DeadLetter{}, err
+	}
+	var rows []deadLetterRow
+	err = d.db.WithTenant(ctx, tenantID, func(tx *gorm.DB) error {
+		return tx.Raw(deadLetterQuery+" WHERE d.id = ?", id).Scan(&rows).Error
+	})
+	if err != nil {
+		return DeadLetter{}, fmt.Errorf("events: read dead letter %s: %w", id, err)
+	}
+	if len(rows) == 0 {
+		return DeadLetter{}, ErrDeadLetterNotFound
+	}
+	return rows[0].toModel()
+}
+
+// ReplayDeadLetter is Replay for the operator, who knows the dead letter
+// by id only; it returns the dead letter's tenant.
+func (d *Dispatcher) ReplayDeadLetter(ctx context.Context, id uuid.UUID) (uuid.UUID, error) {
+	tenantID, err := d.deadLetterTenant(ctx, id)
+	if err != nil {
+		return uuid.Nil, err
+	}
+	return tenantID, d.Replay(ctx, tenantID, id)
+}
+
+// DiscardDeadLetter removes a dead letter without running its subscriber:
+// the operator decided the event needs no handling. It returns the dead
+// letter as it was.
+func (d *Dispatcher) DiscardDeadLetter(ctx context.Context, id uuid.UUID) (DeadLetter, error) {
+	tenantID, err := d.deadLetterTenant(ctx, id)
+	if err != nil {
+		return DeadLetter{}, err
+	}
+	var rows []deadLetterRow
+	err = d.db.WithTenant(ctx, tenantID, func(tx *gorm.DB) error {
+		if err := tx.Raw(deadLetterQuery+" WHERE d.id = ? FOR UPDATE OF d", id).Scan(&rows).Error; err != nil {
+			return err
+		}
+		if len(rows) == 0 {
+			return ErrDeadLetterNotFound
+		}
+		return tx.Exec("DELETE FROM dead_letters WHERE id = ?", id).Error
+	})
+	if err != nil {
+		return DeadLetter{}, fmt.Errorf("events: discard dead letter %s: %w", id, err)
+	}
+	return rows[0].toModel()
+}
+
+func nullIfEmpty(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+func nullIfNil(id uuid.UUID) any {
+	if id == uuid.Nil {
+		return nil
+	}
+	return id
 }

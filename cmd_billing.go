@@ -1,0 +1,49 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+
+	"github.com/tenantd/tenantd/billing"
+)
+
+var billingUsage = usage{name: "billing", text: `Usage: tenantd billing export --period YYYY-MM [--format csv|jsonl] [--out FILE] [--provisional]
+
+See tenantd billing export --help.
+`}
+
+var billingExportUsage = usage{name: "billing export", text: billing.ExportUsage}
+
+func runBilling(ctx context.Context, e env, args []string) error {
+	fs := flag.NewFlagSet("billing", flag.ContinueOnError)
+	if err := parseFlags(e, fs, billingUsage, args, -1); err != nil {
+		return err
+	}
+	if fs.NArg() == 0 || fs.Arg(0) != "export" {
+		return refuse(e, fs, billingUsage, "needs a subcommand: export")
+	}
+	sub := flag.NewFlagSet("billing export", flag.ContinueOnError)
+	var a billing.ExportArgs
+	a.Flags(sub)
+	if err := parseFlags(e, sub, billingExportUsage, fs.Args()[1:], 0); err != nil {
+		return err
+	}
+	if err := a.Validate(); err != nil {
+		return refuse(e, sub, billingExportUsage, "%v", err)
+	}
+	cfg, log, err := loadConfig(e)
+	if err != nil {
+		return err
+	}
+	if cfg.DatabaseURL == "" || cfg.WorkerDatabaseURL == "" {
+		return errors.New("invalid configuration: DATABASE_URL and WORKER_DATABASE_URL must be set")
+	}
+	// Runs as the runtime role; the worker pool reads across tenants.
+	c, err := connect(ctx, cfg, log, connectOptions{batch: true, batchConns: 2, checkRole: true})
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	return billing.RunExport(ctx, c.db, a, e.stdout, e.stderr)
+}

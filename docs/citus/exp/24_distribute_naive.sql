@@ -1,0 +1,24 @@
+-- naive distribution of the schema as 0001..0019 leave it (as tenantd_owner)
+SELECT create_reference_table('plans');
+SELECT create_reference_table('plan_meters');
+SELECT create_reference_table('tenants');
+SELECT create_distributed_table('api_keys', 'tenant_id');
+SELECT create_distributed_table('products', 'tenant_id', colocate_with => 'api_keys');
+SELECT create_distributed_table('members', 'tenant_id', colocate_with => 'api_keys');
+SELECT create_distributed_table('events', 'tenant_id', colocate_with => 'api_keys');
+SELECT create_distributed_table('dead_letters', 'tenant_id', colocate_with => 'api_keys');
+SELECT create_distributed_table('idempotency_keys', 'tenant_id', colocate_with => 'api_keys');
+SELECT create_distributed_table('reservations', 'tenant_id', colocate_with => 'api_keys');
+SELECT create_distributed_table('order_views', 'tenant_id', colocate_with => 'api_keys');
+SELECT create_distributed_table('payments', 'tenant_id', colocate_with => 'api_keys');
+SELECT create_distributed_table('refunds', 'tenant_id', colocate_with => 'api_keys');
+SELECT create_distributed_table('usage_counters', 'tenant_id', colocate_with => 'api_keys');
+SELECT create_distributed_table('billing_lines', 'tenant_id', colocate_with => 'api_keys');
+SELECT create_distributed_table('audit_events', 'tenant_id', colocate_with => 'api_keys');
+SELECT create_reference_table('casbin_rule');
+SELECT create_reference_table('event_checkpoints');
+SELECT create_reference_table('usage_flushes');
+SELECT create_reference_table('billing_periods');
+SELECT create_reference_table('billing_exports');
+SELECT create_reference_table('sim_gateway_charges');
+SELECT create_reference_table('sim_gateway_refunds');

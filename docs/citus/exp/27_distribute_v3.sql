@@ -1,0 +1,16 @@
+ALTER TABLE reservations DROP CONSTRAINT reservations_tenant_id_product_id_fkey;
+ALTER TABLE refunds DROP CONSTRAINT refunds_tenant_id_payment_id_fkey;
+SELECT create_distributed_table('products', 'tenant_id');
+SELECT create_distributed_table('members', 'tenant_id', colocate_with => 'products');
+SELECT create_distributed_table('dead_letters', 'tenant_id', colocate_with => 'products');
+SELECT create_distributed_table('idempotency_keys', 'tenant_id', colocate_with => 'products');
+SELECT create_distributed_table('reservations', 'tenant_id', colocate_with => 'products');
+SELECT create_distributed_table('order_views', 'tenant_id', colocate_with => 'products');
+SELECT create_distributed_table('payments', 'tenant_id', colocate_with => 'products');
+SELECT create_distributed_table('refunds', 'tenant_id', colocate_with => 'products');
+SELECT create_distributed_table('usage_counters', 'tenant_id', colocate_with => 'products');
+SELECT create_distributed_table('billing_lines', 'tenant_id', colocate_with => 'products');
+SELECT create_distributed_table('events', 'tenant_id', colocate_with => 'products');
+SELECT create_distributed_table('audit_events', 'tenant_id', colocate_with => 'products');
+ALTER TABLE reservations ADD FOREIGN KEY (tenant_id, product_id) REFERENCES products (tenant_id, id);
+ALTER TABLE refunds ADD FOREIGN KEY (tenant_id, payment_id) REFERENCES payments (tenant_id, id) ON DELETE CASCADE;

@@ -1,0 +1,17 @@
+SHOW citus.propagate_set_commands;
+BEGIN; SELECT app_bind_platform();
+INSERT INTO tenants (id, slug, name, plan) VALUES ('00000000-0000-0000-0000-000000000001', 'tenant-a', 'A', 'free'), ('00000000-0000-0000-0000-000000000002', 'tenant-b', 'B', 'pro');
+COMMIT;
+BEGIN; SELECT app_bind_tenant('00000000-0000-0000-0000-000000000001');
+INSERT INTO products (tenant_id, id, sku, name, price, currency, stock_on_hand) VALUES ('00000000-0000-0000-0000-000000000001', gen_random_uuid(), 'a-1', 'A 1', 100, 'EUR', 10), ('00000000-0000-0000-0000-000000000001', gen_random_uuid(), 'a-2', 'A 2', 100, 'EUR', 10);
+COMMIT;
+BEGIN; SELECT app_bind_tenant('00000000-0000-0000-0000-000000000002');
+INSERT INTO products (tenant_id, id, sku, name, price, currency, stock_on_hand) VALUES ('00000000-0000-0000-0000-000000000002', gen_random_uuid(), 'b-1', 'B 1', 100, 'EUR', 10);
+INSERT INTO products (tenant_id, id, sku, name, price, currency, stock_on_hand) VALUES ('00000000-0000-0000-0000-000000000001', gen_random_uuid(), 'smuggled', 'X', 1, 'EUR', 1);
+ROLLBACK;
+BEGIN; SELECT app_bind_tenant('00000000-0000-0000-0000-000000000002');
+INSERT INTO products (tenant_id, id, sku, name, price, currency, stock_on_hand) VALUES ('00000000-0000-0000-0000-000000000002', gen_random_uuid(), 'b-1', 'B 1', 100, 'EUR', 10);
+COMMIT;
+SELECT count(*) AS no_tenant_rows FROM products;
+BEGIN; SELECT app_bind_tenant('00000000-0000-0000-0000-000000000001'); SELECT tenant_id, sku FROM products ORDER BY sku; COMMIT;
+BEGIN; SELECT app_bind_tenant('00000000-0000-0000-0000-000000000002'); SELECT tenant_id, sku FROM products ORDER BY sku; COMMIT;

@@ -1,0 +1,207 @@
+package webhooks_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"gorm.io/gorm"
+
+	"github.com/tenantd/tenantd/internal/db"
+	"github.com/tenantd/tenantd/internal/testenv"
+	"github.com/tenantd/tenantd/webhooks"
+)
+
+func randomHex(t testing.TB, n int) string {
+	t.Helper()
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatalf("random: %v", err)
+	}
+	return hex.EncodeToString(b)
+}
+
+// newTenant inserts an active tenant through the platform scope of owner.
+func newTenant(t testing.TB, owner *db.DB) uuid.UUID {
+	t.Helper()
+	id := uuid.New()
+	slug := "t-" + randomHex(t, 8)
+	err := owner.WithPlatform(t.Context(), func(tx *gorm.DB) error {
+		return tx.Exec(`INSERT INTO tenants (id, slug, name, plan) VALUES (?, ?, ?, 'free')`, id, slug, "Tenant "+slug).Error
+	})
+	if err != nil {
+		t.Fatalf("create tenant: %v", err)
+	}
+	return id
+}
+
+// clock is a settable clock for the retry schedule, leases and secret
+// overlap: tests move it instead of sleeping.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newClock() *clock { return &clock{now: time.Now().UTC().Truncate(time.Second)} }
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// received is one request a receiver got.
+type received struct {
+	Header http.Header
+	Body   []byte
+}
+
+// receiver is a real HTTP server that records what it is sent and
+// answers with answer (200 by default).
+type receiver struct {
+	*httptest.Server
+	mu     sync.Mutex
+	got    []received
+	answer func(w http.ResponseWriter, r *http.Request, body []byte)
+}
+
+func newReceiver(t *testing.T, answer func(w http.ResponseWriter, r *http.Request, body []byte)) *receiver {
+	t.Helper()
+	rc := &receiver{answer: answer}
+	rc.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		rc.mu.Lock()
+		rc.got = append(rc.got, received{Header: r.Header.Clone(), Body: body})
+		rc.mu.Unlock()
+		if rc.answer != nil {
+			rc.answer(w, r, body)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	t.Cleanup(rc.Close)
+	return rc
+}
+
+func (rc *receiver) requests() []received {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return append([]received(nil), rc.got...)
+}
+
+func status(code int) func(w http.ResponseWriter, r *http.Request, body []byte) {
+	return func(w http.ResponseWriter, _ *http.Request, _ []byte) { w.WriteHeader(code) }
+}
+
+// rig is a webhook service on the package's database with a fake clock.
+type rig struct {
+	svc    *webhooks.Service
+	app    *db.DB
+	owner  *db.DB
+	clock  *clock
+	tenant uuid.UUID
+	start  func()
+}
+
+// newRig wires a Service (not running until start) for a new tenant. The
+// tests of this package run one at a time: the workers find due
+// deliveries of every tenant, so each test removes its endpoints (and with
+// them their deliveries) when it ends.
+func newRig(t *testing.T, edit func(*webhooks.Options)) *rig {
+	t.Helper()
+	env := testenv.Get(t)
+	r := &rig{app: env.OpenDB(t, 8), owner: env.OpenOwnerDB(t), clock: newClock()}
+	r.tenant = newTenant(t, r.owner)
+	opts := webhooks.Options{AllowPrivate: true, Now: r.clock.Now, Jitter: func() float64 { return 0.5 },
+		PollInterval: 20 * time.Millisecond, BreakerFailures: 1000, Timeout: 5 * time.Second}
+	if edit != nil {
+		edit(&opts)
+	}
+	svc, err := webhooks.NewService(r.app, testLogger(), opts)
+	if err != nil {
+		t.Fatalf("new service: %v", err)
+	}
+	r.svc = svc
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	started := false
+	r.start = func() {
+		started = true
+		go func() { defer close(done); svc.Run(ctx) }()
+	}
+	t.Cleanup(func() {
+		cancel()
+		if started {
+			<-done
+		}
+		err := r.owner.WithTenant(context.Background(), r.tenant, func(tx *gorm.DB) error {
+			return tx.Exec(`DELETE FROM webhook_endpoints WHERE tenant_id = ?`, r.tenant).Error
+		})
+		if err != nil {
+			t.Errorf("remove endpoints: %v", err)
+		}
+	})
+	return r
+}
+
+func (r *rig) create(t *testing.T, url string, types ...string) (webhooks.Endpoint, string) {
+	t.Helper()
+	if len(types) == 0 {
+		types = []string{"*"}
+	}
+	ep, secret, err := r.svc.Create(t.Context(), r.tenant, webhooks.NewEndpoint{URL: url, EventTypes: types})
+	if err != nil {
+		t.Fatalf("create endpoint: %v", err)
+	}
+	return ep, secret
+}
+
+func (r *rig) deliveries(t *testing.T, endpointID uuid.UUID) []webhooks.Delivery {
+	t.Helper()
+	ds, err := r.svc.Deliveries(t.Context(), r.tenant, endpointID, uuid.Nil, 200)
+	if err != nil {
+		t.Fatalf("deliveries: %v", err)
+	}
+	return ds
+}
+
+// eventually polls cond every 10 ms for up to 10 s.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// never checks that cond stays false for d.
+func never(t *testing.T, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if cond() {
+			t.Fatalf("got %s, want it not to happen", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
