@@ -2,9 +2,11 @@ package webhooks
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -188,10 +190,13 @@ func (s *Service) claimRound(ctx context.Context, slots chan struct{}, wg *sync.
 		return 0, err
 	}
 	claimed := 0
+	var firstErr error
 	for _, p := range due {
+		// One delivery that cannot be claimed does not hold up the others.
 		job, ok, err := s.claim(ctx, p.TenantID, p.DeliveryID)
 		if err != nil {
-			return claimed, err
+			firstErr = cmp.Or(firstErr, fmt.Errorf("claim delivery %s of tenant %s: %w", p.DeliveryID, p.TenantID, err))
+			continue
 		}
 		if !ok {
 			continue
@@ -203,7 +208,7 @@ func (s *Service) claimRound(ctx context.Context, slots chan struct{}, wg *sync.
 			s.deliver(ctx, job)
 		})
 	}
-	return claimed, nil
+	return claimed, firstErr
 }
 
 // job is a claimed delivery with what sending it needs.
@@ -212,6 +217,10 @@ type job struct {
 	lease string // the claim's lease owner: this process and the claim
 	url   string
 	keys  [][]byte
+	// keyErr: a signing secret could not be opened (WEBHOOK_SECRET_KEY
+	// changed or lost); the attempt fails without sending, and is logged
+	// for the tenant to see, until the secret is rotated.
+	keyErr error
 }
 
 // claim leases one delivery to this process and reads its endpoint's URL
@@ -237,15 +246,14 @@ func (s *Service) claim(ctx context.Context, tenantID, id uuid.UUID) (j job, ok 
 		j.url = ep.URL
 		key, err := s.box.Open(tenantID, ep.ID, ep.Secret)
 		if err != nil {
-			return err
+			j.keyErr = err
+			return nil
 		}
 		j.keys = [][]byte{key}
 		if ep.PreviousSecret != nil && ep.PreviousExpiresAt.Valid && now.Before(ep.PreviousExpiresAt.Time) {
-			old, err := s.box.Open(tenantID, ep.ID, ep.PreviousSecret)
-			if err != nil {
-				return err
+			if old, err := s.box.Open(tenantID, ep.ID, ep.PreviousSecret); err == nil {
+				j.keys = append(j.keys, old)
 			}
-			j.keys = append(j.keys, old)
 		}
 		return nil
 	})
@@ -254,7 +262,13 @@ func (s *Service) claim(ctx context.Context, tenantID, id uuid.UUID) (j job, ok 
 
 // deliver sends a claimed delivery and records the outcome.
 func (s *Service) deliver(ctx context.Context, j job) {
-	r, open := s.out.send(ctx, j.url, j.keys, j.d)
+	var r result
+	var open bool
+	if j.keyErr != nil {
+		r.err = fmt.Errorf("not sent: %w; rotate the endpoint's secret", j.keyErr)
+	} else {
+		r, open = s.out.send(ctx, j.url, j.keys, j.d)
+	}
 	// Record even while shutting down, briefly: the lease is released or
 	// the outcome kept instead of waiting for the lease to expire.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)

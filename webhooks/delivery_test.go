@@ -553,3 +553,41 @@ func TestBox(t *testing.T) {
 		t.Error("opened a sealed key without the secret key, want refused")
 	}
 }
+
+// TestUnreadableSecretFailsOnlyItsEndpoint: an endpoint whose stored
+// secret cannot be opened (WEBHOOK_SECRET_KEY changed) gets failed
+// attempts that say so, nothing is sent to it, and the other endpoints'
+// deliveries go on; rotating its secret repairs it.
+func TestUnreadableSecretFailsOnlyItsEndpoint(t *testing.T) {
+	r := newRig(t, func(o *webhooks.Options) { o.SecretKey = "a-webhook-secret-key-of-at-least-32-chars" })
+	bad, good := newReceiver(t, nil), newReceiver(t, nil)
+	badEP, _ := r.create(t, bad.URL)
+	goodEP, _ := r.create(t, good.URL)
+	err := r.owner.WithTenant(t.Context(), r.tenant, func(tx *gorm.DB) error {
+		return tx.Exec(`UPDATE webhook_endpoints SET secret = '\x01000000000000000000000000000000' WHERE tenant_id = ? AND id = ?`,
+			r.tenant, badEP.ID).Error
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.start()
+	for _, id := range []uuid.UUID{badEP.ID, goodEP.ID} {
+		if _, err := r.svc.SendTest(t.Context(), r.tenant, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "the good endpoint's delivery", func() bool { return len(good.requests()) == 1 })
+	eventually(t, "the bad endpoint's failed attempt", func() bool { return r.deliveries(t, badEP.ID)[0].Attempts == 1 })
+	if d := r.deliveries(t, badEP.ID)[0]; !strings.Contains(d.LastError, "rotate") || len(bad.requests()) != 0 {
+		t.Fatalf("got last error %q and %d requests, want a failure naming the rotation and nothing sent", d.LastError, len(bad.requests()))
+	}
+	_, secret, err := r.svc.RotateSecret(t.Context(), r.tenant, badEP.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.clock.Advance(5 * time.Second)
+	eventually(t, "the retry after the rotation", func() bool { return len(bad.requests()) == 1 })
+	if err := verify(t, secret, bad.requests()[0]); err != nil {
+		t.Errorf("verify with the new secret: %v", err)
+	}
+}
