@@ -238,8 +238,9 @@ func TestThreeDaysOfFailuresDisable(t *testing.T) {
 	}
 	// Enabling it again lets its pending deliveries through.
 	enabled := webhooks.StatusEnabled
-	if _, err := r.svc.Update(t.Context(), r.tenant, ep.ID, webhooks.EndpointPatch{Status: &enabled}); err != nil {
-		t.Fatal(err)
+	got, err := r.svc.Update(t.Context(), r.tenant, ep.ID, webhooks.EndpointPatch{Status: &enabled})
+	if err != nil || got.Status != webhooks.StatusEnabled || got.DisabledReason != "" {
+		t.Fatalf("enable: got %s %q, %v, want enabled without a reason", got.Status, got.DisabledReason, err)
 	}
 }
 

@@ -2,6 +2,7 @@ package webhooks
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -291,7 +292,10 @@ func (s *Service) Update(ctx context.Context, tenantID, id uuid.UUID, p Endpoint
 		}
 		if p.Status != nil && *p.Status != r.Status {
 			r.Status = *p.Status
-			r.DisabledReason.String, r.DisabledReason.Valid = ReasonManual, r.Status == StatusDisabled
+			r.DisabledReason = sql.NullString{}
+			if r.Status == StatusDisabled {
+				r.DisabledReason = sql.NullString{String: ReasonManual, Valid: true}
+			}
 			r.FailingSince.Valid = false
 		}
 		r.UpdatedAt = s.opts.Now().UTC()

@@ -32,7 +32,7 @@ type endpointRow struct {
 
 func (r endpointRow) toModel() Endpoint {
 	return Endpoint{ID: r.ID, TenantID: r.TenantID, URL: r.URL, Description: r.Description,
-		EventTypes: []string(r.EventTypes), Status: r.Status, DisabledReason: r.DisabledReason.String,
+		EventTypes: []string(r.EventTypes), Status: r.Status, DisabledReason: nullString(r.DisabledReason),
 		PreviousExpiresAt: r.PreviousExpiresAt.Time.UTC(), FailingSince: r.FailingSince.Time.UTC(), Version: r.Version,
 		CreatedAt: r.CreatedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC()}
 }
@@ -338,4 +338,11 @@ func disableEndpoint(tx *gorm.DB, tenantID, id uuid.UUID, reason string, now tim
 		return "", false, err
 	}
 	return urls[0], true, nil
+}
+
+func nullString(s sql.NullString) string {
+	if !s.Valid {
+		return ""
+	}
+	return s.String
 }
