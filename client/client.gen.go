@@ -20,16 +20,22 @@ import (
 
 // Defines values for BillingExportFormat.
 const (
-	BillingExportFormatCsv   BillingExportFormat = "csv"
-	BillingExportFormatJsonl BillingExportFormat = "jsonl"
+	BillingExportFormatCloudevents       BillingExportFormat = "cloudevents"
+	BillingExportFormatCsv               BillingExportFormat = "csv"
+	BillingExportFormatJsonl             BillingExportFormat = "jsonl"
+	BillingExportFormatStripeMeterEvents BillingExportFormat = "stripe-meter-events"
 )
 
 // Valid indicates whether the value is a known member of the BillingExportFormat enum.
 func (e BillingExportFormat) Valid() bool {
 	switch e {
+	case BillingExportFormatCloudevents:
+		return true
 	case BillingExportFormatCsv:
 		return true
 	case BillingExportFormatJsonl:
+		return true
+	case BillingExportFormatStripeMeterEvents:
 		return true
 	default:
 		return false
@@ -38,16 +44,22 @@ func (e BillingExportFormat) Valid() bool {
 
 // Defines values for BillingExportCreateFormat.
 const (
-	BillingExportCreateFormatCsv   BillingExportCreateFormat = "csv"
-	BillingExportCreateFormatJsonl BillingExportCreateFormat = "jsonl"
+	BillingExportCreateFormatCloudevents       BillingExportCreateFormat = "cloudevents"
+	BillingExportCreateFormatCsv               BillingExportCreateFormat = "csv"
+	BillingExportCreateFormatJsonl             BillingExportCreateFormat = "jsonl"
+	BillingExportCreateFormatStripeMeterEvents BillingExportCreateFormat = "stripe-meter-events"
 )
 
 // Valid indicates whether the value is a known member of the BillingExportCreateFormat enum.
 func (e BillingExportCreateFormat) Valid() bool {
 	switch e {
+	case BillingExportCreateFormatCloudevents:
+		return true
 	case BillingExportCreateFormatCsv:
 		return true
 	case BillingExportCreateFormatJsonl:
+		return true
+	case BillingExportCreateFormatStripeMeterEvents:
 		return true
 	default:
 		return false
@@ -972,10 +984,12 @@ type BillingExport struct {
 	Bytes int64 `json:"bytes"`
 
 	// ClosedPeriod true when this export closed the period.
-	ClosedPeriod bool                `json:"closed_period"`
-	CreatedAt    time.Time           `json:"created_at"`
-	Format       BillingExportFormat `json:"format"`
-	Id           openapi_types.UUID  `json:"id"`
+	ClosedPeriod bool      `json:"closed_period"`
+	CreatedAt    time.Time `json:"created_at"`
+
+	// Format csv and jsonl: priced invoice lines. cloudevents: JSON Lines of CloudEvents 1.0 (type dev.tenantd.usage), one per tenant, meter and usage month, with a deterministic id, time = the period's end and data {tenant_id, tenant_slug, meter, currency?, period, usage_period, line, status, value, unit, aggregation}. stripe-meter-events: JSON Lines of Stripe meter events {event_name, payload:{stripe_customer_id, value}, identifier, timestamp}, with the same ids; refused (422, naming them) while a tenant with usage in the period has no billing_customer_id.
+	Format BillingExportFormat `json:"format"`
+	Id     openapi_types.UUID  `json:"id"`
 
 	// Period Examples: 2026-11
 	Period string `json:"period"`
@@ -983,18 +997,19 @@ type BillingExport struct {
 	Sha256 string `json:"sha256"`
 }
 
-// BillingExportFormat defines model for BillingExport.Format.
+// BillingExportFormat csv and jsonl: priced invoice lines. cloudevents: JSON Lines of CloudEvents 1.0 (type dev.tenantd.usage), one per tenant, meter and usage month, with a deterministic id, time = the period's end and data {tenant_id, tenant_slug, meter, currency?, period, usage_period, line, status, value, unit, aggregation}. stripe-meter-events: JSON Lines of Stripe meter events {event_name, payload:{stripe_customer_id, value}, identifier, timestamp}, with the same ids; refused (422, naming them) while a tenant with usage in the period has no billing_customer_id.
 type BillingExportFormat string
 
 // BillingExportCreate defines model for BillingExportCreate.
 type BillingExportCreate struct {
+	// Format csv and jsonl: priced invoice lines. cloudevents: JSON Lines of CloudEvents 1.0 (type dev.tenantd.usage), one per tenant, meter and usage month, with a deterministic id, time = the period's end and data {tenant_id, tenant_slug, meter, currency?, period, usage_period, line, status, value, unit, aggregation}. stripe-meter-events: JSON Lines of Stripe meter events {event_name, payload:{stripe_customer_id, value}, identifier, timestamp}, with the same ids; refused (422, naming them) while a tenant with usage in the period has no billing_customer_id.
 	Format BillingExportCreateFormat `json:"format"`
 
 	// Period Examples: 2026-11
 	Period string `json:"period"`
 }
 
-// BillingExportCreateFormat defines model for BillingExportCreate.Format.
+// BillingExportCreateFormat csv and jsonl: priced invoice lines. cloudevents: JSON Lines of CloudEvents 1.0 (type dev.tenantd.usage), one per tenant, meter and usage month, with a deterministic id, time = the period's end and data {tenant_id, tenant_slug, meter, currency?, period, usage_period, line, status, value, unit, aggregation}. stripe-meter-events: JSON Lines of Stripe meter events {event_name, payload:{stripe_customer_id, value}, identifier, timestamp}, with the same ids; refused (422, naming them) while a tenant with usage in the period has no billing_customer_id.
 type BillingExportCreateFormat string
 
 // DeadLetter defines model for DeadLetter.
@@ -1638,10 +1653,14 @@ type StockAdjustment struct {
 
 // Tenant A tenant.
 type Tenant struct {
-	CreatedAt time.Time          `json:"created_at"`
-	Id        openapi_types.UUID `json:"id"`
-	Name      string             `json:"name"`
-	Plan      TenantPlan         `json:"plan"`
+	// BillingCustomerId The tenant's customer at the billing provider (a Stripe customer id, a Lago or OpenMeter external customer id), set by an operator; null until set. The stripe-meter-events billing export addresses the tenant's usage to it.
+	//
+	// Examples: cus_NffrFeUfNV2Hib
+	BillingCustomerId *string            `json:"billing_customer_id"`
+	CreatedAt         time.Time          `json:"created_at"`
+	Id                openapi_types.UUID `json:"id"`
+	Name              string             `json:"name"`
+	Plan              TenantPlan         `json:"plan"`
 
 	// Settings The tenant's own settings. A PATCH replaces them whole.
 	Settings  TenantSettings `json:"settings"`
@@ -1661,8 +1680,12 @@ type TenantStatus string
 
 // TenantChange Fields to change; at least one.
 type TenantChange struct {
-	Name *string           `json:"name,omitempty"`
-	Plan *TenantChangePlan `json:"plan,omitempty"`
+	// BillingCustomerId The tenant's customer id at the billing provider: 1 to 200 characters of letters, digits and _ - . : @ /, starting with a letter or digit; "" clears it.
+	//
+	// Examples: cus_NffrFeUfNV2Hib
+	BillingCustomerId *string           `json:"billing_customer_id,omitempty"`
+	Name              *string           `json:"name,omitempty"`
+	Plan              *TenantChangePlan `json:"plan,omitempty"`
 
 	// Status suspended makes every /v1 request of the tenant fail with 403 tenant_suspended.
 	Status *TenantChangeStatus `json:"status,omitempty"`
@@ -1691,11 +1714,16 @@ type TenantCreatePlan string
 // TenantCreated A new tenant with its admin API key.
 type TenantCreated struct {
 	// AdminApiKey An API key with the admin role, shown only here.
-	AdminApiKey string             `json:"admin_api_key"`
-	CreatedAt   time.Time          `json:"created_at"`
-	Id          openapi_types.UUID `json:"id"`
-	Name        string             `json:"name"`
-	Plan        TenantCreatedPlan  `json:"plan"`
+	AdminApiKey string `json:"admin_api_key"`
+
+	// BillingCustomerId The tenant's customer at the billing provider (a Stripe customer id, a Lago or OpenMeter external customer id), set by an operator; null until set. The stripe-meter-events billing export addresses the tenant's usage to it.
+	//
+	// Examples: cus_NffrFeUfNV2Hib
+	BillingCustomerId *string            `json:"billing_customer_id"`
+	CreatedAt         time.Time          `json:"created_at"`
+	Id                openapi_types.UUID `json:"id"`
+	Name              string             `json:"name"`
+	Plan              TenantCreatedPlan  `json:"plan"`
 
 	// Settings The tenant's own settings. A PATCH replaces them whole.
 	Settings  TenantSettings      `json:"settings"`
