@@ -29,6 +29,9 @@ const Actor = "system:webhooks"
 // endpoint (410, or FailingLimit of failures).
 const ActionDisabled = "webhook.disabled"
 
+// trimBatch is how many expired deliveries one attempt removes at most.
+const trimBatch = 100
+
 // maxErrorText bounds the error kept with an attempt.
 const maxErrorText = 500
 
@@ -336,6 +339,11 @@ func (s *Service) record(ctx context.Context, j job, r result, now time.Time) er
 	return s.db.Worker().WithTenant(ctx, d.TenantID, func(tx *gorm.DB) error {
 		held, err := recordAttempt(tx, d, j.lease, a)
 		if err != nil || !held {
+			return err
+		}
+		// The endpoint's log is trimmed as it grows: a few finished
+		// deliveries past retention per attempt.
+		if err := trimDeliveries(tx, d.TenantID, d.EndpointID, now.Add(-s.opts.Retention), trimBatch); err != nil {
 			return err
 		}
 		if r.err == nil {

@@ -592,3 +592,26 @@ func TestUnreadableSecretFailsOnlyItsEndpoint(t *testing.T) {
 		t.Errorf("verify with the new secret: %v", err)
 	}
 }
+
+// TestOldDeliveriesAreTrimmed: finished deliveries past retention are
+// removed (with their attempts) as the endpoint gets new ones; pending
+// ones and recent ones stay.
+func TestOldDeliveriesAreTrimmed(t *testing.T) {
+	r := newRig(t, nil)
+	rc := newReceiver(t, nil)
+	ep, _ := r.create(t, rc.URL)
+	old, err := r.svc.SendTest(t.Context(), r.tenant, ep.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.start()
+	eventually(t, "the first delivery", func() bool { return r.deliveries(t, ep.ID)[0].Status == webhooks.DeliverySucceeded })
+	r.clock.Advance(31 * 24 * time.Hour)
+	if _, err := r.svc.SendTest(t.Context(), r.tenant, ep.ID); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the old delivery is trimmed", func() bool {
+		ds := r.deliveries(t, ep.ID)
+		return len(ds) == 1 && ds[0].ID != old.ID && ds[0].Status == webhooks.DeliverySucceeded
+	})
+}

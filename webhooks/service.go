@@ -62,6 +62,9 @@ type Options struct {
 	// FailingLimit is how long every attempt may fail before the endpoint
 	// is disabled; default 72 h.
 	FailingLimit time.Duration
+	// Retention is how long finished deliveries (and their attempts) are
+	// kept; default 30 days.
+	Retention time.Duration
 	// Metrics, when set, registers the webhook metrics.
 	Metrics prometheus.Registerer
 	// Owner names this process in its leases; default a random id.
@@ -98,6 +101,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.FailingLimit <= 0 {
 		o.FailingLimit = FailingLimit
+	}
+	if o.Retention <= 0 {
+		o.Retention = 30 * 24 * time.Hour
 	}
 	if o.Owner == "" {
 		o.Owner = "webhooks:" + uuid.NewString()

@@ -346,3 +346,12 @@ func nullString(s sql.NullString) string {
 	}
 	return s.String
 }
+
+// trimDeliveries removes up to limit of the endpoint's finished deliveries
+// created before before, oldest first, with their attempts.
+func trimDeliveries(tx *gorm.DB, tenantID, endpointID uuid.UUID, before time.Time, limit int) error {
+	return tx.Exec(`DELETE FROM webhook_deliveries WHERE tenant_id = ? AND id IN (
+			SELECT id FROM webhook_deliveries
+			WHERE tenant_id = ? AND endpoint_id = ? AND status <> 'pending' AND created_at < ?
+			ORDER BY id LIMIT ?)`, tenantID, tenantID, endpointID, before, limit).Error
+}
