@@ -615,3 +615,46 @@ func TestOldDeliveriesAreTrimmed(t *testing.T) {
 		return len(ds) == 1 && ds[0].ID != old.ID && ds[0].Status == webhooks.DeliverySucceeded
 	})
 }
+
+// TestSlowEndpointDoesNotHoldTheDispatcher: while an endpoint hangs on
+// every request, events keep flowing through the dispatcher: the feed only
+// enqueues, so the next events reach another endpoint at once.
+func TestSlowEndpointDoesNotHoldTheDispatcher(t *testing.T) {
+	r := newRig(t, func(o *webhooks.Options) { o.Now = nil })
+	release := make(chan struct{})
+	slow := newReceiver(t, func(w http.ResponseWriter, req *http.Request, _ []byte) {
+		select {
+		case <-release:
+		case <-req.Context().Done():
+		}
+	})
+	t.Cleanup(func() { close(release) })
+	fast := newReceiver(t, nil)
+	r.create(t, slow.URL, "*")
+	r.create(t, fast.URL, "*")
+	r.start()
+	d := events.NewDispatcher(r.app, testLogger(), events.Options{PollInterval: 20 * time.Millisecond})
+	r.svc.Subscribe(d)
+	ctx, cancel := contextWithCancel(t)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = d.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	start := time.Now()
+	for i := range 5 {
+		err := r.app.WithTenant(t.Context(), r.tenant, func(tx *gorm.DB) error {
+			_, err := events.Append(t.Context(), tx, r.tenant, "slow-"+itoa(i), 0, events.NewEvent{Type: "thing.happened", Data: map[string]int{"i": i}})
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "every event reaches the fast endpoint", func() bool { return len(fast.requests()) == 5 })
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("the events took %s to reach the fast endpoint, want well under the slow one's timeout", took)
+	}
+	if n := len(slow.requests()); n > 2 {
+		t.Errorf("got %d requests in flight to the slow endpoint, want at most 2", n)
+	}
+}
