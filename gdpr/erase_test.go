@@ -16,7 +16,6 @@ import (
 
 	"github.com/tenantd/tenantd/gdpr"
 	"github.com/tenantd/tenantd/internal/apptest"
-	"github.com/tenantd/tenantd/internal/testenv"
 )
 
 // redisKeysOf lists the tenant's Redis keys (SCAN, as erasure does).
@@ -100,7 +99,7 @@ func TestErase(t *testing.T) {
 	// The other tenant's rows settle (projections) before the snapshot
 	// that must not change.
 	var otherBefore map[string]int64
-	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
+	eventually(t, 30*time.Second, func() (bool, string) {
 		a := rowCounts(t, owner, other.ID)
 		time.Sleep(1500 * time.Millisecond)
 		b := rowCounts(t, owner, other.ID)

@@ -19,14 +19,13 @@ import (
 
 	"github.com/tenantd/tenantd/gdpr"
 	"github.com/tenantd/tenantd/internal/apptest"
-	"github.com/tenantd/tenantd/internal/testenv"
 )
 
 // waitExport polls GET /v1/tenant/exports/{id} until it is finished.
 func waitExport(t *testing.T, s *apptest.Server, key, id string) map[string]any {
 	t.Helper()
 	var got map[string]any
-	testenv.Eventually(t, 60*time.Second, func() (bool, string) {
+	eventually(t, 60*time.Second, func() (bool, string) {
 		resp := s.Do(apptest.Request{Method: "GET", Path: "/v1/tenant/exports/" + id, Key: key})
 		if resp.Status != http.StatusOK {
 			return false, "status " + string(resp.Body)

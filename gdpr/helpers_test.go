@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -106,4 +107,21 @@ func populate(t *testing.T, s *apptest.Server, tn apptest.Tenant) (secrets []str
 		http.StatusCreated, nil)
 	do("POST", "/v1/webhooks/"+hook["id"].(string)+"/test", nil, http.StatusAccepted, nil)
 	return []string{key["secret"].(string), hook["secret"].(string), tn.Key}
+}
+
+// eventually asks cond every 100 ms until it holds, failing the test with
+// cond's last reason after timeout.
+func eventually(t *testing.T, timeout time.Duration, cond func() (ok bool, reason string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, reason := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %s: %s", timeout, reason)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
