@@ -37,7 +37,6 @@ func (h *AdminHandler) AdminRoutes(r *httpx.Router, permission string) {
 	r.Handle(http.MethodDelete, "/dead-letters/:id", permission, httpx.Handle(h.discard))
 }
 
-
 func (h *AdminHandler) list(c *gin.Context) error {
 	page, err := httpx.ParsePage(c)
 	if err != nil {
