@@ -22,6 +22,10 @@ run: build ## throw-away PostgreSQL + Redis (unless DATABASE_URL/REDIS_URL are s
 test: ## the whole test suite with the race detector, against real PostgreSQL and Redis
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
 
+.PHONY: test-long
+test-long: ## the long tests make test skips: the billing export's memory bound over 100,000 tenants (~80 s)
+	TENANTD_LONG_TESTS=1 $(GO) test -race -count=1 -timeout 10m -run '^TestExport100kTenantsBoundedMemory$$' ./billing/
+
 .PHONY: chaos
 chaos: ## fault suite: two real replicas under load through SIGKILL, PostgreSQL and Redis outages, SIGTERM, a paused lease holder and held locks (~2 min)
 	$(GO) test -tags chaos -count=1 -timeout 12m -v ./internal/chaos/

@@ -8,18 +8,19 @@ import (
 	"github.com/tenantd/tenantd/internal/audit"
 )
 
-var auditUsage = usage{name: "audit", text: `Usage: tenantd audit verify [--tenant ID|SLUG] [--max-unsealed-age 10s]
+var auditUsage = usage{name: "audit", text: `Usage: tenantd audit verify [--tenant ID|SLUG | --platform] [--max-unsealed-age 10s]
 
 See tenantd audit verify --help.
 `}
 
-var auditVerifyUsage = usage{name: "audit verify", text: `Usage: tenantd audit verify [--tenant ID|SLUG] [--max-unsealed-age 10s]
+var auditVerifyUsage = usage{name: "audit verify", text: `Usage: tenantd audit verify [--tenant ID|SLUG | --platform] [--max-unsealed-age 10s]
 
 Recomputes the audit hash chain of every tenant (or one) as the runtime role,
 under row-level security, and prints one line per tenant: "ok" with the
 chain's head (seq:hash, worth keeping elsewhere), "UNSEALED" when a row has
 waited longer than --max-unsealed-age to be sealed, or "BROKEN" with the
-first broken seq and why. Exits 1 if a chain is broken or rows wait too
+first broken seq and why; with --platform, the platform audit log
+(operator actions) instead. Exits 1 if a chain is broken or rows wait too
 long. Needs DATABASE_URL.
 `}
 

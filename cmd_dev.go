@@ -131,6 +131,7 @@ func dev(ctx context.Context, cfg config.Config, idpAddr string, log *slog.Logge
 	// Local identity providers (the one below, a Keycloak or Dex on
 	// localhost) are allowed; Ctrl-C stops at once.
 	cfg.OIDCAllowInsecureIssuers = true
+	cfg.WebhookAllowPrivate = true // webhook receivers on localhost
 	cfg.DrainDelay = 0
 	defer setupTracing(ctx, &cfg, log)()
 	c, err := connect(ctx, cfg, log, connectOptions{checkRole: true, app: true})

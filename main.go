@@ -49,8 +49,9 @@ Usage:
   tenantd billing export --period YYYY-MM [--format csv|jsonl] [--out FILE] [--provisional]
                                        the billing file of a month (closes an ended month)
   tenantd projections rebuild          recreate every tenant's order read model from its events
-  tenantd audit verify [--tenant ID|SLUG] [--max-unsealed-age 10s]
-                                       recompute the audit hash chain of every tenant (or one);
+  tenantd audit verify [--tenant ID|SLUG | --platform] [--max-unsealed-age 10s]
+                                       recompute the audit hash chain of every tenant (or one,
+                                       or the platform's);
                                        prints each chain's head, exits 1 if one is broken or a
                                        row has waited longer than the maximum age to be sealed
   tenantd healthcheck                  exit 0 when the local server answers /healthz

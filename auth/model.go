@@ -17,6 +17,8 @@ import (
 // Permissions lists every permission of the API contract, as object:action.
 var Permissions = []string{
 	"tenant:read", "tenant:write",
+	// tenant:export: the tenant's data export (GDPR access, package gdpr).
+	"tenant:export",
 	"members:read", "members:write",
 	"roles:read", "roles:write",
 	"api_keys:read", "api_keys:write",

@@ -19,10 +19,14 @@ import (
 )
 
 // ExportUsage is the help of "tenantd billing export", before its flags.
-const ExportUsage = `Usage: tenantd billing export --period YYYY-MM [--format csv|jsonl] [--out FILE] [--provisional]
+const ExportUsage = `Usage: tenantd billing export --period YYYY-MM [--format csv|jsonl|cloudevents|stripe-meter-events] [--out FILE] [--provisional]
 
 Writes the billing export of a period: one line per tenant, meter and meter
 currency, plus adjustment lines for late counts of earlier closed months.
+csv and jsonl are priced invoice lines; cloudevents and stripe-meter-events
+are the same lines as raw usage events with deterministic ids, for billing
+providers that price usage themselves (stripe-meter-events needs every
+tenant with usage to have a billing_customer_id, and names those without).
 The first export of an ended period closes it; every export of a closed
 period gives the same bytes. The SHA-256 of the bytes is printed at the end
 (on stdout as "<sha256>  FILE" with --out, for sha256sum -c; else on stderr).
@@ -35,7 +39,7 @@ const progressEvery = 5 * time.Second
 // ExportArgs are the flags of "tenantd billing export".
 type ExportArgs struct {
 	Period      string // --period YYYY-MM (required)
-	Format      string // --format csv|jsonl
+	Format      string // --format csv|jsonl|cloudevents|stripe-meter-events
 	Out         string // --out FILE; empty for stdout
 	Provisional bool   // --provisional
 }
@@ -44,7 +48,7 @@ type ExportArgs struct {
 // into a: the command line is parsed by the caller (main).
 func (a *ExportArgs) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&a.Period, "period", "", "the billing `period` to export, YYYY-MM in UTC (required)")
-	fs.StringVar(&a.Format, "format", "csv", "the file `format`: csv or jsonl")
+	fs.StringVar(&a.Format, "format", "csv", "the file `format`: csv, jsonl, cloudevents or stripe-meter-events")
 	fs.StringVar(&a.Out, "out", "", "write the export to `FILE` instead of stdout")
 	fs.BoolVar(&a.Provisional, "provisional", false,
 		"preview a period that is still open: lines marked provisional, nothing closed or recorded")
@@ -157,7 +161,10 @@ func cliError(err error) error {
 	}
 	parts := make([]string, len(fe.Fields))
 	for i, f := range fe.Fields {
-		parts[i] = "--" + f.Field + " " + f.Message
+		parts[i] = f.Field + " " + f.Message
+		if f.Field == "period" || f.Field == "format" {
+			parts[i] = "--" + parts[i] // a flag
+		}
 	}
 	return errors.New("billing export: " + strings.Join(parts, "; "))
 }

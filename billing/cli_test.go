@@ -94,7 +94,7 @@ func TestExportCLI(t *testing.T) {
 	}{
 		{"no period", []string{"--format", "csv"}, "--period YYYY-MM is required"},
 		{"bad period", []string{"--period", "2026-13"}, "--period must be a month as YYYY-MM"},
-		{"bad format", []string{"--period", "2026-09", "--format", "xml"}, "--format must be csv or jsonl"},
+		{"bad format", []string{"--period", "2026-09", "--format", "xml"}, "--format must be csv, jsonl, cloudevents or stripe-meter-events"},
 		{"open period", []string{"--period", open}, "has not ended"},
 		{"preview of a closed period", []string{"--period", "2026-09", "--provisional"}, "is closed"},
 		{"unknown flag", []string{"--period", "2026-09", "--tenant", "acme"}, "flag provided but not defined"},

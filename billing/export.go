@@ -167,6 +167,14 @@ func (e *Exporter) write(ctx context.Context, w io.Writer, period string, format
 		}
 		progress(Progress{TotalTenants: total})
 	}
+	h := sha256.New()
+	counted := &countingWriter{w: io.MultiWriter(w, h)}
+	bw := bufio.NewWriterSize(counted, 64<<10)
+	// Before the cursor opens: a feed's encoder may read first.
+	enc, err := e.encoder(ctx, format, period, final, bw)
+	if err != nil {
+		return exportSum{}, err
+	}
 	rows, err := e.db.Worker().Unscoped(ctx).Raw(`
 		SELECT tenant_id, meter, meter_currency, usage_period, tenant_slug, plan,
 		       quantity, included, billable, unit_size, unit_price, amount, currency, hard_limit
@@ -178,10 +186,6 @@ func (e *Exporter) write(ctx context.Context, w io.Writer, period string, format
 	}
 	defer rows.Close()
 
-	h := sha256.New()
-	counted := &countingWriter{w: io.MultiWriter(w, h)}
-	bw := bufio.NewWriterSize(counted, 64<<10)
-	enc := newLineEncoder(format, bw)
 	if err := enc.begin(); err != nil {
 		return exportSum{}, err
 	}
@@ -229,6 +233,9 @@ func (e *Exporter) write(ctx context.Context, w io.Writer, period string, format
 	}
 	if err := rows.Err(); err != nil {
 		return exportSum{}, fmt.Errorf("read export lines of %s: %w", period, err)
+	}
+	if f, ok := enc.(*feedEncoder); ok {
+		n -= f.skipped // lines of tenants a feed has no customer for
 	}
 	if err := enc.end(); err != nil {
 		return exportSum{}, err

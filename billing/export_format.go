@@ -22,12 +22,12 @@ const (
 )
 
 // ErrBadFormat is the error for an unknown export format.
-var ErrBadFormat = fault.Invalid(fault.Field("format", "must be csv or jsonl"))
+var ErrBadFormat = fault.Invalid(fault.Field("format", "must be csv, jsonl, cloudevents or stripe-meter-events"))
 
 // ParseFormat checks an export format given by name.
 func ParseFormat(s string) (Format, error) {
 	switch f := Format(s); f {
-	case FormatCSV, FormatJSONL:
+	case FormatCSV, FormatJSONL, FormatCloudEvents, FormatStripeMeterEvents:
 		return f, nil
 	}
 	return "", ErrBadFormat
@@ -35,7 +35,7 @@ func ParseFormat(s string) (Format, error) {
 
 // ContentType is the media type the format is served with.
 func (f Format) ContentType() string {
-	if f == FormatJSONL {
+	if f != FormatCSV {
 		return "application/x-ndjson"
 	}
 	return "text/csv; charset=utf-8"
@@ -43,6 +43,9 @@ func (f Format) ContentType() string {
 
 // FileName is the export's conventional file name.
 func (f Format) FileName(period string) string {
+	if f == FormatCloudEvents || f == FormatStripeMeterEvents {
+		return "tenantd-billing-" + period + "." + string(f) + ".jsonl"
+	}
 	return "tenantd-billing-" + period + "." + string(f)
 }
 

@@ -50,6 +50,9 @@ type Response struct {
 	Version   int       `json:"version"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
+	// BillingCustomerID is the tenant's customer at the billing provider,
+	// set by an operator; null when unset.
+	BillingCustomerID *string `json:"billing_customer_id"`
 }
 
 // CreatedResponse is a new tenant with its one-time admin key.
@@ -117,6 +120,8 @@ type updateRequest struct {
 	Name   *string `json:"name"`
 	Plan   *string `json:"plan"`
 	Status *Status `json:"status"`
+	// BillingCustomerID: "" clears it; null or absent leaves it.
+	BillingCustomerID *string `json:"billing_customer_id"`
 }
 
 func (h *Handler) update(c *gin.Context) error {

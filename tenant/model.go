@@ -32,6 +32,10 @@ type Tenant struct {
 	Version   int
 	CreatedAt time.Time
 	UpdatedAt time.Time
+	// BillingCustomerID is the tenant's customer at the billing provider
+	// (a Stripe or Lago customer id), set by an operator; nil when unset.
+	// Billing feeds (stripe-meter-events) address usage to it.
+	BillingCustomerID *string
 }
 
 // Settings are the tenant's own configuration. PATCH /v1/tenant merges a
@@ -117,6 +121,9 @@ type Change struct {
 	Name   *string
 	Plan   *string
 	Status *Status
+	// BillingCustomerID sets the billing provider's customer id; "" clears
+	// it.
+	BillingCustomerID *string
 }
 
 // Sentinel errors.
@@ -155,6 +162,14 @@ func (c *SelfChange) Validate() error {
 
 var slugPattern = regexp.MustCompile(`^[a-z0-9-]{3,40}$`)
 
+var billingCustomerPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:@/-]{0,199}$`)
+
+// ValidBillingCustomerID reports whether s is a well-formed customer id of a
+// billing provider (Stripe's cus_…, a Lago or OpenMeter external id): 1 to
+// 200 characters of letters, digits and _ - . : @ /, starting with a letter
+// or digit, so it goes into CSV, JSON and URLs unescaped.
+func ValidBillingCustomerID(s string) bool { return billingCustomerPattern.MatchString(s) }
+
 // ValidSlug reports whether s is a well-formed slug: 3–40 of a-z, 0-9, -.
 func ValidSlug(s string) bool { return slugPattern.MatchString(s) }
 
@@ -182,8 +197,11 @@ func (c *Change) Validate() error {
 	if c.Status != nil && *c.Status != Active && *c.Status != Suspended {
 		f.Add("status", "must be active or suspended")
 	}
-	if c.Name == nil && c.Plan == nil && c.Status == nil {
-		f.Add("body", "nothing to change: give name, plan or status")
+	if c.BillingCustomerID != nil && *c.BillingCustomerID != "" && !ValidBillingCustomerID(*c.BillingCustomerID) {
+		f.Add("billing_customer_id", "must be 1 to 200 characters of A-Z, a-z, 0-9 and _ - . : @ /, starting with a letter or digit (\"\" clears it)")
+	}
+	if c.Name == nil && c.Plan == nil && c.Status == nil && c.BillingCustomerID == nil {
+		f.Add("body", "nothing to change: give name, plan, status or billing_customer_id")
 	}
 	return f.Err()
 }

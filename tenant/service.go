@@ -132,6 +132,12 @@ func (s *Service) Update(ctx context.Context, id uuid.UUID, c Change) (t Tenant,
 		if c.Status != nil {
 			next.Status = *c.Status
 		}
+		if c.BillingCustomerID != nil {
+			next.BillingCustomerID = nil
+			if id := *c.BillingCustomerID; id != "" {
+				next.BillingCustomerID = &id
+			}
+		}
 		t, err = updateTenant(tx, next, cur.Version)
 		return err
 	})

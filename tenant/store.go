@@ -30,6 +30,8 @@ type tenantRow struct {
 	Version   int
 	CreatedAt time.Time
 	UpdatedAt time.Time
+	// BillingCustomerID is NULL when unset (migration 0021).
+	BillingCustomerID *string
 }
 
 func (tenantRow) TableName() string { return "tenants" }
@@ -38,6 +40,7 @@ func (r tenantRow) toModel() (Tenant, error) {
 	t := Tenant{
 		ID: r.ID, Slug: r.Slug, Name: r.Name, Plan: r.Plan, Status: Status(r.Status),
 		Version: r.Version, CreatedAt: r.CreatedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC(),
+		BillingCustomerID: r.BillingCustomerID,
 	}
 	if len(r.Settings) > 0 {
 		if err := json.Unmarshal(r.Settings, &t.Settings); err != nil {
@@ -55,6 +58,7 @@ func fromModel(t Tenant) (tenantRow, error) {
 	return tenantRow{
 		ID: t.ID, Slug: t.Slug, Name: t.Name, Plan: t.Plan, Status: string(t.Status),
 		Settings: settings, Version: t.Version, CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt,
+		BillingCustomerID: t.BillingCustomerID,
 	}, nil
 }
 
@@ -113,7 +117,7 @@ func updateTenant(tx *gorm.DB, t Tenant, version int) (Tenant, error) {
 		return Tenant{}, err
 	}
 	res := tx.Model(&tenantRow{}).Where("id = ? AND version = ?", t.ID, version).Updates(map[string]any{
-		"name": r.Name, "plan": r.Plan, "status": r.Status, "settings": r.Settings,
+		"name": r.Name, "plan": r.Plan, "status": r.Status, "settings": r.Settings, "billing_customer_id": r.BillingCustomerID,
 		"version": gorm.Expr("version + 1"), "updated_at": gorm.Expr("now()"),
 	})
 	if res.Error != nil {

@@ -2,9 +2,11 @@ package webhooks
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -26,6 +28,9 @@ const Actor = "system:webhooks"
 // ActionDisabled is the audit action written when the workers disable an
 // endpoint (410, or FailingLimit of failures).
 const ActionDisabled = "webhook.disabled"
+
+// trimBatch is how many expired deliveries one attempt removes at most.
+const trimBatch = 100
 
 // maxErrorText bounds the error kept with an attempt.
 const maxErrorText = 500
@@ -188,10 +193,13 @@ func (s *Service) claimRound(ctx context.Context, slots chan struct{}, wg *sync.
 		return 0, err
 	}
 	claimed := 0
+	var firstErr error
 	for _, p := range due {
+		// One delivery that cannot be claimed does not hold up the others.
 		job, ok, err := s.claim(ctx, p.TenantID, p.DeliveryID)
 		if err != nil {
-			return claimed, err
+			firstErr = cmp.Or(firstErr, fmt.Errorf("claim delivery %s of tenant %s: %w", p.DeliveryID, p.TenantID, err))
+			continue
 		}
 		if !ok {
 			continue
@@ -203,7 +211,7 @@ func (s *Service) claimRound(ctx context.Context, slots chan struct{}, wg *sync.
 			s.deliver(ctx, job)
 		})
 	}
-	return claimed, nil
+	return claimed, firstErr
 }
 
 // job is a claimed delivery with what sending it needs.
@@ -212,6 +220,10 @@ type job struct {
 	lease string // the claim's lease owner: this process and the claim
 	url   string
 	keys  [][]byte
+	// keyErr: a signing secret could not be opened (WEBHOOK_SECRET_KEY
+	// changed or lost); the attempt fails without sending, and is logged
+	// for the tenant to see, until the secret is rotated.
+	keyErr error
 }
 
 // claim leases one delivery to this process and reads its endpoint's URL
@@ -237,15 +249,14 @@ func (s *Service) claim(ctx context.Context, tenantID, id uuid.UUID) (j job, ok 
 		j.url = ep.URL
 		key, err := s.box.Open(tenantID, ep.ID, ep.Secret)
 		if err != nil {
-			return err
+			j.keyErr = err
+			return nil
 		}
 		j.keys = [][]byte{key}
 		if ep.PreviousSecret != nil && ep.PreviousExpiresAt.Valid && now.Before(ep.PreviousExpiresAt.Time) {
-			old, err := s.box.Open(tenantID, ep.ID, ep.PreviousSecret)
-			if err != nil {
-				return err
+			if old, err := s.box.Open(tenantID, ep.ID, ep.PreviousSecret); err == nil {
+				j.keys = append(j.keys, old)
 			}
-			j.keys = append(j.keys, old)
 		}
 		return nil
 	})
@@ -254,7 +265,13 @@ func (s *Service) claim(ctx context.Context, tenantID, id uuid.UUID) (j job, ok 
 
 // deliver sends a claimed delivery and records the outcome.
 func (s *Service) deliver(ctx context.Context, j job) {
-	r, open := s.out.send(ctx, j.url, j.keys, j.d)
+	var r result
+	var open bool
+	if j.keyErr != nil {
+		r.err = fmt.Errorf("not sent: %w; rotate the endpoint's secret", j.keyErr)
+	} else {
+		r, open = s.out.send(ctx, j.url, j.keys, j.d)
+	}
 	// Record even while shutting down, briefly: the lease is released or
 	// the outcome kept instead of waiting for the lease to expire.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -322,6 +339,11 @@ func (s *Service) record(ctx context.Context, j job, r result, now time.Time) er
 	return s.db.Worker().WithTenant(ctx, d.TenantID, func(tx *gorm.DB) error {
 		held, err := recordAttempt(tx, d, j.lease, a)
 		if err != nil || !held {
+			return err
+		}
+		// The endpoint's log is trimmed as it grows: a few finished
+		// deliveries past retention per attempt.
+		if err := trimDeliveries(tx, d.TenantID, d.EndpointID, now.Add(-s.opts.Retention), trimBatch); err != nil {
 			return err
 		}
 		if r.err == nil {

@@ -238,8 +238,9 @@ func TestThreeDaysOfFailuresDisable(t *testing.T) {
 	}
 	// Enabling it again lets its pending deliveries through.
 	enabled := webhooks.StatusEnabled
-	if _, err := r.svc.Update(t.Context(), r.tenant, ep.ID, webhooks.EndpointPatch{Status: &enabled}); err != nil {
-		t.Fatal(err)
+	got, err := r.svc.Update(t.Context(), r.tenant, ep.ID, webhooks.EndpointPatch{Status: &enabled})
+	if err != nil || got.Status != webhooks.StatusEnabled || got.DisabledReason != "" {
+		t.Fatalf("enable: got %s %q, %v, want enabled without a reason", got.Status, got.DisabledReason, err)
 	}
 }
 
@@ -551,5 +552,109 @@ func TestBox(t *testing.T) {
 	plain, _ := webhooks.NewBox("")
 	if _, err := plain.Open(tenant, endpoint, sealed); err == nil {
 		t.Error("opened a sealed key without the secret key, want refused")
+	}
+}
+
+// TestUnreadableSecretFailsOnlyItsEndpoint: an endpoint whose stored
+// secret cannot be opened (WEBHOOK_SECRET_KEY changed) gets failed
+// attempts that say so, nothing is sent to it, and the other endpoints'
+// deliveries go on; rotating its secret repairs it.
+func TestUnreadableSecretFailsOnlyItsEndpoint(t *testing.T) {
+	r := newRig(t, func(o *webhooks.Options) { o.SecretKey = "a-webhook-secret-key-of-at-least-32-chars" })
+	bad, good := newReceiver(t, nil), newReceiver(t, nil)
+	badEP, _ := r.create(t, bad.URL)
+	goodEP, _ := r.create(t, good.URL)
+	err := r.owner.WithTenant(t.Context(), r.tenant, func(tx *gorm.DB) error {
+		return tx.Exec(`UPDATE webhook_endpoints SET secret = '\x01000000000000000000000000000000' WHERE tenant_id = ? AND id = ?`,
+			r.tenant, badEP.ID).Error
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.start()
+	for _, id := range []uuid.UUID{badEP.ID, goodEP.ID} {
+		if _, err := r.svc.SendTest(t.Context(), r.tenant, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "the good endpoint's delivery", func() bool { return len(good.requests()) == 1 })
+	eventually(t, "the bad endpoint's failed attempt", func() bool { return r.deliveries(t, badEP.ID)[0].Attempts == 1 })
+	if d := r.deliveries(t, badEP.ID)[0]; !strings.Contains(d.LastError, "rotate") || len(bad.requests()) != 0 {
+		t.Fatalf("got last error %q and %d requests, want a failure naming the rotation and nothing sent", d.LastError, len(bad.requests()))
+	}
+	_, secret, err := r.svc.RotateSecret(t.Context(), r.tenant, badEP.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.clock.Advance(5 * time.Second)
+	eventually(t, "the retry after the rotation", func() bool { return len(bad.requests()) == 1 })
+	if err := verify(t, secret, bad.requests()[0]); err != nil {
+		t.Errorf("verify with the new secret: %v", err)
+	}
+}
+
+// TestOldDeliveriesAreTrimmed: finished deliveries past retention are
+// removed (with their attempts) as the endpoint gets new ones; pending
+// ones and recent ones stay.
+func TestOldDeliveriesAreTrimmed(t *testing.T) {
+	r := newRig(t, nil)
+	rc := newReceiver(t, nil)
+	ep, _ := r.create(t, rc.URL)
+	old, err := r.svc.SendTest(t.Context(), r.tenant, ep.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.start()
+	eventually(t, "the first delivery", func() bool { return r.deliveries(t, ep.ID)[0].Status == webhooks.DeliverySucceeded })
+	r.clock.Advance(31 * 24 * time.Hour)
+	if _, err := r.svc.SendTest(t.Context(), r.tenant, ep.ID); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the old delivery is trimmed", func() bool {
+		ds := r.deliveries(t, ep.ID)
+		return len(ds) == 1 && ds[0].ID != old.ID && ds[0].Status == webhooks.DeliverySucceeded
+	})
+}
+
+// TestSlowEndpointDoesNotHoldTheDispatcher: while an endpoint hangs on
+// every request, events keep flowing through the dispatcher: the feed only
+// enqueues, so the next events reach another endpoint at once.
+func TestSlowEndpointDoesNotHoldTheDispatcher(t *testing.T) {
+	r := newRig(t, func(o *webhooks.Options) { o.Now = nil })
+	release := make(chan struct{})
+	slow := newReceiver(t, func(w http.ResponseWriter, req *http.Request, _ []byte) {
+		select {
+		case <-release:
+		case <-req.Context().Done():
+		}
+	})
+	t.Cleanup(func() { close(release) })
+	fast := newReceiver(t, nil)
+	r.create(t, slow.URL, "*")
+	r.create(t, fast.URL, "*")
+	r.start()
+	d := events.NewDispatcher(r.app, testLogger(), events.Options{PollInterval: 20 * time.Millisecond})
+	r.svc.Subscribe(d)
+	ctx, cancel := contextWithCancel(t)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = d.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	start := time.Now()
+	for i := range 5 {
+		err := r.app.WithTenant(t.Context(), r.tenant, func(tx *gorm.DB) error {
+			_, err := events.Append(t.Context(), tx, r.tenant, "slow-"+itoa(i), 0, events.NewEvent{Type: "thing.happened", Data: map[string]int{"i": i}})
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "every event reaches the fast endpoint", func() bool { return len(fast.requests()) == 5 })
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("the events took %s to reach the fast endpoint, want well under the slow one's timeout", took)
+	}
+	if n := len(slow.requests()); n > 2 {
+		t.Errorf("got %d requests in flight to the slow endpoint, want at most 2", n)
 	}
 }

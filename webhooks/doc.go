@@ -59,6 +59,8 @@
 // failures: while it is open deliveries are put back for 30 s without
 // being sent or counted as attempts. Deliveries of a disabled endpoint
 // stay pending until it is enabled again (PATCH status) or deleted.
+// Finished deliveries are kept Options.Retention (30 days): each recorded
+// attempt removes up to 100 of its endpoint's older ones.
 //
 // # Secrets
 //

@@ -107,7 +107,7 @@ func (b *Box) Seal(tenantID, endpointID uuid.UUID, key []byte) ([]byte, error) {
 
 // errSealed: a stored key that cannot be opened (another WEBHOOK_SECRET_KEY,
 // or a sealed key where none is configured).
-var errSealed = errors.New("webhooks: a signing secret cannot be opened: WEBHOOK_SECRET_KEY differs from the one that sealed it")
+var errSealed = errors.New("the signing secret cannot be opened: WEBHOOK_SECRET_KEY differs from the one that sealed it")
 
 // Open returns the key stored as sealed.
 func (b *Box) Open(tenantID, endpointID uuid.UUID, sealed []byte) ([]byte, error) {

@@ -2,6 +2,7 @@ package webhooks
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -61,6 +62,9 @@ type Options struct {
 	// FailingLimit is how long every attempt may fail before the endpoint
 	// is disabled; default 72 h.
 	FailingLimit time.Duration
+	// Retention is how long finished deliveries (and their attempts) are
+	// kept; default 30 days.
+	Retention time.Duration
 	// Metrics, when set, registers the webhook metrics.
 	Metrics prometheus.Registerer
 	// Owner names this process in its leases; default a random id.
@@ -97,6 +101,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.FailingLimit <= 0 {
 		o.FailingLimit = FailingLimit
+	}
+	if o.Retention <= 0 {
+		o.Retention = 30 * 24 * time.Hour
 	}
 	if o.Owner == "" {
 		o.Owner = "webhooks:" + uuid.NewString()
@@ -291,7 +298,10 @@ func (s *Service) Update(ctx context.Context, tenantID, id uuid.UUID, p Endpoint
 		}
 		if p.Status != nil && *p.Status != r.Status {
 			r.Status = *p.Status
-			r.DisabledReason.String, r.DisabledReason.Valid = ReasonManual, r.Status == StatusDisabled
+			r.DisabledReason = sql.NullString{}
+			if r.Status == StatusDisabled {
+				r.DisabledReason = sql.NullString{String: ReasonManual, Valid: true}
+			}
 			r.FailingSince.Valid = false
 		}
 		r.UpdatedAt = s.opts.Now().UTC()

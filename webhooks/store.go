@@ -32,7 +32,7 @@ type endpointRow struct {
 
 func (r endpointRow) toModel() Endpoint {
 	return Endpoint{ID: r.ID, TenantID: r.TenantID, URL: r.URL, Description: r.Description,
-		EventTypes: []string(r.EventTypes), Status: r.Status, DisabledReason: r.DisabledReason.String,
+		EventTypes: []string(r.EventTypes), Status: r.Status, DisabledReason: nullString(r.DisabledReason),
 		PreviousExpiresAt: r.PreviousExpiresAt.Time.UTC(), FailingSince: r.FailingSince.Time.UTC(), Version: r.Version,
 		CreatedAt: r.CreatedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC()}
 }
@@ -338,4 +338,20 @@ func disableEndpoint(tx *gorm.DB, tenantID, id uuid.UUID, reason string, now tim
 		return "", false, err
 	}
 	return urls[0], true, nil
+}
+
+func nullString(s sql.NullString) string {
+	if !s.Valid {
+		return ""
+	}
+	return s.String
+}
+
+// trimDeliveries removes up to limit of the endpoint's finished deliveries
+// created before before, oldest first, with their attempts.
+func trimDeliveries(tx *gorm.DB, tenantID, endpointID uuid.UUID, before time.Time, limit int) error {
+	return tx.Exec(`DELETE FROM webhook_deliveries WHERE tenant_id = ? AND id IN (
+			SELECT id FROM webhook_deliveries
+			WHERE tenant_id = ? AND endpoint_id = ? AND status <> 'pending' AND created_at < ?
+			ORDER BY id LIMIT ?)`, tenantID, tenantID, endpointID, before, limit).Error
 }

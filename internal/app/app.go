@@ -21,6 +21,7 @@ import (
 	"github.com/tenantd/tenantd/auth"
 	"github.com/tenantd/tenantd/billing"
 	"github.com/tenantd/tenantd/config"
+	"github.com/tenantd/tenantd/gdpr"
 	"github.com/tenantd/tenantd/internal/audit"
 	"github.com/tenantd/tenantd/internal/db"
 	"github.com/tenantd/tenantd/internal/events"
@@ -64,6 +65,8 @@ type App struct {
 	// down) and flushes them into usage_counters.
 	Usage  *billing.Counter
 	Limits *billing.Limits
+	// Exports builds tenants' data exports (GDPR) in the background.
+	Exports *gdpr.Exporter
 	// Relay publishes every event to NATS JetStream (EVENT_RELAY=nats);
 	// nil when it is off.
 	Relay *relay.Relay
@@ -141,6 +144,8 @@ func New(cfg config.Config, d *db.DB, rdb *redis.Client, log *slog.Logger) (*App
 	}
 	m.CollectOutboxLag(a.outboxLag)
 	a.Idempotency = idempotency.NewStore(d, time.Now)
+	a.Exports = gdpr.NewExporter(d, log, gdpr.ExportOptions{})
+	gdprHandler := gdpr.NewHandler(a.Exports, gdpr.NewEraser(d, rdb, a.Auth, log))
 	a.health = newHealth(log, d, rdb, cfg.RateLimitFailOpen, m)
 
 	e := gin.New()
@@ -180,6 +185,7 @@ func New(cfg config.Config, d *db.DB, rdb *redis.Client, log *slog.Logger) (*App
 	billingHandler := billing.NewHandler(billing.NewReporter(d), billing.NewExporter(d.LongRunning()))
 	billingHandler.Routes(tenantRoutes)
 	audit.NewHandler(a.Audit, cursors).Routes(tenantRoutes)
+	gdprHandler.Routes(tenantRoutes)
 	webhooks.NewHandler(a.Webhooks).Routes(tenantRoutes)
 
 	// Without an operator credential configured the operator routes do not
@@ -191,6 +197,7 @@ func New(cfg config.Config, d *db.DB, rdb *redis.Client, log *slog.Logger) (*App
 		billingHandler.AdminRoutes(adminRoutes, operatorPermission)
 		events.NewAdminHandler(a.Events).AdminRoutes(adminRoutes, operatorPermission)
 		audit.NewPlatformHandler(platformLog).AdminRoutes(adminRoutes, operatorPermission)
+		gdprHandler.AdminRoutes(adminRoutes, operatorPermission)
 	}
 	a.Engine = e
 	return a, nil
@@ -243,6 +250,7 @@ func (a *App) Run(ctx context.Context) {
 	wg.Go(func() { a.Idempotency.RunSweeper(ctx, 10*time.Minute, a.log) })
 	wg.Go(func() { a.Payments.RunReconciler(ctx, payments.DefaultReconcileEvery, a.log) })
 	wg.Go(func() { a.Audit.RunSealer(ctx) })
+	wg.Go(func() { a.Exports.Run(ctx) })
 	wg.Go(func() { a.runRelay(ctx) })
 	wg.Go(func() { a.Webhooks.Run(ctx) })
 	wg.Wait()

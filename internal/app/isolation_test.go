@@ -44,6 +44,8 @@ func TestCrossTenantIsolation(t *testing.T) {
 	bHookPath := "/v1/webhooks/" + bHook.Map(t)["id"].(string)
 	bTest := s.Do(apptest.Request{Method: "POST", Path: bHookPath + "/test", Key: b.Key})
 	bDeliveryPath := bHookPath + "/deliveries/" + bTest.Map(t)["id"].(string)
+	bExport := s.Do(apptest.Request{Method: "POST", Path: "/v1/tenant/exports", Key: b.Key})
+	bExportPath := "/v1/tenant/exports/" + bExport.Map(t)["id"].(string)
 
 	cases := []struct {
 		name       string
@@ -64,6 +66,8 @@ func TestCrossTenantIsolation(t *testing.T) {
 		{"recover B's webhook", apptest.Request{Method: "POST", Path: bHookPath + "/recover", Body: map[string]any{"since": "2026-01-01T00:00:00Z"}}, 404, "not_found"},
 		{"list B's webhook deliveries", apptest.Request{Method: "GET", Path: bHookPath + "/deliveries"}, 404, "not_found"},
 		{"retry B's webhook delivery", apptest.Request{Method: "POST", Path: bDeliveryPath + "/retry"}, 404, "not_found"},
+		{"read B's export", apptest.Request{Method: "GET", Path: bExportPath}, 404, "not_found"},
+		{"download B's export", apptest.Request{Method: "GET", Path: bExportPath + "/download"}, 404, "not_found"},
 		{"name B by slug", apptest.Request{Method: "GET", Path: "/v1/products", Header: map[string]string{"X-Tenant": b.Slug}}, 403, "tenant_mismatch"},
 		{"name B by id", apptest.Request{Method: "GET", Path: "/v1/products", Header: map[string]string{"X-Tenant": b.ID}}, 403, "tenant_mismatch"},
 		{"name self by slug", apptest.Request{Method: "GET", Path: "/v1/products", Header: map[string]string{"X-Tenant": a.Slug}}, 200, ""},

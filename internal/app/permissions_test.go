@@ -80,6 +80,15 @@ var matrixRequests = map[string]apptest.Request{
 		Path: "/v1/webhooks/0190a0a0-0000-7000-8000-000000000001/deliveries"},
 	"POST /v1/webhooks/:id/deliveries/:delivery_id/retry": {Method: "POST",
 		Path: "/v1/webhooks/0190a0a0-0000-7000-8000-000000000001/deliveries/0190a0a0-0000-7000-8000-000000000002/retry"},
+	// Tenant export and erasure (GDPR).
+	"POST /v1/tenant/exports": {Method: "POST",
+		Path: "/v1/tenant/exports"},
+	"GET /v1/tenant/exports/:id": {Method: "GET",
+		Path: "/v1/tenant/exports/0190a0a0-0000-7000-8000-000000000001"},
+	"GET /v1/tenant/exports/:id/download": {Method: "GET",
+		Path: "/v1/tenant/exports/0190a0a0-0000-7000-8000-000000000001/download"},
+	"DELETE /admin/v1/tenants/:id": {Method: "DELETE",
+		Path: "/admin/v1/tenants/0190a0a0-0000-7000-8000-000000000001?confirm=matrix"},
 }
 
 // TestPermissionMatrix checks, through the real HTTP stack, every route

@@ -25,7 +25,7 @@ var tenantSetting = regexp.MustCompile(`current_setting\('app\.tenant_id'`)
 // casbin_rule holds RBAC policies keyed by domain = tenant id; the Casbin
 // adapter loads it outside tenant transactions (see docs/security.md).
 var sharedTables = []string{"billing_exports", "billing_periods", "casbin_rule", "event_checkpoints", "plan_meters", "plans", "platform_audit_events",
-	"schema_migrations", "sim_gateway_charges", "sim_gateway_refunds", "tenants", "usage_flushes"}
+	"schema_migrations", "sim_gateway_charges", "sim_gateway_refunds", "tenant_tombstones", "tenants", "usage_flushes"}
 
 // appDefiners are the SECURITY DEFINER functions tenantd_app may call, and
 // workerDefiners those only tenantd_worker may call (migration 0019), each
@@ -59,6 +59,10 @@ var workerDefiners = map[string]string{
 	"billing_usage_page(text,uuid,integer)":                "GET /admin/v1/usage (operator): a page of tenants with their usage",
 	"dead_letters_page(text,uuid,uuid,integer)":            "GET /admin/v1/dead-letters (operator): a page of dead letters, without their events' data",
 	"dead_letter_tenant(uuid)":                             "the operator's dead-letter routes by id: the tenant whose transaction reads, replays or discards it",
+	"tenant_exports_due(timestamp with time zone,integer)": "the export workers (gdpr): (tenant, export) of pending exports and of running ones whose lease expired; " +
+		"they claim and build each under RLS",
+	"tenant_erase_rows(regclass)": "tenant erasure (operator, gdpr): deletes one tenant table's rows of the transaction's tenant, " +
+		"only while it is suspended; refuses without a tenant",
 }
 
 // tenantTables lists every table in the public schema with a tenant_id
@@ -410,6 +414,19 @@ var definerProbes = map[string]func(tx *gorm.DB, f definerFixture) (probeResult,
 	"dead_letters_page(text,uuid,uuid,integer)": func(tx *gorm.DB, f definerFixture) (probeResult, error) {
 		return rowsOf(tx, `SELECT DISTINCT tenant_id::text FROM dead_letters_page('catalog_test', NULL, NULL, 1000) WHERE tenant_id IN (?, ?)`, f.a, f.b)
 	},
+	"tenant_exports_due(timestamp with time zone,integer)": func(tx *gorm.DB, f definerFixture) (probeResult, error) {
+		return rowsOf(tx, `SELECT DISTINCT tenant_id::text FROM tenant_exports_due(now() + interval '1 hour', 100)
+			WHERE tenant_id IN (?, ?)`, f.a, f.b)
+	},
+	// The function erases only a suspended tenant's rows: the probe
+	// suspends B first where its scope may (B's own transaction, the
+	// platform scope); the transaction is rolled back.
+	"tenant_erase_rows(regclass)": func(tx *gorm.DB, f definerFixture) (probeResult, error) {
+		if err := tx.Exec(`UPDATE tenants SET status = 'suspended' WHERE id = ?`, f.b).Error; err != nil {
+			return probeResult{}, err
+		}
+		return countOf(tx, `SELECT tenant_erase_rows('api_keys'::regclass)`)
+	},
 	"dead_letter_tenant(uuid)": func(tx *gorm.DB, f definerFixture) (probeResult, error) {
 		return rowsOf(tx, `SELECT t::text FROM (SELECT dead_letter_tenant(?) AS t UNION ALL SELECT dead_letter_tenant(?)) x WHERE t IS NOT NULL`,
 			f.deadLetters[0], f.deadLetters[1])
@@ -482,6 +499,9 @@ func newDefinerFixture(t *testing.T, owner *db.DB) definerFixture {
 			if err := tenantFixtures["webhook_deliveries"](tx, id); err != nil { // a webhook delivery, due now
 				return err
 			}
+			if err := tenantFixtures["tenant_exports"](tx, id); err != nil { // a pending export
+				return err
+			}
 			return tenantFixtures["refunds"](tx, id) // a pending refund, due now
 		})
 		if err != nil {
@@ -530,6 +550,9 @@ func TestSecurityDefinersServeTheirScope(t *testing.T) {
 			}
 			refusesInScope := fn == "billing_close_period(text)"
 			counts := fn == "idempotency_sweep()" || fn == "billing_export_tenants(text,boolean)"
+			// tenant_erase_rows acts only in a (suspended) tenant's own
+			// transaction: everywhere else it refuses.
+			erases := fn == "tenant_erase_rows(regclass)"
 			for _, sc := range scopes {
 				t.Run(sc.name, func(t *testing.T) {
 					var got probeResult
@@ -543,6 +566,12 @@ func TestSecurityDefinersServeTheirScope(t *testing.T) {
 					}
 					worker := sc.name == "no scope (workers)"
 					switch {
+					case erases && sc.name == "tenant B":
+						if callErr != nil || got.count != 1 {
+							t.Errorf("got %d rows erased, %v; want B's one api key", got.count, callErr)
+						}
+					case erases:
+						wantSQLState(t, callErr, "42501")
 					case refusesInScope && !worker:
 						wantSQLState(t, callErr, "42501")
 					case callErr != nil:

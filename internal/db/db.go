@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/exaring/otelpgx"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -21,7 +22,6 @@ import (
 	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
-	"gorm.io/plugin/opentelemetry/tracing"
 )
 
 // DB is the runtime connection pool.
@@ -78,8 +78,9 @@ func (d *DB) SetOnRetry(fn func(code string)) {
 // Options tune the pool.
 type Options struct {
 	MaxConns int
-	// Tracing adds an OpenTelemetry span to every query (statement text
-	// only, no bound values).
+	// Tracing adds an OpenTelemetry span to every query (otelpgx, a pgx
+	// tracer: statement text only, never the bound values, which hold
+	// tenants' data).
 	Tracing bool
 	// LockTimeout, StatementTimeout and IdleInTxTimeout become the
 	// lock_timeout, statement_timeout and idle_in_transaction_session_timeout
@@ -122,8 +123,11 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 	if opts.MaxConns <= 0 {
 		opts.MaxConns = 20
 	}
+	if opts.Tracing {
+		cfg.Tracer = otelpgx.NewTracer(otelpgx.WithTrimSQLInSpanName())
+	}
 	h := &hooks{}
-	d, err := openPool(cfg, opts.MaxConns, opts.Tracing, h)
+	d, err := openPool(cfg, opts.MaxConns, h)
 	if err != nil {
 		return nil, err
 	}
@@ -136,7 +140,7 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 	if opts.StatementTimeout > 0 {
 		long := cfg.Copy()
 		delete(long.RuntimeParams, "statement_timeout")
-		if d.long, err = openPool(long, longRunningConns, opts.Tracing, h); err != nil {
+		if d.long, err = openPool(long, longRunningConns, h); err != nil {
 			d.sql.Close()
 			return nil, err
 		}
@@ -159,7 +163,7 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 
 // openPool opens (without connecting) a pool of at most maxConns
 // connections configured by cfg.
-func openPool(cfg *pgx.ConnConfig, maxConns int, traced bool, h *hooks) (*DB, error) {
+func openPool(cfg *pgx.ConnConfig, maxConns int, h *hooks) (*DB, error) {
 	sqlDB := stdlib.OpenDB(*cfg)
 	sqlDB.SetMaxOpenConns(maxConns)
 	sqlDB.SetMaxIdleConns(maxConns)
@@ -172,12 +176,6 @@ func openPool(cfg *pgx.ConnConfig, maxConns int, traced bool, h *hooks) (*DB, er
 	if err != nil {
 		sqlDB.Close()
 		return nil, fmt.Errorf("open gorm: %w", err)
-	}
-	if traced {
-		if err := g.Use(tracing.NewPlugin(tracing.WithoutMetrics(), tracing.WithoutQueryVariables(), tracing.WithDBSystem("postgresql"))); err != nil {
-			sqlDB.Close()
-			return nil, fmt.Errorf("gorm tracing: %w", err)
-		}
 	}
 	return &DB{gorm: g, sql: sqlDB, hooks: h}, nil
 }

@@ -104,6 +104,12 @@ var tenantFixtures = map[string]func(tx *gorm.DB, tenantID uuid.UUID) error{
 		return tx.Exec(`INSERT INTO webhook_attempts (tenant_id, delivery_id, attempt, attempted_at, status_code, latency_ms)
 			VALUES (?, ?, 1, now(), 500, 12)`, tenantID, deliveryID).Error
 	},
+	// A pending export (its worker function's probe in catalog_test.go
+	// finds it); at most one is open per tenant.
+	"tenant_exports": func(tx *gorm.DB, tenantID uuid.UUID) error {
+		return tx.Exec(`INSERT INTO tenant_exports (tenant_id, id, status, requested_by) VALUES (?, ?, 'pending', 'rls_test')`,
+			tenantID, uuid.New()).Error
+	},
 	"products": func(tx *gorm.DB, tenantID uuid.UUID) error {
 		return tx.Exec(`INSERT INTO products (tenant_id, id, sku, name, price, currency, stock_on_hand)
 			VALUES (?, ?, ?, 'Fixture', 100, 'EUR', 5)`,

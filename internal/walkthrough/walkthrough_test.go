@@ -232,6 +232,11 @@ func startDev(t *testing.T) *devServer {
 			t.Fatalf("tenantd dev not ready after 90 s\n%s\n%s", banner.String(), logs.String())
 		}
 	}
+	// The banner is printed before tenantd serves; give the reader a moment
+	// to take it from the pipe.
+	for wait := time.Now().Add(5 * time.Second); bannerExports(banner.String())["KEY"] == "" && time.Now().Before(wait); {
+		time.Sleep(20 * time.Millisecond)
+	}
 	for name, value := range bannerExports(banner.String()) {
 		if _, ours := vars[name]; !ours {
 			vars[name] = value
