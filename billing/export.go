@@ -34,7 +34,7 @@ var (
 		"is closed: its export is final, export it without a preview"))
 	ErrExportNotFound = fault.New(fault.NotFound, "billing export not found")
 	ErrExportChanged  = fault.New(fault.Conflict,
-		"the period's stored lines no longer give this export's bytes (a tenant was erased since it was issued); issue a new export")
+		"the period's stored lines no longer give this export's bytes (a tenant was erased, or for a Stripe feed a billing_customer_id changed, since it was issued); issue a new export")
 )
 
 // Export is the record of an issued export.

@@ -97,7 +97,15 @@ func TestErase(t *testing.T) {
 		t.Fatalf("the victim has Redis keys %v, want at least the 3 set above", redisKeysOf(t, rdb, victim.ID))
 	}
 	// The other tenant's rows settle (projections) before the snapshot
-	// that must not change.
+	// that must not change; its webhook endpoint is disabled, so that no
+	// retry adds attempts meanwhile.
+	hooks := s.Do(apptest.Request{Method: "GET", Path: "/v1/webhooks", Key: other.Key}).Map(t)["data"].([]any)
+	for _, h := range hooks {
+		path := "/v1/webhooks/" + h.(map[string]any)["id"].(string)
+		if resp := s.Do(apptest.Request{Method: "PATCH", Path: path, Key: other.Key, Body: map[string]any{"status": "disabled"}}); resp.Status != http.StatusOK {
+			t.Fatalf("disable the other tenant's webhook: got %d %s", resp.Status, resp.Body)
+		}
+	}
 	var otherBefore map[string]int64
 	eventually(t, 30*time.Second, func() (bool, string) {
 		a := rowCounts(t, owner, other.ID)

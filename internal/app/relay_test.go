@@ -35,7 +35,11 @@ func TestEventRelay(t *testing.T) {
 			Version int64  `json:"version"`
 		} `json:"data"`
 	}
-	s.GetJSON(t, "/v1/orders/"+orderID+"/events", sh.tenant.Key, 200, &page)
+	resp := s.Do(apptest.Request{Method: "GET", Path: "/v1/orders/" + orderID + "/events", Key: sh.tenant.Key})
+	if resp.Status != 200 {
+		t.Fatalf("GET the order's events: got %d %s, want 200", resp.Status, resp.Body)
+	}
+	resp.JSON(t, &page)
 	if len(page.Data) == 0 {
 		t.Fatalf("order %s has no events", orderID)
 	}

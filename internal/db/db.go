@@ -124,7 +124,7 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 		opts.MaxConns = 20
 	}
 	if opts.Tracing {
-		cfg.Tracer = otelpgx.NewTracer(otelpgx.WithTrimSQLInSpanName())
+		cfg.Tracer = otelpgx.NewTracer()
 	}
 	h := &hooks{}
 	d, err := openPool(cfg, opts.MaxConns, h)
