@@ -2,8 +2,6 @@ package inventory_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"slices"
 	"testing"
 
@@ -31,24 +29,6 @@ func newFixture(t *testing.T, maxConns int) fixture {
 	env := testenv.Get(t)
 	d := env.OpenDB(t, maxConns)
 	return fixture{db: d, owner: env.OpenOwnerDB(t), svc: inventory.NewService(d)}
-}
-
-// tenant inserts a new tenant row and returns its id.
-func (f fixture) tenant(t *testing.T) uuid.UUID {
-	t.Helper()
-	id := uuid.Must(uuid.NewV7())
-	b := make([]byte, 6)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	slug := "t-" + hex.EncodeToString(b)
-	err := f.owner.WithPlatform(context.Background(), func(tx *gorm.DB) error {
-		return tx.Exec("INSERT INTO tenants (id, slug, name, plan) VALUES (?, ?, ?, 'free')", id, slug, "Tenant "+slug).Error
-	})
-	if err != nil {
-		t.Fatalf("insert tenant: %v", err)
-	}
-	return id
 }
 
 // product creates a product with the given stock.

@@ -2,8 +2,6 @@ package payments_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"slices"
 	"sync"
@@ -160,24 +158,6 @@ func newFixtureWith(t *testing.T, maxConns int, sim payments.SimulatedOptions, r
 	f.resilient = payments.NewResilient(f.gateway, res)
 	f.svc = payments.NewService(d, f.orders, f.resilient, opts...)
 	return f
-}
-
-// tenant inserts a new tenant row and returns its id.
-func (f fixture) tenant(t *testing.T) uuid.UUID {
-	t.Helper()
-	id := uuid.Must(uuid.NewV7())
-	b := make([]byte, 6)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	slug := "t-" + hex.EncodeToString(b)
-	err := f.owner.WithPlatform(context.Background(), func(tx *gorm.DB) error {
-		return tx.Exec("INSERT INTO tenants (id, slug, name, plan) VALUES (?, ?, ?, 'free')", id, slug, "Tenant "+slug).Error
-	})
-	if err != nil {
-		t.Fatalf("insert tenant: %v", err)
-	}
-	return id
 }
 
 // order registers a pending order of total EUR and returns its id.

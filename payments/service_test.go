@@ -14,6 +14,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/tenantd/tenantd/internal/fault"
+	"github.com/tenantd/tenantd/internal/testenv"
 	"github.com/tenantd/tenantd/payments"
 )
 
@@ -38,7 +39,7 @@ func TestPay(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, 4)
 	ctx := context.Background()
-	tenantID := f.tenant(t)
+	tenantID := testenv.NewTenant(t).ID
 
 	tests := []struct {
 		method     string
@@ -104,7 +105,7 @@ func TestPay(t *testing.T) {
 func TestPayEventRawData(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, 2)
-	tenantID := f.tenant(t)
+	tenantID := testenv.NewTenant(t).ID
 	declined := f.pay(t, tenantID, 500, payments.MethodCardDeclined)
 	evs := f.streamEvents(t, tenantID, payments.StreamID(declined.ID))
 	if len(evs) != 1 || evs[0].Version != 1 {
@@ -131,7 +132,7 @@ func TestPayEventRawData(t *testing.T) {
 func TestPayValidation(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, 2)
-	tenantID := f.tenant(t)
+	tenantID := testenv.NewTenant(t).ID
 	orderID := f.order(t, tenantID, 100)
 	tests := []struct {
 		name string
@@ -163,7 +164,7 @@ func TestPayOrderChecks(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, 2)
 	ctx := context.Background()
-	tenantID := f.tenant(t)
+	tenantID := testenv.NewTenant(t).ID
 	tests := []struct {
 		name       string
 		target     payments.Target
@@ -208,7 +209,7 @@ func TestOnePaymentPerOrder(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, 2)
 	ctx := context.Background()
-	tenantID := f.tenant(t)
+	tenantID := testenv.NewTenant(t).ID
 	for _, method := range []string{payments.MethodCard, payments.MethodCardDeclined} {
 		t.Run(method, func(t *testing.T) {
 			first := f.pay(t, tenantID, 700, method)
@@ -230,7 +231,7 @@ func TestConcurrentPayments(t *testing.T) {
 	t.Parallel()
 	f := newFixtureWith(t, 20, payments.SimulatedOptions{Latency: 20 * time.Millisecond}, fastRetries)
 	ctx := context.Background()
-	tenantID := f.tenant(t)
+	tenantID := testenv.NewTenant(t).ID
 	orderID := f.order(t, tenantID, 4200)
 
 	const n = 20
@@ -288,7 +289,7 @@ func TestCircuitBreaker(t *testing.T) {
 	opts.OpenTimeout = coolDown
 	f := newFixtureWith(t, 4, payments.SimulatedOptions{FailTimes: -1}, opts)
 	ctx := context.Background()
-	tenantID := f.tenant(t)
+	tenantID := testenv.NewTenant(t).ID
 
 	orderID := f.order(t, tenantID, 990)
 	p, err := f.svc.Pay(ctx, tenantID, payments.NewPayment{OrderID: orderID, Amount: 990, Currency: "EUR", Method: payments.MethodCardError})
@@ -354,7 +355,7 @@ func TestGatewayError(t *testing.T) {
 		return payments.Result{}, payments.Permanent(errors.New("invalid merchant"))
 	})
 	svc := payments.NewService(env.db, env.orders, payments.NewResilient(permanent, fastRetries))
-	tenantID := env.tenant(t)
+	tenantID := testenv.NewTenant(t).ID
 	orderID := env.order(t, tenantID, 300)
 	p, err := svc.Pay(context.Background(), tenantID, payments.NewPayment{OrderID: orderID, Amount: 300, Currency: "EUR", Method: "card"})
 	if err != nil {
@@ -372,7 +373,7 @@ func TestRefunds(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, 2)
 	ctx := context.Background()
-	tenantID := f.tenant(t)
+	tenantID := testenv.NewTenant(t).ID
 	p := f.pay(t, tenantID, 1000, payments.MethodCard)
 
 	steps := []struct {
@@ -465,7 +466,7 @@ func TestConcurrentRefunds(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, 20)
 	ctx := context.Background()
-	tenantID := f.tenant(t)
+	tenantID := testenv.NewTenant(t).ID
 	p := f.pay(t, tenantID, 1000, payments.MethodCard)
 
 	const n = 20
@@ -514,7 +515,7 @@ func TestTenantIsolation(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, 2)
 	ctx := context.Background()
-	a, b := f.tenant(t), f.tenant(t)
+	a, b := testenv.NewTenant(t).ID, testenv.NewTenant(t).ID
 	p := f.pay(t, a, 800, payments.MethodCard)
 
 	if _, err := f.svc.Get(ctx, b, p.ID); !errors.Is(err, payments.ErrNotFound) {
@@ -545,7 +546,7 @@ func TestListPages(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, 4)
 	ctx := context.Background()
-	tenantID, other := f.tenant(t), f.tenant(t)
+	tenantID, other := testenv.NewTenant(t).ID, testenv.NewTenant(t).ID
 	var want []uuid.UUID
 	for range 5 {
 		want = append(want, f.pay(t, tenantID, 100, payments.MethodCard).ID)
