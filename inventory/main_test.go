@@ -2,14 +2,12 @@ package inventory_test
 
 import (
 	"context"
-	"slices"
 	"testing"
 
 	"github.com/google/uuid"
 	"gorm.io/gorm"
 
 	"github.com/tenantd/tenantd/internal/db"
-	"github.com/tenantd/tenantd/internal/fault"
 	"github.com/tenantd/tenantd/internal/testenv"
 	"github.com/tenantd/tenantd/inventory"
 )
@@ -56,18 +54,4 @@ func (f fixture) reserve(t *testing.T, tenantID, productID uuid.UUID, reserved i
 	if err != nil {
 		t.Fatalf("reserve: %v", err)
 	}
-}
-
-// fieldsOf returns the code of err and the names of the fields it blames.
-func fieldsOf(err error) (fault.Code, []string) {
-	fe, ok := fault.As(err)
-	if !ok {
-		return fault.CodeOf(err), nil
-	}
-	var names []string
-	for _, f := range fe.Fields {
-		names = append(names, f.Field)
-	}
-	slices.Sort(names)
-	return fe.Code, names
 }

@@ -67,7 +67,7 @@ func TestCreateValidationNamesField(t *testing.T) {
 	f := newFixture(t, 2)
 	tenantID := testenv.NewTenant(t).ID
 	_, err := f.svc.Create(context.Background(), tenantID, inventory.NewProduct{SKU: "ok", Name: "n", Currency: "EUR", Stock: -3})
-	code, fields := fieldsOf(err)
+	code, fields := testenv.FaultFields(err)
 	if code != fault.Validation || !slices.Equal(fields, []string{"stock"}) {
 		t.Errorf("got %s %v, want %s [stock]", code, fields, fault.Validation)
 	}
@@ -254,7 +254,7 @@ func TestAdjustStock(t *testing.T) {
 	t.Run("invalid adjustment", func(t *testing.T) {
 		p := f.product(t, tenantID, "ADJ-invalid", 1)
 		_, err := f.svc.AdjustStock(ctx, tenantID, p.ID, inventory.StockAdjustment{Delta: 0, Reason: "x"})
-		if code, fields := fieldsOf(err); code != fault.Validation || !slices.Equal(fields, []string{"delta"}) {
+		if code, fields := testenv.FaultFields(err); code != fault.Validation || !slices.Equal(fields, []string{"delta"}) {
 			t.Errorf("got %s %v, want %s [delta]", code, fields, fault.Validation)
 		}
 	})
@@ -364,7 +364,7 @@ func TestUpdate(t *testing.T) {
 	})
 	t.Run("nothing to change", func(t *testing.T) {
 		_, err := f.svc.Update(ctx, tenantID, p.ID, inventory.ProductChange{})
-		if code, fields := fieldsOf(err); code != fault.Validation || !slices.Equal(fields, []string{"body"}) {
+		if code, fields := testenv.FaultFields(err); code != fault.Validation || !slices.Equal(fields, []string{"body"}) {
 			t.Errorf("got %s %v, want %s [body]", code, fields, fault.Validation)
 		}
 	})

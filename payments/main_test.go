@@ -3,7 +3,6 @@ package payments_test
 import (
 	"context"
 	"errors"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -14,7 +13,6 @@ import (
 
 	"github.com/tenantd/tenantd/internal/db"
 	"github.com/tenantd/tenantd/internal/events"
-	"github.com/tenantd/tenantd/internal/fault"
 	"github.com/tenantd/tenantd/internal/testenv"
 	"github.com/tenantd/tenantd/payments"
 )
@@ -205,18 +203,4 @@ func (f fixture) streamEvents(t *testing.T, tenantID uuid.UUID, streamID string)
 		t.Fatalf("load stream %s: %v", streamID, err)
 	}
 	return out
-}
-
-// fieldsOf returns the code of err and the names of the fields it blames.
-func fieldsOf(err error) (fault.Code, []string) {
-	fe, ok := fault.As(err)
-	if !ok {
-		return fault.CodeOf(err), nil
-	}
-	var names []string
-	for _, f := range fe.Fields {
-		names = append(names, f.Field)
-	}
-	slices.Sort(names)
-	return fe.Code, names
 }

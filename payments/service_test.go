@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -149,7 +148,7 @@ func TestPayValidation(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := f.svc.Pay(context.Background(), tenantID, tt.in)
-			code, fields := fieldsOf(err)
+			code, fields := testenv.FaultFields(err)
 			if code != fault.Validation || !slices.Equal(fields, tt.want) {
 				t.Errorf("got %s %v, want %s %v", code, fields, fault.Validation, tt.want)
 			}
@@ -188,7 +187,7 @@ func TestPayOrderChecks(t *testing.T) {
 				f.orders.set(tenantID, orderID, tt.target)
 			}
 			_, err := f.svc.Pay(ctx, tenantID, payments.NewPayment{OrderID: orderID, Amount: tt.amount, Currency: tt.currency, Method: "card"})
-			code, fields := fieldsOf(err)
+			code, fields := testenv.FaultFields(err)
 			if code != tt.wantCode || !slices.Equal(fields, tt.wantFields) {
 				t.Errorf("got %s %v (%v), want %s %v", code, fields, err, tt.wantCode, tt.wantFields)
 			}
@@ -234,29 +233,11 @@ func TestConcurrentPayments(t *testing.T) {
 	tenantID := testenv.NewTenant(t).ID
 	orderID := f.order(t, tenantID, 4200)
 
-	const n = 20
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for i := range n {
-		wg.Go(func() {
-			<-start
-			_, errs[i] = f.svc.Pay(ctx, tenantID, payments.NewPayment{OrderID: orderID, Amount: 4200, Currency: "EUR", Method: payments.MethodCard})
-		})
-	}
-	close(start)
-	wg.Wait()
-
-	succeeded := 0
-	for i, err := range errs {
-		switch {
-		case err == nil:
-			succeeded++
-		case !errors.Is(err, payments.ErrOrderHasPayment):
-			t.Errorf("payment %d: got %v, want nil or %v", i, err, payments.ErrOrderHasPayment)
-		}
-	}
-	if succeeded != 1 {
+	errs := testenv.Race(20, func(int) error {
+		_, err := f.svc.Pay(ctx, tenantID, payments.NewPayment{OrderID: orderID, Amount: 4200, Currency: "EUR", Method: payments.MethodCard})
+		return err
+	})
+	if succeeded := testenv.Succeeded(t, errs, payments.ErrOrderHasPayment); succeeded != 1 {
 		t.Errorf("got %d payments through, want 1", succeeded)
 	}
 	if calls, approved := f.gateway.calls.Load(), f.gateway.approved.Load(); calls != 1 || approved != 1 {
@@ -469,27 +450,11 @@ func TestConcurrentRefunds(t *testing.T) {
 	tenantID := testenv.NewTenant(t).ID
 	p := f.pay(t, tenantID, 1000, payments.MethodCard)
 
-	const n = 20
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for i := range n {
-		wg.Go(func() {
-			<-start
-			_, errs[i] = f.svc.Refund(ctx, tenantID, p.ID, payments.NewRefund{Amount: 100})
-		})
-	}
-	close(start)
-	wg.Wait()
-	ok := 0
-	for i, err := range errs {
-		switch {
-		case err == nil:
-			ok++
-		case !errors.Is(err, payments.ErrRefundTooLarge):
-			t.Errorf("refund %d: got %v, want nil or %v", i, err, payments.ErrRefundTooLarge)
-		}
-	}
+	errs := testenv.Race(20, func(int) error {
+		_, err := f.svc.Refund(ctx, tenantID, p.ID, payments.NewRefund{Amount: 100})
+		return err
+	})
+	ok := testenv.Succeeded(t, errs, payments.ErrRefundTooLarge)
 	if ok != 10 {
 		t.Errorf("got %d refunds through, want 10", ok)
 	}
