@@ -66,7 +66,7 @@ func TestMeteringDurability(t *testing.T) {
 			s := startMeterServer(t, bin, env, env.RedisURL)
 			tenantID := s.setUp(t)
 			l := s.load(8)
-			time.Sleep(2*time.Second + time.Duration(i)*333*time.Millisecond + time.Duration(rand.IntN(333))*time.Millisecond)
+			time.Sleep(2*time.Second + time.Duration(i)*333*time.Millisecond + time.Duration(rand.IntN(333))*time.Millisecond) // the point: kill at a random moment of the load
 			killed := time.Now()
 			if err := s.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 				t.Fatal(err)
@@ -101,9 +101,9 @@ func TestMeteringDurability(t *testing.T) {
 		s := startMeterServer(t, bin, env, proxy.url)
 		tenantID := s.setUp(t)
 		l := s.load(4)
-		time.Sleep(1500 * time.Millisecond)
+		time.Sleep(1500 * time.Millisecond) // the point: counts flow before the cut
 		proxy.cut()
-		time.Sleep(1500 * time.Millisecond)
+		time.Sleep(1500 * time.Millisecond) // the point: requests are served while Redis is cut off
 		if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 			t.Fatal(err)
 		}

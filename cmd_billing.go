@@ -8,7 +8,7 @@ import (
 	"github.com/tenantd/tenantd/billing"
 )
 
-var billingUsage = usage{name: "billing", text: `Usage: tenantd billing export --period YYYY-MM [--format csv|jsonl] [--out FILE] [--provisional]
+var billingUsage = usage{name: "billing", text: `Usage: tenantd billing export --period YYYY-MM [--format csv|jsonl|cloudevents|stripe-meter-events] [--out FILE] [--provisional]
 
 See tenantd billing export --help.
 `}

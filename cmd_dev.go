@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/google/uuid"
@@ -19,6 +20,7 @@ import (
 	"github.com/tenantd/tenantd/internal/devenv"
 	"github.com/tenantd/tenantd/internal/devidp"
 	"github.com/tenantd/tenantd/internal/identity"
+	"github.com/tenantd/tenantd/internal/relay"
 	"github.com/tenantd/tenantd/inventory"
 	"github.com/tenantd/tenantd/migrations"
 	"github.com/tenantd/tenantd/tenant"
@@ -133,6 +135,22 @@ func dev(ctx context.Context, cfg config.Config, idpAddr string, log *slog.Logge
 	cfg.OIDCAllowInsecureIssuers = true
 	cfg.WebhookAllowPrivate = true // webhook receivers on localhost
 	cfg.DrainDelay = 0
+	// EVENT_RELAY=nats without NATS_URL: an embedded JetStream server,
+	// its storage removed at exit (after the app has stopped).
+	if cfg.EventRelay == config.RelayNATS && cfg.NATSURL == "" {
+		natsDir, err := os.MkdirTemp("", "tenantd-nats-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(natsDir)
+		natsURL, stopNATS, err := relay.StartEmbedded(ctx, natsDir)
+		if err != nil {
+			return err
+		}
+		defer stopNATS()
+		cfg.NATSURL = natsURL
+		log.Info("dev: embedded NATS JetStream serving", "url", natsURL)
+	}
 	defer setupTracing(ctx, &cfg, log)()
 	c, err := connect(ctx, cfg, log, connectOptions{checkRole: true, app: true})
 	if err != nil {

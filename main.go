@@ -46,7 +46,7 @@ Usage:
   tenantd serve                        serve the API
   tenantd migrate up | down [N] | status
                                        apply, roll back (all, or N steps) or show migrations
-  tenantd billing export --period YYYY-MM [--format csv|jsonl] [--out FILE] [--provisional]
+  tenantd billing export --period YYYY-MM [--format csv|jsonl|cloudevents|stripe-meter-events] [--out FILE] [--provisional]
                                        the billing file of a month (closes an ended month)
   tenantd projections rebuild          recreate every tenant's order read model from its events
   tenantd audit verify [--tenant ID|SLUG | --platform] [--max-unsealed-age 10s]

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -21,7 +20,6 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/tenantd/tenantd/internal/db"
-	"github.com/tenantd/tenantd/internal/devenv"
 	"github.com/tenantd/tenantd/internal/testenv"
 )
 
@@ -54,15 +52,11 @@ func TestGracefulShutdown(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			// A Redis of its own: stopping it touches no other test.
-			rdb, err := devenv.StartRedisOnly(context.Background(), slog.New(slog.NewTextHandler(io.Discard, nil)))
-			if err != nil {
-				t.Fatalf("start redis: %v", err)
-			}
-			t.Cleanup(rdb.Stop)
-			s := startShutdownServer(t, bin, env, rdb.RedisURL)
+			rdb := testenv.PrivateRedis(t)
+			s := startShutdownServer(t, bin, env, rdb.URL)
 			tenantID, key := s.createTenant(t) // operator routes are not metered
 			if tt.redisDown {
-				rdb.StopRedis()
+				rdb.Stop()
 			}
 			shutdownUnderLoad(t, env, s, tenantID, key)
 		})
@@ -121,12 +115,12 @@ func shutdownUnderLoad(t *testing.T, env *testenv.Env, s *shutdownServer, tenant
 			}
 		})
 	}
-	time.Sleep(time.Second)
+	time.Sleep(time.Second) // the point: let the load run before the signal
 	sigterm := time.Now()
 	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(100 * time.Millisecond)
+	time.Sleep(100 * time.Millisecond) // the point: SIGTERM lands while requests are in flight; readiness must fail at once
 	if status, _, err := call("GET", "/readyz", "", nil); err != nil || status != 503 {
 		t.Errorf("readyz while draining: got %d %v, want 503", status, err)
 	}
@@ -238,17 +232,11 @@ func startServe(t *testing.T, bin string, clientTimeout time.Duration, vars ...s
 			<-s.exited
 		}
 	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
 		status, _, err := s.call("GET", "/readyz", "", nil)
-		if err == nil && status == 200 {
-			return s
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("tenantd did not become ready: %v %d\n%s", err, status, s.logs)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return err == nil && status == 200, fmt.Sprintf("tenantd did not become ready: %v %d\n%s", err, status, s.logs)
+	})
+	return s
 }
 
 // call sends one request with key as bearer credential and decodes the

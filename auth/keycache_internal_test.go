@@ -2,14 +2,11 @@ package auth
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
-	"strings"
 	"testing"
 	"time"
-
-	"github.com/google/uuid"
-	"gorm.io/gorm"
 
 	"github.com/tenantd/tenantd/internal/identity"
 	"github.com/tenantd/tenantd/internal/testenv"
@@ -22,14 +19,7 @@ import (
 func TestUnknownPrefixForgottenWhenIssued(t *testing.T) {
 	env := testenv.Get(t)
 	ctx := t.Context()
-	tenantID := uuid.New()
-	err := env.OpenOwnerDB(t).WithPlatform(ctx, func(tx *gorm.DB) error {
-		return tx.Exec(`INSERT INTO tenants (id, slug, name, plan) VALUES (?, ?, 'Key cache', 'free')`,
-			tenantID, "kc-"+strings.ReplaceAll(tenantID.String(), "-", "")[:20]).Error
-	})
-	if err != nil {
-		t.Fatalf("create tenant: %v", err)
-	}
+	tenantID := testenv.NewTenant(t).ID
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	one := NewService(env.OpenDB(t, 2), env.RedisClient(t), 10*time.Second, log)
 	two := NewService(env.OpenDB(t, 2), env.RedisClient(t), 10*time.Second, log)
@@ -38,14 +28,10 @@ func TestUnknownPrefixForgottenWhenIssued(t *testing.T) {
 	go func() { two.ListenForInvalidations(listen); close(done) }()
 	t.Cleanup(func() { stop(); <-done })
 	// The listener is subscribed once it hears a message.
-	deadline := time.Now().Add(5 * time.Second)
-	for !two.recent.Contains("probe") {
-		if time.Now().After(deadline) {
-			t.Fatal("replica two never heard the invalidation channel")
-		}
+	testenv.Eventually(t, 5*time.Second, func() (bool, string) {
 		one.invalidate(ctx, "key:probe")
-		time.Sleep(20 * time.Millisecond)
-	}
+		return two.recent.Contains("probe"), "replica two hears the invalidation channel"
+	})
 
 	key, prefix := generateKey()
 	one.newKey = func() (string, string) { return key, prefix }
@@ -67,17 +53,10 @@ func TestUnknownPrefixForgottenWhenIssued(t *testing.T) {
 	if p, err := one.Authenticate(ctx, key); err != nil || p.KeyID != k.ID {
 		t.Fatalf("creating replica, right after the creation: got %v, want the new key", err)
 	}
-	deadline = time.Now().Add(2 * time.Second)
-	for {
+	testenv.Eventually(t, 2*time.Second, func() (bool, string) {
 		p, err := two.Authenticate(ctx, key)
-		if err == nil && p.KeyID == k.ID {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("other replica, 2 s after the creation: got %v, want the new key (its prefix was still cached as unknown)", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return err == nil && p.KeyID == k.ID, fmt.Sprintf("other replica after the creation: got %v, want the new key (its prefix was still cached as unknown)", err)
+	})
 	// A prefix announced lately is not cached as unknown again, even by a
 	// lookup that missed it (one that began before the key committed).
 	two.rememberUnknown(prefix)

@@ -39,32 +39,22 @@ func replicaOptions(t *testing.T) auth.RBACOptions {
 	return auth.RBACOptions{ReloadInterval: time.Hour, Channel: "test:casbin:" + t.Name()}
 }
 
-// newTenantID inserts a tenant and returns its id: role changes are
-// recorded in the tenant's audit trail, which needs the tenant to exist.
-func newTenantID(t *testing.T) uuid.UUID {
-	t.Helper()
-	id := uuid.New()
-	owner := testenv.Get(t).OpenOwnerDB(t)
-	err := owner.WithPlatform(t.Context(), func(tx *gorm.DB) error {
-		return tx.Exec(`INSERT INTO tenants (id, slug, name, plan) VALUES (?, ?, 'Test tenant', 'free')`,
-			id, "t-"+strings.ReplaceAll(id.String(), "-", "")[:20]).Error
-	})
-	if err != nil {
-		t.Fatalf("create tenant: %v", err)
-	}
-	return id
-}
-
 // newReplica starts an RBAC on the package database; withRedis false
 // leaves it without a watcher.
 func newReplica(t *testing.T, opts auth.RBACOptions, withRedis bool) replica {
 	t.Helper()
-	env := testenv.Get(t)
-	d := env.OpenDB(t, 4)
 	var rdb *redis.Client
 	if withRedis {
-		rdb = env.RedisClient(t)
+		rdb = testenv.Get(t).RedisClient(t)
 	}
+	return newReplicaOn(t, opts, rdb)
+}
+
+// newReplicaOn starts an RBAC on the package database whose watcher uses
+// rdb (none when nil).
+func newReplicaOn(t *testing.T, opts auth.RBACOptions, rdb *redis.Client) replica {
+	t.Helper()
+	d := testenv.Get(t).OpenDB(t, 4)
 	r, err := auth.NewRBAC(d, rdb, testLogger(), opts)
 	if err != nil {
 		t.Fatalf("NewRBAC: %v", err)
@@ -97,26 +87,12 @@ func mustCreate(t *testing.T, r replica, tenant uuid.UUID, name string, perms ..
 	return role
 }
 
-// eventually polls cond every 5 ms until it holds or within passes, and
-// returns how long it took.
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > within {
-			t.Fatalf("%s: still not true after %v", what, within)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	return time.Since(start)
-}
-
 // TestDecisionsMatchCasbin checks the decision table against Casbin's own
 // enforcer on the same rules, for every role and permission.
 func TestDecisionsMatchCasbin(t *testing.T) {
 	r := newReplica(t, replicaOptions(t), false)
 	ctx := context.Background()
-	a, b := newTenantID(t), newTenantID(t)
+	a, b := testenv.NewTenant(t).ID, testenv.NewTenant(t).ID
 	mustCreate(t, r, a, "auditor", "audit:read", "orders:read", "events:read")
 	mustCreate(t, r, a, "cashier", "payments:write", "payments:refund", "orders:write")
 	mustCreate(t, r, a, "everything", auth.Permissions...)
@@ -175,7 +151,7 @@ func TestChangesReachOtherReplicaWithinOneSecond(t *testing.T) {
 	opts := replicaOptions(t)
 	a, b := newReplica(t, opts, true), newReplica(t, opts, true)
 	ctx := context.Background()
-	tenant := newTenantID(t)
+	tenant := testenv.NewTenant(t).ID
 	admin := as(tenant, "admin")
 	support := as(tenant, "support")
 
@@ -184,12 +160,12 @@ func TestChangesReachOtherReplicaWithinOneSecond(t *testing.T) {
 		t.Fatal("warmup role allowed before it exists")
 	}
 	mustCreate(t, a, tenant, "warmup", "orders:read")
-	eventually(t, 10*time.Second, "replica b sees the warm-up role", func() bool {
-		return b.Allowed(ctx, as(tenant, "warmup"), "orders:read")
+	testenv.Eventually(t, 10*time.Second, func() (bool, string) {
+		return b.Allowed(ctx, as(tenant, "warmup"), "orders:read"), "replica b sees the warm-up role"
 	})
 
 	mustCreate(t, a, tenant, "support", "orders:read", "orders:write")
-	eventually(t, time.Second, "b grants a role created on a", func() bool { return b.Allowed(ctx, support, "orders:write") })
+	testenv.Eventually(t, time.Second, func() (bool, string) { return b.Allowed(ctx, support, "orders:write"), "b grants a role created on a" })
 
 	steps := []struct {
 		name   string
@@ -220,8 +196,8 @@ func TestChangesReachOtherReplicaWithinOneSecond(t *testing.T) {
 			if err := s.change(); err != nil {
 				t.Fatal(err)
 			}
-			took := eventually(t, 2*time.Second, "other replica applies the change", func() bool {
-				return other.Allowed(ctx, support, s.perm) == s.want
+			took := testenv.Eventually(t, 2*time.Second, func() (bool, string) {
+				return other.Allowed(ctx, support, s.perm) == s.want, "other replica applies the change"
 			})
 			if took >= time.Second {
 				t.Errorf("took %v, want under 1s", took)
@@ -234,21 +210,18 @@ func TestChangesReachOtherReplicaWithinOneSecond(t *testing.T) {
 // TestReloadAfterRedisRestart loses a change announcement while Redis is
 // down; the replica catches the change when its subscription reconnects.
 func TestReloadAfterRedisRestart(t *testing.T) {
-	env := testenv.Get(t)
-	if env.Redis == nil {
-		t.Skip("Redis comes from TEST_REDIS_URL, which this test cannot restart")
-	}
+	rs := testenv.PrivateRedis(t) // stopped below: a Redis of the test's own
 	opts := replicaOptions(t)
-	a, b := newReplica(t, opts, true), newReplica(t, opts, true)
+	a, b := newReplicaOn(t, opts, rs.Client(t)), newReplicaOn(t, opts, rs.Client(t))
 	ctx := context.Background()
-	tenant := newTenantID(t)
+	tenant := testenv.NewTenant(t).ID
 	night := as(tenant, "night")
 
 	if b.Allowed(ctx, night, "orders:read") {
 		t.Fatal("role allowed before it exists")
 	}
 	mustCreate(t, a, tenant, "night", "orders:read", "orders:write")
-	eventually(t, 10*time.Second, "b sees the new role", func() bool { return b.Allowed(ctx, night, "orders:write") })
+	testenv.Eventually(t, 10*time.Second, func() (bool, string) { return b.Allowed(ctx, night, "orders:write"), "b sees the new role" })
 	// After connecting, a replica drops its cache once more a second later
 	// (RBAC.Run); wait that out so that only the reconnection can help b.
 	time.Sleep(1500 * time.Millisecond)
@@ -256,15 +229,7 @@ func TestReloadAfterRedisRestart(t *testing.T) {
 		t.Fatal("b lost the role's permission")
 	}
 
-	env.Redis.StopRedis()
-	stopped := true
-	t.Cleanup(func() {
-		if stopped {
-			if err := env.Redis.StartRedis(context.Background()); err != nil {
-				t.Errorf("restart redis: %v", err)
-			}
-		}
-	})
+	rs.Stop()
 	if _, err := a.UpdateRole(ctx, as(tenant, "admin"), "night", []string{"orders:read"}, ""); err != nil {
 		t.Fatalf("update while Redis is down: %v", err)
 	}
@@ -274,12 +239,11 @@ func TestReloadAfterRedisRestart(t *testing.T) {
 		t.Fatal("b applied the change while Redis was down; the test proves nothing")
 	}
 
-	if err := env.Redis.StartRedis(ctx); err != nil {
+	if err := rs.Start(ctx); err != nil {
 		t.Fatalf("restart redis: %v", err)
 	}
-	stopped = false
 	restarted := time.Now()
-	took := eventually(t, 10*time.Second, "b reloads after reconnecting", func() bool { return !b.Allowed(ctx, night, "orders:write") })
+	took := testenv.Eventually(t, 10*time.Second, func() (bool, string) { return !b.Allowed(ctx, night, "orders:write"), "b reloads after reconnecting" })
 	t.Logf("b applied the lost change %v after Redis restarted", took)
 	if !b.Allowed(ctx, night, "orders:read") {
 		t.Error("b lost the permission the role kept")
@@ -294,7 +258,7 @@ func TestReloadAfterRedisRestart(t *testing.T) {
 	if _, err := a.UpdateRole(ctx, as(tenant, "admin"), "night", []string{"orders:read", "events:read"}, ""); err != nil {
 		t.Fatal(err)
 	}
-	took = eventually(t, 2*time.Second, "b applies the next change", func() bool { return b.Allowed(ctx, night, "events:read") })
+	took = testenv.Eventually(t, 2*time.Second, func() (bool, string) { return b.Allowed(ctx, night, "events:read"), "b applies the next change" })
 	if took >= time.Second {
 		t.Errorf("after the restart a change took %v to arrive, want under 1s", took)
 	}
@@ -307,7 +271,7 @@ func TestPeriodicReloadCatchesUnannouncedChanges(t *testing.T) {
 	opts.ReloadInterval = 100 * time.Millisecond
 	r := newReplica(t, opts, false)
 	ctx := context.Background()
-	tenant := newTenantID(t)
+	tenant := testenv.NewTenant(t).ID
 	ops := as(tenant, "ops")
 	if r.Allowed(ctx, ops, "orders:read") {
 		t.Fatal("allowed before any rule exists")
@@ -319,13 +283,13 @@ func TestPeriodicReloadCatchesUnannouncedChanges(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 2*time.Second, "reload grants the inserted rule", func() bool { return r.Allowed(ctx, ops, "orders:read") })
+	testenv.Eventually(t, 2*time.Second, func() (bool, string) { return r.Allowed(ctx, ops, "orders:read"), "reload grants the inserted rule" })
 	if err := r.db.WithTenant(ctx, tenant, func(tx *gorm.DB) error {
 		return tx.Exec(`DELETE FROM casbin_rule WHERE v1 = ?`, tenant.String()).Error
 	}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 2*time.Second, "reload revokes the deleted rule", func() bool { return !r.Allowed(ctx, ops, "orders:read") })
+	testenv.Eventually(t, 2*time.Second, func() (bool, string) { return !r.Allowed(ctx, ops, "orders:read"), "reload revokes the deleted rule" })
 }
 
 // TestConcurrentCreatesAcrossReplicas creates one role name on two replicas
@@ -335,7 +299,7 @@ func TestConcurrentCreatesAcrossReplicas(t *testing.T) {
 	replicas := []replica{newReplica(t, opts, true), newReplica(t, opts, true)}
 	ctx := context.Background()
 	for round := range 10 {
-		tenant := newTenantID(t)
+		tenant := testenv.NewTenant(t).ID
 		errs := make([]error, 4)
 		var wg sync.WaitGroup
 		for i := range errs {
@@ -374,7 +338,7 @@ func TestConcurrentCreatesAcrossReplicas(t *testing.T) {
 func TestDecisionsDuringChanges(t *testing.T) {
 	r := newReplica(t, replicaOptions(t), true)
 	ctx := context.Background()
-	tenant := newTenantID(t)
+	tenant := testenv.NewTenant(t).ID
 	mustCreate(t, r, tenant, "stable", "orders:read")
 	mustCreate(t, r, tenant, "flappy", "orders:write")
 	stable, flappy := as(tenant, "stable"), as(tenant, "flappy")

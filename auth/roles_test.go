@@ -18,6 +18,7 @@ import (
 	"github.com/tenantd/tenantd/internal/fault"
 	"github.com/tenantd/tenantd/internal/httpx"
 	"github.com/tenantd/tenantd/internal/identity"
+	"github.com/tenantd/tenantd/internal/testenv"
 	"github.com/tenantd/tenantd/middleware"
 )
 
@@ -36,7 +37,7 @@ func codeAndFields(err error) (fault.Code, []string) {
 
 func TestCreateRoleValidation(t *testing.T) {
 	r := newReplica(t, replicaOptions(t), false)
-	tenant := newTenantID(t)
+	tenant := testenv.NewTenant(t).ID
 	many := make([]string, 101)
 	for i := range many {
 		many[i] = "orders:read"
@@ -82,7 +83,7 @@ func TestCreateRoleValidation(t *testing.T) {
 func TestRoleLifecycle(t *testing.T) {
 	r := newReplica(t, replicaOptions(t), false)
 	ctx := context.Background()
-	tenant := newTenantID(t)
+	tenant := testenv.NewTenant(t).ID
 	admin := as(tenant, "admin")
 	auditor := as(tenant, "auditor")
 
@@ -196,7 +197,7 @@ func checkAllowed(t *testing.T, r replica, p identity.Principal, want map[string
 func TestRoleDomainIsolation(t *testing.T) {
 	r := newReplica(t, replicaOptions(t), false)
 	ctx := context.Background()
-	a, b := newTenantID(t), newTenantID(t)
+	a, b := testenv.NewTenant(t).ID, testenv.NewTenant(t).ID
 	mustCreate(t, r, a, "ops", "orders:write")
 
 	if ok, err := r.RoleExists(ctx, b, "ops"); err != nil || ok {
@@ -231,7 +232,7 @@ func TestRoleDomainIsolation(t *testing.T) {
 func TestRoleEscalation(t *testing.T) {
 	r := newReplica(t, replicaOptions(t), false)
 	ctx := context.Background()
-	tenant := newTenantID(t)
+	tenant := testenv.NewTenant(t).ID
 	mustCreate(t, r, tenant, "role-admin", "roles:read", "roles:write", "products:read")
 	mustCreate(t, r, tenant, "refunds", "products:read", "payments:refund")
 	manager := as(tenant, "role-admin")
@@ -305,7 +306,7 @@ func TestRoleEscalation(t *testing.T) {
 func TestAllowedUnionOfRoles(t *testing.T) {
 	r := newReplica(t, replicaOptions(t), false)
 	ctx := context.Background()
-	tenant := newTenantID(t)
+	tenant := testenv.NewTenant(t).ID
 	mustCreate(t, r, tenant, "reporting", "usage:read", "audit:read")
 
 	tests := []struct {
@@ -359,7 +360,7 @@ type rolesAPI struct {
 func newRolesAPI(t *testing.T, r replica) rolesAPI {
 	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()
-	tenant := newTenantID(t)
+	tenant := testenv.NewTenant(t).ID
 	v1 := e.Group("/v1", func(c *gin.Context) {
 		p := as(tenant, strings.Split(c.GetHeader("X-Test-Roles"), ",")...)
 		c.Request = c.Request.WithContext(identity.WithPrincipal(c.Request.Context(), p))

@@ -2,22 +2,18 @@ package billing_test
 
 import (
 	"bytes"
-	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"gorm.io/gorm"
 
 	"github.com/tenantd/tenantd/internal/db"
-	"github.com/tenantd/tenantd/internal/devenv"
 	"github.com/tenantd/tenantd/internal/testenv"
-	"github.com/tenantd/tenantd/migrations"
 )
 
 // exportDB is a database of its own, migrated like the package's, for tests
@@ -35,40 +31,16 @@ func newExportDB(t *testing.T) exportDB {
 	t.Helper()
 	env := testenv.Get(t)
 	ctx := t.Context()
-	b := make([]byte, 4)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	name := env.DBName + "_x" + hex.EncodeToString(b)
-	dbase, err := devenv.Provision(ctx, env.AdminURL, name)
-	if err != nil {
-		t.Fatalf("provision %s: %v", name, err)
-	}
-	t.Cleanup(func() {
-		if err := devenv.Drop(context.Background(), env.AdminURL, name); err != nil {
-			t.Errorf("drop %s: %v", name, err)
-		}
-	})
-	m, err := db.NewMigrator(dbase.OwnerURL, migrations.Files)
-	if err != nil {
-		t.Fatalf("migrator: %v", err)
-	}
-	err = m.Up()
-	if cerr := m.Close(); cerr != nil {
-		t.Errorf("close migrator: %v", cerr)
-	}
-	if err != nil {
-		t.Fatalf("migrate %s: %v", name, err)
-	}
+	dbase := env.NewDatabase(t)
 	superURL, err := url.Parse(env.AdminURL)
 	if err != nil {
 		t.Fatalf("parse admin url: %v", err)
 	}
-	superURL.Path = "/" + name
+	superURL.Path = "/" + dbase.Name
 	open := func(u, workerURL string) *db.DB {
 		d, err := db.Open(ctx, u, db.Options{MaxConns: 4, WorkerURL: workerURL})
 		if err != nil {
-			t.Fatalf("open %s: %v", name, err)
+			t.Fatalf("open %s: %v", dbase.Name, err)
 		}
 		t.Cleanup(func() { d.Close() })
 		return d
@@ -79,16 +51,12 @@ func newExportDB(t *testing.T) exportDB {
 // tenant inserts a tenant through the platform scope, created at createdAt.
 func (x exportDB) tenant(t *testing.T, id, slug, plan, status, createdAt string) uuid.UUID {
 	t.Helper()
-	tid := uuid.MustParse(id)
-	err := x.owner.WithPlatform(t.Context(), func(tx *gorm.DB) error {
-		return tx.Exec(`INSERT INTO tenants (id, slug, name, plan, status, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?::timestamptz, ?::timestamptz)`,
-			tid, slug, "Tenant "+slug, plan, status, createdAt, createdAt).Error
-	})
+	at, err := time.Parse(time.RFC3339, createdAt)
 	if err != nil {
-		t.Fatalf("insert tenant %s: %v", slug, err)
+		t.Fatal(err)
 	}
-	return tid
+	return testenv.NewTenant(t, testenv.InDB(x.owner), testenv.WithID(uuid.MustParse(id)), testenv.WithSlug(slug),
+		testenv.WithPlan(plan), testenv.WithStatus(status), testenv.WithCreatedAt(at)).ID
 }
 
 // platformExec runs one statement on the tenants table as the operator would.

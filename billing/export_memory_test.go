@@ -18,6 +18,9 @@ import (
 )
 
 const (
+	// longTestsEnv set to anything runs the long tests.
+	longTestsEnv = "TENANTD_LONG_TESTS"
+
 	bigTenants = 100_000
 	// heapBound is the most heap the export may use. Its CSV is about
 	// 60 MB: an export that held it (or its lines) in memory would not fit.
@@ -32,8 +35,12 @@ const (
 // every few milliseconds while it runs, stays under heapBound. It logs the
 // peak heap and the process's peak RSS (VmHWM, reset before the export where
 // the kernel allows). Not parallel, so no other test of the package runs
-// meanwhile and the numbers are the export's own.
+// meanwhile and the numbers are the export's own. It takes over a minute:
+// make test skips it, make test-long (in CI) runs it.
 func TestExport100kTenantsBoundedMemory(t *testing.T) {
+	if os.Getenv(longTestsEnv) == "" {
+		t.Skip("a long test: set " + longTestsEnv + "=1 to run it (make test-long)")
+	}
 	x := newExportDB(t)
 	ctx := t.Context()
 	start := time.Now()

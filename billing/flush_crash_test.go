@@ -18,6 +18,7 @@ import (
 
 	"github.com/tenantd/tenantd/billing"
 	"github.com/tenantd/tenantd/internal/db"
+	"github.com/tenantd/tenantd/internal/testenv"
 )
 
 // crashEnv, when set in the environment, makes the test binary a drainer of
@@ -92,7 +93,7 @@ func TestFlusherKilled(t *testing.T) {
 		t.Run(step, func(t *testing.T) {
 			r := newMeterRig(t)
 			ctx := t.Context()
-			id := r.tenant(t, "free")
+			id := testenv.NewTenant(t, testenv.WithPlan("free")).ID
 			hour := time.Now().Add(-time.Hour)
 			legacyCount(t, r, id.String(), hour, billing.MeterAPIRequests+"|", 41)
 			legacyCount(t, r, id.String(), hour, billing.MeterPaymentVolume+"|EUR", 1999)
@@ -161,7 +162,7 @@ func TestFlusherKilled(t *testing.T) {
 func TestDrainLegacy(t *testing.T) {
 	r := newMeterRig(t)
 	ctx := t.Context()
-	id := r.tenant(t, "free")
+	id := testenv.NewTenant(t, testenv.WithPlan("free")).ID
 	now := time.Now().UTC()
 	legacyCount(t, r, id.String(), now.Add(-time.Hour), billing.MeterAPIRequests+"|", 3)
 	legacyCount(t, r, id.String(), now, billing.MeterAPIRequests+"|", 4)
@@ -190,7 +191,7 @@ func TestDrainLegacy(t *testing.T) {
 		return out
 	}
 	want := fmt.Sprint(map[string]int64{now.Add(-time.Hour).Format("15"): 3, now.Format("15"): 4})
-	meterEventually(t, 5*time.Second, "the drain at start", func() bool { return fmt.Sprint(hours()) == want })
+	testenv.Eventually(t, 5*time.Second, func() (bool, string) { return fmt.Sprint(hours()) == want, "the drain at start" })
 	if err := billing.DrainLegacy(ctx, counter); err != nil {
 		t.Fatalf("drain again: %v", err)
 	}

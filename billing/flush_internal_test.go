@@ -25,14 +25,8 @@ type flushRig struct {
 func newFlushRig(t *testing.T) flushRig {
 	t.Helper()
 	env := testenv.Get(t)
-	app, owner := env.OpenDB(t, 4), env.OpenOwnerDB(t)
-	id := uuid.New()
-	err := owner.WithPlatform(t.Context(), func(tx *gorm.DB) error {
-		return tx.Exec("INSERT INTO tenants (id, slug, name, plan) VALUES (?, ?, 'Flush', 'free')", id, "f-"+id.String()[:8]).Error
-	})
-	if err != nil {
-		t.Fatalf("create tenant: %v", err)
-	}
+	app := env.OpenDB(t, 4)
+	id := testenv.NewTenant(t).ID
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	return flushRig{app: app, c: NewCounter(env.RedisClient(t), app, log, time.Now), tenant: id}
 }

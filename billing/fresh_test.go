@@ -2,11 +2,13 @@ package billing_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"testing"
 	"time"
 
 	"github.com/tenantd/tenantd/billing"
+	"github.com/tenantd/tenantd/internal/testenv"
 	"github.com/tenantd/tenantd/middleware"
 )
 
@@ -16,7 +18,7 @@ import (
 // within 5 seconds, twice in a row, not when the hour is over.
 func TestUsageFresh(t *testing.T) {
 	r := newMeterRig(t)
-	id := r.tenant(t, "pro")
+	id := testenv.NewTenant(t, testenv.WithPlan("pro")).ID
 	counter := billing.NewCounter(r.rdb, r.app, r.log, time.Now)
 	runMeterCounter(t, counter)
 	e := meterEngine(middleware.Metering(counter))
@@ -46,13 +48,11 @@ func TestUsageFresh(t *testing.T) {
 			}
 		}
 		want += n
-		served := time.Now()
-		got := used()
-		for got < want && time.Since(served) < 5*time.Second {
-			time.Sleep(50 * time.Millisecond)
+		var got int64
+		took := testenv.Eventually(t, 5*time.Second, func() (bool, string) {
 			got = used()
-		}
-		took := time.Since(served)
+			return got >= want, fmt.Sprintf("round %d: got api_requests %d on /v1/usage, want %d", round+1, got, want)
+		})
 		if got != want {
 			t.Fatalf("round %d: got api_requests %d on /v1/usage %s after the requests, want %d within 5s", round+1, got, took.Round(time.Millisecond), want)
 		}

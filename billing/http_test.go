@@ -22,6 +22,7 @@ import (
 	"github.com/tenantd/tenantd/internal/fault"
 	"github.com/tenantd/tenantd/internal/httpx"
 	"github.com/tenantd/tenantd/internal/identity"
+	"github.com/tenantd/tenantd/internal/testenv"
 )
 
 // billingServer serves the billing routes the way the app mounts them: the
@@ -139,7 +140,7 @@ func TestUsageHTTP(t *testing.T) {
 	t.Parallel()
 	f := newUsageFixture(t)
 	srv := billingServer(t, f.app)
-	tenant := f.tenant(t, uuid.Nil, "pro")
+	tenant := testenv.NewTenant(t, testenv.WithPlan("pro")).ID
 	insertCount(t, f.owner, tenant, "api_requests", "", "2026-06-02T10:00:00Z", "2026-06", 5_002_001)
 	insertCount(t, f.owner, tenant, "payment_volume", "EUR", "2026-06-02T10:00:00Z", "2026-06", 42)
 	now := time.Now().UTC()
@@ -192,8 +193,8 @@ func TestUsageHTTP(t *testing.T) {
 	})
 
 	t.Run("admin report", func(t *testing.T) {
-		a := f.tenant(t, adminTenantID(0x21), "free")
-		b := f.tenant(t, adminTenantID(0x22), "pro")
+		a := testenv.NewTenant(t, testenv.WithID(adminTenantID(0x21)), testenv.WithPlan("free")).ID
+		b := testenv.NewTenant(t, testenv.WithID(adminTenantID(0x22)), testenv.WithPlan("pro")).ID
 		insertCount(t, f.owner, b, "orders_created", "", "2026-05-02T10:00:00Z", "2026-05", 10_001)
 		start := adminBase
 		start[15] = 0x20

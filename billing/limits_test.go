@@ -1,7 +1,6 @@
 package billing_test
 
 import (
-	"context"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -14,6 +13,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/tenantd/tenantd/billing"
+	"github.com/tenantd/tenantd/internal/testenv"
 	"github.com/tenantd/tenantd/middleware"
 )
 
@@ -39,7 +39,7 @@ func TestRateLimitHeaders(t *testing.T) {
 	r := newMeterRig(t)
 	slow := r.plan(t, 1, 5, nil)
 	fast := r.plan(t, 50, 100, nil)
-	id := r.tenant(t, slow)
+	id := testenv.NewTenant(t, testenv.WithPlan(slow)).ID
 	counter := billing.NewCounter(r.rdb, r.app, r.log, time.Now)
 	limits := billing.NewLimits(r.rdb, r.app, r.log, billing.LimitOptions{FailOpen: true, Counter: counter})
 	e := meterEngine(middleware.Metering(counter), middleware.RateLimit(rateLimiter{limits}), middleware.Quota(limits))
@@ -112,7 +112,7 @@ func paced(e http.Handler, tenantID uuid.UUID, plan string, perSecond, n, worker
 		wg.Go(func() {
 			next := time.Now().Add(interval * time.Duration(w) / time.Duration(workers))
 			for sent.Add(1) <= int64(n) {
-				time.Sleep(time.Until(next))
+				time.Sleep(time.Until(next)) // the point: pace the load at the plan's rate
 				next = next.Add(interval)
 				start := time.Now()
 				resp := meterGet(e, tenantID, plan, "/v1/things/x")
@@ -143,7 +143,7 @@ func countOf(m *sync.Map, code int) int64 {
 // success rate and latency are those it has alone.
 func TestNoisyNeighbour(t *testing.T) {
 	r := newMeterRig(t)
-	free, pro := r.tenant(t, "free"), r.tenant(t, "pro")
+	free, pro := testenv.NewTenant(t, testenv.WithPlan("free")).ID, testenv.NewTenant(t, testenv.WithPlan("pro")).ID
 	counter := billing.NewCounter(r.rdb, r.app, r.log, time.Now)
 	runMeterCounter(t, counter)
 	limits := billing.NewLimits(r.rdb, r.app, r.log, billing.LimitOptions{FailOpen: true, Counter: counter})
@@ -203,11 +203,9 @@ func TestNoisyNeighbour(t *testing.T) {
 // the counts to PostgreSQL while Redis is still down.
 func TestRateLimitRedisDown(t *testing.T) {
 	r := newMeterRig(t)
-	if r.env.Redis == nil {
-		t.Skip("Redis comes from TEST_REDIS_URL, which this test cannot restart")
-	}
+	rs := r.privateRedis(t)
 	ctx := t.Context()
-	id := r.tenant(t, "pro")
+	id := testenv.NewTenant(t, testenv.WithPlan("pro")).ID
 	counter := billing.NewCounter(r.rdb, r.app, r.log, time.Now)
 	var hooked atomic.Int64
 	open := billing.NewLimits(r.rdb, r.app, r.log, billing.LimitOptions{FailOpen: true, Counter: counter,
@@ -222,15 +220,7 @@ func TestRateLimitRedisDown(t *testing.T) {
 		}
 	}
 
-	r.env.Redis.StopRedis()
-	stopped := true
-	t.Cleanup(func() {
-		if stopped {
-			if err := r.env.Redis.StartRedis(context.Background()); err != nil {
-				t.Errorf("restart redis: %v", err)
-			}
-		}
-	})
+	rs.Stop()
 	// Outlive the tokens the replicas took (held at most a second).
 	time.Sleep(1100 * time.Millisecond)
 	const n = 20
@@ -258,8 +248,4 @@ func TestRateLimitRedisDown(t *testing.T) {
 	if got := r.requests(t, id); got != 2+n {
 		t.Errorf("got api_requests %d, want %d (the fail-closed 503s are not metered)", got, 2+n)
 	}
-	if err := r.env.Redis.StartRedis(ctx); err != nil {
-		t.Fatalf("restart redis: %v", err)
-	}
-	stopped = false
 }

@@ -2,8 +2,6 @@ package billing_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -58,27 +56,13 @@ func newMeterRig(t *testing.T) *meterRig {
 	}
 }
 
-func meterHex(t testing.TB, n int) string {
+// privateRedis moves the rig to a Redis of the test's own, for tests that
+// flush, stop and restart it, and returns that server.
+func (r *meterRig) privateRedis(t *testing.T) *testenv.Redis {
 	t.Helper()
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatalf("random: %v", err)
-	}
-	return hex.EncodeToString(b)
-}
-
-// tenant creates a tenant on plan.
-func (r *meterRig) tenant(t *testing.T, plan string) uuid.UUID {
-	t.Helper()
-	id := uuid.New()
-	slug := "m-" + meterHex(t, 6)
-	err := r.owner.WithPlatform(t.Context(), func(tx *gorm.DB) error {
-		return tx.Exec(`INSERT INTO tenants (id, slug, name, plan) VALUES (?, ?, ?, ?)`, id, slug, "Tenant "+slug, plan).Error
-	})
-	if err != nil {
-		t.Fatalf("create tenant: %v", err)
-	}
-	return id
+	rs := testenv.PrivateRedis(t)
+	r.rdb = rs.Client(t)
+	return rs
 }
 
 // testMeter is one meter of a test plan.
@@ -91,7 +75,7 @@ type testMeter struct {
 // get a soft limit of 0) and returns its name.
 func (r *meterRig) plan(t *testing.T, rate, burst int, meters map[string]testMeter) string {
 	t.Helper()
-	name := "test-" + meterHex(t, 4)
+	name := "test-" + testenv.RandomHex(4)
 	err := r.owner.Unscoped(t.Context()).Transaction(func(tx *gorm.DB) error {
 		if err := tx.Exec(`INSERT INTO plans (name, display_name, rate_per_second, burst, monthly_price, currency, sort_order)
 			VALUES (?, ?, ?, ?, 0, 'EUR', 99)`, name, "Test "+name, rate, burst).Error; err != nil {
@@ -243,18 +227,6 @@ func runMeterCounter(t *testing.T, c *billing.Counter) {
 		cancel()
 		<-done
 	})
-}
-
-// meterEventually polls cond every 20ms until it holds or d passes.
-func meterEventually(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, d)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // rateLimiter lets middleware.RateLimit ask l, as the app's adapter does.

@@ -1,7 +1,6 @@
 package billing_test
 
 import (
-	"context"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -14,6 +13,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/tenantd/tenantd/billing"
+	"github.com/tenantd/tenantd/internal/testenv"
 	"github.com/tenantd/tenantd/middleware"
 )
 
@@ -27,7 +27,7 @@ func TestCountsExactWithRacingFlushers(t *testing.T) {
 	ctx := t.Context()
 	tenants := make([]uuid.UUID, 5)
 	for i := range tenants {
-		tenants[i] = r.tenant(t, "free")
+		tenants[i] = testenv.NewTenant(t, testenv.WithPlan("free")).ID
 	}
 	replicas := []*billing.Counter{
 		billing.NewCounter(r.rdb, r.app, r.log, time.Now),
@@ -55,7 +55,7 @@ func TestCountsExactWithRacingFlushers(t *testing.T) {
 					return
 				}
 				flushes.Add(1)
-				time.Sleep(time.Duration(rand.IntN(15)) * time.Millisecond)
+				time.Sleep(time.Duration(rand.IntN(15)) * time.Millisecond) // the point: jitter between requests
 			}
 		})
 	}
@@ -76,7 +76,7 @@ func TestCountsExactWithRacingFlushers(t *testing.T) {
 					t.Errorf("got status %d, want 200 or 404", resp.Code)
 				}
 				served[ti].Add(1)
-				time.Sleep(time.Duration(rand.IntN(20)) * time.Millisecond)
+				time.Sleep(time.Duration(rand.IntN(20)) * time.Millisecond) // the point: jitter between requests
 			}
 		})
 	}
@@ -108,16 +108,17 @@ func TestCountsExactWithRacingFlushers(t *testing.T) {
 }
 
 // TestRedisLostUnderLoad serves requests of three tenants while Redis
-// loses everything it holds, twice: FLUSHALL, and (when testenv started
-// Redis) a stop and a restart without persistence, as a Redis without AOF
+// loses everything it holds, twice: FLUSHALL, and a stop and a restart
+// without persistence, as a Redis without AOF
 // or snapshots comes back. No request fails because of it (rate limits
 // fail open), Redis never holds a usage key, PostgreSQL has the counts
 // within seconds throughout, and after a final flush every answered
 // request is counted exactly once.
 func TestRedisLostUnderLoad(t *testing.T) {
 	r := newMeterRig(t)
+	rs := r.privateRedis(t)
 	ctx := t.Context()
-	tenants := []uuid.UUID{r.tenant(t, "enterprise"), r.tenant(t, "enterprise"), r.tenant(t, "enterprise")}
+	tenants := []uuid.UUID{testenv.NewTenant(t, testenv.WithPlan("enterprise")).ID, testenv.NewTenant(t, testenv.WithPlan("enterprise")).ID, testenv.NewTenant(t, testenv.WithPlan("enterprise")).ID}
 	counter := billing.NewCounter(r.rdb, r.app, r.log, time.Now)
 	runMeterCounter(t, counter)
 	limits := billing.NewLimits(r.rdb, r.app, r.log, billing.LimitOptions{FailOpen: true, Counter: counter})
@@ -143,7 +144,7 @@ func TestRedisLostUnderLoad(t *testing.T) {
 						t.Errorf("got status %d %s, want 200 whatever Redis does", resp.Code, resp.Body)
 					}
 				}
-				time.Sleep(3 * time.Millisecond)
+				time.Sleep(3 * time.Millisecond) // the point: pace the load
 			}
 		})
 	}
@@ -153,39 +154,26 @@ func TestRedisLostUnderLoad(t *testing.T) {
 		t.Helper()
 		want := served[0].Load()
 		start := time.Now()
-		meterEventually(t, 5*time.Second, what, func() bool { return r.requests(t, tenants[0]) >= want })
+		testenv.Eventually(t, 5*time.Second, func() (bool, string) { return r.requests(t, tenants[0]) >= want, what })
 		t.Logf("%s: %d requests in PostgreSQL after %s", what, want, time.Since(start).Round(time.Millisecond))
 	}
 
-	time.Sleep(time.Second)
+	time.Sleep(time.Second) // the point: serve load for a while before Redis loses its data
 	counted("before Redis lost its data")
 	if err := r.rdb.FlushAll(ctx).Err(); err != nil {
 		t.Fatalf("FLUSHALL: %v", err)
 	}
-	time.Sleep(time.Second)
+	time.Sleep(time.Second) // the point: serve load against the emptied Redis
 	counted("after FLUSHALL")
-	if r.env.Redis != nil {
-		r.env.Redis.StopRedis()
-		stopped := true
-		t.Cleanup(func() {
-			if stopped {
-				if err := r.env.Redis.StartRedis(context.Background()); err != nil {
-					t.Errorf("restart redis: %v", err)
-				}
-			}
-		})
-		time.Sleep(1500 * time.Millisecond)
-		counted("while Redis is down")
-		// testenv's Redis runs without persistence: it comes back empty.
-		if err := r.env.Redis.StartRedis(ctx); err != nil {
-			t.Fatalf("restart redis: %v", err)
-		}
-		stopped = false
-		time.Sleep(time.Second)
-		counted("after Redis restarted empty")
-	} else {
-		t.Log("Redis comes from TEST_REDIS_URL, which this test cannot restart: FLUSHALL only")
+	rs.Stop()
+	time.Sleep(1500 * time.Millisecond) // the point: serve load while Redis is down
+	counted("while Redis is down")
+	// testenv's Redis runs without persistence: it comes back empty.
+	if err := rs.Start(ctx); err != nil {
+		t.Fatalf("restart redis: %v", err)
 	}
+	time.Sleep(time.Second) // the point: serve load against the restarted Redis
+	counted("after Redis restarted empty")
 	close(stop)
 	load.Wait()
 
@@ -212,7 +200,7 @@ func TestMeteringCounts(t *testing.T) {
 	r := newMeterRig(t)
 	ctx := t.Context()
 	plan := r.plan(t, 1, 3, nil)
-	id := r.tenant(t, plan)
+	id := testenv.NewTenant(t, testenv.WithPlan(plan)).ID
 	counter := billing.NewCounter(r.rdb, r.app, r.log, time.Now)
 	limits := billing.NewLimits(r.rdb, r.app, r.log, billing.LimitOptions{FailOpen: true, Counter: counter})
 	e := meterEngine(middleware.Metering(counter), middleware.RateLimit(rateLimiter{limits}), middleware.Quota(limits))
@@ -250,7 +238,7 @@ func httpTestRequest(e http.Handler, path string) int {
 // within the period asked for only.
 func TestUsedInPeriod(t *testing.T) {
 	r := newMeterRig(t)
-	id := r.tenant(t, "free")
+	id := testenv.NewTenant(t, testenv.WithPlan("free")).ID
 	rows := []struct {
 		meter, currency, hour, period string
 		n                             int64
@@ -307,7 +295,7 @@ func TestActiveProductsSample(t *testing.T) {
 	ctx := t.Context()
 	clock := &meterClock{now: time.Date(2031, 5, 10, 14, 20, 0, 0, time.UTC)}
 	counter := billing.NewCounter(r.rdb, r.app, r.log, clock.Now)
-	a, b := r.tenant(t, "free"), r.tenant(t, "free")
+	a, b := testenv.NewTenant(t, testenv.WithPlan("free")).ID, testenv.NewTenant(t, testenv.WithPlan("free")).ID
 	addProducts := func(id uuid.UUID, n int) []uuid.UUID {
 		var ids []uuid.UUID
 		err := r.app.WithTenant(ctx, id, func(tx *gorm.DB) error {

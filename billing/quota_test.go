@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/tenantd/tenantd/billing"
+	"github.com/tenantd/tenantd/internal/testenv"
 	"github.com/tenantd/tenantd/middleware"
 )
 
@@ -42,7 +43,7 @@ func TestQuotaExhaustionAndReset(t *testing.T) {
 	r := newMeterRig(t)
 	ctx := t.Context()
 	plan := r.plan(t, 1000, 1000, map[string]testMeter{billing.MeterAPIRequests: {included: 5, hard: true}})
-	id := r.tenant(t, plan)
+	id := testenv.NewTenant(t, testenv.WithPlan(plan)).ID
 	clock := &meterClock{now: time.Date(2031, 1, 31, 23, 59, 30, 0, time.UTC)}
 	counter := billing.NewCounter(r.rdb, r.app, r.log, clock.Now)
 	limits := billing.NewLimits(r.rdb, r.app, r.log, billing.LimitOptions{FailOpen: true, Now: clock.Now, Counter: counter})
@@ -140,7 +141,7 @@ func TestQuotaOrders(t *testing.T) {
 	e := meterEngine(middleware.RateLimit(rateLimiter{limits}), middleware.Quota(limits))
 
 	t.Run("hard", func(t *testing.T) {
-		id := r.tenant(t, hard)
+		id := testenv.NewTenant(t, testenv.WithPlan(hard)).ID
 		// Two orders were counted from events already.
 		insertUsage(t, r, id, billing.MeterOrdersCreated, "", now.Truncate(time.Hour).Format(time.RFC3339), billing.PeriodOf(now), 2)
 		if w := meterSend(e, http.MethodPost, id, hard, "/v1/orders"); w.Code != http.StatusCreated {
@@ -158,7 +159,7 @@ func TestQuotaOrders(t *testing.T) {
 		}
 	})
 	t.Run("soft", func(t *testing.T) {
-		id := r.tenant(t, soft)
+		id := testenv.NewTenant(t, testenv.WithPlan(soft)).ID
 		for i := range 5 {
 			if w := meterSend(e, http.MethodPost, id, soft, "/v1/orders"); w.Code != http.StatusCreated {
 				t.Fatalf("order %d over a soft limit: got %d %s, want 201", i+1, w.Code, w.Body)

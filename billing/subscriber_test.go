@@ -10,6 +10,7 @@ import (
 
 	"github.com/tenantd/tenantd/billing"
 	"github.com/tenantd/tenantd/internal/events"
+	"github.com/tenantd/tenantd/internal/testenv"
 )
 
 // appendEvent appends one event to a new stream of tenantID.
@@ -52,7 +53,7 @@ func runDispatcher(t *testing.T, r *meterRig) (stop func()) {
 // event log, once per event, also across a dispatcher restart.
 func TestBusinessMeters(t *testing.T) {
 	r := newMeterRig(t)
-	a, b := r.tenant(t, "free"), r.tenant(t, "pro")
+	a, b := testenv.NewTenant(t, testenv.WithPlan("free")).ID, testenv.NewTenant(t, testenv.WithPlan("pro")).ID
 	for range 3 {
 		appendEvent(t, r, a, "order.placed", map[string]any{"order_id": uuid.New(), "total": 100, "currency": "EUR"})
 	}
@@ -80,8 +81,8 @@ func TestBusinessMeters(t *testing.T) {
 	}
 
 	stop := runDispatcher(t, r)
-	meterEventually(t, 10*time.Second, "business meters counted", func() bool {
-		return matches(a, want) && matches(b, map[billing.MeterKey]int64{orders: 1})
+	testenv.Eventually(t, 10*time.Second, func() (bool, string) {
+		return matches(a, want) && matches(b, map[billing.MeterKey]int64{orders: 1}), "business meters counted"
 	})
 	stop()
 
@@ -89,8 +90,8 @@ func TestBusinessMeters(t *testing.T) {
 	appendEvent(t, r, a, "order.placed", map[string]any{"order_id": uuid.New(), "total": 100, "currency": "EUR"})
 	runDispatcher(t, r)
 	want[orders] = 4
-	meterEventually(t, 10*time.Second, "the new order counted", func() bool { return matches(a, want) })
-	time.Sleep(300 * time.Millisecond)
+	testenv.Eventually(t, 10*time.Second, func() (bool, string) { return matches(a, want), "the new order counted" })
+	time.Sleep(300 * time.Millisecond) // room for a double count to show
 	if got := r.usage(t, a); !matches(a, want) {
 		t.Errorf("got %v, want %v", got, want)
 	}

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"gorm.io/gorm"
 
 	"github.com/tenantd/tenantd/billing"
 	"github.com/tenantd/tenantd/internal/db"
@@ -26,22 +25,6 @@ func newUsageFixture(t *testing.T) usageFixture {
 	return usageFixture{app: env.OpenDB(t, 4), owner: env.OpenOwnerDB(t)}
 }
 
-// tenant inserts a tenant with id (uuid.Nil: a new one) on plan.
-func (f usageFixture) tenant(t *testing.T, id uuid.UUID, plan string) uuid.UUID {
-	t.Helper()
-	if id == uuid.Nil {
-		id = uuid.Must(uuid.NewV7())
-	}
-	slug := "u-" + id.String()[24:]
-	err := f.owner.WithPlatform(t.Context(), func(tx *gorm.DB) error {
-		return tx.Exec("INSERT INTO tenants (id, slug, name, plan) VALUES (?, ?, ?, ?)", id, slug, "Tenant "+slug, plan).Error
-	})
-	if err != nil {
-		t.Fatalf("insert tenant: %v", err)
-	}
-	return id
-}
-
 func findMeter(ms []billing.MeterUsage, meter, currency string) (billing.MeterUsage, bool) {
 	for _, m := range ms {
 		if m.Meter == meter && m.Currency == currency {
@@ -58,7 +41,7 @@ func TestTenantUsage(t *testing.T) {
 	t.Parallel()
 	f := newUsageFixture(t)
 	r := billing.NewReporter(f.app)
-	pro, free, other := f.tenant(t, uuid.Nil, "pro"), f.tenant(t, uuid.Nil, "free"), f.tenant(t, uuid.Nil, "pro")
+	pro, free, other := testenv.NewTenant(t, testenv.WithPlan("pro")).ID, testenv.NewTenant(t, testenv.WithPlan("free")).ID, testenv.NewTenant(t, testenv.WithPlan("pro")).ID
 
 	insertCount(t, f.owner, pro, "api_requests", "", "2026-09-02T10:00:00Z", "2026-09", 5_000_000)
 	insertCount(t, f.owner, pro, "api_requests", "", "2026-09-03T10:00:00Z", "2026-09", 500)
@@ -173,9 +156,9 @@ func TestAllUsage(t *testing.T) {
 	t.Parallel()
 	f := newUsageFixture(t)
 	r := billing.NewReporter(f.app)
-	a := f.tenant(t, adminTenantID(1), "pro")
-	b := f.tenant(t, adminTenantID(2), "free")
-	c := f.tenant(t, adminTenantID(3), "enterprise")
+	a := testenv.NewTenant(t, testenv.WithID(adminTenantID(1)), testenv.WithPlan("pro")).ID
+	b := testenv.NewTenant(t, testenv.WithID(adminTenantID(2)), testenv.WithPlan("free")).ID
+	c := testenv.NewTenant(t, testenv.WithID(adminTenantID(3)), testenv.WithPlan("enterprise")).ID
 	insertCount(t, f.owner, a, "api_requests", "", "2026-07-02T10:00:00Z", "2026-07", 5_001_000)
 	insertCount(t, f.owner, a, "payment_volume", "EUR", "2026-07-02T10:00:00Z", "2026-07", 10)
 	insertCount(t, f.owner, a, "payment_volume", "SEK", "2026-07-02T10:00:00Z", "2026-07", 20)

@@ -1,70 +1,33 @@
 package inventory_test
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
 
-	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
 
+	"github.com/tenantd/tenantd/internal/apptest"
 	"github.com/tenantd/tenantd/internal/httpx"
-	"github.com/tenantd/tenantd/internal/identity"
+	"github.com/tenantd/tenantd/internal/testenv"
 	"github.com/tenantd/tenantd/inventory"
 )
 
-// testTenantHeader names the tenant the test authorizer signs requests in
-// as; without it a request carries no principal.
-const testTenantHeader = "X-Test-Tenant"
-
-// server is the product routes on a gin engine with a stand-in authorizer.
+// server is the product routes behind a stand-in authorizer: a request's
+// bearer credential is the tenant id it runs as.
 type server struct {
 	fixture
-	engine *gin.Engine
-	table  *httpx.Table
+	*apptest.Client
+	table *httpx.Table
 }
 
 func newServer(t *testing.T) server {
 	t.Helper()
-	gin.SetMode(gin.TestMode)
 	f := newFixture(t, 4)
-	engine := gin.New()
-	table := &httpx.Table{}
-	authorize := func(string) gin.HandlerFunc {
-		return func(c *gin.Context) {
-			if raw := c.GetHeader(testTenantHeader); raw != "" {
-				p := identity.Principal{Kind: identity.KindAPIKey, TenantID: uuid.MustParse(raw), Subject: "test"}
-				c.Request = c.Request.WithContext(identity.WithPrincipal(c.Request.Context(), p))
-			}
-			c.Next()
-		}
-	}
-	known := func(string) bool { return true }
-	inventory.NewHandler(f.svc).Routes(httpx.NewRouter(engine.Group("/v1"), table, authorize, known))
-	return server{fixture: f, engine: engine, table: table}
-}
-
-// do sends a request as tenantID (none when uuid.Nil) with optional header
-// pairs.
-func (s server) do(t *testing.T, method, path string, tenantID uuid.UUID, body string, headers ...string) *httptest.ResponseRecorder {
-	t.Helper()
-	req := httptest.NewRequest(method, path, strings.NewReader(body))
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if tenantID != uuid.Nil {
-		req.Header.Set(testTenantHeader, tenantID.String())
-	}
-	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Set(headers[i], headers[i+1])
-	}
-	w := httptest.NewRecorder()
-	s.engine.ServeHTTP(w, req)
-	return w
+	c, table := apptest.ModuleClient(t, inventory.NewHandler(f.svc).Routes)
+	return server{fixture: f, Client: c, table: table}
 }
 
 type productBody struct {
@@ -81,63 +44,12 @@ type productBody struct {
 	UpdatedAt string    `json:"updated_at"`
 }
 
-type problemBody struct {
-	Status int    `json:"status"`
-	Code   string `json:"code"`
-	Errors []struct {
-		Field string `json:"field"`
-	} `json:"errors"`
-}
-
-func decode[T any](t *testing.T, w *httptest.ResponseRecorder) T {
-	t.Helper()
-	var v T
-	if err := json.Unmarshal(w.Body.Bytes(), &v); err != nil {
-		t.Fatalf("decode %q: %v", w.Body.String(), err)
-	}
-	return v
-}
-
-// wantStatus fails unless w has status.
-func wantStatus(t *testing.T, w *httptest.ResponseRecorder, status int) {
-	t.Helper()
-	if w.Code != status {
-		t.Fatalf("got status %d (%s), want %d", w.Code, w.Body.String(), status)
-	}
-}
-
-// wantProblem fails unless w is a problem+json with status, code and, when
-// given, exactly those fields named.
-func wantProblem(t *testing.T, w *httptest.ResponseRecorder, status int, code string, fields ...string) {
-	t.Helper()
-	wantStatus(t, w, status)
-	if ct := w.Header().Get("Content-Type"); !strings.HasPrefix(ct, "application/problem+json") {
-		t.Errorf("got Content-Type %q, want application/problem+json", ct)
-	}
-	p := decode[problemBody](t, w)
-	if p.Code != code || p.Status != status {
-		t.Errorf("got code %q status %d, want %q %d", p.Code, p.Status, code, status)
-	}
-	var got []string
-	for _, e := range p.Errors {
-		got = append(got, e.Field)
-	}
-	slices.Sort(got)
-	slices.Sort(fields)
-	if len(fields) > 0 && !slices.Equal(got, fields) {
-		t.Errorf("got fields %v, want %v", got, fields)
-	}
-	if strings.Contains(w.Body.String(), "SQLSTATE") {
-		t.Errorf("got a body that leaks SQL: %s", w.Body.String())
-	}
-}
-
 func (s server) create(t *testing.T, tenantID uuid.UUID, sku string, stock int) productBody {
 	t.Helper()
-	w := s.do(t, http.MethodPost, "/v1/products", tenantID,
+	w := s.Send(http.MethodPost, "/v1/products", tenantID,
 		fmt.Sprintf(`{"sku":%q,"name":"Item %s","price":250,"currency":"EUR","stock":%d}`, sku, sku, stock))
-	wantStatus(t, w, http.StatusCreated)
-	return decode[productBody](t, w)
+	w.WantStatus(t, http.StatusCreated)
+	return apptest.Decode[productBody](t, w)
 }
 
 func TestRoutesDeclarePermissions(t *testing.T) {
@@ -160,11 +72,11 @@ func TestRoutesDeclarePermissions(t *testing.T) {
 func TestHTTPCreate(t *testing.T) {
 	t.Parallel()
 	s := newServer(t)
-	tenantID, other := s.tenant(t), s.tenant(t)
+	tenantID, other := testenv.NewTenant(t).ID, testenv.NewTenant(t).ID
 
-	w := s.do(t, http.MethodPost, "/v1/products", tenantID, `{"sku":"TEA-1","name":" Green tea ","price":450,"currency":"EUR","stock":12}`)
-	wantStatus(t, w, http.StatusCreated)
-	p := decode[productBody](t, w)
+	w := s.Send(http.MethodPost, "/v1/products", tenantID, `{"sku":"TEA-1","name":" Green tea ","price":450,"currency":"EUR","stock":12}`)
+	w.WantStatus(t, http.StatusCreated)
+	p := apptest.Decode[productBody](t, w)
 	want := productBody{ID: p.ID, SKU: "TEA-1", Name: "Green tea", Price: 450, Currency: "EUR", Stock: 12, Reserved: 0, Available: 12,
 		Version: 1, CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt}
 	if p != want {
@@ -173,31 +85,31 @@ func TestHTTPCreate(t *testing.T) {
 	if !strings.HasSuffix(p.CreatedAt, "Z") {
 		t.Errorf("got created_at %q, want RFC 3339 UTC", p.CreatedAt)
 	}
-	if got, want := w.Header().Get("Location"), "/v1/products/"+p.ID.String(); got != want {
+	if got, want := w.Header.Get("Location"), "/v1/products/"+p.ID.String(); got != want {
 		t.Errorf("got Location %q, want %q", got, want)
 	}
-	if got := w.Header().Get("ETag"); got != `"1"` {
+	if got := w.Header.Get("ETag"); got != `"1"` {
 		t.Errorf("got ETag %q, want %q", got, `"1"`)
 	}
 
 	t.Run("stock defaults to zero", func(t *testing.T) {
-		w := s.do(t, http.MethodPost, "/v1/products", tenantID, `{"sku":"NOSTOCK","name":"n","price":0,"currency":"USD"}`)
-		wantStatus(t, w, http.StatusCreated)
-		if p := decode[productBody](t, w); p.Stock != 0 || p.Available != 0 {
+		w := s.Send(http.MethodPost, "/v1/products", tenantID, `{"sku":"NOSTOCK","name":"n","price":0,"currency":"USD"}`)
+		w.WantStatus(t, http.StatusCreated)
+		if p := apptest.Decode[productBody](t, w); p.Stock != 0 || p.Available != 0 {
 			t.Errorf("got stock %d available %d, want 0 0", p.Stock, p.Available)
 		}
 	})
 	t.Run("duplicate sku", func(t *testing.T) {
-		w := s.do(t, http.MethodPost, "/v1/products", tenantID, `{"sku":"TEA-1","name":"again","price":1,"currency":"EUR"}`)
-		wantProblem(t, w, http.StatusConflict, "conflict")
+		w := s.Send(http.MethodPost, "/v1/products", tenantID, `{"sku":"TEA-1","name":"again","price":1,"currency":"EUR"}`)
+		w.WantProblem(t, http.StatusConflict, "conflict")
 	})
 	t.Run("same sku in another tenant", func(t *testing.T) {
-		w := s.do(t, http.MethodPost, "/v1/products", other, `{"sku":"TEA-1","name":"theirs","price":1,"currency":"EUR"}`)
-		wantStatus(t, w, http.StatusCreated)
+		w := s.Send(http.MethodPost, "/v1/products", other, `{"sku":"TEA-1","name":"theirs","price":1,"currency":"EUR"}`)
+		w.WantStatus(t, http.StatusCreated)
 	})
 	t.Run("no principal", func(t *testing.T) {
-		w := s.do(t, http.MethodPost, "/v1/products", uuid.Nil, `{"sku":"X","name":"x","price":1,"currency":"EUR"}`)
-		wantProblem(t, w, http.StatusUnauthorized, "unauthenticated")
+		w := s.Send(http.MethodPost, "/v1/products", uuid.Nil, `{"sku":"X","name":"x","price":1,"currency":"EUR"}`)
+		w.WantProblem(t, http.StatusUnauthorized, "unauthenticated")
 	})
 
 	invalid := []struct {
@@ -225,8 +137,8 @@ func TestHTTPCreate(t *testing.T) {
 	}
 	for _, tt := range invalid {
 		t.Run(tt.name, func(t *testing.T) {
-			w := s.do(t, http.MethodPost, "/v1/products", tenantID, tt.body)
-			wantProblem(t, w, http.StatusUnprocessableEntity, "validation_failed", tt.fields...)
+			w := s.Send(http.MethodPost, "/v1/products", tenantID, tt.body)
+			w.WantProblem(t, http.StatusUnprocessableEntity, "validation_failed", tt.fields...)
 		})
 	}
 }
@@ -234,7 +146,7 @@ func TestHTTPCreate(t *testing.T) {
 func TestHTTPList(t *testing.T) {
 	t.Parallel()
 	s := newServer(t)
-	tenantID, other := s.tenant(t), s.tenant(t)
+	tenantID, other := testenv.NewTenant(t).ID, testenv.NewTenant(t).ID
 	var want []uuid.UUID
 	for i := range 7 {
 		want = append(want, s.create(t, tenantID, fmt.Sprintf("L-%d", i), i).ID)
@@ -250,9 +162,9 @@ func TestHTTPList(t *testing.T) {
 	var sizes []int
 	path := "/v1/products?limit=3"
 	for range 10 {
-		w := s.do(t, http.MethodGet, path, tenantID, "")
-		wantStatus(t, w, http.StatusOK)
-		page := decode[listBody](t, w)
+		w := s.Send(http.MethodGet, path, tenantID, "")
+		w.WantStatus(t, http.StatusOK)
+		page := apptest.Decode[listBody](t, w)
 		sizes = append(sizes, len(page.Data))
 		for _, p := range page.Data {
 			got = append(got, p.ID)
@@ -270,17 +182,17 @@ func TestHTTPList(t *testing.T) {
 	}
 
 	t.Run("sku filter", func(t *testing.T) {
-		w := s.do(t, http.MethodGet, "/v1/products?sku=L-3", tenantID, "")
-		wantStatus(t, w, http.StatusOK)
-		page := decode[listBody](t, w)
+		w := s.Send(http.MethodGet, "/v1/products?sku=L-3", tenantID, "")
+		w.WantStatus(t, http.StatusOK)
+		page := apptest.Decode[listBody](t, w)
 		if len(page.Data) != 1 || page.Data[0].SKU != "L-3" || page.NextCursor != nil {
 			t.Errorf("got %+v, want only L-3 and no cursor", page)
 		}
 	})
 	t.Run("empty list is an array", func(t *testing.T) {
-		w := s.do(t, http.MethodGet, "/v1/products?sku=none", tenantID, "")
-		wantStatus(t, w, http.StatusOK)
-		if body := strings.TrimSpace(w.Body.String()); body != `{"data":[],"next_cursor":null}` {
+		w := s.Send(http.MethodGet, "/v1/products?sku=none", tenantID, "")
+		w.WantStatus(t, http.StatusOK)
+		if body := strings.TrimSpace(string(w.Body)); body != `{"data":[],"next_cursor":null}` {
 			t.Errorf("got %s, want an empty data array and a null cursor", body)
 		}
 	})
@@ -294,8 +206,8 @@ func TestHTTPList(t *testing.T) {
 	}
 	for _, tt := range invalid {
 		t.Run(tt.query, func(t *testing.T) {
-			w := s.do(t, http.MethodGet, "/v1/products?"+tt.query, tenantID, "")
-			wantProblem(t, w, http.StatusUnprocessableEntity, "validation_failed", tt.field)
+			w := s.Send(http.MethodGet, "/v1/products?"+tt.query, tenantID, "")
+			w.WantProblem(t, http.StatusUnprocessableEntity, "validation_failed", tt.field)
 		})
 	}
 }
@@ -303,16 +215,16 @@ func TestHTTPList(t *testing.T) {
 func TestHTTPGet(t *testing.T) {
 	t.Parallel()
 	s := newServer(t)
-	tenantID, other := s.tenant(t), s.tenant(t)
+	tenantID, other := testenv.NewTenant(t).ID, testenv.NewTenant(t).ID
 	p := s.create(t, tenantID, "GET-1", 4)
 	path := "/v1/products/" + p.ID.String()
 
-	w := s.do(t, http.MethodGet, path, tenantID, "")
-	wantStatus(t, w, http.StatusOK)
-	if got := decode[productBody](t, w); got != p {
+	w := s.Send(http.MethodGet, path, tenantID, "")
+	w.WantStatus(t, http.StatusOK)
+	if got := apptest.Decode[productBody](t, w); got != p {
 		t.Errorf("got %+v, want %+v", got, p)
 	}
-	if got := w.Header().Get("ETag"); got != `"1"` {
+	if got := w.Header.Get("ETag"); got != `"1"` {
 		t.Errorf("got ETag %q, want %q", got, `"1"`)
 	}
 
@@ -329,35 +241,35 @@ func TestHTTPGet(t *testing.T) {
 	}
 	for _, tt := range conditional {
 		t.Run("If-None-Match "+tt.ifNoneMatch, func(t *testing.T) {
-			w := s.do(t, http.MethodGet, path, tenantID, "", "If-None-Match", tt.ifNoneMatch)
-			wantStatus(t, w, tt.want)
-			if tt.want == http.StatusNotModified && w.Body.Len() != 0 {
-				t.Errorf("got body %q, want none on 304", w.Body.String())
+			w := s.Send(http.MethodGet, path, tenantID, "", "If-None-Match", tt.ifNoneMatch)
+			w.WantStatus(t, tt.want)
+			if tt.want == http.StatusNotModified && len(w.Body) != 0 {
+				t.Errorf("got body %q, want none on 304", string(w.Body))
 			}
-			if got := w.Header().Get("ETag"); got != `"1"` {
+			if got := w.Header.Get("ETag"); got != `"1"` {
 				t.Errorf("got ETag %q, want %q", got, `"1"`)
 			}
 		})
 	}
 
 	t.Run("malformed id", func(t *testing.T) {
-		wantProblem(t, s.do(t, http.MethodGet, "/v1/products/nope", tenantID, ""), http.StatusUnprocessableEntity, "validation_failed", "id")
+		s.Send(http.MethodGet, "/v1/products/nope", tenantID, "").WantProblem(t, http.StatusUnprocessableEntity, "validation_failed", "id")
 	})
 	t.Run("unknown id", func(t *testing.T) {
-		wantProblem(t, s.do(t, http.MethodGet, "/v1/products/"+uuid.NewString(), tenantID, ""), http.StatusNotFound, "not_found")
+		s.Send(http.MethodGet, "/v1/products/"+uuid.NewString(), tenantID, "").WantProblem(t, http.StatusNotFound, "not_found")
 	})
 	t.Run("another tenant's product", func(t *testing.T) {
-		wantProblem(t, s.do(t, http.MethodGet, path, other, ""), http.StatusNotFound, "not_found")
+		s.Send(http.MethodGet, path, other, "").WantProblem(t, http.StatusNotFound, "not_found")
 	})
 	t.Run("no principal", func(t *testing.T) {
-		wantProblem(t, s.do(t, http.MethodGet, path, uuid.Nil, ""), http.StatusUnauthorized, "unauthenticated")
+		s.Send(http.MethodGet, path, uuid.Nil, "").WantProblem(t, http.StatusUnauthorized, "unauthenticated")
 	})
 }
 
 func TestHTTPPatch(t *testing.T) {
 	t.Parallel()
 	s := newServer(t)
-	tenantID, other := s.tenant(t), s.tenant(t)
+	tenantID, other := testenv.NewTenant(t).ID, testenv.NewTenant(t).ID
 	p := s.create(t, tenantID, "PATCH-1", 4)
 	s.create(t, tenantID, "PATCH-TAKEN", 1)
 	path := "/v1/products/" + p.ID.String()
@@ -393,64 +305,64 @@ func TestHTTPPatch(t *testing.T) {
 			if tt.ifMatch != "" {
 				headers = []string{"If-Match", tt.ifMatch}
 			}
-			w := s.do(t, http.MethodPatch, path, tenantID, tt.body, headers...)
+			w := s.Send(http.MethodPatch, path, tenantID, tt.body, headers...)
 			if tt.wantCode != "" {
 				var fields []string
 				if tt.wantField != "" {
 					fields = []string{tt.wantField}
 				}
-				wantProblem(t, w, tt.wantStatus, tt.wantCode, fields...)
+				w.WantProblem(t, tt.wantStatus, tt.wantCode, fields...)
 			} else {
-				wantStatus(t, w, tt.wantStatus)
-				if got, want := w.Header().Get("ETag"), fmt.Sprintf(`"%d"`, tt.wantVersion); got != want {
+				w.WantStatus(t, tt.wantStatus)
+				if got, want := w.Header.Get("ETag"), fmt.Sprintf(`"%d"`, tt.wantVersion); got != want {
 					t.Errorf("got ETag %q, want %q", got, want)
 				}
 			}
-			cur := s.do(t, http.MethodGet, path, tenantID, "")
-			wantStatus(t, cur, http.StatusOK)
-			if got := decode[productBody](t, cur).Version; got != tt.wantVersion {
+			cur := s.Send(http.MethodGet, path, tenantID, "")
+			cur.WantStatus(t, http.StatusOK)
+			if got := apptest.Decode[productBody](t, cur).Version; got != tt.wantVersion {
 				t.Errorf("got version %d, want %d", got, tt.wantVersion)
 			}
 		})
 	}
 
-	final := decode[productBody](t, s.do(t, http.MethodGet, path, tenantID, ""))
+	final := apptest.Decode[productBody](t, s.Send(http.MethodGet, path, tenantID, ""))
 	if final.Name != "Renamed" || final.Price != 301 || final.Currency != "USD" || final.SKU != "PATCH-2" || final.Stock != 4 {
 		t.Errorf("got %+v, want Renamed, 301 USD, PATCH-2, stock 4", final)
 	}
 
 	t.Run("another tenant's product", func(t *testing.T) {
-		wantProblem(t, s.do(t, http.MethodPatch, path, other, `{"name":"mine"}`), http.StatusNotFound, "not_found")
-		wantProblem(t, s.do(t, http.MethodPatch, path, other, `{"name":"mine"}`, "If-Match", `"5"`), http.StatusNotFound, "not_found")
-		wantProblem(t, s.do(t, http.MethodPatch, path, other, `{"name":"mine"}`, "If-Match", `"1", "5"`), http.StatusNotFound, "not_found")
+		s.Send(http.MethodPatch, path, other, `{"name":"mine"}`).WantProblem(t, http.StatusNotFound, "not_found")
+		s.Send(http.MethodPatch, path, other, `{"name":"mine"}`, "If-Match", `"5"`).WantProblem(t, http.StatusNotFound, "not_found")
+		s.Send(http.MethodPatch, path, other, `{"name":"mine"}`, "If-Match", `"1", "5"`).WantProblem(t, http.StatusNotFound, "not_found")
 	})
 }
 
 func TestHTTPDelete(t *testing.T) {
 	t.Parallel()
 	s := newServer(t)
-	tenantID, other := s.tenant(t), s.tenant(t)
+	tenantID, other := testenv.NewTenant(t).ID, testenv.NewTenant(t).ID
 	p := s.create(t, tenantID, "DEL-1", 4)
 	path := "/v1/products/" + p.ID.String()
 
-	wantProblem(t, s.do(t, http.MethodDelete, path, other, ""), http.StatusNotFound, "not_found")
-	w := s.do(t, http.MethodDelete, path, tenantID, "")
-	wantStatus(t, w, http.StatusNoContent)
-	if w.Body.Len() != 0 {
-		t.Errorf("got body %q, want none", w.Body.String())
+	s.Send(http.MethodDelete, path, other, "").WantProblem(t, http.StatusNotFound, "not_found")
+	w := s.Send(http.MethodDelete, path, tenantID, "")
+	w.WantStatus(t, http.StatusNoContent)
+	if len(w.Body) != 0 {
+		t.Errorf("got body %q, want none", string(w.Body))
 	}
-	wantProblem(t, s.do(t, http.MethodDelete, path, tenantID, ""), http.StatusNotFound, "not_found")
-	wantProblem(t, s.do(t, http.MethodGet, path, tenantID, ""), http.StatusNotFound, "not_found")
+	s.Send(http.MethodDelete, path, tenantID, "").WantProblem(t, http.StatusNotFound, "not_found")
+	s.Send(http.MethodGet, path, tenantID, "").WantProblem(t, http.StatusNotFound, "not_found")
 
 	reserved := s.create(t, tenantID, "DEL-2", 4)
 	s.reserve(t, tenantID, reserved.ID, 2)
-	wantProblem(t, s.do(t, http.MethodDelete, "/v1/products/"+reserved.ID.String(), tenantID, ""), http.StatusConflict, "conflict")
+	s.Send(http.MethodDelete, "/v1/products/"+reserved.ID.String(), tenantID, "").WantProblem(t, http.StatusConflict, "conflict")
 }
 
 func TestHTTPAdjustStock(t *testing.T) {
 	t.Parallel()
 	s := newServer(t)
-	tenantID, other := s.tenant(t), s.tenant(t)
+	tenantID, other := testenv.NewTenant(t).ID, testenv.NewTenant(t).ID
 	p := s.create(t, tenantID, "STOCK-1", 10)
 	s.reserve(t, tenantID, p.ID, 4)
 	path := "/v1/products/" + p.ID.String() + "/stock"
@@ -480,21 +392,21 @@ func TestHTTPAdjustStock(t *testing.T) {
 	}
 	for _, tt := range steps {
 		t.Run(tt.name, func(t *testing.T) {
-			w := s.do(t, http.MethodPost, path, tt.tenant, tt.body)
+			w := s.Send(http.MethodPost, path, tt.tenant, tt.body)
 			if tt.wantCode != "" {
 				var fields []string
 				if tt.wantField != "" {
 					fields = []string{tt.wantField}
 				}
-				wantProblem(t, w, tt.wantStatus, tt.wantCode, fields...)
+				w.WantProblem(t, tt.wantStatus, tt.wantCode, fields...)
 			} else {
-				wantStatus(t, w, tt.wantStatus)
-				got := decode[productBody](t, w)
+				w.WantStatus(t, tt.wantStatus)
+				got := apptest.Decode[productBody](t, w)
 				if got.Stock != tt.wantStock || got.Reserved != 4 || got.Available != tt.wantStock-4 {
 					t.Errorf("got stock %d reserved %d available %d, want %d 4 %d", got.Stock, got.Reserved, got.Available, tt.wantStock, tt.wantStock-4)
 				}
 			}
-			cur := decode[productBody](t, s.do(t, http.MethodGet, "/v1/products/"+p.ID.String(), tenantID, ""))
+			cur := apptest.Decode[productBody](t, s.Send(http.MethodGet, "/v1/products/"+p.ID.String(), tenantID, ""))
 			if cur.Stock != tt.wantStock {
 				t.Errorf("got stored stock %d, want %d", cur.Stock, tt.wantStock)
 			}
@@ -502,7 +414,7 @@ func TestHTTPAdjustStock(t *testing.T) {
 	}
 
 	t.Run("unknown product", func(t *testing.T) {
-		w := s.do(t, http.MethodPost, "/v1/products/"+uuid.NewString()+"/stock", tenantID, `{"delta":1,"reason":"x"}`)
-		wantProblem(t, w, http.StatusNotFound, "not_found")
+		w := s.Send(http.MethodPost, "/v1/products/"+uuid.NewString()+"/stock", tenantID, `{"delta":1,"reason":"x"}`)
+		w.WantProblem(t, http.StatusNotFound, "not_found")
 	})
 }

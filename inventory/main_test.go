@@ -2,16 +2,12 @@ package inventory_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"slices"
 	"testing"
 
 	"github.com/google/uuid"
 	"gorm.io/gorm"
 
 	"github.com/tenantd/tenantd/internal/db"
-	"github.com/tenantd/tenantd/internal/fault"
 	"github.com/tenantd/tenantd/internal/testenv"
 	"github.com/tenantd/tenantd/inventory"
 )
@@ -31,24 +27,6 @@ func newFixture(t *testing.T, maxConns int) fixture {
 	env := testenv.Get(t)
 	d := env.OpenDB(t, maxConns)
 	return fixture{db: d, owner: env.OpenOwnerDB(t), svc: inventory.NewService(d)}
-}
-
-// tenant inserts a new tenant row and returns its id.
-func (f fixture) tenant(t *testing.T) uuid.UUID {
-	t.Helper()
-	id := uuid.Must(uuid.NewV7())
-	b := make([]byte, 6)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	slug := "t-" + hex.EncodeToString(b)
-	err := f.owner.WithPlatform(context.Background(), func(tx *gorm.DB) error {
-		return tx.Exec("INSERT INTO tenants (id, slug, name, plan) VALUES (?, ?, ?, 'free')", id, slug, "Tenant "+slug).Error
-	})
-	if err != nil {
-		t.Fatalf("insert tenant: %v", err)
-	}
-	return id
 }
 
 // product creates a product with the given stock.
@@ -76,18 +54,4 @@ func (f fixture) reserve(t *testing.T, tenantID, productID uuid.UUID, reserved i
 	if err != nil {
 		t.Fatalf("reserve: %v", err)
 	}
-}
-
-// fieldsOf returns the code of err and the names of the fields it blames.
-func fieldsOf(err error) (fault.Code, []string) {
-	fe, ok := fault.As(err)
-	if !ok {
-		return fault.CodeOf(err), nil
-	}
-	var names []string
-	for _, f := range fe.Fields {
-		names = append(names, f.Field)
-	}
-	slices.Sort(names)
-	return fe.Code, names
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/tenantd/tenantd/internal/fault"
+	"github.com/tenantd/tenantd/internal/testenv"
 	"github.com/tenantd/tenantd/inventory"
 )
 
@@ -43,7 +44,7 @@ func TestNewProductValidate(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			n := valid()
 			tt.edit(&n)
-			code, fields := fieldsOf(n.Validate())
+			code, fields := testenv.FaultFields(n.Validate())
 			if tt.fields == nil {
 				if code != fault.Internal || fields != nil {
 					t.Fatalf("got %s %v, want valid", code, fields)
@@ -84,7 +85,7 @@ func TestProductChangeValidate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			code, fields := fieldsOf(tt.change.Validate())
+			code, fields := testenv.FaultFields(tt.change.Validate())
 			if tt.fields == nil {
 				if fields != nil {
 					t.Fatalf("got %s %v, want valid", code, fields)
@@ -114,7 +115,7 @@ func TestStockAdjustmentValidate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			code, fields := fieldsOf(tt.adj.Validate())
+			code, fields := testenv.FaultFields(tt.adj.Validate())
 			if tt.fields == nil {
 				if fields != nil {
 					t.Fatalf("got %s %v, want valid", code, fields)

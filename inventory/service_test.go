@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/tenantd/tenantd/internal/fault"
+	"github.com/tenantd/tenantd/internal/testenv"
 	"github.com/tenantd/tenantd/inventory"
 )
 
@@ -20,7 +21,7 @@ func TestCreateAndGet(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, 4)
 	ctx := context.Background()
-	tenantID := f.tenant(t)
+	tenantID := testenv.NewTenant(t).ID
 	before := time.Now().Add(-time.Minute)
 
 	p, err := f.svc.Create(ctx, tenantID, inventory.NewProduct{
@@ -64,9 +65,9 @@ func TestCreateAndGet(t *testing.T) {
 func TestCreateValidationNamesField(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, 2)
-	tenantID := f.tenant(t)
+	tenantID := testenv.NewTenant(t).ID
 	_, err := f.svc.Create(context.Background(), tenantID, inventory.NewProduct{SKU: "ok", Name: "n", Currency: "EUR", Stock: -3})
-	code, fields := fieldsOf(err)
+	code, fields := testenv.FaultFields(err)
 	if code != fault.Validation || !slices.Equal(fields, []string{"stock"}) {
 		t.Errorf("got %s %v, want %s [stock]", code, fields, fault.Validation)
 	}
@@ -76,7 +77,7 @@ func TestListPages(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, 4)
 	ctx := context.Background()
-	tenantID, other := f.tenant(t), f.tenant(t)
+	tenantID, other := testenv.NewTenant(t).ID, testenv.NewTenant(t).ID
 	var want []uuid.UUID
 	for i := range 7 {
 		want = append(want, f.product(t, tenantID, fmt.Sprintf("P-%d", i), 1).ID)
@@ -128,7 +129,7 @@ func TestSKUUniquePerTenant(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, 4)
 	ctx := context.Background()
-	a, b := f.tenant(t), f.tenant(t)
+	a, b := testenv.NewTenant(t).ID, testenv.NewTenant(t).ID
 	f.product(t, a, "DUP", 1)
 
 	_, err := f.svc.Create(ctx, a, inventory.NewProduct{SKU: "DUP", Name: "again", Currency: "EUR"})
@@ -150,7 +151,7 @@ func TestTenantIsolation(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, 4)
 	ctx := context.Background()
-	a, b := f.tenant(t), f.tenant(t)
+	a, b := testenv.NewTenant(t).ID, testenv.NewTenant(t).ID
 	theirs := f.product(t, b, "SECRET", 10)
 
 	tests := []struct {
@@ -200,7 +201,7 @@ func TestAdjustStock(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, 4)
 	ctx := context.Background()
-	tenantID := f.tenant(t)
+	tenantID := testenv.NewTenant(t).ID
 	tests := []struct {
 		name            string
 		stock, reserved int64
@@ -253,7 +254,7 @@ func TestAdjustStock(t *testing.T) {
 	t.Run("invalid adjustment", func(t *testing.T) {
 		p := f.product(t, tenantID, "ADJ-invalid", 1)
 		_, err := f.svc.AdjustStock(ctx, tenantID, p.ID, inventory.StockAdjustment{Delta: 0, Reason: "x"})
-		if code, fields := fieldsOf(err); code != fault.Validation || !slices.Equal(fields, []string{"delta"}) {
+		if code, fields := testenv.FaultFields(err); code != fault.Validation || !slices.Equal(fields, []string{"delta"}) {
 			t.Errorf("got %s %v, want %s [delta]", code, fields, fault.Validation)
 		}
 	})
@@ -263,7 +264,7 @@ func TestConcurrentStockAdjustments(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, 8)
 	ctx := context.Background()
-	tenantID := f.tenant(t)
+	tenantID := testenv.NewTenant(t).ID
 	tests := []struct {
 		name            string
 		stock, reserved int64
@@ -324,7 +325,7 @@ func TestUpdate(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, 4)
 	ctx := context.Background()
-	tenantID := f.tenant(t)
+	tenantID := testenv.NewTenant(t).ID
 	p := f.product(t, tenantID, "UPD", 5)
 
 	t.Run("partial change keeps the rest", func(t *testing.T) {
@@ -363,7 +364,7 @@ func TestUpdate(t *testing.T) {
 	})
 	t.Run("nothing to change", func(t *testing.T) {
 		_, err := f.svc.Update(ctx, tenantID, p.ID, inventory.ProductChange{})
-		if code, fields := fieldsOf(err); code != fault.Validation || !slices.Equal(fields, []string{"body"}) {
+		if code, fields := testenv.FaultFields(err); code != fault.Validation || !slices.Equal(fields, []string{"body"}) {
 			t.Errorf("got %s %v, want %s [body]", code, fields, fault.Validation)
 		}
 	})
@@ -379,7 +380,7 @@ func TestConcurrentUpdatesWithSameVersion(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, 8)
 	ctx := context.Background()
-	tenantID := f.tenant(t)
+	tenantID := testenv.NewTenant(t).ID
 	p := f.product(t, tenantID, "CAS", 1)
 	const workers = 10
 	var wg sync.WaitGroup
@@ -410,7 +411,7 @@ func TestDelete(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, 4)
 	ctx := context.Background()
-	tenantID := f.tenant(t)
+	tenantID := testenv.NewTenant(t).ID
 
 	t.Run("free product", func(t *testing.T) {
 		p := f.product(t, tenantID, "DEL", 3)

@@ -3,6 +3,7 @@ package payments_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/sony/gobreaker/v2"
 
+	"github.com/tenantd/tenantd/internal/testenv"
 	"github.com/tenantd/tenantd/payments"
 )
 
@@ -359,11 +361,8 @@ func TestResilientBreakerIgnoresAnswers(t *testing.T) {
 // waitState polls until the breaker reports want, for at most limit.
 func waitState(t *testing.T, r *payments.Resilient, want gobreaker.State, limit time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(limit)
-	for r.State() != want {
-		if time.Now().After(deadline) {
-			t.Fatalf("got breaker %s after %v, want %s", r.State(), limit, want)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	testenv.Eventually(t, limit, func() (bool, string) {
+		s := r.State()
+		return s == want, fmt.Sprintf("got breaker %s, want %s", s, want)
+	})
 }

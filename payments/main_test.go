@@ -2,10 +2,7 @@ package payments_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -16,7 +13,6 @@ import (
 
 	"github.com/tenantd/tenantd/internal/db"
 	"github.com/tenantd/tenantd/internal/events"
-	"github.com/tenantd/tenantd/internal/fault"
 	"github.com/tenantd/tenantd/internal/testenv"
 	"github.com/tenantd/tenantd/payments"
 )
@@ -162,24 +158,6 @@ func newFixtureWith(t *testing.T, maxConns int, sim payments.SimulatedOptions, r
 	return f
 }
 
-// tenant inserts a new tenant row and returns its id.
-func (f fixture) tenant(t *testing.T) uuid.UUID {
-	t.Helper()
-	id := uuid.Must(uuid.NewV7())
-	b := make([]byte, 6)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	slug := "t-" + hex.EncodeToString(b)
-	err := f.owner.WithPlatform(context.Background(), func(tx *gorm.DB) error {
-		return tx.Exec("INSERT INTO tenants (id, slug, name, plan) VALUES (?, ?, ?, 'free')", id, slug, "Tenant "+slug).Error
-	})
-	if err != nil {
-		t.Fatalf("insert tenant: %v", err)
-	}
-	return id
-}
-
 // order registers a pending order of total EUR and returns its id.
 func (f fixture) order(t *testing.T, tenantID uuid.UUID, total int64) uuid.UUID {
 	t.Helper()
@@ -225,18 +203,4 @@ func (f fixture) streamEvents(t *testing.T, tenantID uuid.UUID, streamID string)
 		t.Fatalf("load stream %s: %v", streamID, err)
 	}
 	return out
-}
-
-// fieldsOf returns the code of err and the names of the fields it blames.
-func fieldsOf(err error) (fault.Code, []string) {
-	fe, ok := fault.As(err)
-	if !ok {
-		return fault.CodeOf(err), nil
-	}
-	var names []string
-	for _, f := range fe.Fields {
-		names = append(names, f.Field)
-	}
-	slices.Sort(names)
-	return fe.Code, names
 }

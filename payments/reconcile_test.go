@@ -154,7 +154,7 @@ func TestReconcileSettlesLostOutcome(t *testing.T) {
 	f := newFixtureWith(t, 4, payments.SimulatedOptions{}, fastRetries, writesDown()...)
 	reconciler := f.replica(t)
 	ctx := context.Background()
-	tenantID := f.tenant(t)
+	tenantID := testenv.NewTenant(t).ID
 	tests := []struct {
 		method     string
 		wantStatus payments.Status
@@ -214,7 +214,7 @@ func TestReconcileSettlesLostOutcome(t *testing.T) {
 func TestReconcileChargeNeverSeen(t *testing.T) {
 	f := newFixture(t, 4)
 	ctx := context.Background()
-	tenantID := f.tenant(t)
+	tenantID := testenv.NewTenant(t).ID
 	orderID := f.order(t, tenantID, 700)
 	id := uuid.Must(uuid.NewV7())
 	f.ownerExec(t, tenantID, `INSERT INTO payments (tenant_id, id, order_id, status, amount, currency, payment_method, created_at)
@@ -256,7 +256,7 @@ func TestWriteRetriedUntilDatabaseBack(t *testing.T) {
 		return nil
 	})
 	f := newFixtureWith(t, 4, payments.SimulatedOptions{}, fastRetries, hook)
-	tenantID := f.tenant(t)
+	tenantID := testenv.NewTenant(t).ID
 	p := f.pay(t, tenantID, 900, payments.MethodCard)
 	if p.Status != payments.StatusSucceeded {
 		t.Errorf("got status %s, want succeeded", p.Status)
@@ -279,7 +279,7 @@ func TestChargeAnswerLost(t *testing.T) {
 	opts.TripAfter = 1000
 	f := newFixtureWith(t, 4, payments.SimulatedOptions{}, opts)
 	f.gateway.loseAnswers.Store(true)
-	tenantID := f.tenant(t)
+	tenantID := testenv.NewTenant(t).ID
 	p := f.pay(t, tenantID, 1200, payments.MethodCard)
 	if p.Status != payments.StatusSucceeded || p.Captured != 1200 {
 		t.Errorf("got %s captured %d, want succeeded captured 1200", p.Status, p.Captured)
@@ -295,7 +295,7 @@ func TestChargeAnswerLost(t *testing.T) {
 func TestReconcilersAtOnce(t *testing.T) {
 	f := newFixtureWith(t, 8, payments.SimulatedOptions{}, fastRetries, writesDown()...)
 	ctx := context.Background()
-	tenantID := f.tenant(t)
+	tenantID := testenv.NewTenant(t).ID
 	const payCount = 8
 	var ids []uuid.UUID
 	var wg sync.WaitGroup
@@ -371,7 +371,7 @@ func TestPendingRefundReconciled(t *testing.T) {
 	opts.TripAfter = 1000
 	f := newFixtureWith(t, 4, payments.SimulatedOptions{}, opts)
 	ctx := context.Background()
-	tenantID := f.tenant(t)
+	tenantID := testenv.NewTenant(t).ID
 	p := f.pay(t, tenantID, 1000, payments.MethodCard)
 
 	f.gateway.refundsDown.Store(true)
@@ -423,7 +423,7 @@ func TestRefundRefused(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, 4)
 	ctx := context.Background()
-	tenantID := f.tenant(t)
+	tenantID := testenv.NewTenant(t).ID
 	p := f.pay(t, tenantID, 1000, payments.MethodCard)
 
 	f.gateway.refuseRefunds.Store(true)
@@ -451,7 +451,7 @@ func TestRefundRefused(t *testing.T) {
 func TestRefundCancelledOrder(t *testing.T) {
 	f := newFixture(t, 4)
 	ctx := context.Background()
-	tenantID := f.tenant(t)
+	tenantID := testenv.NewTenant(t).ID
 	p := f.pay(t, tenantID, 1000, payments.MethodCard)
 	if r, err := f.svc.Refund(ctx, tenantID, p.ID, payments.NewRefund{Amount: 300}); err != nil || r.Status != payments.RefundSucceeded {
 		t.Fatalf("refund part by hand: got %+v, %v", r, err)
@@ -572,7 +572,7 @@ func (g *lateGateway) Charge(ctx context.Context, c payments.Charge) (payments.R
 		return g.Gateway.Charge(ctx, c)
 	}
 	g.wg.Go(func() {
-		time.Sleep(200 * time.Millisecond)
+		time.Sleep(200 * time.Millisecond) // the point: the gateway answers late
 		res, err := g.Gateway.Charge(context.Background(), c)
 		g.mu.Lock()
 		defer g.mu.Unlock()
@@ -594,7 +594,7 @@ func TestLateChargeIsRefused(t *testing.T) {
 	opts.MaxElapsed = 50 * time.Millisecond
 	opts.TripAfter = 1000
 	svc := payments.NewService(f.db, f.orders, payments.NewResilient(lg, opts))
-	tenantID := f.tenant(t)
+	tenantID := testenv.NewTenant(t).ID
 	orderID := f.order(t, tenantID, 900)
 	first, err := svc.Pay(t.Context(), tenantID, payments.NewPayment{OrderID: orderID, Amount: 900, Currency: "EUR", Method: payments.MethodCard})
 	if !errors.Is(err, payments.ErrGatewayUnavailable) || first.Status != payments.StatusFailed {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/tenantd/tenantd/internal/fault"
+	"github.com/tenantd/tenantd/internal/testenv"
 	"github.com/tenantd/tenantd/payments"
 )
 
@@ -38,7 +38,7 @@ func TestPay(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, 4)
 	ctx := context.Background()
-	tenantID := f.tenant(t)
+	tenantID := testenv.NewTenant(t).ID
 
 	tests := []struct {
 		method     string
@@ -104,7 +104,7 @@ func TestPay(t *testing.T) {
 func TestPayEventRawData(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, 2)
-	tenantID := f.tenant(t)
+	tenantID := testenv.NewTenant(t).ID
 	declined := f.pay(t, tenantID, 500, payments.MethodCardDeclined)
 	evs := f.streamEvents(t, tenantID, payments.StreamID(declined.ID))
 	if len(evs) != 1 || evs[0].Version != 1 {
@@ -131,7 +131,7 @@ func TestPayEventRawData(t *testing.T) {
 func TestPayValidation(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, 2)
-	tenantID := f.tenant(t)
+	tenantID := testenv.NewTenant(t).ID
 	orderID := f.order(t, tenantID, 100)
 	tests := []struct {
 		name string
@@ -148,7 +148,7 @@ func TestPayValidation(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := f.svc.Pay(context.Background(), tenantID, tt.in)
-			code, fields := fieldsOf(err)
+			code, fields := testenv.FaultFields(err)
 			if code != fault.Validation || !slices.Equal(fields, tt.want) {
 				t.Errorf("got %s %v, want %s %v", code, fields, fault.Validation, tt.want)
 			}
@@ -163,7 +163,7 @@ func TestPayOrderChecks(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, 2)
 	ctx := context.Background()
-	tenantID := f.tenant(t)
+	tenantID := testenv.NewTenant(t).ID
 	tests := []struct {
 		name       string
 		target     payments.Target
@@ -187,7 +187,7 @@ func TestPayOrderChecks(t *testing.T) {
 				f.orders.set(tenantID, orderID, tt.target)
 			}
 			_, err := f.svc.Pay(ctx, tenantID, payments.NewPayment{OrderID: orderID, Amount: tt.amount, Currency: tt.currency, Method: "card"})
-			code, fields := fieldsOf(err)
+			code, fields := testenv.FaultFields(err)
 			if code != tt.wantCode || !slices.Equal(fields, tt.wantFields) {
 				t.Errorf("got %s %v (%v), want %s %v", code, fields, err, tt.wantCode, tt.wantFields)
 			}
@@ -208,7 +208,7 @@ func TestOnePaymentPerOrder(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, 2)
 	ctx := context.Background()
-	tenantID := f.tenant(t)
+	tenantID := testenv.NewTenant(t).ID
 	for _, method := range []string{payments.MethodCard, payments.MethodCardDeclined} {
 		t.Run(method, func(t *testing.T) {
 			first := f.pay(t, tenantID, 700, method)
@@ -230,32 +230,14 @@ func TestConcurrentPayments(t *testing.T) {
 	t.Parallel()
 	f := newFixtureWith(t, 20, payments.SimulatedOptions{Latency: 20 * time.Millisecond}, fastRetries)
 	ctx := context.Background()
-	tenantID := f.tenant(t)
+	tenantID := testenv.NewTenant(t).ID
 	orderID := f.order(t, tenantID, 4200)
 
-	const n = 20
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for i := range n {
-		wg.Go(func() {
-			<-start
-			_, errs[i] = f.svc.Pay(ctx, tenantID, payments.NewPayment{OrderID: orderID, Amount: 4200, Currency: "EUR", Method: payments.MethodCard})
-		})
-	}
-	close(start)
-	wg.Wait()
-
-	succeeded := 0
-	for i, err := range errs {
-		switch {
-		case err == nil:
-			succeeded++
-		case !errors.Is(err, payments.ErrOrderHasPayment):
-			t.Errorf("payment %d: got %v, want nil or %v", i, err, payments.ErrOrderHasPayment)
-		}
-	}
-	if succeeded != 1 {
+	errs := testenv.Race(20, func(int) error {
+		_, err := f.svc.Pay(ctx, tenantID, payments.NewPayment{OrderID: orderID, Amount: 4200, Currency: "EUR", Method: payments.MethodCard})
+		return err
+	})
+	if succeeded := testenv.Succeeded(t, errs, payments.ErrOrderHasPayment); succeeded != 1 {
 		t.Errorf("got %d payments through, want 1", succeeded)
 	}
 	if calls, approved := f.gateway.calls.Load(), f.gateway.approved.Load(); calls != 1 || approved != 1 {
@@ -288,7 +270,7 @@ func TestCircuitBreaker(t *testing.T) {
 	opts.OpenTimeout = coolDown
 	f := newFixtureWith(t, 4, payments.SimulatedOptions{FailTimes: -1}, opts)
 	ctx := context.Background()
-	tenantID := f.tenant(t)
+	tenantID := testenv.NewTenant(t).ID
 
 	orderID := f.order(t, tenantID, 990)
 	p, err := f.svc.Pay(ctx, tenantID, payments.NewPayment{OrderID: orderID, Amount: 990, Currency: "EUR", Method: payments.MethodCardError})
@@ -354,7 +336,7 @@ func TestGatewayError(t *testing.T) {
 		return payments.Result{}, payments.Permanent(errors.New("invalid merchant"))
 	})
 	svc := payments.NewService(env.db, env.orders, payments.NewResilient(permanent, fastRetries))
-	tenantID := env.tenant(t)
+	tenantID := testenv.NewTenant(t).ID
 	orderID := env.order(t, tenantID, 300)
 	p, err := svc.Pay(context.Background(), tenantID, payments.NewPayment{OrderID: orderID, Amount: 300, Currency: "EUR", Method: "card"})
 	if err != nil {
@@ -372,7 +354,7 @@ func TestRefunds(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, 2)
 	ctx := context.Background()
-	tenantID := f.tenant(t)
+	tenantID := testenv.NewTenant(t).ID
 	p := f.pay(t, tenantID, 1000, payments.MethodCard)
 
 	steps := []struct {
@@ -465,30 +447,14 @@ func TestConcurrentRefunds(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, 20)
 	ctx := context.Background()
-	tenantID := f.tenant(t)
+	tenantID := testenv.NewTenant(t).ID
 	p := f.pay(t, tenantID, 1000, payments.MethodCard)
 
-	const n = 20
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for i := range n {
-		wg.Go(func() {
-			<-start
-			_, errs[i] = f.svc.Refund(ctx, tenantID, p.ID, payments.NewRefund{Amount: 100})
-		})
-	}
-	close(start)
-	wg.Wait()
-	ok := 0
-	for i, err := range errs {
-		switch {
-		case err == nil:
-			ok++
-		case !errors.Is(err, payments.ErrRefundTooLarge):
-			t.Errorf("refund %d: got %v, want nil or %v", i, err, payments.ErrRefundTooLarge)
-		}
-	}
+	errs := testenv.Race(20, func(int) error {
+		_, err := f.svc.Refund(ctx, tenantID, p.ID, payments.NewRefund{Amount: 100})
+		return err
+	})
+	ok := testenv.Succeeded(t, errs, payments.ErrRefundTooLarge)
 	if ok != 10 {
 		t.Errorf("got %d refunds through, want 10", ok)
 	}
@@ -514,7 +480,7 @@ func TestTenantIsolation(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, 2)
 	ctx := context.Background()
-	a, b := f.tenant(t), f.tenant(t)
+	a, b := testenv.NewTenant(t).ID, testenv.NewTenant(t).ID
 	p := f.pay(t, a, 800, payments.MethodCard)
 
 	if _, err := f.svc.Get(ctx, b, p.ID); !errors.Is(err, payments.ErrNotFound) {
@@ -545,7 +511,7 @@ func TestListPages(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, 4)
 	ctx := context.Background()
-	tenantID, other := f.tenant(t), f.tenant(t)
+	tenantID, other := testenv.NewTenant(t).ID, testenv.NewTenant(t).ID
 	var want []uuid.UUID
 	for range 5 {
 		want = append(want, f.pay(t, tenantID, 100, payments.MethodCard).ID)

@@ -61,9 +61,9 @@ func TestOperatorDeadLetters(t *testing.T) {
 	}
 	parked := func(n int) []any {
 		var got []any
-		eventually(t, 30*time.Second, "the subscriber's dead letters", func() bool {
+		testenv.Eventually(t, 30*time.Second, func() (bool, string) {
 			got = list(t, "subscriber="+subscriber)
-			return len(got) >= n
+			return len(got) >= n, "the subscriber's dead letters"
 		})
 		return got
 	}

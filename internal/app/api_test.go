@@ -10,6 +10,7 @@ import (
 
 	"github.com/tenantd/tenantd/config"
 	"github.com/tenantd/tenantd/internal/apptest"
+	"github.com/tenantd/tenantd/internal/testenv"
 )
 
 // TestOperatorTenantLifecycle covers /admin/v1: creation with a one-time
@@ -318,13 +319,11 @@ func TestReadinessNamesTheFailedDependency(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := apptest.New(t, apptest.Options{Config: func(c *config.Config) { c.RateLimitFailOpen = tt.failOpen }})
-			if s.Env.Redis == nil {
-				t.Fatal("testenv did not start its own Redis")
-			}
-			s.Env.Redis.StopRedis()
+			rs := testenv.PrivateRedis(t)
+			s := apptest.New(t, apptest.Options{RedisURL: rs.URL, Config: func(c *config.Config) { c.RateLimitFailOpen = tt.failOpen }})
+			rs.Stop()
 			resp := s.Do(apptest.Request{Method: "GET", Path: "/readyz"})
-			if err := s.Env.Redis.StartRedis(context.Background()); err != nil {
+			if err := rs.Start(context.Background()); err != nil {
 				t.Fatalf("restart redis: %v", err)
 			}
 			body := resp.Map(t)

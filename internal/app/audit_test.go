@@ -11,6 +11,7 @@ import (
 
 	"github.com/tenantd/tenantd/internal/apptest"
 	"github.com/tenantd/tenantd/internal/audit"
+	"github.com/tenantd/tenantd/internal/testenv"
 )
 
 // TestAuditTrail proves, through the real chain, that security events and
@@ -56,7 +57,7 @@ func TestAuditTrail(t *testing.T) {
 		list apptest.Response
 		page struct{ Data []audit.EventResponse }
 	)
-	eventually(t, 10*time.Second, "every entry sealed", func() bool {
+	testenv.Eventually(t, 10*time.Second, func() (bool, string) {
 		list = s.Do(apptest.Request{Method: "GET", Path: "/v1/audit-events?limit=200", Key: tn.Key})
 		if list.Status != http.StatusOK {
 			t.Fatalf("list: got %d %s", list.Status, list.Body)
@@ -65,10 +66,10 @@ func TestAuditTrail(t *testing.T) {
 		list.JSON(t, &page)
 		for _, e := range page.Data {
 			if !e.Sealed || e.Seq == nil || e.Hash == nil || e.PrevHash == nil {
-				return false
+				return false, "every entry sealed"
 			}
 		}
-		return true
+		return true, "every entry sealed"
 	})
 	for i, e := range page.Data {
 		if want := int64(len(page.Data) - i); *e.Seq != want {

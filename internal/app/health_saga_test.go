@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"sync"
@@ -30,17 +31,9 @@ func TestSagaOutcomesCountAfterCommit(t *testing.T) {
 	t.Parallel()
 	env := testenv.Get(t)
 	d := env.OpenDB(t, 8)
-	owner := env.OpenOwnerDB(t)
-	tenant := uuid.New()
+	tenant := testenv.NewTenant(t).ID
 	suffix := randomSuffix(t)
-	err := owner.WithPlatform(context.Background(), func(tx *gorm.DB) error {
-		return tx.Exec(`INSERT INTO tenants (id, slug, name, plan) VALUES (?, ?, 'Saga metrics', 'free')`,
-			tenant, "saga-"+suffix).Error
-	})
-	if err != nil {
-		t.Fatalf("create tenant: %v", err)
-	}
-	err = d.WithTenant(context.Background(), tenant, func(tx *gorm.DB) error {
+	err := d.WithTenant(context.Background(), tenant, func(tx *gorm.DB) error {
 		if _, err := events.Append(context.Background(), tx, tenant, "order-"+suffix+"-1", 0,
 			events.NewEvent{Type: orders.EventCompleted, Data: map[string]any{"order_id": uuid.New()}}); err != nil {
 			return err
@@ -98,18 +91,12 @@ func TestSagaOutcomesCountAfterCommit(t *testing.T) {
 		<-done
 	})
 
-	deadline := time.Now().Add(20 * time.Second)
-	for delivered() < 4 {
-		if time.Now().After(deadline) {
-			t.Fatalf("got %d deliveries after 20s, want 4 (each event twice)", delivered())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testenv.Eventually(t, 20*time.Second, func() (bool, string) {
+		n := delivered()
+		return n >= 4, fmt.Sprintf("got %d deliveries, want 4 (each event twice)", n)
+	})
 	want := map[string]float64{"completed": 1, "cancelled_payment_declined": 1}
-	deadline = time.Now().Add(5 * time.Second)
-	for !countsAre(t, m, want) && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	testenv.Eventually(t, 5*time.Second, func() (bool, string) { return countsAre(t, m, want), fmt.Sprintf("saga counts, want %v", want) })
 	// Counts are made when a transaction commits, before WithTenant
 	// returns: the rolled-back deliveries had their chance already.
 	for outcome, n := range want {

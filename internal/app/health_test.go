@@ -13,7 +13,6 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/tenantd/tenantd/internal/devenv"
 	"github.com/tenantd/tenantd/internal/obs"
 	"github.com/tenantd/tenantd/internal/testenv"
 )
@@ -39,12 +38,8 @@ func TestReadinessWithRedisDown(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			log := slog.New(slog.NewTextHandler(io.Discard, nil))
-			server, err := devenv.StartRedisOnly(context.Background(), log)
-			if err != nil {
-				t.Fatalf("start redis: %v", err)
-			}
-			t.Cleanup(server.Stop)
-			opts, err := redis.ParseURL(server.RedisURL)
+			server := testenv.PrivateRedis(t)
+			opts, err := redis.ParseURL(server.URL)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -61,11 +56,11 @@ func TestReadinessWithRedisDown(t *testing.T) {
 			wantReady(t, e, http.StatusOK, "ready", "ok")
 			wantUp(t, m, map[string]float64{"postgres": 1, "redis": 1})
 
-			server.StopRedis()
+			server.Stop()
 			wantReady(t, e, tt.wantStatus, tt.wantState, "failing")
 			wantUp(t, m, map[string]float64{"postgres": 1, "redis": 0})
 
-			if err := server.StartRedis(context.Background()); err != nil {
+			if err := server.Start(context.Background()); err != nil {
 				t.Fatalf("restart redis: %v", err)
 			}
 			wantReady(t, e, http.StatusOK, "ready", "ok")

@@ -154,13 +154,13 @@ func TestHotTenantWrites(t *testing.T) {
 	// Every mutating request is in the trail, once per request id (a
 	// request that committed and then failed has two entries, both with
 	// its id), and the chain seals and verifies.
-	eventually(t, 30*time.Second, "the audit trail sealed", func() bool {
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
 		var unsealed int
 		if err := admin.QueryRow(t.Context(), `SELECT count(*) FROM audit_events WHERE tenant_id = $1 AND hash IS NULL`,
 			tn.ID).Scan(&unsealed); err != nil {
 			t.Fatal(err)
 		}
-		return unsealed == 0
+		return unsealed == 0, "the audit trail sealed"
 	})
 	rows, err := admin.Query(t.Context(), `SELECT DISTINCT request_id FROM audit_events
 		WHERE tenant_id = $1 AND request_id <> '' AND action LIKE '% /v1/%'`, tn.ID)

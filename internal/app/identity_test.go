@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/tenantd/tenantd/internal/apptest"
+	"github.com/tenantd/tenantd/internal/testenv"
 )
 
 // TestCrossTenantIdentity: an admin of A can never read or change B's
@@ -88,6 +89,6 @@ func TestRoleChangeReachesOtherReplica(t *testing.T) {
 		Body: map[string]any{"permissions": []string{"products:read"}}}); resp.Status != 200 {
 		t.Fatalf("revoke products:write: got %d %s", resp.Status, resp.Body)
 	}
-	took := eventually(t, time.Second, "replica two denies", func() bool { return create(two) == 403 })
+	took := testenv.Eventually(t, time.Second, func() (bool, string) { return create(two) == 403, "replica two denies" })
 	t.Logf("the role change reached replica two in %v", took)
 }

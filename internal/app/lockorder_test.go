@@ -108,13 +108,13 @@ func TestLockOrder(t *testing.T) {
 
 	// Wait until every unpaid order has expired: then nothing is held by a
 	// pending order, and the books must balance.
-	eventually(t, 30*time.Second, "no pending order left", func() bool {
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
 		var pending int
 		if err := admin.QueryRow(t.Context(), `SELECT count(*) FROM order_views WHERE tenant_id = $1 AND status = 'pending'`,
 			tn.ID).Scan(&pending); err != nil {
 			t.Fatal(err)
 		}
-		return pending == 0
+		return pending == 0, "no pending order left"
 	})
 	rows, err := admin.Query(t.Context(), `SELECT p.sku, p.stock_on_hand, p.stock_reserved,
 			coalesce((SELECT sum(quantity) FROM reservations r WHERE r.tenant_id = p.tenant_id AND r.product_id = p.id AND r.status = 'held'), 0)

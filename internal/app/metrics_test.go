@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/tenantd/tenantd/internal/apptest"
+	"github.com/tenantd/tenantd/internal/testenv"
 )
 
 // TestMetrics: /metrics exposes the request, pool, outbox and saga metrics,
@@ -18,8 +19,8 @@ func TestMetrics(t *testing.T) {
 	sh.waitStatus(t, id, "completed")
 	sh.get(t, "/v1/products/"+sh.product)
 
-	eventually(t, 2*time.Second, "saga metric", func() bool {
-		return strings.Contains(string(s.Do(apptest.Request{Method: "GET", Path: "/metrics"}).Body), `tenantd_saga_outcomes_total{outcome="completed"}`)
+	testenv.Eventually(t, 2*time.Second, func() (bool, string) {
+		return strings.Contains(string(s.Do(apptest.Request{Method: "GET", Path: "/metrics"}).Body), `tenantd_saga_outcomes_total{outcome="completed"}`), "saga metric"
 	})
 	resp := s.Do(apptest.Request{Method: "GET", Path: "/metrics"})
 	body := string(resp.Body)

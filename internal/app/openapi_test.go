@@ -21,6 +21,7 @@ import (
 
 	"github.com/tenantd/tenantd/internal/apptest"
 	"github.com/tenantd/tenantd/internal/openapi"
+	"github.com/tenantd/tenantd/internal/testenv"
 )
 
 // loadOpenAPI loads the served document and checks it is valid OpenAPI.
@@ -319,9 +320,9 @@ func TestOpenAPIResponses(t *testing.T) {
 	sc.do(t, call{method: "GET", path: "/v1/payments/" + paymentID, key: key, want: 200})
 	sc.do(t, call{method: "POST", path: "/v1/payments/" + paymentID + "/refunds", key: key, want: 201, body: map[string]any{"amount": 100}})
 	sc.do(t, call{method: "POST", path: "/v1/payments/" + paymentID + "/refunds", key: key, want: 409, body: map[string]any{"amount": 999999}})
-	eventually(t, time.Second, "the paid order completes", func() bool {
+	testenv.Eventually(t, time.Second, func() (bool, string) {
 		r := sc.do(t, call{method: "GET", path: "/v1/orders/" + orderID, key: key, want: 200})
-		return r.Map(t)["status"] == "completed"
+		return r.Map(t)["status"] == "completed", "the paid order completes"
 	})
 	sc.do(t, call{method: "GET", path: "/v1/orders/" + orderID + "/events", key: key, want: 200})
 	other := sc.do(t, call{method: "POST", path: "/v1/orders", key: key, body: orderBody, want: 201})

@@ -11,6 +11,7 @@ import (
 
 	"github.com/tenantd/tenantd/config"
 	"github.com/tenantd/tenantd/internal/apptest"
+	"github.com/tenantd/tenantd/internal/testenv"
 )
 
 // shop is a tenant with a product, for order tests.
@@ -56,9 +57,9 @@ func (sh shop) pay(t *testing.T, orderID string, amount int, method string, head
 func (sh shop) waitStatus(t *testing.T, orderID, status string) map[string]any {
 	t.Helper()
 	var o map[string]any
-	took := eventually(t, time.Second, "order "+orderID+" reaches "+status, func() bool {
+	took := testenv.Eventually(t, time.Second, func() (bool, string) {
 		o = sh.get(t, "/v1/orders/"+orderID)
-		return o["status"] == status
+		return o["status"] == status, "order " + orderID + " reaches " + status
 	})
 	t.Logf("order reached %s in %v", status, took)
 	return o
@@ -171,9 +172,9 @@ func TestReservationExpiry(t *testing.T) {
 	sh := newShop(t, s, 5, 100)
 	id := sh.order(t, 2).Map(t)["id"].(string)
 	var o map[string]any
-	eventually(t, 6*time.Second, "the sweeper cancels the expired order", func() bool {
+	testenv.Eventually(t, 6*time.Second, func() (bool, string) {
 		o = sh.get(t, "/v1/orders/"+id)
-		return o["status"] == "cancelled"
+		return o["status"] == "cancelled", "the sweeper cancels the expired order"
 	})
 	if o["cancellation_reason"] != "reservation_expired" {
 		t.Fatalf("reason: got %v", o["cancellation_reason"])

@@ -11,6 +11,7 @@ import (
 	"github.com/tenantd/tenantd/config"
 	"github.com/tenantd/tenantd/internal/apptest"
 	"github.com/tenantd/tenantd/internal/events"
+	"github.com/tenantd/tenantd/internal/testenv"
 	"github.com/tenantd/tenantd/orders"
 	"github.com/tenantd/tenantd/payments"
 )
@@ -40,9 +41,9 @@ func TestPaymentForCancelledOrderIsRefunded(t *testing.T) {
 		}
 		paid <- r
 	}()
-	eventually(t, 5*time.Second, "the payment is at the gateway", func() bool {
+	testenv.Eventually(t, 5*time.Second, func() (bool, string) {
 		list := sh.get(t, "/v1/payments?order_id="+orderID)["data"].([]any)
-		return len(list) == 1 && list[0].(map[string]any)["status"] == "processing"
+		return len(list) == 1 && list[0].(map[string]any)["status"] == "processing", "the payment is at the gateway"
 	})
 	if r := s.Do(apptest.Request{Method: "POST", Path: "/v1/orders/" + orderID + "/cancel", Key: sh.tenant.Key}); r.Status != 200 {
 		t.Fatalf("cancel while paying: got %d %s", r.Status, r.Body)
@@ -68,9 +69,9 @@ func TestPaymentForCancelledOrderIsRefunded(t *testing.T) {
 		}
 		return rows
 	}
-	eventually(t, 15*time.Second, "the refund succeeds at the gateway", func() bool {
+	testenv.Eventually(t, 15*time.Second, func() (bool, string) {
 		r := refunds()
-		return len(r) == 1 && r[0].Status == "succeeded"
+		return len(r) == 1 && r[0].Status == "succeeded", "the refund succeeds at the gateway"
 	})
 
 	// Delivered again: the saga's handler runs once more on the same event.

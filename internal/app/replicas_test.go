@@ -7,27 +7,16 @@ import (
 
 	"github.com/tenantd/tenantd/config"
 	"github.com/tenantd/tenantd/internal/apptest"
+	"github.com/tenantd/tenantd/internal/testenv"
 )
-
-// eventually polls cond every 20 ms until it holds or within passes.
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > within {
-			t.Fatalf("%s: not within %v", what, within)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return time.Since(start)
-}
 
 // TestKeyRevocationReachesOtherReplicas: two servers on one database and
 // Redis, with a long key cache; a key revoked on one stops working on the
 // other at once, and also when the revocation happened while Redis was
 // down (the cache is dropped on resubscription).
 func TestKeyRevocationReachesOtherReplicas(t *testing.T) {
-	longCache := apptest.Options{Config: func(c *config.Config) { c.APIKeyCacheTTL = 10 * time.Minute }}
+	rs := testenv.PrivateRedis(t) // stopped below: a Redis of the test's own
+	longCache := apptest.Options{RedisURL: rs.URL, Config: func(c *config.Config) { c.APIKeyCacheTTL = 10 * time.Minute }}
 	a := apptest.New(t, longCache)
 	b := apptest.New(t, longCache)
 	tn := a.CreateTenant(slug("replica"), "pro")
@@ -44,7 +33,7 @@ func TestKeyRevocationReachesOtherReplicas(t *testing.T) {
 		if resp := a.Do(apptest.Request{Method: "DELETE", Path: "/v1/api-keys/" + id, Key: tn.Key}); resp.Status != 204 {
 			t.Fatalf("revoke: got %d", resp.Status)
 		}
-		took := eventually(t, time.Second, "B refuses the revoked key", func() bool { return status(b, key) == 401 })
+		took := testenv.Eventually(t, time.Second, func() (bool, string) { return status(b, key) == 401, "B refuses the revoked key" })
 		t.Logf("revocation reached the other replica in %v", took)
 	})
 
@@ -54,14 +43,14 @@ func TestKeyRevocationReachesOtherReplicas(t *testing.T) {
 			t.Fatalf("B before revoke: got %d, want 200", got)
 		}
 		id := keyID(t, a, tn.Key, key)
-		a.Env.Redis.StopRedis()
+		rs.Stop()
 		resp := a.Do(apptest.Request{Method: "DELETE", Path: "/v1/api-keys/" + id, Key: tn.Key})
-		if err := a.Env.Redis.StartRedis(context.Background()); err != nil {
+		if err := rs.Start(context.Background()); err != nil {
 			t.Fatalf("restart redis: %v", err)
 		}
 		if resp.Status != 204 {
 			t.Fatalf("revoke with Redis down: got %d %s, want 204", resp.Status, resp.Body)
 		}
-		eventually(t, 5*time.Second, "B refuses the key revoked while Redis was down", func() bool { return status(b, key) == 401 })
+		testenv.Eventually(t, 5*time.Second, func() (bool, string) { return status(b, key) == 401, "B refuses the key revoked while Redis was down" })
 	})
 }

@@ -67,7 +67,7 @@ func TestStreamCapPerTenant(t *testing.T) {
 		if time.Since(start) > 5*time.Second {
 			t.Fatalf("no slot 5 s after a stream was closed: got %d %s", c.Status, c.Body)
 		}
-		time.Sleep(200 * time.Millisecond)
+		time.Sleep(200 * time.Millisecond) // polled gently: the free plan's rate limit is 10 requests a second
 	}
 	t.Logf("the slot was free %v after the client hung up", time.Since(start))
 	if c := openStream(t, one, "", a.Key, nil); c.Status != http.StatusTooManyRequests || !strings.Contains(string(c.Body), "event streams") {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/tenantd/tenantd/config"
 	"github.com/tenantd/tenantd/internal/apptest"
+	"github.com/tenantd/tenantd/internal/testenv"
 )
 
 // hookReceiver is a tenant's webhook receiver: a real HTTP server that
@@ -125,19 +126,19 @@ func TestWebhooksOverHTTP(t *testing.T) {
 	since := time.Now().UTC().Add(-time.Second)
 	sc.do(t, call{method: "POST", path: "/v1/orders", key: key, want: 201,
 		body: map[string]any{"customer_id": "c-1", "items": []map[string]any{{"product_id": product.Map(t)["id"], "quantity": 1}}}})
-	eventually(t, 10*time.Second, "order.placed reaches the endpoint, verified", func() bool {
+	testenv.Eventually(t, 10*time.Second, func() (bool, string) {
 		types, _ := rc.got()
-		return count(types, "order.placed") == 1
+		return count(types, "order.placed") == 1, "order.placed reaches the endpoint, verified"
 	})
 	sc.do(t, call{method: "POST", path: hook + "/test", key: key, want: 202})
-	eventually(t, 10*time.Second, "the test event arrives", func() bool {
+	testenv.Eventually(t, 10*time.Second, func() (bool, string) {
 		types, _ := rc.got()
-		return count(types, "webhook.test") == 1
+		return count(types, "webhook.test") == 1, "the test event arrives"
 	})
 
 	// The delivery log.
 	var deliveryID string
-	eventually(t, 10*time.Second, "both deliveries are logged as succeeded", func() bool {
+	testenv.Eventually(t, 10*time.Second, func() (bool, string) {
 		page := sc.do(t, call{method: "GET", path: hook + "/deliveries?limit=50", key: key, want: 200})
 		var body struct {
 			Data []struct {
@@ -156,7 +157,7 @@ func TestWebhooksOverHTTP(t *testing.T) {
 				deliveryID = d.ID
 			}
 		}
-		return done == 2
+		return done == 2, "both deliveries are logged as succeeded"
 	})
 	sc.do(t, call{method: "POST", path: hook + "/deliveries/" + deliveryID + "/retry", key: key, want: 202})
 	sc.do(t, call{method: "POST", path: hook + "/deliveries/" + uuid.NewString() + "/retry", key: key, want: 404})
@@ -165,9 +166,9 @@ func TestWebhooksOverHTTP(t *testing.T) {
 		t.Errorf("recover: got %v enqueued, want 1 (the order.placed)", n)
 	}
 	sc.do(t, call{method: "POST", path: hook + "/recover", key: key, want: 422, invalid: true, body: map[string]any{}})
-	eventually(t, 10*time.Second, "the retried and recovered deliveries arrive", func() bool {
+	testenv.Eventually(t, 10*time.Second, func() (bool, string) {
 		types, _ := rc.got()
-		return len(types) == 4
+		return len(types) == 4, "the retried and recovered deliveries arrive"
 	})
 
 	// Rotation: both secrets sign for 24 h.
@@ -178,9 +179,9 @@ func TestWebhooksOverHTTP(t *testing.T) {
 	}
 	rc.trust(secret, newSecret) // the receiver requires both to verify
 	sc.do(t, call{method: "POST", path: hook + "/test", key: key, want: 202})
-	eventually(t, 10*time.Second, "a test event signed by both secrets", func() bool {
+	testenv.Eventually(t, 10*time.Second, func() (bool, string) {
 		types, _ := rc.got()
-		return count(types, "webhook.test") == 2
+		return count(types, "webhook.test") == 2, "a test event signed by both secrets"
 	})
 	if _, refused := rc.got(); refused != 0 {
 		t.Errorf("the receiver refused %d messages, want 0", refused)
@@ -193,14 +194,14 @@ func TestWebhooksOverHTTP(t *testing.T) {
 	gone.trust(goneEP.Map(t)["secret"].(string))
 	goneHook := "/v1/webhooks/" + goneEP.Map(t)["id"].(string)
 	sc.do(t, call{method: "POST", path: goneHook + "/test", key: key, want: 202})
-	eventually(t, 10*time.Second, "the endpoint is disabled", func() bool {
+	testenv.Eventually(t, 10*time.Second, func() (bool, string) {
 		m := sc.do(t, call{method: "GET", path: goneHook, key: key, want: 200}).Map(t)
-		return m["status"] == "disabled" && m["disabled_reason"] == "the endpoint answered 410 Gone"
+		return m["status"] == "disabled" && m["disabled_reason"] == "the endpoint answered 410 Gone", "the endpoint is disabled"
 	})
 	sc.do(t, call{method: "POST", path: goneHook + "/test", key: key, want: 409})
-	eventually(t, 10*time.Second, "the audit event", func() bool {
+	testenv.Eventually(t, 10*time.Second, func() (bool, string) {
 		r := s.Do(apptest.Request{Method: "GET", Path: "/v1/audit-events?action=webhook.disabled", Key: key})
-		return r.Status == 200 && strings.Contains(string(r.Body), goneHook[len("/v1/webhooks/"):])
+		return r.Status == 200 && strings.Contains(string(r.Body), goneHook[len("/v1/webhooks/"):]), "the audit event"
 	})
 
 	sc.do(t, call{method: "DELETE", path: hook, key: key, want: 204})

@@ -6,7 +6,6 @@ package apptest
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,7 +15,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/tenantd/tenantd/config"
 	"github.com/tenantd/tenantd/internal/app"
@@ -72,8 +70,10 @@ func checkLogs() error {
 	return nil
 }
 
-// Server is a running tenantd for one test.
+// Server is a running tenantd for one test; its Client sends requests to
+// it.
 type Server struct {
+	*Client
 	App *app.App
 	URL string
 	Env *testenv.Env
@@ -88,6 +88,9 @@ type Options struct {
 	// OnDB, when set, sees the server's database pool before the server is
 	// wired, e.g. to register GORM callbacks that count statements.
 	OnDB func(*db.DB)
+	// RedisURL replaces the package's Redis, e.g. with a
+	// testenv.PrivateRedis that the test stops and restarts.
+	RedisURL string
 	// BeforeRun, when set, sees the wired app before its background work
 	// starts, e.g. to subscribe a test's own event handler.
 	BeforeRun func(*app.App)
@@ -97,6 +100,10 @@ type Options struct {
 func New(t testing.TB, opts Options) *Server {
 	t.Helper()
 	env := testenv.Get(t)
+	redisURL := env.RedisURL
+	if opts.RedisURL != "" {
+		redisURL = opts.RedisURL
+	}
 	cfg, err := config.Load(func(name string) string {
 		switch name {
 		case "DATABASE_URL":
@@ -106,7 +113,7 @@ func New(t testing.TB, opts Options) *Server {
 		case "WORKER_DATABASE_URL":
 			return env.WorkerURL
 		case "REDIS_URL":
-			return env.RedisURL
+			return redisURL
 		case "PLATFORM_API_KEY":
 			return OperatorKey
 		case "OIDC_ALLOW_INSECURE_ISSUERS":
@@ -136,7 +143,7 @@ func New(t testing.TB, opts Options) *Server {
 	if err := d.CheckRuntimeRole(context.Background()); err != nil {
 		t.Fatalf("runtime role: %v", err)
 	}
-	a, err := app.New(cfg, d, env.RedisClient(t), log)
+	a, err := app.New(cfg, d, testenv.NewRedisClient(t, redisURL), log)
 	if err != nil {
 		t.Fatalf("wire app: %v", err)
 	}
@@ -152,110 +159,7 @@ func New(t testing.TB, opts Options) *Server {
 		cancel()
 		<-done
 	})
-	return &Server{App: a, URL: hs.URL, Env: env, t: t}
-}
-
-// Response is a received response with its body read.
-type Response struct {
-	Status int
-	Header http.Header
-	Body   []byte
-}
-
-// JSON decodes the body into v, failing the test when it is not JSON.
-func (r Response) JSON(t testing.TB, v any) {
-	t.Helper()
-	if err := json.Unmarshal(r.Body, v); err != nil {
-		t.Fatalf("decode %q: %v", r.Body, err)
-	}
-}
-
-// Map decodes the body as a JSON object.
-func (r Response) Map(t testing.TB) map[string]any {
-	t.Helper()
-	var m map[string]any
-	r.JSON(t, &m)
-	return m
-}
-
-// Code returns the problem+json code of an error response, or "".
-func (r Response) Code() string {
-	var p struct {
-		Code string `json:"code"`
-	}
-	if err := json.Unmarshal(r.Body, &p); err != nil {
-		return ""
-	}
-	return p.Code
-}
-
-// Request is one request to send.
-type Request struct {
-	Method string
-	Path   string
-	Key    string            // bearer credential, if any
-	Body   any               // JSON-encoded unless string or []byte
-	Header map[string]string // extra headers
-}
-
-// Do sends the request and returns the response. Transport errors fail the
-// test; it is safe to call from several goroutines.
-func (s *Server) Do(req Request) Response {
-	resp, err := s.Try(req)
-	if err != nil {
-		s.t.Errorf("%s %s: %v", req.Method, req.Path, err)
-	}
-	return resp
-}
-
-// Try sends the request and returns transport errors to the caller.
-func (s *Server) Try(req Request) (Response, error) {
-	var body io.Reader
-	switch b := req.Body.(type) {
-	case nil:
-	case string:
-		body = strings.NewReader(b)
-	case []byte:
-		body = bytes.NewReader(b)
-	default:
-		buf, err := json.Marshal(b)
-		if err != nil {
-			return Response{}, err
-		}
-		body = bytes.NewReader(buf)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	hr, err := http.NewRequestWithContext(ctx, req.Method, s.URL+req.Path, body)
-	if err != nil {
-		return Response{}, err
-	}
-	if body != nil {
-		hr.Header.Set("Content-Type", "application/json")
-	}
-	if req.Key != "" {
-		hr.Header.Set("Authorization", "Bearer "+req.Key)
-		if len(req.Key) >= 16 {
-			secrets.Store(req.Key, true)
-		}
-	}
-	for k, v := range req.Header {
-		if k == "Host" {
-			hr.Host = v
-			continue
-		}
-		hr.Header.Set(k, v)
-	}
-	resp, err := http.DefaultClient.Do(hr)
-	if err != nil {
-		return Response{}, err
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return Response{}, err
-	}
-	return Response{Status: resp.StatusCode, Header: resp.Header, Body: data}, nil
+	return &Server{Client: &Client{t: t, url: hs.URL}, App: a, URL: hs.URL, Env: env, t: t}
 }
 
 // Tenant is a tenant created through the operator API, with its admin key.

@@ -21,8 +21,8 @@ func TestVerifyCLI(t *testing.T) {
 	app := env.OpenDB(t, 4)
 	owner := env.OpenOwnerDB(t)
 	su := openSuperuser(t, env)
-	good, bad, empty := newTenant(t, owner), newTenant(t, owner), newTenant(t, owner)
-	for _, tn := range []tenant{good, bad} {
+	good, bad, empty := testenv.NewTenant(t), testenv.NewTenant(t), testenv.NewTenant(t)
+	for _, tn := range []testenv.Tenant{good, bad} {
 		ctx := actingCtx(context.Background(), tn.ID, "k")
 		for range 3 {
 			record(t, app, ctx, tn.ID, audit.Entry{Action: "member.roles_changed", Resource: "member:1",
@@ -46,7 +46,7 @@ func TestVerifyCLI(t *testing.T) {
 		WHERE tenant_id = ? AND seq = 2`, bad.ID); n != 1 {
 		t.Fatalf("tamper: got %d rows, want 1", n)
 	}
-	okLine := func(tn tenant, n int, head []byte) string {
+	okLine := func(tn testenv.Tenant, n int, head []byte) string {
 		return fmt.Sprintf("ok      %s %s events=%d head=%d:%s\n", tn.ID, tn.Slug, n, n, hex.EncodeToString(head))
 	}
 	goodLine, emptyLine := okLine(good, 3, goodHead), okLine(empty, 0, nil)

@@ -49,7 +49,6 @@ func TestAuthFailedBursts(t *testing.T) {
 	t.Parallel()
 	env := testenv.Get(t)
 	app := env.OpenDB(t, 4)
-	owner := env.OpenOwnerDB(t)
 	const threshold = 3
 
 	origin := func(ip string) context.Context {
@@ -82,7 +81,7 @@ func TestAuthFailedBursts(t *testing.T) {
 
 	t.Run("by key, at the threshold and its powers of ten, per window", func(t *testing.T) {
 		t.Parallel()
-		tn := newTenant(t, owner)
+		tn := testenv.NewTenant(t)
 		clk := &clock{now: time.Now()}
 		aud := audit.New(app, quietLog(), audit.Options{FailureBurst: threshold, FailureWindow: time.Minute, Now: clk.Now})
 		steps := []struct {
@@ -121,7 +120,7 @@ func TestAuthFailedBursts(t *testing.T) {
 		t.Parallel()
 		for _, name := range []string{"slug", "id"} {
 			t.Run(name, func(t *testing.T) {
-				tn := newTenant(t, owner)
+				tn := testenv.NewTenant(t)
 				aud := audit.New(app, quietLog(), audit.Options{FailureBurst: threshold})
 				named := tn.Slug
 				if name == "id" {
@@ -143,7 +142,7 @@ func TestAuthFailedBursts(t *testing.T) {
 
 	t.Run("no known tenant records nothing", func(t *testing.T) {
 		t.Parallel()
-		tn := newTenant(t, owner)
+		tn := testenv.NewTenant(t)
 		aud := audit.New(app, quietLog(), audit.Options{FailureBurst: threshold})
 		for range 3 * threshold {
 			aud.AuthFailed(origin("192.0.2.45"), audit.Failure{KeyPrefix: "unknownprefix"})

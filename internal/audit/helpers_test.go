@@ -2,8 +2,6 @@ package audit_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"io"
 	"log/slog"
@@ -22,35 +20,6 @@ import (
 	"github.com/tenantd/tenantd/internal/identity"
 	"github.com/tenantd/tenantd/internal/testenv"
 )
-
-func randomHex(t testing.TB, n int) string {
-	t.Helper()
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatalf("random: %v", err)
-	}
-	return hex.EncodeToString(b)
-}
-
-// tenant is a tenant created for a test.
-type tenant struct {
-	ID   uuid.UUID
-	Slug string
-}
-
-// newTenant inserts an active tenant through owner's platform scope.
-func newTenant(t testing.TB, owner *db.DB) tenant {
-	t.Helper()
-	tn := tenant{ID: uuid.New(), Slug: "t-" + randomHex(t, 8)}
-	err := owner.WithPlatform(t.Context(), func(tx *gorm.DB) error {
-		return tx.Exec(`INSERT INTO tenants (id, slug, name, plan) VALUES (?, ?, ?, 'free')`,
-			tn.ID, tn.Slug, "Tenant "+tn.Slug).Error
-	})
-	if err != nil {
-		t.Fatalf("create tenant: %v", err)
-	}
-	return tn
-}
 
 // openSuperuser opens a superuser pool on the package's database: it
 // ignores row-level security and grants, as an attacker with the server's
@@ -178,7 +147,7 @@ func startSealer(t testing.TB) {
 func waitSealed(t testing.TB, d *db.DB, tenantID uuid.UUID) {
 	t.Helper()
 	startSealer(t)
-	eventually(t, 10*time.Second, "every audit row sealed", func() bool { return unsealed(t, d, tenantID) == 0 })
+	testenv.Eventually(t, 10*time.Second, func() (bool, string) { return unsealed(t, d, tenantID) == 0, "every audit row sealed" })
 }
 
 // unsealed counts the tenant's unsealed rows.
@@ -192,19 +161,6 @@ func unsealed(t testing.TB, d *db.DB, tenantID uuid.UUID) int64 {
 		t.Fatalf("count unsealed rows: %v", err)
 	}
 	return n
-}
-
-// eventually polls cond every 10 ms until it holds, or fails the test once
-// within has passed.
-func eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, within)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // quietLog discards log lines.

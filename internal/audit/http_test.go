@@ -43,17 +43,16 @@ func TestListEvents(t *testing.T) {
 	gin.SetMode(gin.TestMode)
 	env := testenv.Get(t)
 	app := env.OpenDB(t, 4)
-	owner := env.OpenOwnerDB(t)
-	a, b := newTenant(t, owner), newTenant(t, owner)
+	a, b := testenv.NewTenant(t), testenv.NewTenant(t)
 
 	alice := actingCtx(context.Background(), a.ID, "alice")
 	bob := identity.WithPrincipal(alice, identity.Principal{Kind: identity.KindUser, TenantID: a.ID, Subject: "bob"})
 	record(t, app, alice, a.ID, audit.Entry{Action: "api_key.created", Resource: "api_key:1", Summary: map[string]any{"after": map[string]any{"roles": []string{"viewer"}}}})
 	record(t, app, alice, a.ID, audit.Entry{Action: "api_key.created", Resource: "api_key:2"})
 	record(t, app, bob, a.ID, audit.Entry{Action: "member.added", Resource: "member:1"})
-	time.Sleep(5 * time.Millisecond)
+	time.Sleep(5 * time.Millisecond) // the point: mid falls strictly between the entries
 	mid := time.Now().UTC()
-	time.Sleep(5 * time.Millisecond)
+	time.Sleep(5 * time.Millisecond) // the point: mid falls strictly between the entries
 	record(t, app, alice, a.ID, audit.Entry{Action: "api_key.created", Resource: "api_key:3"})
 	record(t, app, bob, a.ID, audit.Entry{Action: "member.added", Resource: "member:2"})
 	record(t, app, alice, a.ID, audit.Entry{Action: "POST /v1/things", Resource: "/v1/things_1%", Status: 201})

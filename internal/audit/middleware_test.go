@@ -339,7 +339,7 @@ func TestMiddleware(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			tn, other := newTenant(t, h.owner), newTenant(t, h.owner)
+			tn, other := testenv.NewTenant(t), testenv.NewTenant(t)
 			var body *strings.Reader
 			if tt.body != "" {
 				body = strings.NewReader(tt.body)
@@ -446,7 +446,7 @@ func TestResponseEntryRetried(t *testing.T) {
 	}
 	t.Cleanup(func() { app.Close() })
 	su := openSuperuser(t, env)
-	tn := newTenant(t, env.OpenOwnerDB(t))
+	tn := testenv.NewTenant(t)
 	logs := &logRecorder{}
 	aud := audit.New(app, slog.New(logs), audit.Options{})
 	e := gin.New()
@@ -469,7 +469,7 @@ func TestResponseEntryRetried(t *testing.T) {
 		defer close(served)
 		e.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/v1/invalid", strings.NewReader("{}")))
 	}()
-	eventually(t, 5*time.Second, "a failed attempt retried", func() bool { return logs.count("retrying") >= 2 })
+	testenv.Eventually(t, 5*time.Second, func() (bool, string) { return logs.count("retrying") >= 2, "a failed attempt retried" })
 	if err := lock.Rollback().Error; err != nil {
 		t.Fatal(err)
 	}

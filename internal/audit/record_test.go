@@ -30,7 +30,7 @@ func TestConcurrentWritersSealed(t *testing.T) {
 	env := testenv.Get(t)
 	const writers, perWriter = 16, 50
 	app := env.OpenDB(t, writers+2)
-	tn := newTenant(t, env.OpenOwnerDB(t))
+	tn := testenv.NewTenant(t)
 	startSealer(t)
 
 	var (
@@ -128,7 +128,7 @@ func TestRecordFields(t *testing.T) {
 	t.Parallel()
 	env := testenv.Get(t)
 	app := env.OpenDB(t, 4)
-	tn := newTenant(t, env.OpenOwnerDB(t))
+	tn := testenv.NewTenant(t)
 	base := context.Background()
 
 	tests := []struct {
@@ -239,7 +239,7 @@ func TestRecordRefuses(t *testing.T) {
 	t.Parallel()
 	env := testenv.Get(t)
 	app := env.OpenDB(t, 2)
-	tn := newTenant(t, env.OpenOwnerDB(t))
+	tn := testenv.NewTenant(t)
 	tests := []struct {
 		name  string
 		entry audit.Entry
@@ -270,8 +270,7 @@ func TestRLS(t *testing.T) {
 	t.Parallel()
 	env := testenv.Get(t)
 	app := env.OpenDB(t, 4)
-	owner := env.OpenOwnerDB(t)
-	a, b := newTenant(t, owner), newTenant(t, owner)
+	a, b := testenv.NewTenant(t), testenv.NewTenant(t)
 	record(t, app, actingCtx(context.Background(), a.ID, "a"), a.ID, audit.Entry{Action: "a.did"})
 
 	t.Run("B lists none of A's events", func(t *testing.T) {
@@ -322,7 +321,7 @@ func TestAppendOnly(t *testing.T) {
 	t.Parallel()
 	env := testenv.Get(t)
 	app := env.OpenDB(t, 2)
-	tn := newTenant(t, env.OpenOwnerDB(t))
+	tn := testenv.NewTenant(t)
 	record(t, app, context.Background(), tn.ID, audit.Entry{Action: "x.y"})
 	waitSealed(t, app, tn.ID)
 	for _, stmt := range []string{
@@ -389,7 +388,6 @@ func TestTamperDetected(t *testing.T) {
 	t.Parallel()
 	env := testenv.Get(t)
 	app := env.OpenDB(t, 4)
-	owner := env.OpenOwnerDB(t)
 	su := openSuperuser(t, env)
 	const n = 5
 
@@ -420,7 +418,7 @@ func TestTamperDetected(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			tn := newTenant(t, owner)
+			tn := testenv.NewTenant(t)
 			ctx := actingCtx(context.Background(), tn.ID, "k")
 			for i := range n {
 				record(t, app, ctx, tn.ID, audit.Entry{Action: "role.updated", Resource: "role:r" + string(rune('0'+i)), Status: 0,
@@ -430,7 +428,7 @@ func TestTamperDetected(t *testing.T) {
 			if r, err := audit.Verify(t.Context(), app, tn.ID); err != nil || !r.OK() {
 				t.Fatalf("before tampering: got report %+v, error %v; want intact", r, err)
 			}
-			other := newTenant(t, owner)
+			other := testenv.NewTenant(t)
 			if n := tamper(t, su, tt.tamper, map[string]any{"t": tn.ID, "other": other.ID}); n != 1 {
 				t.Fatalf("tamper: got %d rows, want 1", n)
 			}

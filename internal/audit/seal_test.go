@@ -64,9 +64,8 @@ func holdHorizon(t *testing.T, d *db.DB, tenantID uuid.UUID) (release func()) {
 func TestVerifyReportsUnsealed(t *testing.T) {
 	env := testenv.Get(t)
 	app := env.OpenDB(t, 4)
-	owner := env.OpenOwnerDB(t)
 	startSealer(t)
-	holder, stale, young := newTenant(t, owner), newTenant(t, owner), newTenant(t, owner)
+	holder, stale, young := testenv.NewTenant(t), testenv.NewTenant(t), testenv.NewTenant(t)
 
 	release := holdHorizon(t, app, holder.ID)
 	// A row that occurred a minute ago, committed behind the open appender.
@@ -132,7 +131,7 @@ func TestVerifyReportsUnsealed(t *testing.T) {
 	release()
 	waitSealed(t, app, stale.ID)
 	waitSealed(t, app, young.ID)
-	for _, tn := range []tenant{stale, young} {
+	for _, tn := range []testenv.Tenant{stale, young} {
 		if out, err := verify(t, "--tenant", tn.Slug); err != nil || !strings.Contains(out, fmt.Sprintf("ok      %s %s events=1 head=1:", tn.ID, tn.Slug)) ||
 			strings.Contains(out, "unsealed=") {
 			t.Errorf("after sealing: got %v and output\n%s\nwant the chain ok with its row sealed", err, out)
@@ -182,10 +181,10 @@ func TestSealerLease(t *testing.T) {
 	}
 
 	var first []int32
-	eventually(t, 5*time.Second, "one lease holder", func() bool { first = leaseHolders(t, su); return len(first) == 1 })
+	testenv.Eventually(t, 5*time.Second, func() (bool, string) { first = leaseHolders(t, su); return len(first) == 1, "one lease holder" })
 	// The others keep trying: still one holder, many tries later.
 	for range 10 {
-		time.Sleep(2 * sealInterval)
+		time.Sleep(2 * sealInterval) // the point: the others keep trying meanwhile
 		if got := leaseHolders(t, su); !slices.Equal(got, first) {
 			t.Fatalf("got lease holders %v, want %v alone", got, first)
 		}
@@ -196,11 +195,11 @@ func TestSealerLease(t *testing.T) {
 	if err := su.Unscoped(t.Context()).Raw("SELECT pg_terminate_backend(?)", first[0]).Scan(&terminated).Error; err != nil || !terminated {
 		t.Fatalf("terminate the lease holder: %v, %v", terminated, err)
 	}
-	eventually(t, 5*time.Second, "another lease holder", func() bool {
+	testenv.Eventually(t, 5*time.Second, func() (bool, string) {
 		got := leaseHolders(t, su)
-		return len(got) == 1 && got[0] != first[0]
+		return len(got) == 1 && got[0] != first[0], "another lease holder"
 	})
-	tn := newTenant(t, env.OpenOwnerDB(t))
+	tn := testenv.NewTenant(t)
 	record(t, app, context.Background(), tn.ID, audit.Entry{Action: "after.takeover"})
 	if evs := events(t, app, tn.ID); len(evs) != 1 || evs[0].Seq != 1 {
 		t.Errorf("got %+v, want one event sealed at seq 1", evs)
@@ -208,10 +207,10 @@ func TestSealerLease(t *testing.T) {
 
 	// Until the sealer with a lease connection of its own holds the lease,
 	// end the holder's connection; then that sealer seals.
-	eventually(t, 10*time.Second, "the lease held on its own connection", func() bool {
+	testenv.Eventually(t, 10*time.Second, func() (bool, string) {
 		holders := leaseHolders(t, su)
 		if len(holders) != 1 {
-			return false
+			return false, "the lease held on its own connection"
 		}
 		var name string
 		if err := su.Unscoped(t.Context()).Raw("SELECT application_name FROM pg_stat_activity WHERE pid = ?", holders[0]).
@@ -219,12 +218,12 @@ func TestSealerLease(t *testing.T) {
 			t.Fatal(err)
 		}
 		if name == "tenantd-audit-sealer" {
-			return true
+			return true, "the lease held on its own connection"
 		}
 		if err := su.Unscoped(t.Context()).Exec("SELECT pg_terminate_backend(?)", holders[0]).Error; err != nil {
 			t.Fatal(err)
 		}
-		return false
+		return false, "the lease held on its own connection"
 	})
 	record(t, app, context.Background(), tn.ID, audit.Entry{Action: "on.own.connection"})
 	if evs := events(t, app, tn.ID); len(evs) != 2 || evs[1].Seq != 2 {
@@ -239,13 +238,12 @@ func TestSealerLease(t *testing.T) {
 func TestSealerIsolatesFailingTenant(t *testing.T) {
 	env := testenv.Get(t)
 	app := env.OpenDB(t, 4)
-	owner := env.OpenOwnerDB(t)
 	su := openSuperuser(t, env)
 	startSealer(t)
-	holder, stuck, other := newTenant(t, owner), newTenant(t, owner), newTenant(t, owner)
+	holder, stuck, other := testenv.NewTenant(t), testenv.NewTenant(t), testenv.NewTenant(t)
 
 	release := holdHorizon(t, app, holder.ID)
-	for _, tn := range []tenant{stuck, other, stuck, other} {
+	for _, tn := range []testenv.Tenant{stuck, other, stuck, other} {
 		record(t, app, context.Background(), tn.ID, audit.Entry{Action: "x.written"})
 	}
 	lock := su.Unscoped(t.Context()).Begin()
@@ -268,7 +266,7 @@ func TestSealerIsolatesFailingTenant(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitSealed(t, app, stuck.ID)
-	for tn, want := range map[tenant]int64{stuck: 2, other: 4} {
+	for tn, want := range map[testenv.Tenant]int64{stuck: 2, other: 4} {
 		if r, err := audit.Verify(t.Context(), app, tn.ID); err != nil || !r.OK() || r.Events != want {
 			t.Errorf("tenant %s: got report %+v, error %v; want %d events intact", tn.Slug, r, err, want)
 		}

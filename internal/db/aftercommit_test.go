@@ -17,8 +17,8 @@ import (
 func TestAfterCommit(t *testing.T) {
 	t.Parallel()
 	env := testenv.Get(t)
-	owner, app := env.OpenOwnerDB(t), env.OpenDB(t, 2)
-	tenant := newTenant(t, owner)
+	app := env.OpenDB(t, 2)
+	tenant := testenv.NewTenant(t).ID
 	errRollback := errors.New("roll back")
 	deadlock := &pgconn.PgError{Code: "40P01", Message: "deadlock detected (simulated)"}
 	tests := []struct {

@@ -450,16 +450,16 @@ func countOf(tx *gorm.DB, query string, args ...any) (probeResult, error) {
 func newDefinerFixture(t *testing.T, owner *db.DB) definerFixture {
 	t.Helper()
 	ctx := t.Context()
-	f := definerFixture{a: newTenant(t, owner), b: newTenant(t, owner),
-		issuer:    "https://idp-" + randomHex(t, 6) + ".example",
-		eventType: "definer.probe." + randomHex(t, 6)}
+	f := definerFixture{a: testenv.NewTenant(t).ID, b: testenv.NewTenant(t).ID,
+		issuer:    "https://idp-" + testenv.RandomHex(6) + ".example",
+		eventType: "definer.probe." + testenv.RandomHex(6)}
 	if err := owner.Unscoped(ctx).Raw(`SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM')`).Scan(&f.period).Error; err != nil {
 		t.Fatal(err)
 	}
 	for _, id := range []uuid.UUID{f.a, f.b} {
 		eventID, deadLetter := uuid.New(), uuid.New()
 		f.deadLetters = append(f.deadLetters, deadLetter)
-		prefix := "dp" + randomHex(t, 7)
+		prefix := "dp" + testenv.RandomHex(7)
 		f.prefixes = append(f.prefixes, prefix)
 		err := owner.WithPlatform(ctx, func(tx *gorm.DB) error {
 			return tx.Exec(`UPDATE tenants SET settings = jsonb_build_object('oidc', jsonb_build_object('issuer', ?::text, 'audience', ?::text))
@@ -476,19 +476,19 @@ func newDefinerFixture(t *testing.T, owner *db.DB) definerFixture {
 				{`INSERT INTO api_keys (tenant_id, id, name, prefix, secret_hash, roles, created_by)
 					VALUES (?, ?, 'definer', ?, ?, ARRAY['admin'], 'catalog_test')`, []any{id, uuid.New(), prefix, []byte("hash")}},
 				{`INSERT INTO events (tenant_id, id, stream_id, version, type, data)
-					VALUES (?, ?, ?, 1, ?, '{}')`, []any{id, eventID, "dp-" + randomHex(t, 4), f.eventType}},
+					VALUES (?, ?, ?, 1, ?, '{}')`, []any{id, eventID, "dp-" + testenv.RandomHex(4), f.eventType}},
 				{`INSERT INTO dead_letters (tenant_id, id, subscriber, event_id, position, error, attempts)
 					SELECT tenant_id, ?, 'catalog_test', id, position, 'probe', 1 FROM events WHERE tenant_id = ? AND id = ?`,
 					[]any{deadLetter, id, eventID}},
 				{`INSERT INTO audit_events (tenant_id, id, occurred_at, actor, action, resource, status)
 					VALUES (?, ?, now(), 'catalog_test', 'definer.probe', 'probe', 0)`, []any{id, uuid.New()}},
 				{`INSERT INTO idempotency_keys (tenant_id, credential, key, request_hash, created_at, expires_at)
-					VALUES (?, 'api_key:catalog_test', ?, ?, now() - interval '2 hours', now() - interval '1 hour')`, []any{id, "dp-" + randomHex(t, 8), make([]byte, 32)}},
+					VALUES (?, 'api_key:catalog_test', ?, ?, now() - interval '2 hours', now() - interval '1 hour')`, []any{id, "dp-" + testenv.RandomHex(8), make([]byte, 32)}},
 				{`INSERT INTO order_views (tenant_id, id, customer_id, status, items, total, currency,
 					reservation_expires_at, version, created_at, updated_at)
 					VALUES (?, ?, 'c-1', 'pending', '[]', 0, 'EUR', now(), 1, now(), now())`, []any{id, uuid.New()}},
 				{`INSERT INTO products (tenant_id, id, sku, name, price, currency, stock_on_hand)
-					VALUES (?, ?, ?, 'Definer', 100, 'EUR', 5)`, []any{id, uuid.New(), "DP-" + randomHex(t, 4)}},
+					VALUES (?, ?, ?, 'Definer', 100, 'EUR', 5)`, []any{id, uuid.New(), "DP-" + testenv.RandomHex(4)}},
 				{`INSERT INTO payments (tenant_id, id, order_id, status, amount, currency, payment_method)
 					VALUES (?, ?, ?, 'processing', 100, 'EUR', 'card')`, []any{id, uuid.New(), uuid.New()}},
 			} {
@@ -649,11 +649,10 @@ func TestRuntimeRoleCannotRunWorkerFunctions(t *testing.T) {
 func TestCasbinRuleDomains(t *testing.T) {
 	t.Parallel()
 	env := testenv.Get(t)
-	owner := env.OpenOwnerDB(t)
 	app := env.OpenDB(t, 2)
 	ctx := t.Context()
-	a, b := newTenant(t, owner), newTenant(t, owner)
-	role := "r" + randomHex(t, 6)
+	a, b := testenv.NewTenant(t).ID, testenv.NewTenant(t).ID
+	role := "r" + testenv.RandomHex(6)
 	insert := func(tx *gorm.DB, domain uuid.UUID, name string) error {
 		return tx.Exec(`INSERT INTO casbin_rule (ptype, v0, v1, v2, v3) VALUES ('p', ?, ?, 'orders', 'read')`, name, domain.String()).Error
 	}

@@ -20,7 +20,7 @@ func TestBeforeCommit(t *testing.T) {
 	t.Parallel()
 	env := testenv.Get(t)
 	owner := env.OpenOwnerDB(t)
-	tenantID := newTenant(t, owner)
+	tenantID := testenv.NewTenant(t).ID
 	errHook, errFn := errors.New("hook refused"), errors.New("fn failed")
 	type ctxKey struct{}
 
@@ -71,7 +71,7 @@ func TestBeforeCommit(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			app := env.OpenDB(t, 1)
-			tn := newTenant(t, owner)
+			tn := testenv.NewTenant(t).ID
 			var (
 				called  bool
 				after   string

@@ -1,47 +1,17 @@
 package db_test
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"net/url"
 	"testing"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"gorm.io/gorm"
-
-	"github.com/tenantd/tenantd/internal/db"
 )
-
-func randomHex(t testing.TB, n int) string {
-	t.Helper()
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatalf("random: %v", err)
-	}
-	return hex.EncodeToString(b)
-}
 
 // quote returns table as a quoted SQL identifier.
 func quote(table string) string { return pgx.Identifier{table}.Sanitize() }
-
-// newTenant inserts an active tenant through the platform scope of owner and
-// returns its id.
-func newTenant(t testing.TB, owner *db.DB) uuid.UUID {
-	t.Helper()
-	id := uuid.New()
-	slug := "t-" + randomHex(t, 8)
-	err := owner.WithPlatform(t.Context(), func(tx *gorm.DB) error {
-		return tx.Exec(`INSERT INTO tenants (id, slug, name, plan) VALUES (?, ?, ?, 'free')`,
-			id, slug, "Tenant "+slug).Error
-	})
-	if err != nil {
-		t.Fatalf("create tenant: %v", err)
-	}
-	return id
-}
 
 // sqlState returns the SQLSTATE of a PostgreSQL error, or "" for any other.
 func sqlState(err error) string {

@@ -77,7 +77,7 @@ func TestMigrationsRoundTrip(t *testing.T) {
 	t.Parallel()
 	env := testenv.Get(t)
 	latest := latestVersion(t)
-	name := "tenantd_test_migrate_" + randomHex(t, 4)
+	name := "tenantd_test_migrate_" + testenv.RandomHex(4)
 	dbase, err := devenv.Provision(t.Context(), env.AdminURL, name)
 	if err != nil {
 		t.Fatalf("provision: %v", err)

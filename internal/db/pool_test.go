@@ -40,7 +40,7 @@ func TestPoolDoesNotLeakTenant(t *testing.T) {
 	env := testenv.Get(t)
 	owner := env.OpenOwnerDB(t)
 	app := env.OpenDB(t, 2)
-	a, b := newTenant(t, owner), newTenant(t, owner)
+	a, b := testenv.NewTenant(t).ID, testenv.NewTenant(t).ID
 	insertProducts(t, owner, a, "A-1", "A-2")
 	insertProducts(t, owner, b, "B-1")
 	want := map[uuid.UUID][]string{a: {"A-1", "A-2"}, b: {"B-1"}}
@@ -117,7 +117,7 @@ func TestFailedTransactionDoesNotLeakTenant(t *testing.T) {
 	owner := env.OpenOwnerDB(t)
 	app := env.OpenDB(t, 1)
 	ctx := t.Context()
-	a := newTenant(t, owner)
+	a := testenv.NewTenant(t).ID
 	insertProducts(t, owner, a, "L-1")
 	errBoom := errors.New("boom")
 

@@ -162,7 +162,7 @@ func TestRLSIsolation(t *testing.T) {
 	owner := env.OpenOwnerDB(t)
 	app := env.OpenDB(t, 4)
 	ctx := t.Context()
-	a, b := newTenant(t, owner), newTenant(t, owner)
+	a, b := testenv.NewTenant(t).ID, testenv.NewTenant(t).ID
 
 	for _, table := range tenantTables(t, app) {
 		t.Run(table, func(t *testing.T) {
@@ -320,7 +320,7 @@ func TestTenantsTableRLS(t *testing.T) {
 	owner := env.OpenOwnerDB(t)
 	app := env.OpenDB(t, 2)
 	ctx := t.Context()
-	a, b := newTenant(t, owner), newTenant(t, owner)
+	a, b := testenv.NewTenant(t).ID, testenv.NewTenant(t).ID
 
 	ids := func(t *testing.T, tx *gorm.DB) []string {
 		t.Helper()
@@ -376,13 +376,13 @@ func TestTenantsTableRLS(t *testing.T) {
 	t.Run("tenant cannot create a tenant", func(t *testing.T) {
 		err := app.WithTenant(ctx, a, func(tx *gorm.DB) error {
 			return tx.Exec(`INSERT INTO tenants (id, slug, name, plan) VALUES (?, ?, 'Other', 'free')`,
-				uuid.New(), "t-"+randomHex(t, 8)).Error
+				uuid.New(), "t-"+testenv.RandomHex(8)).Error
 		})
 		wantSQLState(t, err, "42501")
 	})
 	t.Run("no tenant cannot create a tenant", func(t *testing.T) {
 		err := app.Unscoped(ctx).Exec(`INSERT INTO tenants (id, slug, name, plan) VALUES (?, ?, 'Other', 'free')`,
-			uuid.New(), "t-"+randomHex(t, 8)).Error
+			uuid.New(), "t-"+testenv.RandomHex(8)).Error
 		wantSQLState(t, err, "42501")
 	})
 }
@@ -395,8 +395,8 @@ func TestAuthAPIKeyLookup(t *testing.T) {
 	owner := env.OpenOwnerDB(t)
 	app := env.OpenDB(t, 2)
 	ctx := t.Context()
-	a, b := newTenant(t, owner), newTenant(t, owner)
-	keyID, prefix := uuid.New(), "lk"+randomHex(t, 6)
+	a, b := testenv.NewTenant(t).ID, testenv.NewTenant(t).ID
+	keyID, prefix := uuid.New(), "lk"+testenv.RandomHex(6)
 	err := owner.WithTenant(ctx, a, func(tx *gorm.DB) error {
 		return tx.Exec(`INSERT INTO api_keys (tenant_id, id, name, prefix, secret_hash, roles, created_by)
 			VALUES (?, ?, 'lookup', ?, ?, ARRAY['admin'], 'rls_test')`, a, keyID, prefix, []byte("hash")).Error
@@ -429,7 +429,7 @@ func TestAuthAPIKeyLookup(t *testing.T) {
 		}
 	})
 	t.Run("unknown prefix", func(t *testing.T) {
-		if got := lookup(t, "nope"+randomHex(t, 6)); len(got) != 0 {
+		if got := lookup(t, "nope"+testenv.RandomHex(6)); len(got) != 0 {
 			t.Errorf("got %+v, want no rows", got)
 		}
 	})

@@ -26,7 +26,7 @@ func openAdmin(t testing.TB, env *testenv.Env) *db.DB {
 // when the test ends, after every pool opened later has closed.
 func createLoginRole(t *testing.T, env *testenv.Env, admin *db.DB, attrs string) string {
 	t.Helper()
-	name := "tenantd_test_role_" + randomHex(t, 6)
+	name := "tenantd_test_role_" + testenv.RandomHex(6)
 	dbName := quote(env.DBName)
 	if err := admin.Unscoped(t.Context()).Exec("CREATE ROLE " + name + " LOGIN PASSWORD 'x' " + attrs).Error; err != nil {
 		t.Fatalf("create role: %v", err)

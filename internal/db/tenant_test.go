@@ -43,7 +43,7 @@ func TestErrorClassifiers(t *testing.T) {
 	env := testenv.Get(t)
 	owner := env.OpenOwnerDB(t)
 	app := env.OpenDB(t, 2)
-	a := newTenant(t, owner)
+	a := testenv.NewTenant(t).ID
 	insertProducts(t, owner, a, "DUP-1")
 	run := func(sql string, args ...any) error {
 		return app.WithTenant(t.Context(), a, func(tx *gorm.DB) error { return tx.Exec(sql, args...).Error })

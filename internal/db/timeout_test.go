@@ -109,8 +109,7 @@ func retriesCounted(t testing.TB, m *obs.Metrics, code string) float64 {
 func TestTimeoutOptions(t *testing.T) {
 	t.Parallel()
 	env := testenv.Get(t)
-	owner := env.OpenOwnerDB(t)
-	tenantID := newTenant(t, owner)
+	tenantID := testenv.NewTenant(t).ID
 	timeouts := db.Options{MaxConns: 2, LockTimeout: 1500 * time.Millisecond, StatementTimeout: 10 * time.Second, IdleInTxTimeout: 30 * time.Second}
 	withTimeouts := openApp(t, env, timeouts)
 	tests := []struct {
@@ -160,7 +159,7 @@ func TestLockTimeout(t *testing.T) {
 	t.Parallel()
 	env := testenv.Get(t)
 	owner := env.OpenOwnerDB(t)
-	tenantID := newTenant(t, owner)
+	tenantID := testenv.NewTenant(t).ID
 	insertProducts(t, owner, tenantID, "LOCKED-1")
 	id := productIDs(t, owner, tenantID, "LOCKED-1")[0]
 	app := openApp(t, env, db.Options{MaxConns: 4, LockTimeout: 200 * time.Millisecond, StatementTimeout: 10 * time.Second})
@@ -232,8 +231,7 @@ func TestStatementTimeout(t *testing.T) {
 func TestIdleInTransactionTimeout(t *testing.T) {
 	t.Parallel()
 	env := testenv.Get(t)
-	owner := env.OpenOwnerDB(t)
-	tenantID := newTenant(t, owner)
+	tenantID := testenv.NewTenant(t).ID
 	app := openApp(t, env, db.Options{MaxConns: 1, IdleInTxTimeout: 100 * time.Millisecond})
 
 	err := app.WithTenant(t.Context(), tenantID, func(tx *gorm.DB) error {
@@ -260,8 +258,7 @@ func TestIdleInTransactionTimeout(t *testing.T) {
 func TestClientCancelIsNotAServerError(t *testing.T) {
 	t.Parallel()
 	env := testenv.Get(t)
-	owner := env.OpenOwnerDB(t)
-	tenantID := newTenant(t, owner)
+	tenantID := testenv.NewTenant(t).ID
 	app := openApp(t, env, db.Options{MaxConns: 2, StatementTimeout: 10 * time.Second})
 
 	ctx, hangUp := context.WithCancel(t.Context())
@@ -293,7 +290,7 @@ func TestDeadlockRetried(t *testing.T) {
 	t.Parallel()
 	env := testenv.Get(t)
 	owner := env.OpenOwnerDB(t)
-	tenantID := newTenant(t, owner)
+	tenantID := testenv.NewTenant(t).ID
 	insertProducts(t, owner, tenantID, "DL-A", "DL-B")
 	ids := productIDs(t, owner, tenantID, "DL-A", "DL-B")
 	// lock_timeout above deadlock_timeout (1s), as in production.
@@ -383,7 +380,7 @@ func TestSerializationFailureAtCommitRetried(t *testing.T) {
 	t.Parallel()
 	env := testenv.Get(t)
 	owner := env.OpenOwnerDB(t)
-	tenantID := newTenant(t, owner)
+	tenantID := testenv.NewTenant(t).ID
 	insertProducts(t, owner, tenantID, "SKEW-A", "SKEW-B")
 	ids := productIDs(t, owner, tenantID, "SKEW-A", "SKEW-B")
 	u, err := url.Parse(env.AppURL)
@@ -482,8 +479,7 @@ func TestSerializationFailureAtCommitRetried(t *testing.T) {
 func TestRetryBounds(t *testing.T) {
 	t.Parallel()
 	env := testenv.Get(t)
-	owner := env.OpenOwnerDB(t)
-	tenantID := newTenant(t, owner)
+	tenantID := testenv.NewTenant(t).ID
 	serialization := &pgconn.PgError{Severity: "ERROR", Code: "40001", Message: "could not serialize access"}
 	errOther := errors.New("not a database error")
 

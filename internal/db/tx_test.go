@@ -18,7 +18,7 @@ func TestCommitOutlivesCancellation(t *testing.T) {
 	t.Parallel()
 	env := testenv.Get(t)
 	owner, app := env.OpenOwnerDB(t), env.OpenDB(t, 2)
-	tenant := newTenant(t, owner)
+	tenant := testenv.NewTenant(t).ID
 	ctx, cancel := context.WithCancel(t.Context())
 	err := app.WithTenant(ctx, tenant, func(tx *gorm.DB) error {
 		if err := tx.Exec(`INSERT INTO products (tenant_id, id, sku, name, price, currency, stock_on_hand)
@@ -49,8 +49,8 @@ func TestCommitOutlivesCancellation(t *testing.T) {
 func TestSwallowedStatementError(t *testing.T) {
 	t.Parallel()
 	env := testenv.Get(t)
-	owner, app := env.OpenOwnerDB(t), env.OpenDB(t, 2)
-	tenant := newTenant(t, owner)
+	app := env.OpenDB(t, 2)
+	tenant := testenv.NewTenant(t).ID
 	err := app.WithTenant(t.Context(), tenant, func(tx *gorm.DB) error {
 		tx.Exec("SELECT 1/0") // its error swallowed, as a careless caller would
 		return nil

@@ -22,12 +22,12 @@ func TestSubscribeBatch(t *testing.T) {
 	t.Parallel()
 	env := testenv.Get(t)
 	owner, app := env.OpenOwnerDB(t), env.OpenDB(t, 4)
-	tenants := []uuid.UUID{newTenant(t, owner), newTenant(t, owner), newTenant(t, owner)}
+	tenants := []uuid.UUID{testenv.NewTenant(t).ID, testenv.NewTenant(t).ID, testenv.NewTenant(t).ID}
 	typ := eventType(t)
 	appended := seed(t, app, tenants, 9, 120, typ)
 	poison := appended[57]
 	fx := newEffects(t, owner)
-	sub := "batch-" + randomHex(t, 4)
+	sub := "batch-" + testenv.RandomHex(4)
 
 	var (
 		mu        sync.Mutex
@@ -59,8 +59,8 @@ func TestSubscribeBatch(t *testing.T) {
 		return nil
 	})
 	stop := start(t, d)
-	waitFor(t, 20*time.Second, "every event but the poison one handled, and the checkpoint at the end", func() bool {
-		return fx.count(t) >= len(appended)-1 && checkpoint(t, owner, sub) >= appended[len(appended)-1].Position
+	testenv.Eventually(t, 20*time.Second, func() (bool, string) {
+		return fx.count(t) >= len(appended)-1 && checkpoint(t, owner, sub) >= appended[len(appended)-1].Position, "every event but the poison one handled, and the checkpoint at the end"
 	})
 	stop()
 

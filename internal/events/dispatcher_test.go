@@ -28,11 +28,11 @@ func TestRestartMidStream(t *testing.T) {
 	t.Parallel()
 	env := testenv.Get(t)
 	owner, app := env.OpenOwnerDB(t), env.OpenDB(t, 6)
-	tenants := []uuid.UUID{newTenant(t, owner), newTenant(t, owner), newTenant(t, owner)}
+	tenants := []uuid.UUID{testenv.NewTenant(t).ID, testenv.NewTenant(t).ID, testenv.NewTenant(t).ID}
 	typ := eventType(t)
 	appended := seed(t, app, tenants, 20, 500, typ)
 	fx := newEffects(t, owner)
-	sub := "restart-" + randomHex(t, 4)
+	sub := "restart-" + testenv.RandomHex(4)
 	var calls atomic.Int64
 	slow := func(h events.Handler) events.Handler {
 		return func(ctx context.Context, tx *gorm.DB, e events.Event) error {
@@ -45,7 +45,7 @@ func TestRestartMidStream(t *testing.T) {
 	first := events.NewDispatcher(app, testLogger(), opts)
 	first.Subscribe(sub, []string{typ}, slow(fx.handler("first", &calls)))
 	stop := start(t, first)
-	waitFor(t, 30*time.Second, "half the events handled", func() bool { return fx.count(t) >= 250 })
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) { return fx.count(t) >= 250, "half the events handled" })
 	stop()
 	killedAt := fx.count(t)
 	if killedAt >= len(appended) {
@@ -55,7 +55,7 @@ func TestRestartMidStream(t *testing.T) {
 	second := events.NewDispatcher(app, testLogger(), opts)
 	second.Subscribe(sub, []string{typ}, slow(fx.handler("second", &calls)))
 	stop = start(t, second)
-	waitFor(t, 30*time.Second, "all events handled", func() bool { return fx.count(t) >= len(appended) })
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) { return fx.count(t) >= len(appended), "all events handled" })
 	time.Sleep(200 * time.Millisecond) // room for a duplicate to show
 	stop()
 
@@ -86,11 +86,11 @@ func TestReplicas(t *testing.T) {
 	env := testenv.Get(t)
 	owner := env.OpenOwnerDB(t)
 	appA, appB := env.OpenDB(t, 4), env.OpenDB(t, 4)
-	tenants := []uuid.UUID{newTenant(t, owner), newTenant(t, owner), newTenant(t, owner)}
+	tenants := []uuid.UUID{testenv.NewTenant(t).ID, testenv.NewTenant(t).ID, testenv.NewTenant(t).ID}
 	typ := eventType(t)
 	appended := seed(t, appA, tenants, 20, 300, typ)
 	fx := newEffects(t, owner)
-	sub := "replicas-" + randomHex(t, 4)
+	sub := "replicas-" + testenv.RandomHex(4)
 	opts := events.Options{PollInterval: 30 * time.Millisecond, BatchSize: 50}
 
 	var calls atomic.Int64
@@ -101,23 +101,23 @@ func TestReplicas(t *testing.T) {
 	stops := map[string]func(){}
 	for name, d := range replicas {
 		d.Subscribe(sub, []string{typ}, func(ctx context.Context, tx *gorm.DB, e events.Event) error {
-			time.Sleep(time.Millisecond)
+			time.Sleep(time.Millisecond) // the point: a slow handler, so a leader change interrupts work
 			return fx.handler(name, &calls)(ctx, tx, e)
 		})
 		stops[name] = start(t, d)
 	}
 	var leader string
-	waitFor(t, 30*time.Second, "a third of the events handled", func() bool {
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
 		got := fx.all(t)
 		if len(got) < 100 {
-			return false
+			return false, "a third of the events handled"
 		}
 		leader = got[len(got)-1].Replica
-		return true
+		return true, "a third of the events handled"
 	})
 	stops[leader]()
-	waitFor(t, 30*time.Second, "all events handled", func() bool { return fx.count(t) >= len(appended) })
-	time.Sleep(200 * time.Millisecond)
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) { return fx.count(t) >= len(appended), "all events handled" })
+	time.Sleep(200 * time.Millisecond) // room for a duplicate to show
 	for _, stop := range stops {
 		stop()
 	}
@@ -141,11 +141,11 @@ func TestCheckpointClaim(t *testing.T) {
 	env := testenv.Get(t)
 	owner := env.OpenOwnerDB(t)
 	appA, appB := env.OpenDB(t, 4), env.OpenDB(t, 4)
-	tenants := []uuid.UUID{newTenant(t, owner), newTenant(t, owner)}
+	tenants := []uuid.UUID{testenv.NewTenant(t).ID, testenv.NewTenant(t).ID}
 	typ := eventType(t)
 	appended := seed(t, appA, tenants, 10, 200, typ)
 	fx := newEffects(t, owner)
-	sub := "claim-" + randomHex(t, 4)
+	sub := "claim-" + testenv.RandomHex(4)
 	opts := events.Options{PollInterval: 20 * time.Millisecond, BatchSize: 20, Backoff: func(int) time.Duration { return time.Millisecond }}
 	var calls atomic.Int64
 	for _, r := range []struct {
@@ -155,8 +155,8 @@ func TestCheckpointClaim(t *testing.T) {
 		r.d.Subscribe(sub, []string{typ}, fx.handler(r.name, &calls))
 		startFunc(t, r.d.RunWithoutLeases)
 	}
-	waitFor(t, 30*time.Second, "all events handled", func() bool { return fx.count(t) >= len(appended) })
-	time.Sleep(200 * time.Millisecond)
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) { return fx.count(t) >= len(appended), "all events handled" })
+	time.Sleep(200 * time.Millisecond) // room for a duplicate to show
 	checkExactlyOnce(t, fx.all(t), appended)
 	t.Logf("%d handler calls for %d events", calls.Load(), len(appended))
 }
@@ -182,12 +182,12 @@ func TestPoisonEvent(t *testing.T) {
 			env := testenv.Get(t)
 			owner, app := env.OpenOwnerDB(t), env.OpenDB(t, 4)
 			ctx := t.Context()
-			a, b := newTenant(t, owner), newTenant(t, owner)
+			a, b := testenv.NewTenant(t).ID, testenv.NewTenant(t).ID
 			typ := eventType(t)
 			appended := seed(t, app, []uuid.UUID{a}, 1, 10, typ)
 			poison := appended[3]
 			fx := newEffects(t, owner)
-			sub := "poison-" + randomHex(t, 4)
+			sub := "poison-" + testenv.RandomHex(4)
 
 			const maxAttempts = 3
 			var (
@@ -220,7 +220,7 @@ func TestPoisonEvent(t *testing.T) {
 				return nil
 			})
 			stop := start(t, d)
-			waitFor(t, 20*time.Second, "the later events handled", func() bool { return fx.count(t) >= len(appended)-1 })
+			testenv.Eventually(t, 20*time.Second, func() (bool, string) { return fx.count(t) >= len(appended)-1, "the later events handled" })
 			stop()
 
 			got := fx.all(t)
@@ -302,23 +302,23 @@ func TestPoisonEvent(t *testing.T) {
 func TestListenWakes(t *testing.T) {
 	t.Parallel()
 	env := testenv.Get(t)
-	owner, app := env.OpenOwnerDB(t), env.OpenDB(t, 4)
-	a := newTenant(t, owner)
+	app := env.OpenDB(t, 4)
+	a := testenv.NewTenant(t).ID
 	typ := eventType(t)
 	handled := make(chan uuid.UUID, 10)
 	d := events.NewDispatcher(app, testLogger(), events.Options{PollInterval: 10 * time.Second, ListenURL: env.AppURL})
-	d.Subscribe("listen-"+randomHex(t, 4), []string{typ}, func(_ context.Context, _ *gorm.DB, e events.Event) error {
+	d.Subscribe("listen-"+testenv.RandomHex(4), []string{typ}, func(_ context.Context, _ *gorm.DB, e events.Event) error {
 		handled <- e.ID
 		return nil
 	})
 	start(t, d)
-	waitFor(t, 10*time.Second, "the dispatcher to LISTEN", func() bool {
+	testenv.Eventually(t, 10*time.Second, func() (bool, string) {
 		var n int64
 		if err := app.Unscoped(t.Context()).Raw(`SELECT count(*) FROM pg_stat_activity
 			WHERE application_name = 'tenantd-events-listener' AND query ILIKE 'LISTEN%' AND datname = current_database()`).Scan(&n).Error; err != nil {
 			t.Fatal(err)
 		}
-		return n > 0
+		return n > 0, "the dispatcher to LISTEN"
 	})
 	time.Sleep(100 * time.Millisecond) // let the initial pass settle into its 10s wait
 
@@ -344,10 +344,10 @@ func TestListenWakes(t *testing.T) {
 func TestHandlerContext(t *testing.T) {
 	t.Parallel()
 	env := testenv.Get(t)
-	owner, app := env.OpenOwnerDB(t), env.OpenDB(t, 4)
-	a := newTenant(t, owner)
+	app := env.OpenDB(t, 4)
+	a := testenv.NewTenant(t).ID
 	typ := eventType(t)
-	sub := "reactor-" + randomHex(t, 4)
+	sub := "reactor-" + testenv.RandomHex(4)
 	d := events.NewDispatcher(app, testLogger(), events.Options{PollInterval: 20 * time.Millisecond})
 	d.Subscribe(sub, []string{typ}, func(ctx context.Context, tx *gorm.DB, e events.Event) error {
 		_, err := events.Append(ctx, tx, e.TenantID, "reaction", events.AnyVersion, events.NewEvent{Type: typ + ".reaction", Data: nil})
@@ -356,7 +356,7 @@ func TestHandlerContext(t *testing.T) {
 	start(t, d)
 	cause := appendOne(t, app, a, "cause", 0, typ, "x")
 	var reaction []events.Event
-	waitFor(t, 10*time.Second, "the reaction", func() bool {
+	testenv.Eventually(t, 10*time.Second, func() (bool, string) {
 		err := app.WithTenant(t.Context(), a, func(tx *gorm.DB) error {
 			var err error
 			reaction, err = events.Load(t.Context(), tx, "reaction")
@@ -365,7 +365,7 @@ func TestHandlerContext(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return len(reaction) > 0
+		return len(reaction) > 0, "the reaction"
 	})
 	want := events.Metadata{Actor: "subscriber:" + sub, CausationID: cause.ID.String(), CorrelationID: cause.ID.String()}
 	if got := reaction[0].Metadata; got != want {
@@ -378,15 +378,15 @@ func TestHandlerContext(t *testing.T) {
 func TestLag(t *testing.T) {
 	t.Parallel()
 	env := testenv.Get(t)
-	owner, app := env.OpenOwnerDB(t), env.OpenDB(t, 4)
-	a := newTenant(t, owner)
+	app := env.OpenDB(t, 4)
+	a := testenv.NewTenant(t).ID
 	typ := eventType(t)
-	sub := "lag-" + randomHex(t, 4)
+	sub := "lag-" + testenv.RandomHex(4)
 	var calls atomic.Int64
 	d := events.NewDispatcher(app, testLogger(), events.Options{PollInterval: 20 * time.Millisecond})
 	d.Subscribe(sub, []string{typ}, func(context.Context, *gorm.DB, events.Event) error { calls.Add(1); return nil })
 	appendOne(t, app, a, "lag", 0, typ, 1)
-	time.Sleep(150 * time.Millisecond)
+	time.Sleep(150 * time.Millisecond) // the point: the unhandled event ages
 
 	lag, err := d.Lag(t.Context())
 	if err != nil {
@@ -396,13 +396,13 @@ func TestLag(t *testing.T) {
 		t.Errorf("got lag %s before running, want at least 150ms", lag[sub])
 	}
 	start(t, d)
-	waitFor(t, 10*time.Second, "the event handled", func() bool { return calls.Load() == 1 })
-	waitFor(t, 10*time.Second, "lag zero", func() bool {
+	testenv.Eventually(t, 10*time.Second, func() (bool, string) { return calls.Load() == 1, "the event handled" })
+	testenv.Eventually(t, 10*time.Second, func() (bool, string) {
 		lag, err := d.Lag(t.Context())
 		if err != nil {
 			t.Fatal(err)
 		}
-		return lag[sub] == 0
+		return lag[sub] == 0, "lag zero"
 	})
 }
 

@@ -2,8 +2,6 @@ package events_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -19,35 +17,12 @@ import (
 
 	"github.com/tenantd/tenantd/internal/db"
 	"github.com/tenantd/tenantd/internal/events"
+	"github.com/tenantd/tenantd/internal/testenv"
 )
-
-func randomHex(t testing.TB, n int) string {
-	t.Helper()
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatalf("random: %v", err)
-	}
-	return hex.EncodeToString(b)
-}
-
-// newTenant inserts an active tenant through the platform scope of owner.
-func newTenant(t testing.TB, owner *db.DB) uuid.UUID {
-	t.Helper()
-	id := uuid.New()
-	slug := "t-" + randomHex(t, 8)
-	err := owner.WithPlatform(t.Context(), func(tx *gorm.DB) error {
-		return tx.Exec(`INSERT INTO tenants (id, slug, name, plan) VALUES (?, ?, ?, 'free')`,
-			id, slug, "Tenant "+slug).Error
-	})
-	if err != nil {
-		t.Fatalf("create tenant: %v", err)
-	}
-	return id
-}
 
 // eventType returns an event type no other test uses, so that a test's
 // subscribers see only its own events of the shared log.
-func eventType(t testing.TB) string { return "test." + randomHex(t, 6) }
+func eventType(t testing.TB) string { return "test." + testenv.RandomHex(6) }
 
 // sqlState returns the SQLSTATE of a PostgreSQL error, or "".
 func sqlState(err error) string {
@@ -107,7 +82,7 @@ type effects struct {
 
 func newEffects(t testing.TB, owner *db.DB) *effects {
 	t.Helper()
-	name := "effects_" + randomHex(t, 6)
+	name := "effects_" + testenv.RandomHex(6)
 	for _, q := range []string{
 		`CREATE TABLE ` + name + ` (seq bigserial PRIMARY KEY, tenant_id uuid NOT NULL, event_id uuid NOT NULL,
 			stream_id text NOT NULL, version bigint NOT NULL, replica text NOT NULL)`,
@@ -200,18 +175,6 @@ func checkExactlyOnce(t testing.TB, got []effect, want []events.Event) {
 			t.Errorf("stream %s: got version %d after %d, want increasing versions", g.StreamID, g.Version, last[k])
 		}
 		last[k] = g.Version
-	}
-}
-
-// waitFor polls cond until it holds or timeout passes.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 

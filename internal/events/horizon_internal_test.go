@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
 	"gorm.io/gorm"
 
 	"github.com/tenantd/tenantd/internal/testenv"
@@ -29,13 +28,7 @@ func TestHorizonUnderLoad(t *testing.T) {
 	defer cancel()
 	started := time.Now()
 	var committed atomic.Int64
-	tenant := uuid.New()
-	if err := owner.WithPlatform(ctx, func(tx *gorm.DB) error {
-		return tx.Exec(`INSERT INTO tenants (id, slug, name, plan) VALUES (?, ?, 'Horizon', 'free')`,
-			tenant, "t-"+tenant.String()[:8]).Error
-	}); err != nil {
-		t.Fatal(err)
-	}
+	tenant := testenv.NewTenant(t).ID
 	errRollback := fmt.Errorf("roll back on purpose")
 	var wg sync.WaitGroup
 	for w := range 6 {
@@ -51,7 +44,7 @@ func TestHorizonUnderLoad(t *testing.T) {
 						NewEvent{Type: "test.horizon", Data: i}); err != nil {
 						return err
 					}
-					time.Sleep(time.Duration(rand.IntN(3)) * time.Millisecond)
+					time.Sleep(time.Duration(rand.IntN(3)) * time.Millisecond) // the point: jitter between commits
 					if i%5 == 0 {
 						return errRollback
 					}

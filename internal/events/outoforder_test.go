@@ -41,7 +41,7 @@ func TestOutOfOrderCommit(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx := t.Context()
-			tenant := newTenant(t, owner)
+			tenant := testenv.NewTenant(t).ID
 			typ := eventType(t)
 
 			var (
@@ -49,7 +49,7 @@ func TestOutOfOrderCommit(t *testing.T) {
 				handled []uuid.UUID
 			)
 			d := events.NewDispatcher(app, testLogger(), events.Options{PollInterval: 20 * time.Millisecond})
-			sub := "ooo-" + randomHex(t, 4)
+			sub := "ooo-" + testenv.RandomHex(4)
 			d.Subscribe(sub, []string{typ}, func(_ context.Context, _ *gorm.DB, e events.Event) error {
 				mu.Lock()
 				defer mu.Unlock()
@@ -139,8 +139,8 @@ func TestOutOfOrderCommit(t *testing.T) {
 			// before it commits: wait for the checkpoint, which commits with
 			// the handler's effects, not for the record, or stop() could
 			// cancel that transaction after the record was made.
-			waitFor(t, 10*time.Second, "checkpoint past tx2's event", func() bool {
-				return checkpoint(t, owner, sub) >= e2[0].Position
+			testenv.Eventually(t, 10*time.Second, func() (bool, string) {
+				return checkpoint(t, owner, sub) >= e2[0].Position, "checkpoint past tx2's event"
 			})
 			stop()
 			if got := seen(); !slices.Equal(got, want) {

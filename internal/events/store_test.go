@@ -33,8 +33,8 @@ func versionsOf(es []events.Event) []int64 {
 func TestAppendVersions(t *testing.T) {
 	t.Parallel()
 	env := testenv.Get(t)
-	owner, app := env.OpenOwnerDB(t), env.OpenDB(t, 2)
-	a, b := newTenant(t, owner), newTenant(t, owner)
+	app := env.OpenDB(t, 2)
+	a, b := testenv.NewTenant(t).ID, testenv.NewTenant(t).ID
 	typ := eventType(t)
 	two := []events.NewEvent{{Type: typ, Data: 1}, {Type: typ, Data: 2}}
 	one := []events.NewEvent{{Type: typ, Data: 3}}
@@ -151,8 +151,8 @@ func TestAppendVersions(t *testing.T) {
 func TestAppendConcurrent(t *testing.T) {
 	t.Parallel()
 	env := testenv.Get(t)
-	owner, app := env.OpenOwnerDB(t), env.OpenDB(t, 4)
-	a := newTenant(t, owner)
+	app := env.OpenDB(t, 4)
+	a := testenv.NewTenant(t).ID
 	typ := eventType(t)
 	ev := events.NewEvent{Type: typ, Data: "x"}
 
@@ -168,7 +168,7 @@ func TestAppendConcurrent(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx := t.Context()
-			stream := "race-" + randomHex(t, 4)
+			stream := "race-" + testenv.RandomHex(4)
 			tx1 := app.Unscoped(ctx).Begin()
 			t.Cleanup(func() { tx1.Rollback() })
 			if err := db.SetTenant(tx1, a); err != nil {
@@ -216,7 +216,7 @@ func TestAppendConcurrent(t *testing.T) {
 
 	t.Run("repeatable read on an old snapshot", func(t *testing.T) {
 		ctx := t.Context()
-		stream := "rr-" + randomHex(t, 4)
+		stream := "rr-" + testenv.RandomHex(4)
 		tx1 := app.Unscoped(ctx).Begin(&sql.TxOptions{Isolation: sql.LevelRepeatableRead})
 		t.Cleanup(func() { tx1.Rollback() })
 		if err := db.SetTenant(tx1, a); err != nil {
@@ -238,8 +238,8 @@ func TestAppendConcurrent(t *testing.T) {
 func TestMetadata(t *testing.T) {
 	t.Parallel()
 	env := testenv.Get(t)
-	owner, app := env.OpenOwnerDB(t), env.OpenDB(t, 2)
-	a := newTenant(t, owner)
+	app := env.OpenDB(t, 2)
+	a := testenv.NewTenant(t).ID
 	typ := eventType(t)
 	base := context.Background()
 	request := identity.WithPrincipal(identity.WithRequestID(base, "req-1"),
@@ -317,9 +317,9 @@ func TestMetadata(t *testing.T) {
 func TestTenantIsolation(t *testing.T) {
 	t.Parallel()
 	env := testenv.Get(t)
-	owner, app := env.OpenOwnerDB(t), env.OpenDB(t, 2)
+	app := env.OpenDB(t, 2)
 	ctx := t.Context()
-	a, b := newTenant(t, owner), newTenant(t, owner)
+	a, b := testenv.NewTenant(t).ID, testenv.NewTenant(t).ID
 	typ := eventType(t)
 	ea := appendOne(t, app, a, "shared-name", 0, typ, "a")
 	eb := appendOne(t, app, b, "shared-name", 0, typ, "b")
@@ -423,8 +423,8 @@ func TestTenantIsolation(t *testing.T) {
 func TestInsertTrigger(t *testing.T) {
 	t.Parallel()
 	env := testenv.Get(t)
-	owner, app := env.OpenOwnerDB(t), env.OpenDB(t, 2)
-	a := newTenant(t, owner)
+	app := env.OpenDB(t, 2)
+	a := testenv.NewTenant(t).ID
 	err := app.WithTenant(t.Context(), a, func(tx *gorm.DB) error {
 		var got struct {
 			FromSequence bool

@@ -90,7 +90,7 @@ func TestStreamLimitAcrossReplicas(t *testing.T) {
 					for _, s := range slots {
 						s.renew(ctx)
 					}
-					time.Sleep(50 * time.Millisecond)
+					time.Sleep(50 * time.Millisecond) // the point: renew as a live replica does
 				}
 			})
 		}
@@ -106,7 +106,7 @@ func TestStreamLimitAcrossReplicas(t *testing.T) {
 			if time.Since(start) > 3*lease {
 				t.Fatalf("the dead replica's leases did not lapse within %v (got %d of 2 slots)", 3*lease, len(got))
 			}
-			time.Sleep(50 * time.Millisecond)
+			time.Sleep(50 * time.Millisecond) // polled gently: each try takes slots
 		}
 		if took := time.Since(deadAt); took < lease-5*time.Millisecond {
 			t.Fatalf("the dead replica's leases lapsed after %v, before the lease time %v", took, lease)

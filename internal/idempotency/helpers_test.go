@@ -2,9 +2,8 @@ package idempotency_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -120,7 +119,7 @@ func (h *harness) engine(s *idempotency.Store) *gin.Engine {
 	e.POST("/v1/things", func(c *gin.Context) {
 		n := h.runs.Add(1)
 		if h.delay > 0 {
-			time.Sleep(h.delay)
+			time.Sleep(h.delay) // the point: a slow handler holds the key
 		}
 		h.create(c, n)
 	})
@@ -178,13 +177,9 @@ func (b *syncBuffer) String() string {
 // waitLog waits up to 10s for the middleware to log a line containing msg.
 func (h *harness) waitLog(t *testing.T, msg string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(h.logs.String(), msg) {
-		if time.Now().After(deadline) {
-			t.Fatalf("got no log line %q within 10s; logs:\n%s", msg, h.logs)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testenv.Eventually(t, 10*time.Second, func() (bool, string) {
+		return strings.Contains(h.logs.String(), msg), fmt.Sprintf("got no log line %q; logs:\n%s", msg, h.logs)
+	})
 }
 
 // thing is the request and response body of the test handlers.
@@ -264,20 +259,6 @@ func serve(t *testing.T, e *gin.Engine, r request) *httptest.ResponseRecorder {
 	return w
 }
 
-// tenant inserts a tenant through the owner's platform scope.
-func (h *harness) tenant(t *testing.T) uuid.UUID {
-	t.Helper()
-	id := uuid.New()
-	slug := "t-" + randomHex(t, 6)
-	err := h.owner.WithPlatform(context.Background(), func(tx *gorm.DB) error {
-		return tx.Exec(`INSERT INTO tenants (id, slug, name, plan) VALUES (?, ?, ?, 'free')`, id, slug, "Tenant "+slug).Error
-	})
-	if err != nil {
-		t.Fatalf("create tenant: %v", err)
-	}
-	return id
-}
-
 // products counts the tenant's products whose sku starts with sku+"-".
 func (h *harness) products(t *testing.T, tenantID uuid.UUID, sku string) int64 {
 	t.Helper()
@@ -304,17 +285,8 @@ func keyCount(t *testing.T, d *db.DB, tenantID uuid.UUID) int64 {
 	return n
 }
 
-func randomHex(t testing.TB, n int) string {
-	t.Helper()
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatalf("random: %v", err)
-	}
-	return hex.EncodeToString(b)
-}
-
 // newKey returns a fresh Idempotency-Key.
-func newKey(t testing.TB) string { return "key-" + randomHex(t, 8) }
+func newKey(t testing.TB) string { return "key-" + testenv.RandomHex(8) }
 
 // codeOf returns the problem+json code of a response, or "".
 func codeOf(w *httptest.ResponseRecorder) string {

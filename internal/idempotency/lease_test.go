@@ -69,7 +69,7 @@ func (h *harness) retryUntilFresh(t *testing.T, r request, within time.Duration)
 		if time.Now().After(deadline) {
 			t.Fatalf("still 409 after %v: %s", within, w.Body)
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond) // polled gently: each try is a request
 	}
 }
 
@@ -82,7 +82,7 @@ func TestDeadHolderFreesKey(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	dead := h.replica(t)
-	tenant := h.tenant(t)
+	tenant := testenv.NewTenant(t).ID
 	k := newKey(t)
 	r := request{path: "/v1/blocks", tenant: tenant, keys: key(k), body: `{"sku":"dead"}`}
 	close(h.gate[1]) // the retry's handler does not block
@@ -141,7 +141,7 @@ func TestStalledHolderIsTakenOver(t *testing.T) {
 			h.firstFails = tt.firstFails
 			stalled := idempotency.NewStore(h.app, h.clock.Now)
 			idempotency.SetLease(stalled, time.Second, time.Hour) // never renews
-			tenant := h.tenant(t)
+			tenant := testenv.NewTenant(t).ID
 			k := newKey(t)
 			r := request{path: "/v1/blocks", tenant: tenant, keys: key(k), body: `{"sku":"lease"}`}
 
@@ -157,13 +157,9 @@ func TestStalledHolderIsTakenOver(t *testing.T) {
 				t.Errorf("got Retry-After %q, want \"1\"", got)
 			}
 
-			deadline := time.Now().Add(10 * time.Second)
-			for !h.leaseLapsed(t, tenant, k) {
-				if time.Now().After(deadline) {
-					t.Fatal("got the stalled lease still valid after 10s, want it lapsed after 1s")
-				}
-				time.Sleep(20 * time.Millisecond)
-			}
+			testenv.Eventually(t, 10*time.Second, func() (bool, string) {
+				return h.leaseLapsed(t, tenant, k), "got the stalled lease still valid, want it lapsed after 1s"
+			})
 			taker := make(chan *httptest.ResponseRecorder)
 			go func() { taker <- h.do(t, r) }()
 			<-h.entered[1]
@@ -200,14 +196,14 @@ func TestStalledHolderIsTakenOver(t *testing.T) {
 func TestLeaseRenewal(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
-	tenant := h.tenant(t)
+	tenant := testenv.NewTenant(t).ID
 	k := newKey(t)
 	r := request{path: "/v1/blocks", tenant: tenant, keys: key(k), body: `{"sku":"renew"}`}
 
 	done := make(chan *httptest.ResponseRecorder)
 	go func() { done <- h.do(t, r) }()
 	<-h.entered[0]
-	time.Sleep(idempotency.Lease + idempotency.RenewEvery)
+	time.Sleep(idempotency.Lease + idempotency.RenewEvery) // the point: outlive a lease term while the holder renews
 
 	if h.leaseLapsed(t, tenant, k) {
 		t.Fatalf("got the lease lapsed %v into the handler, want it renewed", idempotency.Lease+idempotency.RenewEvery)
@@ -252,7 +248,7 @@ func TestReleaseAfterServerError(t *testing.T) {
 			h.firstFails = true
 			holder := h.replica(t)
 			idempotency.SetLease(holder.store, tt.lease, idempotency.RenewEvery)
-			r := request{path: "/v1/blocks", tenant: h.tenant(t), keys: key(newKey(t)), body: `{"sku":"release"}`}
+			r := request{path: "/v1/blocks", tenant: testenv.NewTenant(t).ID, keys: key(newKey(t)), body: `{"sku":"release"}`}
 			close(h.gate[1])
 
 			first := make(chan *httptest.ResponseRecorder)

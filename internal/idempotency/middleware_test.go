@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tenantd/tenantd/internal/idempotency"
+	"github.com/tenantd/tenantd/internal/testenv"
 )
 
 // TestPassThrough proves requests the contract does not cover run their
@@ -18,7 +19,7 @@ import (
 func TestPassThrough(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
-	tenant := h.tenant(t)
+	tenant := testenv.NewTenant(t).ID
 	tests := []struct {
 		name string
 		req  request
@@ -58,7 +59,7 @@ func TestPassThrough(t *testing.T) {
 func TestReplay(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
-	tenant := h.tenant(t)
+	tenant := testenv.NewTenant(t).ID
 	k := newKey(t)
 	original := request{tenant: tenant, keys: key(k), body: `{"sku":"pay"}`}
 
@@ -120,7 +121,7 @@ func TestReplay(t *testing.T) {
 func TestClientErrorsAreStored(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
-	r := request{tenant: h.tenant(t), keys: key(newKey(t)), body: `{"sku":"taken"}`}
+	r := request{tenant: testenv.NewTenant(t).ID, keys: key(newKey(t)), body: `{"sku":"taken"}`}
 	first := h.do(t, r)
 	if first.Code != http.StatusConflict {
 		t.Fatalf("got status %d (%s), want 409", first.Code, first.Body)
@@ -143,7 +144,7 @@ func TestConcurrentSameKey(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	h.delay = 200 * time.Millisecond
-	tenant := h.tenant(t)
+	tenant := testenv.NewTenant(t).ID
 	r := request{tenant: tenant, keys: key(newKey(t)), body: `{"sku":"race"}`}
 
 	const n = 20
@@ -222,7 +223,7 @@ func TestServerErrorReleasesKey(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			h := newHarness(t)
-			tenant := h.tenant(t)
+			tenant := testenv.NewTenant(t).ID
 			r := request{path: tt.path, tenant: tenant, keys: key(newKey(t)), body: `{"sku":"retry"}`}
 
 			first := h.do(t, r)
@@ -256,7 +257,7 @@ func TestServerErrorReleasesKey(t *testing.T) {
 func TestExpiry(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
-	tenant := h.tenant(t)
+	tenant := testenv.NewTenant(t).ID
 	k := newKey(t)
 	same := request{tenant: tenant, keys: key(k), body: `{"sku":"expiry"}`}
 	other := request{tenant: tenant, keys: key(k), body: `{"sku":"expiry-other"}`}
@@ -299,7 +300,7 @@ func TestExpiry(t *testing.T) {
 func TestScope(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
-	a, b := h.tenant(t), h.tenant(t)
+	a, b := testenv.NewTenant(t).ID, testenv.NewTenant(t).ID
 	k := newKey(t)
 	reqs := []struct {
 		name string
@@ -344,7 +345,7 @@ func TestScope(t *testing.T) {
 func TestInvalidKey(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
-	tenant := h.tenant(t)
+	tenant := testenv.NewTenant(t).ID
 	tests := []struct {
 		name       string
 		keys       []string
@@ -412,7 +413,7 @@ func TestNoPrincipal(t *testing.T) {
 func TestHandlerSeesBody(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
-	w := h.do(t, request{tenant: h.tenant(t), keys: key(newKey(t)), body: `{"sku":"echo"}`})
+	w := h.do(t, request{tenant: testenv.NewTenant(t).ID, keys: key(newKey(t)), body: `{"sku":"echo"}`})
 	if w.Code != http.StatusCreated {
 		t.Fatalf("got status %d (%s), want 201", w.Code, w.Body)
 	}

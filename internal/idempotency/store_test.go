@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/tenantd/tenantd/internal/idempotency"
+	"github.com/tenantd/tenantd/internal/testenv"
 )
 
 // TestSweep proves Sweep, run as the runtime role, deletes the expired keys
@@ -18,7 +19,7 @@ import (
 // do not run in parallel: a sweep deletes every tenant's expired keys.
 func TestSweep(t *testing.T) {
 	h := newHarness(t)
-	a, b := h.tenant(t), h.tenant(t)
+	a, b := testenv.NewTenant(t).ID, testenv.NewTenant(t).ID
 	// Keys stored 25 hours ago expired an hour ago.
 	past := idempotency.NewStore(h.app, func() time.Time { return time.Now().Add(-idempotency.Retention - time.Hour) })
 	old := h.engine(past)
@@ -65,7 +66,7 @@ func TestSweep(t *testing.T) {
 // returns when its context ends.
 func TestRunSweeper(t *testing.T) {
 	h := newHarness(t)
-	tenant := h.tenant(t)
+	tenant := testenv.NewTenant(t).ID
 	past := idempotency.NewStore(h.app, func() time.Time { return time.Now().Add(-idempotency.Retention - time.Hour) })
 	if w := serve(t, h.engine(past), request{tenant: tenant, keys: key(newKey(t)), body: `{"sku":"old"}`}); w.Code != http.StatusCreated {
 		t.Fatalf("got status %d (%s), want 201", w.Code, w.Body)
@@ -77,13 +78,9 @@ func TestRunSweeper(t *testing.T) {
 		h.store.RunSweeper(ctx, 20*time.Millisecond, slog.New(slog.NewTextHandler(io.Discard, nil)))
 		close(done)
 	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for keyCount(t, h.app, tenant) != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("got the expired key still stored after 10s, want it swept")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testenv.Eventually(t, 10*time.Second, func() (bool, string) {
+		return keyCount(t, h.app, tenant) == 0, "got the expired key still stored, want it swept"
+	})
 	cancel()
 	select {
 	case <-done:
@@ -97,7 +94,7 @@ func TestRunSweeper(t *testing.T) {
 // no tenant set it sees and deletes nothing.
 func TestRuntimeRoleCannotSweepUnexpired(t *testing.T) {
 	h := newHarness(t)
-	tenant := h.tenant(t)
+	tenant := testenv.NewTenant(t).ID
 	if w := h.do(t, request{tenant: tenant, keys: key(newKey(t)), body: `{"sku":"kept"}`}); w.Code != http.StatusCreated {
 		t.Fatalf("got status %d (%s), want 201", w.Code, w.Body)
 	}

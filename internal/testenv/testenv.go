@@ -1,8 +1,17 @@
-// Package testenv gives each test package real PostgreSQL and Redis servers:
-// its own database, migrated from migrations/ and served as the runtime role
-// tenantd_app, and its own Redis. It uses TEST_DATABASE_URL (a superuser or
-// CREATEDB+CREATEROLE role) when set, and otherwise starts throw-away servers
-// from the local binaries through internal/devenv. Nothing is mocked.
+// Package testenv gives each test package real PostgreSQL and Redis: its
+// own database, a copy of a template migrated from migrations/ and served as
+// the runtime role tenantd_app, and its own Redis database. Nothing is
+// mocked.
+//
+// The servers are shared by every test package of a run (one `go test`):
+// the first package to start launches a keeper process that starts
+// PostgreSQL and Redis from the local binaries through internal/devenv,
+// the others join it, and the keeper stops them when the run is over (see
+// keeper.go). TEST_DATABASE_URL (a superuser or CREATEDB+CREATEROLE role on
+// an existing server) and TEST_REDIS_URL (a Redis whose databases 1 to 15
+// tests may flush) replace the shared servers. Tests that stop Redis use a
+// server of their own (PrivateRedis); a package that must restart its
+// servers asks for private ones (Main(m, Private())).
 //
 // Use it from TestMain:
 //
@@ -40,13 +49,15 @@ type Env struct {
 	AppURL    string // tenantd_app on the package's database
 	WorkerURL string // tenantd_worker on the package's database
 	DBName    string
-	RedisURL  string
+	RedisURL  string // the package's database of the Redis
 
-	// Redis is the package's throw-away Redis, when testenv started it; tests
-	// may stop and restart it to see how tenantd copes.
-	Redis *devenv.Env
+	redisDB *redisDB
+	release func()      // lets go of the run's shared servers
+	private *devenv.Env // the package's own servers, with Private
 
-	pg *devenv.Env
+	ownerOnce sync.Once
+	owner     *db.DB // NewTenant's pool
+	ownerErr  error
 }
 
 var (
@@ -64,10 +75,28 @@ func AfterTests(check func() error) {
 	afterTests = append(afterTests, check)
 }
 
+// Option adjusts how Main sets the package up.
+type Option func(*options)
+
+type options struct{ private bool }
+
+// Private gives the package PostgreSQL and Redis servers of its own instead
+// of the run's shared ones, for tests that stop or restart them.
+func Private() Option { return func(o *options) { o.private = true } }
+
 // Main sets up the package's environment, runs the tests and tears it down.
 // A failure to set up is fatal: a test that needs PostgreSQL never skips.
-func Main(m *testing.M) {
-	code, err := run(m)
+// In the keeper process of a run (see keeper.go) it keeps the shared
+// servers instead of running tests.
+func Main(m *testing.M, opts ...Option) {
+	if dir := os.Getenv(keeperEnv); dir != "" {
+		os.Exit(keep(dir))
+	}
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	code, err := runTests(m, o)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "testenv:", err)
 		os.Exit(1)
@@ -75,10 +104,10 @@ func Main(m *testing.M) {
 	os.Exit(code)
 }
 
-func run(m *testing.M) (int, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+func runTests(m *testing.M, o options) (int, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	env, err := setUp(ctx)
+	env, err := setUp(ctx, o)
 	if err != nil {
 		return 1, err
 	}
@@ -117,48 +146,62 @@ func quietLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-func setUp(ctx context.Context) (env *Env, err error) {
-	log := quietLogger()
-	env = &Env{AdminURL: os.Getenv("TEST_DATABASE_URL")}
+func setUp(ctx context.Context, o options) (env *Env, err error) {
+	env = &Env{}
 	defer func() {
 		if err != nil {
 			env.tearDown()
 		}
 	}()
-	if env.AdminURL == "" {
-		if env.pg, err = devenv.Start(ctx, log); err != nil {
+	adminURL, redisURL := os.Getenv("TEST_DATABASE_URL"), os.Getenv("TEST_REDIS_URL")
+	var redisLocks string
+	if redisURL != "" {
+		if redisLocks, err = redisLockDir(redisURL); err != nil {
 			return env, err
 		}
-		env.AdminURL = env.pg.AdminURL
-		env.Redis = env.pg
+	} else if !devenv.HaveRedisServer() {
+		return env, fmt.Errorf("no redis-server binary and no TEST_REDIS_URL: install redis-server")
 	}
-	if env.Redis == nil {
-		switch {
-		case devenv.HaveRedisServer():
-			if env.Redis, err = devenv.StartRedisOnly(ctx, log); err != nil {
-				return env, err
-			}
-		case os.Getenv("TEST_REDIS_URL") != "":
-			env.RedisURL = os.Getenv("TEST_REDIS_URL")
-		default:
-			return env, fmt.Errorf("no redis-server binary and no TEST_REDIS_URL: install redis-server")
+	switch {
+	case o.private:
+		if adminURL == "" {
+			env.private, err = devenv.Start(ctx, quietLogger())
+		} else if redisURL == "" {
+			env.private, err = devenv.StartRedisOnly(ctx, quietLogger())
+		}
+		if err != nil {
+			return env, err
+		}
+		if adminURL == "" {
+			adminURL = env.private.AdminURL
+		}
+		if redisURL == "" {
+			redisURL, redisLocks = env.private.RedisURL, env.private.Dir()
+		}
+	case adminURL == "" || redisURL == "":
+		st, r, release, err := join(ctx, adminURL == "", redisURL == "")
+		if err != nil {
+			return env, err
+		}
+		env.release = release
+		if adminURL == "" {
+			adminURL = st.AdminURL
+		}
+		if redisURL == "" {
+			redisURL, redisLocks = st.RedisURL, r.dir
 		}
 	}
-	if env.Redis != nil {
-		env.RedisURL = env.Redis.RedisURL
-	}
+	env.AdminURL = adminURL
 	env.DBName = databaseName()
-	dbase, err := devenv.Provision(ctx, env.AdminURL, env.DBName)
+	dbase, err := cloneDatabase(ctx, env.AdminURL, env.DBName)
 	if err != nil {
 		return env, err
 	}
 	env.OwnerURL, env.AppURL, env.WorkerURL = dbase.OwnerURL, dbase.AppURL, dbase.WorkerURL
-	if err := migrateUp(env.OwnerURL); err != nil {
+	if env.redisDB, err = claimRedisDB(ctx, redisURL, redisLocks); err != nil {
 		return env, err
 	}
-	if err := devenv.SetAppPassword(ctx, env.AdminURL); err != nil {
-		return env, err
-	}
+	env.RedisURL = env.redisDB.url
 	return env, nil
 }
 
@@ -172,17 +215,24 @@ func migrateUp(ownerURL string) error {
 }
 
 func (e *Env) tearDown() {
-	if e.DBName != "" && e.pg == nil && e.AdminURL != "" {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if e.owner != nil {
+		e.owner.Close()
+	}
+	if e.OwnerURL != "" && e.private == nil {
 		if err := devenv.Drop(ctx, e.AdminURL, e.DBName); err != nil {
 			fmt.Fprintln(os.Stderr, "testenv:", err)
 		}
 	}
-	if e.pg != nil {
-		e.pg.Stop()
-	} else if e.Redis != nil {
-		e.Redis.Stop()
+	if err := e.redisDB.release(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "testenv:", err)
+	}
+	if e.release != nil {
+		e.release()
+	}
+	if e.private != nil {
+		e.private.Stop()
 	}
 }
 
@@ -195,11 +245,16 @@ func databaseName() string {
 	if len(base) > 30 {
 		base = base[:30]
 	}
-	b := make([]byte, 4)
+	return "tenantd_test_" + base + "_" + RandomHex(4)
+}
+
+// RandomHex is n random bytes in hex, for names no other test uses.
+func RandomHex(n int) string {
+	b := make([]byte, n)
 	if _, err := rand.Read(b); err != nil {
 		panic(err)
 	}
-	return "tenantd_test_" + base + "_" + hex.EncodeToString(b)
+	return hex.EncodeToString(b)
 }
 
 // OpenDB opens a runtime-role pool on the package's database, with its
@@ -230,11 +285,72 @@ func (e *Env) OpenOwnerDB(t testing.TB) *db.DB {
 // ends.
 func (e *Env) RedisClient(t testing.TB) *redis.Client {
 	t.Helper()
-	opts, err := redis.ParseURL(e.RedisURL)
+	return NewRedisClient(t, e.RedisURL)
+}
+
+// NewRedisClient returns a client for the Redis at url, closed when the
+// test ends.
+func NewRedisClient(t testing.TB, url string) *redis.Client {
+	t.Helper()
+	opts, err := redis.ParseURL(url)
 	if err != nil {
 		t.Fatalf("parse redis url: %v", err)
 	}
 	c := redis.NewClient(opts)
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// Redis is a Redis server of one test's own (PrivateRedis).
+type Redis struct {
+	URL string
+	srv *devenv.Env
+}
+
+// Client returns a client for the server, closed when the test ends.
+func (r *Redis) Client(t testing.TB) *redis.Client {
+	t.Helper()
+	return NewRedisClient(t, r.URL)
+}
+
+// Stop stops the server; Start starts it again on the same port.
+func (r *Redis) Stop() { r.srv.StopRedis() }
+
+// Start starts the stopped server again on the same port.
+func (r *Redis) Start(ctx context.Context) error { return r.srv.StartRedis(ctx) }
+
+// PrivateRedis starts a Redis server of the test's own, stopped when the
+// test ends, for tests that stop and restart Redis to see how tenantd
+// copes: the package's Redis is shared with its other tests and with other
+// packages.
+func PrivateRedis(t testing.TB) *Redis {
+	t.Helper()
+	if !devenv.HaveRedisServer() {
+		t.Fatal("testenv: PrivateRedis needs the redis-server binary: install redis-server")
+	}
+	r, err := devenv.StartRedisOnly(t.Context(), quietLogger())
+	if err != nil {
+		t.Fatalf("start a private redis: %v", err)
+	}
+	t.Cleanup(r.Stop)
+	return &Redis{URL: r.RedisURL, srv: r}
+}
+
+// NewDatabase creates a migrated database of the test's own on the
+// package's server, dropped when the test ends, for tests that must not see
+// the rows other tests write to the package's database (exports of every
+// tenant, for instance).
+func (e *Env) NewDatabase(t testing.TB) devenv.Database {
+	t.Helper()
+	name := e.DBName + "_" + RandomHex(4)
+	dbase, err := cloneDatabase(t.Context(), e.AdminURL, name)
+	if err != nil {
+		t.Fatalf("new database: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := devenv.Drop(context.Background(), e.AdminURL, name); err != nil {
+			t.Errorf("drop %s: %v", name, err)
+		}
+	})
+	return dbase
 }
