@@ -77,9 +77,12 @@ func NewMetrics() *Metrics {
 	return m
 }
 
-// Handler serves the registry at /metrics.
+// Handler serves the registry at /metrics. A collector that fails (the
+// outbox lag's query timing out on a loaded database) leaves its metric out
+// of that scrape, counted in promhttp_metric_handler_errors_total, instead
+// of failing the whole scrape with a 500.
 func (m *Metrics) Handler() gin.HandlerFunc {
-	h := promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry})
+	h := promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry, ErrorHandling: promhttp.ContinueOnError})
 	return gin.WrapH(h)
 }
 
