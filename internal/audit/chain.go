@@ -271,21 +271,7 @@ func Verify(ctx context.Context, d *db.DB, tenantID uuid.UUID) (Report, error) {
 		}
 		for _, e := range page {
 			r.Events++
-			want := after + 1
-			switch {
-			case e.Seq != want:
-				r.Broken = &Break{Seq: want, Reason: ReasonGap,
-					Detail: fmt.Sprintf("seq %d follows seq %d", e.Seq, after)}
-			case !bytes.Equal(e.PrevHash, prev):
-				r.Broken = &Break{Seq: e.Seq, Reason: ReasonPrevHashMismatch,
-					Detail: fmt.Sprintf("prev_hash %s, previous hash %s", short(e.PrevHash), short(prev))}
-			default:
-				if got := e.storedHash(); !bytes.Equal(got, e.Hash) {
-					r.Broken = &Break{Seq: e.Seq, Reason: ReasonHashMismatch,
-						Detail: fmt.Sprintf("stored hash %s, fields hash to %s", short(e.Hash), short(got))}
-				}
-			}
-			if r.Broken != nil {
+			if r.Broken = checkLink(e, after, prev); r.Broken != nil {
 				return r, nil
 			}
 			r.HeadSeq, r.HeadHash = e.Seq, e.Hash
@@ -295,6 +281,25 @@ func Verify(ctx context.Context, d *db.DB, tenantID uuid.UUID) (Report, error) {
 			return r, nil
 		}
 	}
+}
+
+// checkLink checks that e, read after seq after whose hash is prev, is the
+// next link of its chain: the next seq, linked to prev, and hashing to its
+// stored hash. It returns where and why the chain breaks, or nil.
+func checkLink(e Event, after int64, prev []byte) *Break {
+	want := after + 1
+	switch {
+	case e.Seq != want:
+		return &Break{Seq: want, Reason: ReasonGap, Detail: fmt.Sprintf("seq %d follows seq %d", e.Seq, after)}
+	case !bytes.Equal(e.PrevHash, prev):
+		return &Break{Seq: e.Seq, Reason: ReasonPrevHashMismatch,
+			Detail: fmt.Sprintf("prev_hash %s, previous hash %s", short(e.PrevHash), short(prev))}
+	}
+	if got := e.storedHash(); !bytes.Equal(got, e.Hash) {
+		return &Break{Seq: e.Seq, Reason: ReasonHashMismatch,
+			Detail: fmt.Sprintf("stored hash %s, fields hash to %s", short(e.Hash), short(got))}
+	}
+	return nil
 }
 
 // storedHash is computeHash over e as read from the database (seq and

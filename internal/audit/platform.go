@@ -1,7 +1,6 @@
 package audit
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -139,20 +138,7 @@ func (l *PlatformLog) Verify(ctx context.Context) (Report, error) {
 		for _, row := range page {
 			e := row.toModel()
 			r.Events++
-			want := after + 1
-			switch {
-			case e.Seq != want:
-				r.Broken = &Break{Seq: want, Reason: ReasonGap, Detail: fmt.Sprintf("seq %d follows seq %d", e.Seq, after)}
-			case !bytes.Equal(e.PrevHash, prev):
-				r.Broken = &Break{Seq: e.Seq, Reason: ReasonPrevHashMismatch,
-					Detail: fmt.Sprintf("prev_hash %s, previous hash %s", short(e.PrevHash), short(prev))}
-			default:
-				if got := e.storedHash(); !bytes.Equal(got, e.Hash) {
-					r.Broken = &Break{Seq: e.Seq, Reason: ReasonHashMismatch,
-						Detail: fmt.Sprintf("stored hash %s, fields hash to %s", short(e.Hash), short(got))}
-				}
-			}
-			if r.Broken != nil {
+			if r.Broken = checkLink(e, after, prev); r.Broken != nil {
 				return r, nil
 			}
 			r.HeadSeq, r.HeadHash = e.Seq, e.Hash
