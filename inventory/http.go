@@ -234,15 +234,7 @@ func (h *Handler) update(c *gin.Context) error {
 }
 
 func (h *Handler) delete(c *gin.Context) error {
-	tenantID, id, err := httpx.TenantAndID(c)
-	if err != nil {
-		return err
-	}
-	if err := h.svc.Delete(c.Request.Context(), tenantID, id); err != nil {
-		return err
-	}
-	c.Status(http.StatusNoContent)
-	return nil
+	return httpx.DeleteByID(c, h.svc.Delete)
 }
 
 func (h *Handler) adjustStock(c *gin.Context) error {

@@ -201,22 +201,7 @@ func (h *Handler) list(c *gin.Context) error {
 }
 
 func (h *Handler) get(c *gin.Context) error {
-	tenantID, id, err := httpx.TenantAndID(c)
-	if err != nil {
-		return err
-	}
-	ep, err := h.svc.Get(c.Request.Context(), tenantID, id)
-	if err != nil {
-		return err
-	}
-	tag := httpx.VersionETag(ep.Version)
-	c.Header("ETag", tag)
-	if httpx.NoneMatch(c.GetHeader("If-None-Match"), tag) {
-		c.Status(http.StatusNotModified)
-		return nil
-	}
-	c.JSON(http.StatusOK, toJSON(ep))
-	return nil
+	return httpx.GetByID(c, h.svc.Get, func(e Endpoint) int64 { return e.Version }, toJSON)
 }
 
 // updateRequest is the body of PATCH /webhooks/:id, a JSON Merge Patch:
@@ -307,15 +292,7 @@ func (h *Handler) update(c *gin.Context) error {
 }
 
 func (h *Handler) delete(c *gin.Context) error {
-	tenantID, id, err := httpx.TenantAndID(c)
-	if err != nil {
-		return err
-	}
-	if err := h.svc.Delete(c.Request.Context(), tenantID, id); err != nil {
-		return err
-	}
-	c.Status(http.StatusNoContent)
-	return nil
+	return httpx.DeleteByID(c, h.svc.Delete)
 }
 
 func (h *Handler) rotate(c *gin.Context) error {

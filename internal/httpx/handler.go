@@ -64,3 +64,18 @@ func GetByID[M, R any](c *gin.Context, get func(ctx context.Context, tenantID, i
 	WriteVersioned(c, version(m), toResponse(m))
 	return nil
 }
+
+// DeleteByID answers DELETE …/:id of a tenant resource: the acting tenant
+// and the :id parameter (TenantAndID), del for them, then 204 No Content.
+// The error is the one to answer with.
+func DeleteByID(c *gin.Context, del func(ctx context.Context, tenantID, id uuid.UUID) error) error {
+	tenantID, id, err := TenantAndID(c)
+	if err != nil {
+		return err
+	}
+	if err := del(c.Request.Context(), tenantID, id); err != nil {
+		return err
+	}
+	c.Status(http.StatusNoContent)
+	return nil
+}
