@@ -2,8 +2,6 @@ package relay_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -27,15 +25,6 @@ import (
 	"github.com/tenantd/tenantd/internal/testenv"
 )
 
-func randomHex(t testing.TB, n int) string {
-	t.Helper()
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatalf("random: %v", err)
-	}
-	return hex.EncodeToString(b)
-}
-
 func testLogger() *slog.Logger {
 	if os.Getenv("TESTENV_VERBOSE") != "" {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -43,18 +32,33 @@ func testLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-// newTenant inserts an active tenant through the platform scope of owner.
-func newTenant(t testing.TB, owner *db.DB) uuid.UUID {
+// relayRig is one relay test's databases, its own embedded NATS server
+// (stopped when the test ends, if the test has not stopped it) and names
+// no other test uses.
+type relayRig struct {
+	app, owner *db.DB
+	natsURL    string
+	dir        string // the NATS server's storage
+	stop       func() // stops the NATS server
+	typ        string // the type of the events the test appends
+	subscriber string // the relay's checkpoint
+}
+
+// newRelayRig opens the package's database with maxConns connections and
+// starts an embedded NATS server for the test.
+func newRelayRig(t *testing.T, maxConns int) *relayRig {
 	t.Helper()
-	id := uuid.New()
-	slug := "r-" + randomHex(t, 8)
-	err := owner.WithPlatform(t.Context(), func(tx *gorm.DB) error {
-		return tx.Exec(`INSERT INTO tenants (id, slug, name, plan) VALUES (?, ?, ?, 'free')`, id, slug, "Tenant "+slug).Error
-	})
-	if err != nil {
-		t.Fatalf("create tenant: %v", err)
+	env := testenv.Get(t)
+	r := &relayRig{
+		app: env.OpenDB(t, maxConns), owner: env.OpenOwnerDB(t), dir: t.TempDir(),
+		typ: "relaytest." + testenv.RandomHex(4), subscriber: "relay-test-" + testenv.RandomHex(4),
 	}
-	return id
+	var err error
+	if r.natsURL, r.stop, err = relay.StartEmbedded(t.Context(), r.dir); err != nil {
+		t.Fatalf("StartEmbedded: %v", err)
+	}
+	t.Cleanup(r.stop)
+	return r
 }
 
 // appendEvents appends n events of typ to stream in one transaction.
@@ -278,18 +282,11 @@ func appendConcurrently(t testing.TB, app *db.DB, tenants []uuid.UUID, typ strin
 // are appended concurrently, restarts it each time, and finds every event
 // in JetStream exactly once, each event stream in version order.
 func TestRelayKilledMidStreamPublishesEveryEventOnce(t *testing.T) {
-	env := testenv.Get(t)
-	app := env.OpenDB(t, 12)
-	owner := env.OpenOwnerDB(t)
-	natsURL, stop, err := relay.StartEmbedded(t.Context(), t.TempDir())
-	if err != nil {
-		t.Fatalf("StartEmbedded: %v", err)
-	}
-	t.Cleanup(stop)
+	r := newRelayRig(t, 12)
+	app, natsURL, subscriber := r.app, r.natsURL, r.subscriber
 	js := connect(t, natsURL)
-	tenants := []uuid.UUID{newTenant(t, owner), newTenant(t, owner), newTenant(t, owner)}
-	typ := "relaytest." + randomHex(t, 4) + ".happened"
-	subscriber := "relay-test-" + randomHex(t, 4)
+	tenants := []uuid.UUID{testenv.NewTenant(t).ID, testenv.NewTenant(t).ID, testenv.NewTenant(t).ID}
+	typ := r.typ + ".happened"
 
 	appended := appendConcurrently(t, app, tenants, typ, 4, 200)
 	rr := startRelay(t, newRelay(t, app, natsURL, subscriber, nil))
@@ -325,18 +322,10 @@ func TestRelayKilledMidStreamPublishesEveryEventOnce(t *testing.T) {
 // crash between publishing and committing it does), so the relay sends
 // every event again: JetStream drops them all by Nats-Msg-Id.
 func TestRelayDeduplicatesEventsSentAgain(t *testing.T) {
-	env := testenv.Get(t)
-	app := env.OpenDB(t, 8)
-	owner := env.OpenOwnerDB(t)
-	natsURL, stop, err := relay.StartEmbedded(t.Context(), t.TempDir())
-	if err != nil {
-		t.Fatalf("StartEmbedded: %v", err)
-	}
-	t.Cleanup(stop)
+	r := newRelayRig(t, 8)
+	app, owner, natsURL, typ, subscriber := r.app, r.owner, r.natsURL, r.typ, r.subscriber
 	js := connect(t, natsURL)
-	tenantID := newTenant(t, owner)
-	typ := "relaytest." + randomHex(t, 4)
-	subscriber := "relay-test-" + randomHex(t, 4)
+	tenantID := testenv.NewTenant(t).ID
 	want := make(map[uuid.UUID]events.Event)
 	for i := range 20 {
 		evs, err := appendEvents(t.Context(), app, tenantID, "dedup-"+strconv.Itoa(i%4), typ, 3)
@@ -391,14 +380,8 @@ func TestRelayDeduplicatesEventsSentAgain(t *testing.T) {
 // relay parks nothing and, once NATS is back, publishes every event once,
 // in order.
 func TestRelayWaitsOutANATSOutage(t *testing.T) {
-	env := testenv.Get(t)
-	app := env.OpenDB(t, 8)
-	owner := env.OpenOwnerDB(t)
-	dir := t.TempDir()
-	natsURL, stop, err := relay.StartEmbedded(t.Context(), dir)
-	if err != nil {
-		t.Fatalf("StartEmbedded: %v", err)
-	}
+	r := newRelayRig(t, 8)
+	app, owner, natsURL, typ, subscriber := r.app, r.owner, r.natsURL, r.typ, r.subscriber
 	u, err := url.Parse(natsURL)
 	if err != nil {
 		t.Fatalf("NATS URL %q: %v", natsURL, err)
@@ -407,9 +390,7 @@ func TestRelayWaitsOutANATSOutage(t *testing.T) {
 	if err != nil {
 		t.Fatalf("NATS URL %q: %v", natsURL, err)
 	}
-	tenantID := newTenant(t, owner)
-	typ := "relaytest." + randomHex(t, 4)
-	subscriber := "relay-test-" + randomHex(t, 4)
+	tenantID := testenv.NewTenant(t).ID
 	want := make(map[uuid.UUID]events.Event)
 	appendSome := func(stream string, n int) {
 		for range n {
@@ -428,15 +409,15 @@ func TestRelayWaitsOutANATSOutage(t *testing.T) {
 	waitFor(t, 30*time.Second, "the first events in JetStream", func() bool {
 		return countOf(readStream(t, js), want) == len(want)
 	})
-	stop()
+	r.stop()
 	appendSome("outage-a", 10)
 	appendSome("outage-b", 10)
 	time.Sleep(4 * time.Second) // the default 5 attempts take about 1.5s
-	_, stop, err = relay.StartEmbeddedOn(t.Context(), dir, port)
+	_, r.stop, err = relay.StartEmbeddedOn(t.Context(), r.dir, port)
 	if err != nil {
 		t.Fatalf("restart NATS: %v", err)
 	}
-	t.Cleanup(stop)
+	t.Cleanup(r.stop)
 	js = connect(t, natsURL)
 	waitFor(t, 30*time.Second, "every event in JetStream", func() bool {
 		return countOf(readStream(t, js), want) == len(want)
