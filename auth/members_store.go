@@ -9,6 +9,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/tenantd/tenantd/internal/db"
+	"github.com/tenantd/tenantd/internal/page"
 )
 
 // memberRow is the members row.
@@ -81,17 +82,9 @@ func memberBySubject(tx *gorm.DB, issuer, subject string) (Member, error) {
 }
 
 func listMembers(tx *gorm.DB, after uuid.UUID, limit int) ([]Member, error) {
-	var rows []memberRow
-	q := tx.Order("id").Limit(limit + 1)
-	if after != uuid.Nil {
-		q = q.Where("id > ?", after)
-	}
-	if err := q.Find(&rows).Error; err != nil {
+	out, err := page.Find(tx, after, limit, func(r memberRow) (Member, error) { return r.toModel(), nil })
+	if err != nil {
 		return nil, fmt.Errorf("list members: %w", err)
-	}
-	out := make([]Member, len(rows))
-	for i, r := range rows {
-		out[i] = r.toModel()
 	}
 	return out, nil
 }

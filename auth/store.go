@@ -10,6 +10,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/tenantd/tenantd/internal/db"
+	"github.com/tenantd/tenantd/internal/page"
 )
 
 // keyRow is the api_keys row.
@@ -52,17 +53,9 @@ func insertKey(tx *gorm.DB, r *keyRow) error {
 }
 
 func listKeys(tx *gorm.DB, after uuid.UUID, limit int) ([]Key, error) {
-	var rows []keyRow
-	q := tx.Order("id").Limit(limit + 1)
-	if after != uuid.Nil {
-		q = q.Where("id > ?", after)
-	}
-	if err := q.Find(&rows).Error; err != nil {
+	out, err := page.Find(tx, after, limit, func(r keyRow) (Key, error) { return r.toModel(), nil })
+	if err != nil {
 		return nil, fmt.Errorf("list api keys: %w", err)
-	}
-	out := make([]Key, len(rows))
-	for i, r := range rows {
-		out[i] = r.toModel()
 	}
 	return out, nil
 }

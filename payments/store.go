@@ -11,6 +11,7 @@ import (
 	"gorm.io/gorm/clause"
 
 	"github.com/tenantd/tenantd/internal/db"
+	"github.com/tenantd/tenantd/internal/page"
 )
 
 // paymentRow is a row of the payments table.
@@ -184,14 +185,11 @@ func findPayment(tx *gorm.DB, tenantID, id uuid.UUID, forUpdate bool) (paymentRo
 // listPayments returns up to q.Limit+1 payments after q.After, by id.
 func listPayments(tx *gorm.DB, tenantID uuid.UUID, q ListQuery) ([]paymentRow, error) {
 	stmt := tx.Where("tenant_id = ?", tenantID)
-	if q.After != uuid.Nil {
-		stmt = stmt.Where("id > ?", q.After)
-	}
 	if q.OrderID != uuid.Nil {
 		stmt = stmt.Where("order_id = ?", q.OrderID)
 	}
 	var rows []paymentRow
-	err := stmt.Order("id").Limit(q.Limit + 1).Find(&rows).Error
+	err := page.ByID(stmt, q.After, q.Limit).Find(&rows).Error
 	return rows, err
 }
 

@@ -11,6 +11,7 @@ import (
 	"gorm.io/gorm/clause"
 
 	"github.com/tenantd/tenantd/internal/db"
+	"github.com/tenantd/tenantd/internal/page"
 )
 
 var lockForUpdate = clause.Locking{Strength: "UPDATE"}
@@ -91,21 +92,9 @@ func getTenant(tx *gorm.DB, id uuid.UUID) (Tenant, error) {
 }
 
 func listTenants(tx *gorm.DB, after uuid.UUID, limit int) ([]Tenant, error) {
-	var rows []tenantRow
-	q := tx.Order("id").Limit(limit + 1)
-	if after != uuid.Nil {
-		q = q.Where("id > ?", after)
-	}
-	if err := q.Find(&rows).Error; err != nil {
+	out, err := page.Find(tx, after, limit, tenantRow.toModel)
+	if err != nil {
 		return nil, fmt.Errorf("list tenants: %w", err)
-	}
-	out := make([]Tenant, len(rows))
-	for i, r := range rows {
-		t, err := r.toModel()
-		if err != nil {
-			return nil, err
-		}
-		out[i] = t
 	}
 	return out, nil
 }
