@@ -42,18 +42,11 @@ func TestSignedDeliveryFromTheEventLog(t *testing.T) {
 	r.create(t, payments.URL, "payment.succeeded")
 	r.start()
 
-	env := testenv.Get(t)
-	d := events.NewDispatcher(r.app, testLogger(), events.Options{PollInterval: 20 * time.Millisecond})
-	r.svc.Subscribe(d)
-	ctx, cancel := contextWithCancel(t)
-	done := make(chan struct{})
-	go func() { defer close(done); _ = d.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	_ = env
+	r.dispatch(t)
 
 	var ev events.Event
 	err := r.app.WithTenant(t.Context(), r.tenant, func(tx *gorm.DB) error {
-		evs, err := events.Append(t.Context(), tx, r.tenant, "order-"+randomHex(t, 4), 0,
+		evs, err := events.Append(t.Context(), tx, r.tenant, "order-"+testenv.RandomHex(4), 0,
 			events.NewEvent{Type: "order.placed", Data: map[string]any{"total": 2599, "currency": "EUR"}})
 		if err == nil {
 			ev = evs[0]
@@ -104,13 +97,9 @@ func TestSignedDeliveryFromTheEventLog(t *testing.T) {
 // attempt's status, attempt number and next retry.
 func TestRetrySchedule(t *testing.T) {
 	r := newRig(t, nil)
-	rc := newReceiver(t, status(http.StatusInternalServerError))
-	ep, _ := r.create(t, rc.URL)
+	rc, ep, _ := r.endpointTo(t, status(http.StatusInternalServerError))
 	r.start()
-	d, err := r.svc.SendTest(t.Context(), r.tenant, ep.ID)
-	if err != nil {
-		t.Fatalf("send test: %v", err)
-	}
+	d := r.sendTest(t, ep.ID)
 	for i, wait := range webhooks.DefaultSchedule {
 		attempt := i + 1
 		eventually(t, "attempt "+itoa(attempt), func() bool { return len(rc.requests()) == attempt })
@@ -183,12 +172,9 @@ func auditActions(t *testing.T, r *rig) []string {
 // endpoint and writes an audit event; nothing more is sent to it.
 func TestGoneDisablesEndpoint(t *testing.T) {
 	r := newRig(t, nil)
-	rc := newReceiver(t, status(http.StatusGone))
-	ep, _ := r.create(t, rc.URL)
+	rc, ep, _ := r.endpointTo(t, status(http.StatusGone))
 	r.start()
-	if _, err := r.svc.SendTest(t.Context(), r.tenant, ep.ID); err != nil {
-		t.Fatal(err)
-	}
+	r.sendTest(t, ep.ID)
 	eventually(t, "the endpoint is disabled", func() bool {
 		got, err := r.svc.Get(t.Context(), r.tenant, ep.ID)
 		return err == nil && got.Status == webhooks.StatusDisabled && got.DisabledReason == webhooks.ReasonGone
@@ -213,12 +199,9 @@ func TestGoneDisablesEndpoint(t *testing.T) {
 // for 3 days is disabled on the next failure, with an audit event.
 func TestThreeDaysOfFailuresDisable(t *testing.T) {
 	r := newRig(t, nil)
-	rc := newReceiver(t, status(http.StatusServiceUnavailable))
-	ep, _ := r.create(t, rc.URL)
+	_, ep, _ := r.endpointTo(t, status(http.StatusServiceUnavailable))
 	r.start()
-	if _, err := r.svc.SendTest(t.Context(), r.tenant, ep.ID); err != nil {
-		t.Fatal(err)
-	}
+	r.sendTest(t, ep.ID)
 	eventually(t, "the first failure", func() bool { return r.deliveries(t, ep.ID)[0].Attempts == 1 })
 	r.clock.Advance(webhooks.FailingLimit - time.Minute)
 	// A second delivery fails too, but the endpoint has not failed for
@@ -264,17 +247,13 @@ func TestSlowEndpointDoesNotHoldOthers(t *testing.T) {
 	slowEP, _ := r.create(t, slow.URL)
 	fastEP, _ := r.create(t, fast.URL)
 	for range 10 {
-		if _, err := r.svc.SendTest(t.Context(), r.tenant, slowEP.ID); err != nil {
-			t.Fatal(err)
-		}
+		r.sendTest(t, slowEP.ID)
 	}
 	r.start()
 	eventually(t, "the slow endpoint holds its share of workers", func() bool { return slowCalls.Load() == 2 })
 	start := time.Now()
 	for range 3 {
-		if _, err := r.svc.SendTest(t.Context(), r.tenant, fastEP.ID); err != nil {
-			t.Fatal(err)
-		}
+		r.sendTest(t, fastEP.ID)
 	}
 	eventually(t, "the fast endpoint gets its deliveries", func() bool { return len(fast.requests()) == 3 })
 	if took := time.Since(start); took > 3*time.Second {
@@ -290,14 +269,10 @@ func TestSlowEndpointDoesNotHoldOthers(t *testing.T) {
 // then delivered by another worker.
 func TestExpiredLeaseIsRedelivered(t *testing.T) {
 	r := newRig(t, nil)
-	rc := newReceiver(t, nil)
-	ep, _ := r.create(t, rc.URL)
-	d, err := r.svc.SendTest(t.Context(), r.tenant, ep.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rc, ep, _ := r.endpointTo(t, nil)
+	d := r.sendTest(t, ep.ID)
 	// The crashed replica's claim, as claimDelivery writes it.
-	err = r.owner.WithTenant(t.Context(), r.tenant, func(tx *gorm.DB) error {
+	err := r.owner.WithTenant(t.Context(), r.tenant, func(tx *gorm.DB) error {
 		return tx.Exec(`UPDATE webhook_deliveries SET lease_owner = 'webhooks:crashed', lease_expires_at = ?
 			WHERE tenant_id = ? AND id = ?`, r.clock.Now().Add(time.Minute), r.tenant, d.ID).Error
 	})
@@ -315,8 +290,7 @@ func TestExpiredLeaseIsRedelivered(t *testing.T) {
 // 24 h, so receivers with either verify; then only the new one does.
 func TestRotateSecretSignsWithBoth(t *testing.T) {
 	r := newRig(t, nil)
-	rc := newReceiver(t, nil)
-	ep, oldSecret := r.create(t, rc.URL)
+	rc, ep, oldSecret := r.endpointTo(t, nil)
 	rotated, newSecret, err := r.svc.RotateSecret(t.Context(), r.tenant, ep.ID)
 	if err != nil {
 		t.Fatal(err)
@@ -328,9 +302,7 @@ func TestRotateSecretSignsWithBoth(t *testing.T) {
 		t.Errorf("got previous secret until %s, want %s", rotated.PreviousExpiresAt, want)
 	}
 	r.start()
-	if _, err := r.svc.SendTest(t.Context(), r.tenant, ep.ID); err != nil {
-		t.Fatal(err)
-	}
+	r.sendTest(t, ep.ID)
 	eventually(t, "the first test event", func() bool { return len(rc.requests()) == 1 })
 	// Recorded before the clock jumps, or its lease would expire and the
 	// delivery (at least once) be sent again.
@@ -347,9 +319,7 @@ func TestRotateSecretSignsWithBoth(t *testing.T) {
 		}
 	}
 	r.clock.Advance(webhooks.SecretOverlap + time.Second)
-	if _, err := r.svc.SendTest(t.Context(), r.tenant, ep.ID); err != nil {
-		t.Fatal(err)
-	}
+	r.sendTest(t, ep.ID)
 	eventually(t, "the second test event", func() bool { return len(rc.requests()) == 2 })
 	second := rc.requests()[1]
 	if err := verify(t, newSecret, second); err != nil {
@@ -368,7 +338,7 @@ func TestRecoverSince(t *testing.T) {
 	appendEvent := func(typ string) events.Event {
 		var ev events.Event
 		err := r.app.WithTenant(t.Context(), r.tenant, func(tx *gorm.DB) error {
-			evs, err := events.Append(t.Context(), tx, r.tenant, "s-"+randomHex(t, 4), 0, events.NewEvent{Type: typ, Data: map[string]int{"n": 1}})
+			evs, err := events.Append(t.Context(), tx, r.tenant, "s-"+testenv.RandomHex(4), 0, events.NewEvent{Type: typ, Data: map[string]int{"n": 1}})
 			if err == nil {
 				ev = evs[0]
 			}
@@ -433,9 +403,7 @@ func TestPrivateTargetsRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.start()
-	if _, err := r.svc.SendTest(t.Context(), r.tenant, ep.ID); err != nil {
-		t.Fatal(err)
-	}
+	r.sendTest(t, ep.ID)
 	eventually(t, "the refused attempt is recorded", func() bool {
 		ds := r.deliveries(t, ep.ID)
 		return len(ds) == 1 && ds[0].Attempts == 1
@@ -458,9 +426,7 @@ func TestRedirectNotFollowed(t *testing.T) {
 	})
 	ep, _ := r.create(t, rc.URL)
 	r.start()
-	if _, err := r.svc.SendTest(t.Context(), r.tenant, ep.ID); err != nil {
-		t.Fatal(err)
-	}
+	r.sendTest(t, ep.ID)
 	eventually(t, "the attempt is recorded", func() bool { return r.deliveries(t, ep.ID)[0].Attempts == 1 })
 	d := r.deliveries(t, ep.ID)[0]
 	if d.LastStatusCode != http.StatusTemporaryRedirect || d.Status != webhooks.DeliveryPending {
@@ -476,12 +442,9 @@ func TestRedirectNotFollowed(t *testing.T) {
 // or counted as attempts.
 func TestCircuitBreakerOpens(t *testing.T) {
 	r := newRig(t, func(o *webhooks.Options) { o.BreakerFailures = 2; o.BreakerOpen = time.Hour })
-	rc := newReceiver(t, status(http.StatusInternalServerError))
-	ep, _ := r.create(t, rc.URL)
+	rc, ep, _ := r.endpointTo(t, status(http.StatusInternalServerError))
 	r.start()
-	if _, err := r.svc.SendTest(t.Context(), r.tenant, ep.ID); err != nil {
-		t.Fatal(err)
-	}
+	r.sendTest(t, ep.ID)
 	eventually(t, "attempt 1", func() bool { return r.deliveries(t, ep.ID)[0].Attempts == 1 })
 	r.clock.Advance(5 * time.Second)
 	eventually(t, "attempt 2", func() bool { return r.deliveries(t, ep.ID)[0].Attempts == 2 })
@@ -502,8 +465,7 @@ func TestCircuitBreakerOpens(t *testing.T) {
 func TestSecretSealedAtRest(t *testing.T) {
 	const key = "a-webhook-secret-key-of-at-least-32-chars"
 	r := newRig(t, func(o *webhooks.Options) { o.SecretKey = key })
-	rc := newReceiver(t, nil)
-	ep, secret := r.create(t, rc.URL)
+	rc, ep, secret := r.endpointTo(t, nil)
 	raw, err := decodeSecret(secret)
 	if err != nil {
 		t.Fatal(err)
@@ -520,9 +482,7 @@ func TestSecretSealedAtRest(t *testing.T) {
 		t.Fatalf("got the signing key in the stored secret, want it sealed")
 	}
 	r.start()
-	if _, err := r.svc.SendTest(t.Context(), r.tenant, ep.ID); err != nil {
-		t.Fatal(err)
-	}
+	r.sendTest(t, ep.ID)
 	eventually(t, "the test event", func() bool { return len(rc.requests()) == 1 })
 	if err := verify(t, secret, rc.requests()[0]); err != nil {
 		t.Errorf("verify: %v", err)
@@ -573,9 +533,7 @@ func TestUnreadableSecretFailsOnlyItsEndpoint(t *testing.T) {
 	}
 	r.start()
 	for _, id := range []uuid.UUID{badEP.ID, goodEP.ID} {
-		if _, err := r.svc.SendTest(t.Context(), r.tenant, id); err != nil {
-			t.Fatal(err)
-		}
+		r.sendTest(t, id)
 	}
 	eventually(t, "the good endpoint's delivery", func() bool { return len(good.requests()) == 1 })
 	eventually(t, "the bad endpoint's failed attempt", func() bool { return r.deliveries(t, badEP.ID)[0].Attempts == 1 })
@@ -598,18 +556,12 @@ func TestUnreadableSecretFailsOnlyItsEndpoint(t *testing.T) {
 // ones and recent ones stay.
 func TestOldDeliveriesAreTrimmed(t *testing.T) {
 	r := newRig(t, nil)
-	rc := newReceiver(t, nil)
-	ep, _ := r.create(t, rc.URL)
-	old, err := r.svc.SendTest(t.Context(), r.tenant, ep.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, ep, _ := r.endpointTo(t, nil)
+	old := r.sendTest(t, ep.ID)
 	r.start()
 	eventually(t, "the first delivery", func() bool { return r.deliveries(t, ep.ID)[0].Status == webhooks.DeliverySucceeded })
 	r.clock.Advance(31 * 24 * time.Hour)
-	if _, err := r.svc.SendTest(t.Context(), r.tenant, ep.ID); err != nil {
-		t.Fatal(err)
-	}
+	r.sendTest(t, ep.ID)
 	eventually(t, "the old delivery is trimmed", func() bool {
 		ds := r.deliveries(t, ep.ID)
 		return len(ds) == 1 && ds[0].ID != old.ID && ds[0].Status == webhooks.DeliverySucceeded
@@ -633,12 +585,7 @@ func TestSlowEndpointDoesNotHoldTheDispatcher(t *testing.T) {
 	r.create(t, slow.URL, "*")
 	r.create(t, fast.URL, "*")
 	r.start()
-	d := events.NewDispatcher(r.app, testLogger(), events.Options{PollInterval: 20 * time.Millisecond})
-	r.svc.Subscribe(d)
-	ctx, cancel := contextWithCancel(t)
-	done := make(chan struct{})
-	go func() { defer close(done); _ = d.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	r.dispatch(t)
 
 	start := time.Now()
 	for i := range 5 {

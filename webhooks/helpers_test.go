@@ -2,8 +2,6 @@ package webhooks_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -15,32 +13,10 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/tenantd/tenantd/internal/db"
+	"github.com/tenantd/tenantd/internal/events"
 	"github.com/tenantd/tenantd/internal/testenv"
 	"github.com/tenantd/tenantd/webhooks"
 )
-
-func randomHex(t testing.TB, n int) string {
-	t.Helper()
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatalf("random: %v", err)
-	}
-	return hex.EncodeToString(b)
-}
-
-// newTenant inserts an active tenant through the platform scope of owner.
-func newTenant(t testing.TB, owner *db.DB) uuid.UUID {
-	t.Helper()
-	id := uuid.New()
-	slug := "t-" + randomHex(t, 8)
-	err := owner.WithPlatform(t.Context(), func(tx *gorm.DB) error {
-		return tx.Exec(`INSERT INTO tenants (id, slug, name, plan) VALUES (?, ?, ?, 'free')`, id, slug, "Tenant "+slug).Error
-	})
-	if err != nil {
-		t.Fatalf("create tenant: %v", err)
-	}
-	return id
-}
 
 // clock is a settable clock for the retry schedule, leases and secret
 // overlap: tests move it instead of sleeping.
@@ -128,7 +104,7 @@ func newRig(t *testing.T, edit func(*webhooks.Options)) *rig {
 	t.Helper()
 	env := testenv.Get(t)
 	r := &rig{app: env.OpenDB(t, 8), owner: env.OpenOwnerDB(t), clock: newClock()}
-	r.tenant = newTenant(t, r.owner)
+	r.tenant = testenv.NewTenant(t).ID
 	opts := webhooks.Options{AllowPrivate: true, Now: r.clock.Now, Jitter: func() float64 { return 0.5 },
 		PollInterval: 20 * time.Millisecond, BreakerFailures: 1000, Timeout: 5 * time.Second}
 	if edit != nil {
@@ -171,6 +147,39 @@ func (r *rig) create(t *testing.T, url string, types ...string) (webhooks.Endpoi
 		t.Fatalf("create endpoint: %v", err)
 	}
 	return ep, secret
+}
+
+// dispatch runs an event dispatcher on the rig's database that feeds the
+// service, until the test ends.
+func (r *rig) dispatch(t *testing.T) {
+	t.Helper()
+	d := events.NewDispatcher(r.app, testLogger(), events.Options{PollInterval: 20 * time.Millisecond})
+	r.svc.Subscribe(d)
+	ctx, cancel := contextWithCancel(t)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = d.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+// endpointTo creates an endpoint for every event type whose receiver
+// answers with answer (200 when nil), and returns the receiver, the
+// endpoint and its signing secret.
+func (r *rig) endpointTo(t *testing.T, answer func(w http.ResponseWriter, r *http.Request, body []byte)) (*receiver, webhooks.Endpoint, string) {
+	t.Helper()
+	rc := newReceiver(t, answer)
+	ep, secret := r.create(t, rc.URL)
+	return rc, ep, secret
+}
+
+// sendTest queues a test delivery to the endpoint, failing the test on an
+// error.
+func (r *rig) sendTest(t *testing.T, endpointID uuid.UUID) webhooks.Delivery {
+	t.Helper()
+	d, err := r.svc.SendTest(t.Context(), r.tenant, endpointID)
+	if err != nil {
+		t.Fatalf("send test delivery: %v", err)
+	}
+	return d
 }
 
 func (r *rig) deliveries(t *testing.T, endpointID uuid.UUID) []webhooks.Delivery {
