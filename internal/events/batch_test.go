@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
 	"gorm.io/gorm"
 
 	"github.com/tenantd/tenantd/internal/events"
@@ -20,14 +19,8 @@ import (
 // falls back to one event at a time, so only the poison event is parked.
 func TestSubscribeBatch(t *testing.T) {
 	t.Parallel()
-	env := testenv.Get(t)
-	owner, app := env.OpenOwnerDB(t), env.OpenDB(t, 4)
-	tenants := []uuid.UUID{testenv.NewTenant(t).ID, testenv.NewTenant(t).ID, testenv.NewTenant(t).ID}
-	typ := eventType(t)
-	appended := seed(t, app, tenants, 9, 120, typ)
-	poison := appended[57]
-	fx := newEffects(t, owner)
-	sub := "batch-" + testenv.RandomHex(4)
+	rig := newDispatchRig(t, 4, newTenants(t, 3), 9, 120, "batch")
+	poison := rig.appended[57]
 
 	var (
 		mu        sync.Mutex
@@ -35,9 +28,9 @@ func TestSubscribeBatch(t *testing.T) {
 		sizes     []int
 		tenantsOK = true
 	)
-	d := events.NewDispatcher(app, testLogger(), events.Options{PollInterval: 20 * time.Millisecond, BatchSize: 40,
+	d := events.NewDispatcher(rig.app, testLogger(), events.Options{PollInterval: 20 * time.Millisecond, BatchSize: 40,
 		MaxAttempts: 2, Backoff: func(int) time.Duration { return time.Millisecond }})
-	d.SubscribeBatch(sub, []string{typ}, func(ctx context.Context, tx *gorm.DB, evs []events.Event) error {
+	d.SubscribeBatch(rig.sub, []string{rig.typ}, func(ctx context.Context, tx *gorm.DB, evs []events.Event) error {
 		mu.Lock()
 		calls++
 		sizes = append(sizes, len(evs))
@@ -52,7 +45,7 @@ func TestSubscribeBatch(t *testing.T) {
 				return context.DeadlineExceeded // any error: the handler fails on this event
 			}
 			// The effects table's policy refuses a row of another tenant.
-			if err := fx.record(tx, e, "batch"); err != nil {
+			if err := rig.fx.record(tx, e, "batch"); err != nil {
 				return err
 			}
 		}
@@ -60,11 +53,11 @@ func TestSubscribeBatch(t *testing.T) {
 	})
 	stop := start(t, d)
 	testenv.Eventually(t, 20*time.Second, func() (bool, string) {
-		return fx.count(t) >= len(appended)-1 && checkpoint(t, owner, sub) >= appended[len(appended)-1].Position, "every event but the poison one handled, and the checkpoint at the end"
+		return rig.fx.count(t) >= len(rig.appended)-1 && checkpoint(t, rig.owner, rig.sub) >= rig.appended[len(rig.appended)-1].Position, "every event but the poison one handled, and the checkpoint at the end"
 	})
 	stop()
 
-	checkExactlyOnce(t, fx.all(t), slices.Delete(slices.Clone(appended), 57, 58))
+	checkExactlyOnce(t, rig.fx.all(t), slices.Delete(slices.Clone(rig.appended), 57, 58))
 	dls, err := d.DeadLetters(t.Context(), poison.TenantID)
 	if err != nil {
 		t.Fatal(err)
@@ -77,8 +70,8 @@ func TestSubscribeBatch(t *testing.T) {
 	if !tenantsOK {
 		t.Error("got a handler call with events of two tenants, want one tenant per call")
 	}
-	if calls >= len(appended) {
-		t.Errorf("got %d handler calls for %d events, want fewer (batched)", calls, len(appended))
+	if calls >= len(rig.appended) {
+		t.Errorf("got %d handler calls for %d events, want fewer (batched)", calls, len(rig.appended))
 	}
 	if slices.Max(sizes) < 2 {
 		t.Errorf("got batch sizes %v, want some of more than one event", sizes)

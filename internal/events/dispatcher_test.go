@@ -26,13 +26,7 @@ import (
 // version order.
 func TestRestartMidStream(t *testing.T) {
 	t.Parallel()
-	env := testenv.Get(t)
-	owner, app := env.OpenOwnerDB(t), env.OpenDB(t, 6)
-	tenants := []uuid.UUID{testenv.NewTenant(t).ID, testenv.NewTenant(t).ID, testenv.NewTenant(t).ID}
-	typ := eventType(t)
-	appended := seed(t, app, tenants, 20, 500, typ)
-	fx := newEffects(t, owner)
-	sub := "restart-" + testenv.RandomHex(4)
+	rig := newDispatchRig(t, 6, newTenants(t, 3), 20, 500, "restart")
 	var calls atomic.Int64
 	slow := func(h events.Handler) events.Handler {
 		return func(ctx context.Context, tx *gorm.DB, e events.Event) error {
@@ -42,25 +36,25 @@ func TestRestartMidStream(t *testing.T) {
 	}
 	opts := events.Options{PollInterval: 50 * time.Millisecond, BatchSize: 37}
 
-	first := events.NewDispatcher(app, testLogger(), opts)
-	first.Subscribe(sub, []string{typ}, slow(fx.handler("first", &calls)))
+	first := events.NewDispatcher(rig.app, testLogger(), opts)
+	first.Subscribe(rig.sub, []string{rig.typ}, slow(rig.fx.handler("first", &calls)))
 	stop := start(t, first)
-	testenv.Eventually(t, 30*time.Second, func() (bool, string) { return fx.count(t) >= 250, "half the events handled" })
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) { return rig.fx.count(t) >= 250, "half the events handled" })
 	stop()
-	killedAt := fx.count(t)
-	if killedAt >= len(appended) {
+	killedAt := rig.fx.count(t)
+	if killedAt >= len(rig.appended) {
 		t.Fatalf("got all %d events handled before the kill, want the kill mid-stream", killedAt)
 	}
 
-	second := events.NewDispatcher(app, testLogger(), opts)
-	second.Subscribe(sub, []string{typ}, slow(fx.handler("second", &calls)))
+	second := events.NewDispatcher(rig.app, testLogger(), opts)
+	second.Subscribe(rig.sub, []string{rig.typ}, slow(rig.fx.handler("second", &calls)))
 	stop = start(t, second)
-	testenv.Eventually(t, 30*time.Second, func() (bool, string) { return fx.count(t) >= len(appended), "all events handled" })
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) { return rig.fx.count(t) >= len(rig.appended), "all events handled" })
 	time.Sleep(200 * time.Millisecond) // room for a duplicate to show
 	stop()
 
-	got := fx.all(t)
-	checkExactlyOnce(t, got, appended)
+	got := rig.fx.all(t)
+	checkExactlyOnce(t, got, rig.appended)
 	byReplica := map[string]int{}
 	for _, g := range got {
 		byReplica[g.Replica]++
@@ -69,13 +63,13 @@ func TestRestartMidStream(t *testing.T) {
 	// may still land after stop returned (its outcome was unknown to the
 	// client), so the first may own a few more effects than counted at the
 	// kill; exactly-once above is what matters.
-	if byReplica["first"] < killedAt || byReplica["second"] == 0 || byReplica["first"]+byReplica["second"] != len(appended) {
+	if byReplica["first"] < killedAt || byReplica["second"] == 0 || byReplica["first"]+byReplica["second"] != len(rig.appended) {
 		t.Errorf("got effects per dispatcher %v, want first ≥ %d, the rest by second", byReplica, killedAt)
 	}
-	if n := calls.Load(); n < int64(len(appended)) {
-		t.Errorf("got %d handler calls, want at least %d", n, len(appended))
+	if n := calls.Load(); n < int64(len(rig.appended)) {
+		t.Errorf("got %d handler calls, want at least %d", n, len(rig.appended))
 	}
-	t.Logf("killed after %d effects; %d handler calls for %d events", killedAt, calls.Load(), len(appended))
+	t.Logf("killed after %d effects; %d handler calls for %d events", killedAt, calls.Load(), len(rig.appended))
 }
 
 // TestReplicas runs two replicas' dispatchers (separate pools) with the same
@@ -83,32 +77,26 @@ func TestRestartMidStream(t *testing.T) {
 // one effect, in stream order, and that the survivor took over.
 func TestReplicas(t *testing.T) {
 	t.Parallel()
-	env := testenv.Get(t)
-	owner := env.OpenOwnerDB(t)
-	appA, appB := env.OpenDB(t, 4), env.OpenDB(t, 4)
-	tenants := []uuid.UUID{testenv.NewTenant(t).ID, testenv.NewTenant(t).ID, testenv.NewTenant(t).ID}
-	typ := eventType(t)
-	appended := seed(t, appA, tenants, 20, 300, typ)
-	fx := newEffects(t, owner)
-	sub := "replicas-" + testenv.RandomHex(4)
+	rig := newDispatchRig(t, 4, newTenants(t, 3), 20, 300, "replicas")
+	appB := testenv.Get(t).OpenDB(t, 4)
 	opts := events.Options{PollInterval: 30 * time.Millisecond, BatchSize: 50}
 
 	var calls atomic.Int64
 	replicas := map[string]*events.Dispatcher{
-		"a": events.NewDispatcher(appA, testLogger(), opts),
+		"a": events.NewDispatcher(rig.app, testLogger(), opts),
 		"b": events.NewDispatcher(appB, testLogger(), opts),
 	}
 	stops := map[string]func(){}
 	for name, d := range replicas {
-		d.Subscribe(sub, []string{typ}, func(ctx context.Context, tx *gorm.DB, e events.Event) error {
+		d.Subscribe(rig.sub, []string{rig.typ}, func(ctx context.Context, tx *gorm.DB, e events.Event) error {
 			time.Sleep(time.Millisecond) // the point: a slow handler, so a leader change interrupts work
-			return fx.handler(name, &calls)(ctx, tx, e)
+			return rig.fx.handler(name, &calls)(ctx, tx, e)
 		})
 		stops[name] = start(t, d)
 	}
 	var leader string
 	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
-		got := fx.all(t)
+		got := rig.fx.all(t)
 		if len(got) < 100 {
 			return false, "a third of the events handled"
 		}
@@ -116,14 +104,14 @@ func TestReplicas(t *testing.T) {
 		return true, "a third of the events handled"
 	})
 	stops[leader]()
-	testenv.Eventually(t, 30*time.Second, func() (bool, string) { return fx.count(t) >= len(appended), "all events handled" })
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) { return rig.fx.count(t) >= len(rig.appended), "all events handled" })
 	time.Sleep(200 * time.Millisecond) // room for a duplicate to show
 	for _, stop := range stops {
 		stop()
 	}
 
-	got := fx.all(t)
-	checkExactlyOnce(t, got, appended)
+	got := rig.fx.all(t)
+	checkExactlyOnce(t, got, rig.appended)
 	byReplica := map[string]int{}
 	for _, g := range got {
 		byReplica[g.Replica]++
@@ -138,27 +126,21 @@ func TestReplicas(t *testing.T) {
 // row they both lock still lets only one of them commit each event.
 func TestCheckpointClaim(t *testing.T) {
 	t.Parallel()
-	env := testenv.Get(t)
-	owner := env.OpenOwnerDB(t)
-	appA, appB := env.OpenDB(t, 4), env.OpenDB(t, 4)
-	tenants := []uuid.UUID{testenv.NewTenant(t).ID, testenv.NewTenant(t).ID}
-	typ := eventType(t)
-	appended := seed(t, appA, tenants, 10, 200, typ)
-	fx := newEffects(t, owner)
-	sub := "claim-" + testenv.RandomHex(4)
+	rig := newDispatchRig(t, 4, newTenants(t, 2), 10, 200, "claim")
+	appB := testenv.Get(t).OpenDB(t, 4)
 	opts := events.Options{PollInterval: 20 * time.Millisecond, BatchSize: 20, Backoff: func(int) time.Duration { return time.Millisecond }}
 	var calls atomic.Int64
 	for _, r := range []struct {
 		name string
 		d    *events.Dispatcher
-	}{{"a", events.NewDispatcher(appA, testLogger(), opts)}, {"b", events.NewDispatcher(appB, testLogger(), opts)}} {
-		r.d.Subscribe(sub, []string{typ}, fx.handler(r.name, &calls))
+	}{{"a", events.NewDispatcher(rig.app, testLogger(), opts)}, {"b", events.NewDispatcher(appB, testLogger(), opts)}} {
+		r.d.Subscribe(rig.sub, []string{rig.typ}, rig.fx.handler(r.name, &calls))
 		startFunc(t, r.d.RunWithoutLeases)
 	}
-	testenv.Eventually(t, 30*time.Second, func() (bool, string) { return fx.count(t) >= len(appended), "all events handled" })
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) { return rig.fx.count(t) >= len(rig.appended), "all events handled" })
 	time.Sleep(200 * time.Millisecond) // room for a duplicate to show
-	checkExactlyOnce(t, fx.all(t), appended)
-	t.Logf("%d handler calls for %d events", calls.Load(), len(appended))
+	checkExactlyOnce(t, rig.fx.all(t), rig.appended)
+	t.Logf("%d handler calls for %d events", calls.Load(), len(rig.appended))
 }
 
 // TestPoisonEvent proves a handler that keeps failing on one event retries
@@ -179,15 +161,10 @@ func TestPoisonEvent(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			env := testenv.Get(t)
-			owner, app := env.OpenOwnerDB(t), env.OpenDB(t, 4)
 			ctx := t.Context()
 			a, b := testenv.NewTenant(t).ID, testenv.NewTenant(t).ID
-			typ := eventType(t)
-			appended := seed(t, app, []uuid.UUID{a}, 1, 10, typ)
-			poison := appended[3]
-			fx := newEffects(t, owner)
-			sub := "poison-" + testenv.RandomHex(4)
+			rig := newDispatchRig(t, 4, []uuid.UUID{a}, 1, 10, "poison")
+			poison := rig.appended[3]
 
 			const maxAttempts = 3
 			var (
@@ -197,7 +174,7 @@ func TestPoisonEvent(t *testing.T) {
 				backoffs   []int
 			)
 			broken.Store(true)
-			d := events.NewDispatcher(app, testLogger(), events.Options{
+			d := events.NewDispatcher(rig.app, testLogger(), events.Options{
 				PollInterval: 20 * time.Millisecond,
 				MaxAttempts:  maxAttempts,
 				Backoff: func(attempt int) time.Duration {
@@ -207,8 +184,8 @@ func TestPoisonEvent(t *testing.T) {
 					return time.Millisecond
 				},
 			})
-			d.Subscribe(sub, []string{typ}, func(ctx context.Context, tx *gorm.DB, e events.Event) error {
-				if err := fx.record(tx, e, "handler"); err != nil {
+			d.Subscribe(rig.sub, []string{rig.typ}, func(ctx context.Context, tx *gorm.DB, e events.Event) error {
+				if err := rig.fx.record(tx, e, "handler"); err != nil {
 					return err
 				}
 				if e.ID == poison.ID {
@@ -220,11 +197,11 @@ func TestPoisonEvent(t *testing.T) {
 				return nil
 			})
 			stop := start(t, d)
-			testenv.Eventually(t, 20*time.Second, func() (bool, string) { return fx.count(t) >= len(appended)-1, "the later events handled" })
+			testenv.Eventually(t, 20*time.Second, func() (bool, string) { return rig.fx.count(t) >= len(rig.appended)-1, "the later events handled" })
 			stop()
 
-			got := fx.all(t)
-			checkExactlyOnce(t, got, slices.Delete(slices.Clone(appended), 3, 4))
+			got := rig.fx.all(t)
+			checkExactlyOnce(t, got, slices.Delete(slices.Clone(rig.appended), 3, 4))
 			if n := poisonRuns.Load(); n != maxAttempts {
 				t.Errorf("got %d attempts on the poison event, want %d", n, maxAttempts)
 			}
@@ -242,10 +219,10 @@ func TestPoisonEvent(t *testing.T) {
 				t.Fatalf("got %d dead letters, want 1: %+v", len(dls), dls)
 			}
 			dl := dls[0]
-			if dl.Event.ID != poison.ID || dl.Subscriber != sub || dl.Attempts != maxAttempts || dl.TenantID != a ||
+			if dl.Event.ID != poison.ID || dl.Subscriber != rig.sub || dl.Attempts != maxAttempts || dl.TenantID != a ||
 				!strings.Contains(dl.Error, tt.wantErr) || !sameJSON(t, dl.Event.Data, poison.Data) {
 				t.Errorf("got dead letter %+v, want event %s of %s after %d attempts with error %q",
-					dl, poison.ID, sub, maxAttempts, tt.wantErr)
+					dl, poison.ID, rig.sub, maxAttempts, tt.wantErr)
 			}
 			if other, err := d.DeadLetters(ctx, b); err != nil || len(other) != 0 {
 				t.Errorf("got %v, %v as another tenant's dead letters, want none", other, err)
@@ -265,8 +242,8 @@ func TestPoisonEvent(t *testing.T) {
 			if len(dls) != 1 || dls[0].Attempts != maxAttempts+1 {
 				t.Fatalf("got dead letters %+v after a failing replay, want one with %d attempts", dls, maxAttempts+1)
 			}
-			if n := fx.count(t); n != len(appended)-1 {
-				t.Errorf("got %d effects after a failing replay, want %d (its effect rolled back)", n, len(appended)-1)
+			if n := rig.fx.count(t); n != len(rig.appended)-1 {
+				t.Errorf("got %d effects after a failing replay, want %d (its effect rolled back)", n, len(rig.appended)-1)
 			}
 
 			// Fixed: the replay applies the effect and removes the dead letter.
@@ -282,10 +259,10 @@ func TestPoisonEvent(t *testing.T) {
 				t.Errorf("got dead letters %+v after a successful replay, want none", dls)
 			}
 			byID := map[uuid.UUID]int{}
-			for _, g := range fx.all(t) {
+			for _, g := range rig.fx.all(t) {
 				byID[g.EventID]++
 			}
-			for _, e := range appended {
+			for _, e := range rig.appended {
 				if byID[e.ID] != 1 {
 					t.Errorf("event v%d: got %d effects, want 1", e.Version, byID[e.ID])
 				}

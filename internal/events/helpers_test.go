@@ -71,6 +71,39 @@ func seed(t testing.TB, app *db.DB, tenants []uuid.UUID, streams, n int, typ str
 	return out
 }
 
+// newTenants creates n tenants and returns their ids.
+func newTenants(t testing.TB, n int) []uuid.UUID {
+	t.Helper()
+	ids := make([]uuid.UUID, n)
+	for i := range ids {
+		ids[i] = testenv.NewTenant(t).ID
+	}
+	return ids
+}
+
+// dispatchRig is a dispatcher test's pools, the events seeded for it, the
+// table its handlers record their effects in, and a subscriber of its own.
+type dispatchRig struct {
+	owner, app *db.DB
+	typ        string         // the seeded events' type, the test's own
+	appended   []events.Event // the seeded events, in append order
+	fx         *effects
+	sub        string
+}
+
+// newDispatchRig opens an owner pool and a runtime pool of maxConns
+// connections, seeds n events over streams streams of tenants (see seed)
+// and names the subscriber subPrefix and random hex digits.
+func newDispatchRig(t testing.TB, maxConns int, tenants []uuid.UUID, streams, n int, subPrefix string) dispatchRig {
+	t.Helper()
+	env := testenv.Get(t)
+	r := dispatchRig{owner: env.OpenOwnerDB(t), app: env.OpenDB(t, maxConns), typ: eventType(t)}
+	r.appended = seed(t, r.app, tenants, streams, n, r.typ)
+	r.fx = newEffects(t, r.owner)
+	r.sub = subPrefix + "-" + testenv.RandomHex(4)
+	return r
+}
+
 // effects is a table the test handlers write their side effects to, one row
 // per handled event, in the handler's transaction. Under row-level security
 // like a tenant table, so a handler whose transaction had the wrong tenant
