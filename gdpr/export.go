@@ -22,6 +22,7 @@ import (
 
 	"github.com/tenantd/tenantd/internal/db"
 	"github.com/tenantd/tenantd/internal/fault"
+	"github.com/tenantd/tenantd/internal/wait"
 )
 
 // Export statuses.
@@ -381,17 +382,11 @@ func (x *Exporter) fail(tx *gorm.DB, tenantID, id uuid.UUID, reason string, now 
 		truncate(reason, 500), now, tenantID, id).Error
 }
 
-// renew extends the lease every Lease/3 until ctx ends; when the lease
-// is no longer this worker's, it cancels the build with errLeaseLost.
+// renew extends the lease every Lease/3 until ctx, the build's context,
+// ends; when the lease is no longer this worker's, it cancels the build
+// with errLeaseLost, which ends the renewing too.
 func (x *Exporter) renew(ctx context.Context, cancel context.CancelCauseFunc, tenantID, id uuid.UUID) {
-	t := time.NewTicker(x.opts.Lease / 3)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	wait.Every(ctx, x.opts.Lease/3, func() {
 		var n int64
 		err := x.db.Worker().WithTenant(ctx, tenantID, func(tx *gorm.DB) error {
 			res := tx.Exec(`UPDATE tenant_exports SET lease_expires_at = ? WHERE tenant_id = ? AND id = ? AND lease_owner = ?
@@ -401,9 +396,8 @@ func (x *Exporter) renew(ctx context.Context, cancel context.CancelCauseFunc, te
 		})
 		if err == nil && n == 0 {
 			cancel(errLeaseLost)
-			return
 		}
-	}
+	})
 }
 
 // errTooLarge fails an export over MaxExportBytes.

@@ -9,6 +9,8 @@ import (
 
 	"github.com/google/uuid"
 	"gorm.io/gorm"
+
+	"github.com/tenantd/tenantd/internal/wait"
 )
 
 // DefaultReconcileEvery is how often RunReconciler looks for work.
@@ -134,14 +136,7 @@ func (s *Service) reconcileRefund(ctx context.Context, tenantID, id uuid.UUID) (
 // RunReconciler reconciles every interval until ctx ends (see Reconcile).
 // It is safe to run on every replica.
 func (s *Service) RunReconciler(ctx context.Context, every time.Duration, log *slog.Logger) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	wait.Every(ctx, every, func() {
 		n, err := s.Reconcile(ctx)
 		if err != nil && ctx.Err() == nil {
 			log.ErrorContext(ctx, "payments: reconciliation left work for the next pass", "err", err)
@@ -149,5 +144,5 @@ func (s *Service) RunReconciler(ctx context.Context, every time.Duration, log *s
 		if n.Payments > 0 || n.Refunds > 0 {
 			log.InfoContext(ctx, "payments: reconciled", "payments", n.Payments, "refunds", n.Refunds)
 		}
-	}
+	})
 }

@@ -13,6 +13,7 @@ import (
 	"gorm.io/gorm/clause"
 
 	"github.com/tenantd/tenantd/internal/db"
+	"github.com/tenantd/tenantd/internal/wait"
 )
 
 // SimulatedOptions tune the Simulated gateway.
@@ -157,14 +158,8 @@ func (r simRefund) result() RefundResult {
 
 // wait takes the configured latency, or fails when ctx ends first.
 func (s *Simulated) wait(ctx context.Context) error {
-	if s.opts.Latency > 0 {
-		t := time.NewTimer(s.opts.Latency)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			return fmt.Errorf("simulated gateway: %w", ctx.Err())
-		}
+	if s.opts.Latency > 0 && !wait.Sleep(ctx, s.opts.Latency) {
+		return fmt.Errorf("simulated gateway: %w", ctx.Err())
 	}
 	return ctx.Err()
 }

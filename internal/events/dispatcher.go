@@ -13,6 +13,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/tenantd/tenantd/internal/db"
+	"github.com/tenantd/tenantd/internal/wait"
 )
 
 // Handler handles one event inside tx, a transaction scoped to e.TenantID
@@ -231,16 +232,7 @@ func (d *Dispatcher) createCheckpoints(ctx context.Context, subs []*subscription
 }
 
 // sleep waits d or until ctx ends; it reports whether ctx is still live.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
+func sleep(ctx context.Context, d time.Duration) bool { return wait.Sleep(ctx, d) }
 
 // work runs subscriber s until ctx ends, restarting after failures.
 func (d *Dispatcher) work(ctx context.Context, s *subscription, hz *horizon, wake <-chan struct{}) {

@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/tenantd/tenantd/internal/fault"
+	"github.com/tenantd/tenantd/internal/wait"
 )
 
 const (
@@ -159,12 +160,7 @@ func (s *Store) settle(ctx context.Context, sc scope, claimID uuid.UUID, resp *r
 		log.WarnContext(ctx, "idempotency: "+verb+" failed; retrying", "err", err, "attempt", attempt, "tenant_id", sc.tenantID)
 		pause := settlePause << (attempt - 1)
 		pause += rand.N(pause)
-		t := time.NewTimer(pause)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-		case <-t.C:
-		}
+		wait.Sleep(ctx, pause)
 	}
 }
 

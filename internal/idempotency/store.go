@@ -13,6 +13,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/tenantd/tenantd/internal/db"
+	"github.com/tenantd/tenantd/internal/wait"
 )
 
 const (
@@ -261,14 +262,7 @@ func (s *Store) keepAlive(ctx context.Context, sc scope, claimID uuid.UUID, log 
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		t := time.NewTicker(s.renewEvery)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
+		wait.Every(ctx, s.renewEvery, func() {
 			// A renewal stuck longer than half the lease is worth no more
 			// than a failed one: give the next tick its chance.
 			rctx, rcancel := context.WithTimeout(ctx, s.lease/2)
@@ -276,14 +270,14 @@ func (s *Store) keepAlive(ctx context.Context, sc scope, claimID uuid.UUID, log 
 			rcancel()
 			switch {
 			case ctx.Err() != nil:
-				return
+				// stopped meanwhile: nothing to report
 			case err != nil:
 				log.WarnContext(ctx, "idempotency: renewing lease failed; trying again", "err", err, "tenant_id", sc.tenantID)
 			case !held:
 				log.WarnContext(ctx, "idempotency: lease lost while the handler runs", "tenant_id", sc.tenantID)
-				return
+				cancel() // renewing ends
 			}
-		}
+		})
 	})
 	return func() {
 		cancel()

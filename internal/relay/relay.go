@@ -21,6 +21,7 @@ import (
 
 	"github.com/tenantd/tenantd/internal/db"
 	"github.com/tenantd/tenantd/internal/events"
+	"github.com/tenantd/tenantd/internal/wait"
 )
 
 // Defaults of Options.
@@ -175,7 +176,7 @@ func (r *Relay) Run(ctx context.Context) error {
 			return nil
 		}
 		r.log.Warn("relay: cannot reach the JetStream stream; retrying", "stream", StreamName, "attempt", attempt, "err", err)
-		if !sleep(ctx, events.DefaultBackoff(attempt)) {
+		if !wait.Sleep(ctx, events.DefaultBackoff(attempt)) {
 			return nil
 		}
 	}
@@ -325,16 +326,4 @@ func Subject(tenantID uuid.UUID, eventType string) string {
 		}, tok)
 	}
 	return SubjectPrefix + "." + tenantID.String() + "." + strings.Join(tokens, ".")
-}
-
-// sleep waits d or until ctx ends; it reports whether ctx is still live.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
