@@ -259,8 +259,9 @@ func serve(t *testing.T, e *gin.Engine, r request) *httptest.ResponseRecorder {
 	return w
 }
 
-// products counts the tenant's products whose sku starts with sku+"-".
-func (h *harness) products(t *testing.T, tenantID uuid.UUID, sku string) int64 {
+// wantProducts fails t unless the tenant has want products whose sku
+// starts with sku+"-".
+func (h *harness) wantProducts(t *testing.T, tenantID uuid.UUID, sku string, want int64) {
 	t.Helper()
 	var n int64
 	err := h.app.WithTenant(context.Background(), tenantID, func(tx *gorm.DB) error {
@@ -269,7 +270,9 @@ func (h *harness) products(t *testing.T, tenantID uuid.UUID, sku string) int64 {
 	if err != nil {
 		t.Fatalf("count products: %v", err)
 	}
-	return n
+	if n != want {
+		t.Errorf("got %d products, want %d", n, want)
+	}
 }
 
 // keyCount counts the tenant's idempotency keys as the runtime role sees them.
@@ -335,5 +338,24 @@ func wantSame(t *testing.T, got, want *httptest.ResponseRecorder) {
 		if g, w := got.Header().Get(hdr), want.Header().Get(hdr); g != w {
 			t.Errorf("got %s %q, want %q", hdr, g, w)
 		}
+	}
+}
+
+// wantReplay sends r and fails t unless the answer is a replay of want
+// (see wantSame); what names the request in a failure.
+func (h *harness) wantReplay(t *testing.T, what string, r request, want *httptest.ResponseRecorder) {
+	t.Helper()
+	w := h.do(t, r)
+	if !replayed(w) {
+		t.Errorf("%s: got replayed false (%d %s), want true", what, w.Code, w.Body)
+	}
+	wantSame(t, w, want)
+}
+
+// wantRuns fails t unless the handler ran n times.
+func (h *harness) wantRuns(t *testing.T, n int64) {
+	t.Helper()
+	if got := h.runs.Load(); got != n {
+		t.Errorf("got %d handler runs, want %d", got, n)
 	}
 }

@@ -109,14 +109,8 @@ func TestDeadHolderFreesKey(t *testing.T) {
 	if w := <-holder; w.Code != http.StatusCreated {
 		t.Errorf("dead holder: got status %d (%s), want its own 201", w.Code, w.Body)
 	}
-	replay := h.do(t, r)
-	if !replayed(replay) {
-		t.Errorf("after both finished: got replayed false (%d %s), want true", replay.Code, replay.Body)
-	}
-	wantSame(t, replay, fresh)
-	if got := h.runs.Load(); got != 2 {
-		t.Errorf("got %d handler runs, want 2", got)
-	}
+	h.wantReplay(t, "after both finished", r, fresh)
+	h.wantRuns(t, 2)
 	h.waitLog(t, "renewing lease failed")
 }
 
@@ -178,14 +172,8 @@ func TestStalledHolderIsTakenOver(t *testing.T) {
 			if took.Code != http.StatusCreated || replayed(took) {
 				t.Fatalf("taker: got status %d replayed=%v (%s), want a fresh 201", took.Code, replayed(took), took.Body)
 			}
-			replay := h.do(t, r)
-			if !replayed(replay) {
-				t.Errorf("after both finished: got replayed false, want true")
-			}
-			wantSame(t, replay, took)
-			if got := h.runs.Load(); got != 2 {
-				t.Errorf("got %d handler runs, want 2", got)
-			}
+			h.wantReplay(t, "after both finished", r, took)
+			h.wantRuns(t, 2)
 		})
 	}
 }
@@ -218,9 +206,7 @@ func TestLeaseRenewal(t *testing.T) {
 		t.Fatalf("slow request: got status %d (%s), want 201", first.Code, first.Body)
 	}
 	wantSame(t, h.do(t, r), first)
-	if got := h.runs.Load(); got != 1 {
-		t.Errorf("got %d handler runs, want 1", got)
-	}
+	h.wantRuns(t, 1)
 }
 
 // TestReleaseAfterServerError proves a retry after a 5xx gets a fresh
@@ -278,9 +264,7 @@ func TestReleaseAfterServerError(t *testing.T) {
 			if tt.restore {
 				h.waitLog(t, "release key succeeded after retrying")
 			}
-			if got := h.runs.Load(); got != 2 {
-				t.Errorf("got %d handler runs, want 2", got)
-			}
+			h.wantRuns(t, 2)
 		})
 	}
 }

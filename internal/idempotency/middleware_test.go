@@ -48,9 +48,7 @@ func TestPassThrough(t *testing.T) {
 			}
 		})
 	}
-	if got, want := h.products(t, tenant, "plain"), int64(2); got != want {
-		t.Errorf("got %d products, want %d", got, want)
-	}
+	h.wantProducts(t, tenant, "plain", 2)
 }
 
 // TestReplay proves a repeat with the same key and body gets the first
@@ -108,12 +106,8 @@ func TestReplay(t *testing.T) {
 			}
 		})
 	}
-	if got := h.runs.Load(); got != 1 {
-		t.Errorf("got %d handler runs, want 1", got)
-	}
-	if got := h.products(t, tenant, "pay"); got != 1 {
-		t.Errorf("got %d products, want 1", got)
-	}
+	h.wantRuns(t, 1)
+	h.wantProducts(t, tenant, "pay", 1)
 }
 
 // TestClientErrorsAreStored proves a 4xx answer is part of the key's
@@ -126,14 +120,8 @@ func TestClientErrorsAreStored(t *testing.T) {
 	if first.Code != http.StatusConflict {
 		t.Fatalf("got status %d (%s), want 409", first.Code, first.Body)
 	}
-	again := h.do(t, r)
-	if !replayed(again) {
-		t.Errorf("got replayed false, want true")
-	}
-	wantSame(t, again, first)
-	if got := h.runs.Load(); got != 1 {
-		t.Errorf("got %d handler runs, want 1", got)
-	}
+	h.wantReplay(t, "repeat", r, first)
+	h.wantRuns(t, 1)
 }
 
 // TestConcurrentSameKey proves that of 20 simultaneous requests with one key
@@ -194,17 +182,9 @@ func TestConcurrentSameKey(t *testing.T) {
 	if conflicts == 0 {
 		t.Errorf("got no 409 among %d requests, want the ones sent while the first ran", n)
 	}
-	if got := h.runs.Load(); got != 1 {
-		t.Errorf("got %d handler runs, want 1", got)
-	}
-	later := h.do(t, r)
-	if !replayed(later) {
-		t.Errorf("later request: got replayed false, want true")
-	}
-	wantSame(t, later, original)
-	if got := h.products(t, tenant, "race"); got != 1 {
-		t.Errorf("got %d products, want 1", got)
-	}
+	h.wantRuns(t, 1)
+	h.wantReplay(t, "later request", r, original)
+	h.wantProducts(t, tenant, "race", 1)
 }
 
 // TestServerErrorReleasesKey proves a 5xx answer or a panic leaves the key
@@ -237,17 +217,9 @@ func TestServerErrorReleasesKey(t *testing.T) {
 			if retry.Code != http.StatusCreated || replayed(retry) {
 				t.Fatalf("retry: got status %d replayed=%v (%s), want a fresh 201", retry.Code, replayed(retry), retry.Body)
 			}
-			again := h.do(t, r)
-			if !replayed(again) {
-				t.Errorf("third: got replayed false, want true")
-			}
-			wantSame(t, again, retry)
-			if got := h.runs.Load(); got != 2 {
-				t.Errorf("got %d handler runs, want 2", got)
-			}
-			if got := h.products(t, tenant, "retry"); got != 1 {
-				t.Errorf("got %d products, want 1", got)
-			}
+			h.wantReplay(t, "third", r, retry)
+			h.wantRuns(t, 2)
+			h.wantProducts(t, tenant, "retry", 1)
 		})
 	}
 }
@@ -287,9 +259,7 @@ func TestExpiry(t *testing.T) {
 			if got := replayed(w); got != s.wantReplayed {
 				t.Errorf("got replayed %v, want %v", got, s.wantReplayed)
 			}
-			if got := h.runs.Load(); got != s.wantRuns {
-				t.Errorf("got %d handler runs, want %d", got, s.wantRuns)
-			}
+			h.wantRuns(t, s.wantRuns)
 		})
 	}
 }
@@ -400,9 +370,7 @@ func TestNoPrincipal(t *testing.T) {
 	if w.Code != http.StatusInternalServerError {
 		t.Errorf("got status %d (%s), want 500", w.Code, w.Body)
 	}
-	if got := h.runs.Load(); got != 0 {
-		t.Errorf("got %d handler runs, want 0", got)
-	}
+	h.wantRuns(t, 0)
 	if strings.Contains(w.Body.String(), "principal") {
 		t.Errorf("got body %q, want no internals", w.Body)
 	}
