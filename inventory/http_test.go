@@ -52,6 +52,23 @@ func (s server) create(t *testing.T, tenantID uuid.UUID, sku string, stock int) 
 	return apptest.Decode[productBody](t, w)
 }
 
+// wantStep checks w against a table step: the problem code (blaming field,
+// when set) when code is set, else the status. It reports whether the step
+// wanted success, whose answer the caller checks further.
+func wantStep(t *testing.T, w apptest.Response, status int, code, field string) (success bool) {
+	t.Helper()
+	if code == "" {
+		w.WantStatus(t, status)
+		return true
+	}
+	var fields []string
+	if field != "" {
+		fields = []string{field}
+	}
+	w.WantProblem(t, status, code, fields...)
+	return false
+}
+
 func TestRoutesDeclarePermissions(t *testing.T) {
 	s := newServer(t)
 	got := s.table.Routes()
@@ -306,14 +323,7 @@ func TestHTTPPatch(t *testing.T) {
 				headers = []string{"If-Match", tt.ifMatch}
 			}
 			w := s.Send(http.MethodPatch, path, tenantID, tt.body, headers...)
-			if tt.wantCode != "" {
-				var fields []string
-				if tt.wantField != "" {
-					fields = []string{tt.wantField}
-				}
-				w.WantProblem(t, tt.wantStatus, tt.wantCode, fields...)
-			} else {
-				w.WantStatus(t, tt.wantStatus)
+			if wantStep(t, w, tt.wantStatus, tt.wantCode, tt.wantField) {
 				if got, want := w.Header.Get("ETag"), fmt.Sprintf(`"%d"`, tt.wantVersion); got != want {
 					t.Errorf("got ETag %q, want %q", got, want)
 				}
@@ -393,14 +403,7 @@ func TestHTTPAdjustStock(t *testing.T) {
 	for _, tt := range steps {
 		t.Run(tt.name, func(t *testing.T) {
 			w := s.Send(http.MethodPost, path, tt.tenant, tt.body)
-			if tt.wantCode != "" {
-				var fields []string
-				if tt.wantField != "" {
-					fields = []string{tt.wantField}
-				}
-				w.WantProblem(t, tt.wantStatus, tt.wantCode, fields...)
-			} else {
-				w.WantStatus(t, tt.wantStatus)
+			if wantStep(t, w, tt.wantStatus, tt.wantCode, tt.wantField) {
 				got := apptest.Decode[productBody](t, w)
 				if got.Stock != tt.wantStock || got.Reserved != 4 || got.Available != tt.wantStock-4 {
 					t.Errorf("got stock %d reserved %d available %d, want %d 4 %d", got.Stock, got.Reserved, got.Available, tt.wantStock, tt.wantStock-4)

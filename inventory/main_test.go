@@ -2,12 +2,14 @@ package inventory_test
 
 import (
 	"context"
+	"slices"
 	"testing"
 
 	"github.com/google/uuid"
 	"gorm.io/gorm"
 
 	"github.com/tenantd/tenantd/internal/db"
+	"github.com/tenantd/tenantd/internal/fault"
 	"github.com/tenantd/tenantd/internal/testenv"
 	"github.com/tenantd/tenantd/inventory"
 )
@@ -41,6 +43,17 @@ func (f fixture) product(t *testing.T, tenantID uuid.UUID, sku string, stock int
 	return p
 }
 
+// productReserved creates a product with the given stock, of which
+// reserved (when not 0) is reserved; it returns the product as created.
+func (f fixture) productReserved(t *testing.T, tenantID uuid.UUID, sku string, stock, reserved int64) inventory.Product {
+	t.Helper()
+	p := f.product(t, tenantID, sku, stock)
+	if reserved > 0 {
+		f.reserve(t, tenantID, p.ID, reserved)
+	}
+	return p
+}
+
 // reserve sets a product's reserved stock directly, as a pending order would.
 func (f fixture) reserve(t *testing.T, tenantID, productID uuid.UUID, reserved int64) {
 	t.Helper()
@@ -53,5 +66,21 @@ func (f fixture) reserve(t *testing.T, tenantID, productID uuid.UUID, reserved i
 	})
 	if err != nil {
 		t.Fatalf("reserve: %v", err)
+	}
+}
+
+// wantFields fails t unless err is a validation error blaming exactly the
+// fields want (sorted) or, with want nil, no fault at all.
+func wantFields(t *testing.T, err error, want []string) {
+	t.Helper()
+	code, fields := testenv.FaultFields(err)
+	if want == nil {
+		if code != fault.Internal || fields != nil {
+			t.Fatalf("got %s %v, want valid", code, fields)
+		}
+		return
+	}
+	if code != fault.Validation || !slices.Equal(fields, want) {
+		t.Errorf("got %s %v, want %s %v", code, fields, fault.Validation, want)
 	}
 }

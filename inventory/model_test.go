@@ -2,12 +2,9 @@ package inventory_test
 
 import (
 	"math"
-	"slices"
 	"strings"
 	"testing"
 
-	"github.com/tenantd/tenantd/internal/fault"
-	"github.com/tenantd/tenantd/internal/testenv"
 	"github.com/tenantd/tenantd/inventory"
 )
 
@@ -44,16 +41,7 @@ func TestNewProductValidate(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			n := valid()
 			tt.edit(&n)
-			code, fields := testenv.FaultFields(n.Validate())
-			if tt.fields == nil {
-				if code != fault.Internal || fields != nil {
-					t.Fatalf("got %s %v, want valid", code, fields)
-				}
-				return
-			}
-			if code != fault.Validation || !slices.Equal(fields, tt.fields) {
-				t.Errorf("got %s %v, want %s %v", code, fields, fault.Validation, tt.fields)
-			}
+			wantFields(t, n.Validate(), tt.fields)
 		})
 	}
 }
@@ -85,16 +73,7 @@ func TestProductChangeValidate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			code, fields := testenv.FaultFields(tt.change.Validate())
-			if tt.fields == nil {
-				if fields != nil {
-					t.Fatalf("got %s %v, want valid", code, fields)
-				}
-				return
-			}
-			if code != fault.Validation || !slices.Equal(fields, tt.fields) {
-				t.Errorf("got %s %v, want %s %v", code, fields, fault.Validation, tt.fields)
-			}
+			wantFields(t, tt.change.Validate(), tt.fields)
 		})
 	}
 }
@@ -115,16 +94,7 @@ func TestStockAdjustmentValidate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			code, fields := testenv.FaultFields(tt.adj.Validate())
-			if tt.fields == nil {
-				if fields != nil {
-					t.Fatalf("got %s %v, want valid", code, fields)
-				}
-				return
-			}
-			if code != fault.Validation || !slices.Equal(fields, tt.fields) {
-				t.Errorf("got %s %v, want %s %v", code, fields, fault.Validation, tt.fields)
-			}
+			wantFields(t, tt.adj.Validate(), tt.fields)
 		})
 	}
 }

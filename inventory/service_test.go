@@ -67,10 +67,7 @@ func TestCreateValidationNamesField(t *testing.T) {
 	f := newFixture(t, 2)
 	tenantID := testenv.NewTenant(t).ID
 	_, err := f.svc.Create(context.Background(), tenantID, inventory.NewProduct{SKU: "ok", Name: "n", Currency: "EUR", Stock: -3})
-	code, fields := testenv.FaultFields(err)
-	if code != fault.Validation || !slices.Equal(fields, []string{"stock"}) {
-		t.Errorf("got %s %v, want %s [stock]", code, fields, fault.Validation)
-	}
+	wantFields(t, err, []string{"stock"})
 }
 
 func TestListPages(t *testing.T) {
@@ -220,10 +217,7 @@ func TestAdjustStock(t *testing.T) {
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p := f.product(t, tenantID, fmt.Sprintf("ADJ-%d", i), tt.stock)
-			if tt.reserved > 0 {
-				f.reserve(t, tenantID, p.ID, tt.reserved)
-			}
+			p := f.productReserved(t, tenantID, fmt.Sprintf("ADJ-%d", i), tt.stock, tt.reserved)
 			got, err := f.svc.AdjustStock(ctx, tenantID, p.ID, inventory.StockAdjustment{Delta: tt.delta, Reason: "count"})
 			if !errors.Is(err, tt.wantErr) {
 				t.Fatalf("got error %v, want %v", err, tt.wantErr)
@@ -254,9 +248,7 @@ func TestAdjustStock(t *testing.T) {
 	t.Run("invalid adjustment", func(t *testing.T) {
 		p := f.product(t, tenantID, "ADJ-invalid", 1)
 		_, err := f.svc.AdjustStock(ctx, tenantID, p.ID, inventory.StockAdjustment{Delta: 0, Reason: "x"})
-		if code, fields := testenv.FaultFields(err); code != fault.Validation || !slices.Equal(fields, []string{"delta"}) {
-			t.Errorf("got %s %v, want %s [delta]", code, fields, fault.Validation)
-		}
+		wantFields(t, err, []string{"delta"})
 	})
 }
 
@@ -276,10 +268,7 @@ func TestConcurrentStockAdjustments(t *testing.T) {
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p := f.product(t, tenantID, fmt.Sprintf("RACE-%d", i), tt.stock)
-			if tt.reserved > 0 {
-				f.reserve(t, tenantID, p.ID, tt.reserved)
-			}
+			p := f.productReserved(t, tenantID, fmt.Sprintf("RACE-%d", i), tt.stock, tt.reserved)
 			var (
 				wg          sync.WaitGroup
 				mu          sync.Mutex
@@ -364,9 +353,7 @@ func TestUpdate(t *testing.T) {
 	})
 	t.Run("nothing to change", func(t *testing.T) {
 		_, err := f.svc.Update(ctx, tenantID, p.ID, inventory.ProductChange{})
-		if code, fields := testenv.FaultFields(err); code != fault.Validation || !slices.Equal(fields, []string{"body"}) {
-			t.Errorf("got %s %v, want %s [body]", code, fields, fault.Validation)
-		}
+		wantFields(t, err, []string{"body"})
 	})
 	t.Run("unknown product", func(t *testing.T) {
 		_, err := f.svc.Update(ctx, tenantID, uuid.Must(uuid.NewV7()), inventory.ProductChange{Name: ptr("x")})
