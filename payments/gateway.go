@@ -242,13 +242,7 @@ func (r *Resilient) Void(ctx context.Context, c Charge) (Result, error) {
 		}
 		return res, err
 	}
-	b := &backoff.ExponentialBackOff{
-		InitialInterval:     r.opts.InitialInterval,
-		RandomizationFactor: r.opts.Jitter,
-		Multiplier:          r.opts.Multiplier,
-		MaxInterval:         r.opts.MaxInterval,
-	}
-	res, err := backoff.Retry(ctx, attempt, backoff.WithBackOff(b), backoff.WithMaxElapsedTime(r.opts.MaxElapsed))
+	res, err := retry(ctx, r, attempt)
 	if err != nil && !IsPermanent(err) {
 		return Result{}, errors.Join(ErrUnavailable, err)
 	}
@@ -288,13 +282,7 @@ func call[T any](ctx context.Context, r *Resilient, op func(context.Context) (T,
 		// trial is in flight, are worth another try.
 		return res, err
 	}
-	b := &backoff.ExponentialBackOff{
-		InitialInterval:     r.opts.InitialInterval,
-		RandomizationFactor: r.opts.Jitter,
-		Multiplier:          r.opts.Multiplier,
-		MaxInterval:         r.opts.MaxInterval,
-	}
-	res, err := backoff.Retry(ctx, attempt, backoff.WithBackOff(b), backoff.WithMaxElapsedTime(r.opts.MaxElapsed))
+	res, err := retry(ctx, r, attempt)
 	switch {
 	case err == nil:
 		return res, nil
@@ -309,6 +297,19 @@ func call[T any](ctx context.Context, r *Resilient, op func(context.Context) (T,
 		err = errors.Join(ErrNotSent, err)
 	}
 	return zero, err
+}
+
+// retry runs attempt until it succeeds or fails with a backoff.Permanent
+// error, backing off between attempts as r's options say, for at most
+// MaxElapsed.
+func retry[T any](ctx context.Context, r *Resilient, attempt func() (T, error)) (T, error) {
+	b := &backoff.ExponentialBackOff{
+		InitialInterval:     r.opts.InitialInterval,
+		RandomizationFactor: r.opts.Jitter,
+		Multiplier:          r.opts.Multiplier,
+		MaxInterval:         r.opts.MaxInterval,
+	}
+	return backoff.Retry(ctx, attempt, backoff.WithBackOff(b), backoff.WithMaxElapsedTime(r.opts.MaxElapsed))
 }
 
 // ErrNotSent: no attempt of the call reached the gateway (the circuit

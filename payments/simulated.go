@@ -118,12 +118,19 @@ func (s *Simulated) Void(ctx context.Context, c Charge) (Result, error) {
 	reason := voidedReason
 	row := simCharge{IdempotencyKey: c.PaymentID, Amount: c.Amount, Currency: c.Currency, Method: c.Method,
 		Status: "declined", DeclineReason: &reason, Reference: "sim_void_" + c.PaymentID.String()}
+	return s.decide(ctx, row, "void "+c.PaymentID.String())
+}
+
+// decide records row as the answer to its key unless a concurrent call
+// with the same key decided first, and returns the answer that stands.
+// what names the call in errors.
+func (s *Simulated) decide(ctx context.Context, row simCharge, what string) (Result, error) {
 	res := s.db.Unscoped(ctx).Clauses(clause.OnConflict{DoNothing: true}).Create(&row)
 	if res.Error != nil {
-		return Result{}, fmt.Errorf("simulated gateway: void %s: %w", c.PaymentID, res.Error)
+		return Result{}, fmt.Errorf("simulated gateway: %s: %w", what, res.Error)
 	}
 	if res.RowsAffected == 0 {
-		l, err := s.lookup(ctx, c.PaymentID)
+		l, err := s.lookup(ctx, row.IdempotencyKey)
 		if err == nil && !l.Found {
 			err = errors.New("simulated gateway: charge vanished")
 		}
@@ -191,18 +198,7 @@ func (s *Simulated) Charge(ctx context.Context, c Charge) (Result, error) {
 	}
 	// A concurrent charge with the same key may have decided first: then
 	// its answer stands.
-	res := s.db.Unscoped(ctx).Clauses(clause.OnConflict{DoNothing: true}).Create(&row)
-	if res.Error != nil {
-		return Result{}, fmt.Errorf("simulated gateway: record charge: %w", res.Error)
-	}
-	if res.RowsAffected == 0 {
-		l, err := s.lookup(ctx, c.PaymentID)
-		if err == nil && !l.Found {
-			err = errors.New("simulated gateway: charge vanished")
-		}
-		return l.Result, err
-	}
-	return row.result(), nil
+	return s.decide(ctx, row, "record charge")
 }
 
 // failTransiently counts one more transient failure for a card_error
