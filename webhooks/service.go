@@ -372,12 +372,8 @@ func (s *Service) SendTest(ctx context.Context, tenantID, id uuid.UUID) (Deliver
 	}
 	var d Delivery
 	err = s.db.WithTenant(ctx, tenantID, func(tx *gorm.DB) error {
-		r, err := getEndpoint(tx, tenantID, id, false)
-		if err != nil {
+		if _, err := enabledEndpoint(tx, tenantID, id); err != nil {
 			return err
-		}
-		if r.Status != StatusEnabled {
-			return ErrDisabled
 		}
 		row := deliveryRow{TenantID: tenantID, ID: uuid.Must(uuid.NewV7()), EndpointID: id, EventID: eventID,
 			EventType: EventTest, Origin: OriginTest, Payload: string(body), Status: DeliveryPending,
@@ -407,12 +403,9 @@ func (s *Service) Recover(ctx context.Context, tenantID, id uuid.UUID, since tim
 	}
 	n := 0
 	err := s.db.WithTenant(ctx, tenantID, func(tx *gorm.DB) error {
-		r, err := getEndpoint(tx, tenantID, id, false)
+		r, err := enabledEndpoint(tx, tenantID, id)
 		if err != nil {
 			return err
-		}
-		if r.Status != StatusEnabled {
-			return ErrDisabled
 		}
 		evs, err := eventsSince(tx, tenantID, since, MaxRecover)
 		if err != nil {
@@ -473,12 +466,8 @@ func (s *Service) Deliveries(ctx context.Context, tenantID, id, after uuid.UUID,
 func (s *Service) Retry(ctx context.Context, tenantID, id, deliveryID uuid.UUID) (Delivery, error) {
 	var d Delivery
 	err := s.db.WithTenant(ctx, tenantID, func(tx *gorm.DB) error {
-		r, err := getEndpoint(tx, tenantID, id, false)
-		if err != nil {
+		if _, err := enabledEndpoint(tx, tenantID, id); err != nil {
 			return err
-		}
-		if r.Status != StatusEnabled {
-			return ErrDisabled
 		}
 		row, err := retryDelivery(tx, tenantID, id, deliveryID, s.opts.Now().UTC())
 		d = row.toModel()

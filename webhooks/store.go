@@ -46,6 +46,16 @@ func insertEndpoint(tx *gorm.DB, r endpointRow) error {
 		r.TenantID, r.ID, r.URL, r.Description, r.EventTypes, r.Secret, r.CreatedAt, r.UpdatedAt).Error
 }
 
+// enabledEndpoint reads one endpoint that may be sent to: ErrDisabled when
+// it is disabled.
+func enabledEndpoint(tx *gorm.DB, tenantID, id uuid.UUID) (endpointRow, error) {
+	r, err := getEndpoint(tx, tenantID, id, false)
+	if err == nil && r.Status != StatusEnabled {
+		return endpointRow{}, ErrDisabled
+	}
+	return r, err
+}
+
 // getEndpoint reads one endpoint; lock takes FOR UPDATE.
 func getEndpoint(tx *gorm.DB, tenantID, id uuid.UUID, lock bool) (endpointRow, error) {
 	q := `SELECT ` + endpointColumns + ` FROM webhook_endpoints WHERE tenant_id = ? AND id = ?`
