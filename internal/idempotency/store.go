@@ -202,53 +202,42 @@ func (s *Store) finish(ctx context.Context, sc scope, claimID uuid.UUID, resp re
 	if body == nil {
 		body = []byte{}
 	}
-	var stored bool
-	err = s.db.WithTenant(ctx, sc.tenantID, func(tx *gorm.DB) error {
-		res := tx.Exec(`UPDATE idempotency_keys
-			SET status = ?, response_body = ?, response_headers = ?::jsonb
-			WHERE tenant_id = ? AND credential = ? AND key = ? AND claim_id = ? AND status IS NULL`,
-			resp.status, body, string(headers), sc.tenantID, sc.credential, sc.key, claimID)
-		if res.Error != nil {
-			return fmt.Errorf("store idempotent response: %w", res.Error)
-		}
-		stored = res.RowsAffected == 1
-		return nil
-	})
-	return stored, err
+	return s.onClaim(ctx, sc, claimID, "store idempotent response",
+		`UPDATE idempotency_keys SET status = ?, response_body = ?, response_headers = ?::jsonb`,
+		resp.status, body, string(headers))
 }
 
 // release deletes the claim held by claimID so the key may be used again.
 // It reports false when the claim was no longer held.
 func (s *Store) release(ctx context.Context, sc scope, claimID uuid.UUID) (bool, error) {
-	var released bool
-	err := s.db.WithTenant(ctx, sc.tenantID, func(tx *gorm.DB) error {
-		res := tx.Exec(`DELETE FROM idempotency_keys
-			WHERE tenant_id = ? AND credential = ? AND key = ? AND claim_id = ? AND status IS NULL`,
-			sc.tenantID, sc.credential, sc.key, claimID)
-		if res.Error != nil {
-			return fmt.Errorf("release idempotency key: %w", res.Error)
-		}
-		released = res.RowsAffected == 1
-		return nil
-	})
-	return released, err
+	return s.onClaim(ctx, sc, claimID, "release idempotency key", `DELETE FROM idempotency_keys`)
 }
 
 // renew extends the lease of claimID. It reports false when the claim was
 // no longer held.
 func (s *Store) renew(ctx context.Context, sc scope, claimID uuid.UUID) (bool, error) {
-	var renewed bool
+	return s.onClaim(ctx, sc, claimID, "renew idempotency lease",
+		`UPDATE idempotency_keys SET locked_until = now() + make_interval(secs => ?)`, s.leaseSeconds())
+}
+
+// heldClaim is the WHERE clause of a statement on a key that claim_id
+// still holds (no response stored yet).
+const heldClaim = `WHERE tenant_id = ? AND credential = ? AND key = ? AND claim_id = ? AND status IS NULL`
+
+// onClaim runs stmt, completed by heldClaim, with args and then the
+// claim's own, in a transaction of the tenant; it reports whether the
+// claim was still held. what names the statement in errors.
+func (s *Store) onClaim(ctx context.Context, sc scope, claimID uuid.UUID, what, stmt string, args ...any) (bool, error) {
+	var held bool
 	err := s.db.WithTenant(ctx, sc.tenantID, func(tx *gorm.DB) error {
-		res := tx.Exec(`UPDATE idempotency_keys SET locked_until = now() + make_interval(secs => ?)
-			WHERE tenant_id = ? AND credential = ? AND key = ? AND claim_id = ? AND status IS NULL`,
-			s.leaseSeconds(), sc.tenantID, sc.credential, sc.key, claimID)
+		res := tx.Exec(stmt+" "+heldClaim, append(args, sc.tenantID, sc.credential, sc.key, claimID)...)
 		if res.Error != nil {
-			return fmt.Errorf("renew idempotency lease: %w", res.Error)
+			return fmt.Errorf("%s: %w", what, res.Error)
 		}
-		renewed = res.RowsAffected == 1
+		held = res.RowsAffected == 1
 		return nil
 	})
-	return renewed, err
+	return held, err
 }
 
 // keepAlive renews the lease of claimID every renewEvery until the returned
