@@ -38,8 +38,8 @@ func TestOperatorDeadLetters(t *testing.T) {
 			return nil
 		})
 	}})
-	a := s.CreateTenant(slug("dl-a"), "pro")
-	b := s.CreateTenant(slug("dl-b"), "pro")
+	a := s.NewTenant("dl-a", "pro")
+	b := s.NewTenant("dl-b", "pro")
 	op := func(method, path string) apptest.Response {
 		return s.Do(apptest.Request{Method: method, Path: path, Key: apptest.OperatorKey})
 	}
@@ -52,7 +52,7 @@ func TestOperatorDeadLetters(t *testing.T) {
 		return resp.Map(t)["data"].([]any)
 	}
 	placeOrder := func() {
-		product := createProduct(t, s, a.Key, "DL-"+slug("p"), 5)
+		product := createProduct(t, s, a.Key, "DL-"+apptest.Slug("p"), 5)
 		resp := s.Do(apptest.Request{Method: "POST", Path: "/v1/orders", Key: a.Key,
 			Body: map[string]any{"customer_id": "c-1", "items": []map[string]any{{"product_id": product, "quantity": 1}}}})
 		if resp.Status != http.StatusCreated {
@@ -100,7 +100,7 @@ func TestOperatorDeadLetters(t *testing.T) {
 		if ev["type"] != orders.EventPlaced || m["attempts"].(float64) < 1 || m["error"] == "" {
 			t.Errorf("got %s, want the order.placed event, attempts and the error", resp.Body)
 		}
-		if resp := op("GET", "/admin/v1/dead-letters/"+slug("x")); resp.Status != 422 {
+		if resp := op("GET", "/admin/v1/dead-letters/"+apptest.Slug("x")); resp.Status != 422 {
 			t.Errorf("malformed id: got %d, want 422", resp.Status)
 		}
 		if resp := op("GET", "/admin/v1/dead-letters/01900000-0000-7000-8000-000000000000"); resp.Status != 404 {

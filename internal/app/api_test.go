@@ -20,7 +20,7 @@ func TestOperatorTenantLifecycle(t *testing.T) {
 	op := func(method, path string, body any) apptest.Response {
 		return s.Do(apptest.Request{Method: method, Path: path, Key: apptest.OperatorKey, Body: body})
 	}
-	sl := slug("life")
+	sl := apptest.Slug("life")
 	created := op("POST", "/admin/v1/tenants", map[string]string{"slug": sl, "name": "Life Ltd", "plan": "pro"})
 	if created.Status != 201 {
 		t.Fatalf("create: got %d %s, want 201", created.Status, created.Body)
@@ -51,9 +51,9 @@ func TestOperatorTenantLifecycle(t *testing.T) {
 		{"slug too short", "POST", "/admin/v1/tenants", map[string]string{"slug": "ab", "name": "X"}, 422, "validation_failed", "slug"},
 		{"slug with capitals", "POST", "/admin/v1/tenants", map[string]string{"slug": "Acme", "name": "X"}, 422, "validation_failed", "slug"},
 		{"slug too long", "POST", "/admin/v1/tenants", map[string]string{"slug": strings.Repeat("a", 41), "name": "X"}, 422, "validation_failed", "slug"},
-		{"missing name", "POST", "/admin/v1/tenants", map[string]string{"slug": slug("noname")}, 422, "validation_failed", "name"},
-		{"unknown plan", "POST", "/admin/v1/tenants", map[string]string{"slug": slug("plan"), "name": "X", "plan": "platinum"}, 422, "validation_failed", "plan"},
-		{"unknown field", "POST", "/admin/v1/tenants", map[string]any{"slug": slug("uf"), "name": "X", "owner": "me"}, 422, "validation_failed", "owner"},
+		{"missing name", "POST", "/admin/v1/tenants", map[string]string{"slug": apptest.Slug("noname")}, 422, "validation_failed", "name"},
+		{"unknown plan", "POST", "/admin/v1/tenants", map[string]string{"slug": apptest.Slug("plan"), "name": "X", "plan": "platinum"}, 422, "validation_failed", "plan"},
+		{"unknown field", "POST", "/admin/v1/tenants", map[string]any{"slug": apptest.Slug("uf"), "name": "X", "owner": "me"}, 422, "validation_failed", "owner"},
 		{"wrong type", "POST", "/admin/v1/tenants", map[string]any{"slug": 12, "name": "X"}, 422, "validation_failed", "slug"},
 		{"get unknown", "GET", "/admin/v1/tenants/0190a0a0-0000-7000-8000-000000000000", nil, 404, "not_found", ""},
 		{"get bad id", "GET", "/admin/v1/tenants/not-a-uuid", nil, 422, "validation_failed", "id"},
@@ -84,7 +84,7 @@ func TestOperatorTenantLifecycle(t *testing.T) {
 
 	t.Run("pagination walks every tenant once", func(t *testing.T) {
 		for i := 0; i < 3; i++ {
-			s.CreateTenant(slug("page"), "free")
+			s.NewTenant("page", "free")
 		}
 		seen := map[string]bool{}
 		path := "/admin/v1/tenants?limit=2"
@@ -140,8 +140,7 @@ func TestOperatorTenantLifecycle(t *testing.T) {
 // TestBadInput: a client's mistake is a 4xx problem naming the field, and
 // nothing is written.
 func TestBadInput(t *testing.T) {
-	s := apptest.New(t, apptest.Options{})
-	a := s.CreateTenant(slug("bad"), "pro")
+	s, a := apptest.NewWithTenant(t, "bad", "pro")
 	post := func(body any, header map[string]string) apptest.Response {
 		return s.Do(apptest.Request{Method: "POST", Path: "/v1/products", Key: a.Key, Body: body, Header: header})
 	}
@@ -218,8 +217,7 @@ func TestBadInput(t *testing.T) {
 
 // TestPermissionsOfBuiltinRoles: a role without a route's permission gets 403.
 func TestPermissionsOfBuiltinRoles(t *testing.T) {
-	s := apptest.New(t, apptest.Options{})
-	a := s.CreateTenant(slug("perm"), "pro")
+	s, a := apptest.NewWithTenant(t, "perm", "pro")
 	viewer := s.CreateKey(a.Key, "viewer")
 	billing := s.CreateKey(a.Key, "billing")
 	clerk := s.CreateKey(a.Key, "clerk")
@@ -254,8 +252,7 @@ func TestPermissionsOfBuiltinRoles(t *testing.T) {
 
 // TestTenantSelf covers GET/PATCH /v1/tenant with ETag and If-Match.
 func TestTenantSelf(t *testing.T) {
-	s := apptest.New(t, apptest.Options{})
-	a := s.CreateTenant(slug("self"), "pro")
+	s, a := apptest.NewWithTenant(t, "self", "pro")
 	got := s.Do(apptest.Request{Method: "GET", Path: "/v1/tenant", Key: a.Key})
 	etag := got.Header.Get("ETag")
 	if got.Status != 200 || etag == "" {
@@ -345,8 +342,7 @@ func TestReadinessNamesTheFailedDependency(t *testing.T) {
 // Idempotency-Key does not keep the one-time secret in the idempotency
 // store; a retry is told the request was done.
 func TestKeySecretsAreNeverStoredForReplay(t *testing.T) {
-	s := apptest.New(t, apptest.Options{})
-	a := s.CreateTenant(slug("idem-key"), "pro")
+	s, a := apptest.NewWithTenant(t, "idem-key", "pro")
 	req := apptest.Request{Method: "POST", Path: "/v1/api-keys", Key: a.Key, Header: map[string]string{"Idempotency-Key": "k-1"},
 		Body: map[string]any{"name": "ci", "roles": []string{"viewer"}}}
 	first := s.Do(req)

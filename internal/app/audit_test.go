@@ -20,9 +20,8 @@ import (
 // authentications with a tenant's key are; and that the server's sealer
 // links them into a chain that verifies.
 func TestAuditTrail(t *testing.T) {
-	s := apptest.New(t, apptest.Options{})
-	tn := s.CreateTenant(slug("audit"), "pro")
-	other := s.CreateTenant(slug("audit-other"), "pro")
+	s, tn := apptest.NewWithTenant(t, "audit", "pro")
+	other := s.NewTenant("audit-other", "pro")
 	hdr := map[string]string{"User-Agent": "audit-e2e/1", "X-Request-ID": "audit-req-1"}
 
 	created := s.Do(apptest.Request{Method: "POST", Path: "/v1/api-keys", Key: tn.Key, Header: hdr,

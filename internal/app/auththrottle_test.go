@@ -3,7 +3,6 @@ package app_test
 import (
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -31,7 +30,7 @@ import (
 // key lookups it runs (auth_api_key_lookup), so a test can tell which
 // requests reached the database.
 type countingServer struct {
-	url     string
+	*apptest.Server
 	lookups *atomic.Int64
 }
 
@@ -65,23 +64,18 @@ func newCountingServer(t *testing.T) countingServer {
 	t.Helper()
 	var lookups *atomic.Int64
 	s := apptest.New(t, apptest.Options{MaxConns: 8, OnDB: func(d *db.DB) { lookups = countKeyLookups(t, d) }})
-	return countingServer{url: s.URL, lookups: lookups}
+	return countingServer{Server: s, lookups: lookups}
 }
 
-// loopbackClient is an HTTP client whose connections come from addr, an
+// loopbackHTTP returns an HTTP client whose connections come from addr, an
 // address of 127.0.0.0/8 (all of it is loopback on Linux), so that one
 // test server sees several client addresses.
-type loopbackClient struct {
-	addr string
-	hc   *http.Client
-}
-
-func newLoopbackClient(t *testing.T, addr string) loopbackClient {
+func loopbackHTTP(t *testing.T, addr string) *http.Client {
 	t.Helper()
 	dialer := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(addr)}, Timeout: 5 * time.Second}
 	tr := &http.Transport{DialContext: dialer.DialContext, MaxIdleConnsPerHost: 8}
 	t.Cleanup(tr.CloseIdleConnections)
-	return loopbackClient{addr: addr, hc: &http.Client{Transport: tr, Timeout: 30 * time.Second}}
+	return &http.Client{Transport: tr, Timeout: 30 * time.Second}
 }
 
 // randomLoopback returns an address of 127.0.0.0/8 other than 127.0.0.1,
@@ -97,39 +91,14 @@ func randomLoopback(t *testing.T) string {
 	return fmt.Sprintf("127.%d.%d.%d", v>>16&0xff, v>>8&0xff, max(v&0xff, 1))
 }
 
-type reply struct {
-	status int
-	header http.Header
-	body   []byte
-}
-
-func (r reply) code() string {
-	var p struct{ Code string }
-	if err := json.Unmarshal(r.body, &p); err != nil {
-		return ""
-	}
-	return p.Code
-}
-
-func (c loopbackClient) get(t *testing.T, url, path, key string) reply {
+// getTenant sends GET /v1/tenant with key through c.
+func getTenant(t *testing.T, c *apptest.Client, key string) apptest.Response {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, url+path, nil)
+	resp, err := c.Try(apptest.Request{Method: http.MethodGet, Path: "/v1/tenant", Key: key})
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("GET /v1/tenant: %v", err)
 	}
-	if key != "" {
-		req.Header.Set("Authorization", "Bearer "+key)
-	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		t.Fatalf("GET %s from %s: %v", path, c.addr, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return reply{status: resp.StatusCode, header: resp.Header, body: body}
+	return resp
 }
 
 // randomKey returns a well-formed API key that no tenant holds.
@@ -146,45 +115,6 @@ func randomKey(t *testing.T) string {
 	return "tk_" + string(b[:16]) + "_" + string(b[16:])
 }
 
-// createTenantOn creates a tenant through the operator API, as
-// apptest.CreateTenant does, and returns its id and admin key.
-func createTenantOn(t *testing.T, c loopbackClient, url, slug string) (id, adminKey string) {
-	t.Helper()
-	resp := postJSON(t, c, url, "/admin/v1/tenants", apptest.OperatorKey,
-		fmt.Sprintf(`{"slug":%q,"name":"Throttle %s","plan":"pro"}`, slug, slug))
-	if resp.status != http.StatusCreated {
-		t.Fatalf("create tenant: got %d %s, want 201", resp.status, resp.body)
-	}
-	var out struct {
-		ID          string `json:"id"`
-		AdminAPIKey string `json:"admin_api_key"`
-	}
-	if err := json.Unmarshal(resp.body, &out); err != nil {
-		t.Fatal(err)
-	}
-	return out.ID, out.AdminAPIKey
-}
-
-func postJSON(t *testing.T, c loopbackClient, url, path, key, body string) reply {
-	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, url+path, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+key)
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		t.Fatalf("POST %s: %v", path, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return reply{status: resp.StatusCode, header: resp.Header, body: b}
-}
-
 // TestAuthThrottle (finding L3): random well-formed keys from one address
 // are answered 401 until the address's failure budget is used up, then 429
 // rate_limited with Retry-After without any database lookup; the database
@@ -194,36 +124,37 @@ func postJSON(t *testing.T, c loopbackClient, url, path, key, body string) reply
 // an unknown prefix is looked up once (negative cache).
 func TestAuthThrottle(t *testing.T) {
 	srv := newCountingServer(t)
-	local := newLoopbackClient(t, "127.0.0.1")
-	tenantID, adminKey := createTenantOn(t, local, srv.url, fmt.Sprintf("throttle-%d", time.Now().UnixNano()%1_000_000_000))
-	if r := local.get(t, srv.url, "/v1/tenant", adminKey); r.status != http.StatusOK {
-		t.Fatalf("admin key: got %d %s, want 200", r.status, r.body)
+	tn := srv.NewTenant("throttle", "pro") // from 127.0.0.1
+	tenantID, adminKey := tn.ID, tn.Key
+	if r := getTenant(t, srv.Client, adminKey); r.Status != http.StatusOK {
+		t.Fatalf("admin key: got %d %s, want 200", r.Status, r.Body)
 	}
 	budget := auth.DefaultFailureLimit.Burst
-	attacker := newLoopbackClient(t, randomLoopback(t))
+	attackerHTTP := loopbackHTTP(t, randomLoopback(t))
+	attacker := apptest.NewURLClient(t, srv.URL, attackerHTTP)
 
 	t.Run("random keys from one address", func(t *testing.T) {
 		before := srv.lookups.Load()
 		start := time.Now()
 		var unauthorized, throttled int
 		for i := range budget + 40 {
-			r := attacker.get(t, srv.url, "/v1/tenant", randomKey(t))
-			switch r.status {
+			r := getTenant(t, attacker, randomKey(t))
+			switch r.Status {
 			case http.StatusUnauthorized:
 				unauthorized++
 			case http.StatusTooManyRequests:
 				throttled++
-				if got := r.header.Get("Content-Type"); got != "application/problem+json" {
+				if got := r.Header.Get("Content-Type"); got != "application/problem+json" {
 					t.Errorf("429: got Content-Type %q, want application/problem+json", got)
 				}
-				if r.code() != string(fault.RateLimited) {
-					t.Errorf("429: got code %q, want rate_limited", r.code())
+				if r.Code() != string(fault.RateLimited) {
+					t.Errorf("429: got code %q, want rate_limited", r.Code())
 				}
-				if s, err := strconv.Atoi(r.header.Get("Retry-After")); err != nil || s < 1 {
-					t.Errorf("429: got Retry-After %q, want whole seconds ≥ 1", r.header.Get("Retry-After"))
+				if s, err := strconv.Atoi(r.Header.Get("Retry-After")); err != nil || s < 1 {
+					t.Errorf("429: got Retry-After %q, want whole seconds ≥ 1", r.Header.Get("Retry-After"))
 				}
 			default:
-				t.Fatalf("request %d: got %d %s, want 401 or 429", i+1, r.status, r.body)
+				t.Fatalf("request %d: got %d %s, want 401 or 429", i+1, r.Status, r.Body)
 			}
 		}
 		elapsed := time.Since(start)
@@ -250,7 +181,7 @@ func TestAuthThrottle(t *testing.T) {
 	rethrottle := func(t *testing.T) {
 		t.Helper()
 		for range 10 {
-			if r := attacker.get(t, srv.url, "/v1/tenant", randomKey(t)); r.status == http.StatusTooManyRequests {
+			if r := getTenant(t, attacker, randomKey(t)); r.Status == http.StatusTooManyRequests {
 				return
 			}
 		}
@@ -259,38 +190,32 @@ func TestAuthThrottle(t *testing.T) {
 
 	t.Run("a good key from the throttled address still works", func(t *testing.T) {
 		rethrottle(t)
-		if r := attacker.get(t, srv.url, "/v1/tenant", adminKey); r.status != http.StatusOK || !strings.Contains(string(r.body), tenantID) {
-			t.Fatalf("admin key from the throttled address: got %d %s, want 200", r.status, r.body)
+		if r := getTenant(t, attacker, adminKey); r.Status != http.StatusOK || !strings.Contains(string(r.Body), tenantID) {
+			t.Fatalf("admin key from the throttled address: got %d %s, want 200", r.Status, r.Body)
 		}
-		// A key issued on this replica is trusted before its first use.
-		created := postJSON(t, local, srv.url, "/v1/api-keys", adminKey, `{"name":"fresh","roles":["viewer"]}`)
-		if created.status != http.StatusCreated {
-			t.Fatalf("create key: got %d %s", created.status, created.body)
-		}
-		var key struct{ Secret string }
-		if err := json.Unmarshal(created.body, &key); err != nil {
-			t.Fatal(err)
-		}
-		if r := attacker.get(t, srv.url, "/v1/tenant", key.Secret); r.status != http.StatusOK {
-			t.Fatalf("new key from the throttled address: got %d %s, want 200", r.status, r.body)
+		// A key issued on this replica (from 127.0.0.1) is trusted before
+		// its first use.
+		secret := srv.CreateKey(adminKey, "viewer")
+		if r := getTenant(t, attacker, secret); r.Status != http.StatusOK {
+			t.Fatalf("new key from the throttled address: got %d %s, want 200", r.Status, r.Body)
 		}
 	})
 
 	t.Run("another address is unaffected", func(t *testing.T) {
-		other := newLoopbackClient(t, randomLoopback(t))
-		if r := other.get(t, srv.url, "/v1/tenant", randomKey(t)); r.status != http.StatusUnauthorized {
-			t.Fatalf("random key from another address: got %d %s, want 401", r.status, r.body)
+		other := apptest.NewURLClient(t, srv.URL, loopbackHTTP(t, randomLoopback(t)))
+		if r := getTenant(t, other, randomKey(t)); r.Status != http.StatusUnauthorized {
+			t.Fatalf("random key from another address: got %d %s, want 401", r.Status, r.Body)
 		}
-		if r := other.get(t, srv.url, "/v1/tenant", adminKey); r.status != http.StatusOK {
-			t.Fatalf("admin key from another address: got %d %s, want 200", r.status, r.body)
+		if r := getTenant(t, other, adminKey); r.Status != http.StatusOK {
+			t.Fatalf("admin key from another address: got %d %s, want 200", r.Status, r.Body)
 		}
 	})
 
 	t.Run("another replica refuses the address too", func(t *testing.T) {
 		replica := newCountingServer(t)
 		rethrottle(t)
-		if r := attacker.get(t, replica.url, "/v1/tenant", randomKey(t)); r.status != http.StatusTooManyRequests {
-			t.Fatalf("random key on another replica: got %d %s, want 429", r.status, r.body)
+		if r := getTenant(t, apptest.NewURLClient(t, replica.URL, attackerHTTP), randomKey(t)); r.Status != http.StatusTooManyRequests {
+			t.Fatalf("random key on another replica: got %d %s, want 429", r.Status, r.Body)
 		}
 		if n := replica.lookups.Load(); n != 0 {
 			t.Errorf("other replica: got %d key lookups, want none", n)
@@ -298,12 +223,12 @@ func TestAuthThrottle(t *testing.T) {
 	})
 
 	t.Run("an unknown prefix is looked up once", func(t *testing.T) {
-		c := newLoopbackClient(t, randomLoopback(t))
+		c := apptest.NewURLClient(t, srv.URL, loopbackHTTP(t, randomLoopback(t)))
 		key := randomKey(t)
 		before := srv.lookups.Load()
 		for range 3 {
-			if r := c.get(t, srv.url, "/v1/tenant", key); r.status != http.StatusUnauthorized {
-				t.Fatalf("unknown key: got %d %s, want 401", r.status, r.body)
+			if r := getTenant(t, c, key); r.Status != http.StatusUnauthorized {
+				t.Fatalf("unknown key: got %d %s, want 401", r.Status, r.Body)
 			}
 		}
 		if n := srv.lookups.Load() - before; n != 1 {

@@ -12,8 +12,7 @@ import (
 // clears it, a malformed one is 422 naming the field, an unknown tenant is
 // 404, and a tenant's own PATCH /v1/tenant cannot set it.
 func TestBillingCustomerID(t *testing.T) {
-	s := apptest.New(t, apptest.Options{})
-	a := s.CreateTenant(slug("billcust"), "pro")
+	s, a := apptest.NewWithTenant(t, "billcust", "pro")
 	path := "/admin/v1/tenants/" + a.ID
 	customerOf := func(t *testing.T) any {
 		t.Helper()

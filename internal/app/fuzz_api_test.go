@@ -197,7 +197,7 @@ type apiFuzzer struct {
 // operator's changes; a billing export.
 func newAPIFuzzer(t *testing.T, s *apptest.Server, seed uint64) *apiFuzzer {
 	t.Helper()
-	fz := &apiFuzzer{t: t, url: s.URL, seed: seed, client: newLoopbackClient(t, randomLoopback(t)).hc,
+	fz := &apiFuzzer{t: t, url: s.URL, seed: seed, client: loopbackHTTP(t, randomLoopback(t)),
 		admin: map[string][]string{}}
 	fz.client.Timeout = 30 * time.Second
 	fz.period = time.Now().UTC().AddDate(0, -1, 0).Format("2006-01")

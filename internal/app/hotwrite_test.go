@@ -38,7 +38,7 @@ func TestHotTenantWrites(t *testing.T) {
 	admin := adminConn(t, testenv.Get(t))
 	deadlocksBefore := deadlocks(t, admin) // every earlier server's pool is closed: its counts are in
 	s := apptest.New(t, apptest.Options{MaxConns: 20})
-	tn := s.CreateTenant(slug("hot"), "enterprise")
+	tn := s.NewTenant("hot", "enterprise")
 
 	var (
 		mu       sync.Mutex
@@ -129,18 +129,7 @@ func TestHotTenantWrites(t *testing.T) {
 		},
 	}
 
-	ctx, cancel := context.WithTimeout(t.Context(), hotFor)
-	defer cancel()
-	var wg sync.WaitGroup
-	for w := range hotWriters {
-		wg.Go(func() {
-			r := rand.New(rand.NewPCG(uint64(w), uint64(time.Now().UnixNano())))
-			for ctx.Err() == nil {
-				ops[r.IntN(len(ops))](r)
-			}
-		})
-	}
-	wg.Wait()
+	hammer(t, hotFor, hotWriters, func(r *rand.Rand) { ops[r.IntN(len(ops))](r) })
 	mu.Lock()
 	t.Logf("%d mutating requests in %v (%.0f/s); statuses %v", sent.Load(), hotFor, float64(sent.Load())/hotFor.Seconds(), statuses)
 	for _, f := range failures[:min(len(failures), 10)] {

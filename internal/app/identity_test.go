@@ -12,9 +12,8 @@ import (
 // TestCrossTenantIdentity: an admin of A can never read or change B's
 // members, roles, keys or settings.
 func TestCrossTenantIdentity(t *testing.T) {
-	s := apptest.New(t, apptest.Options{})
-	a := s.CreateTenant(slug("idn-a"), "pro")
-	b := s.CreateTenant(slug("idn-b"), "pro")
+	s, a := apptest.NewWithTenant(t, "idn-a", "pro")
+	b := s.NewTenant("idn-b", "pro")
 	bMember := addMember(t, s, b.Key, map[string]any{"email": "b-user@example.com", "roles": []string{"viewer"}})
 	if resp := s.Do(apptest.Request{Method: "POST", Path: "/v1/roles", Key: b.Key,
 		Body: map[string]any{"name": "b-stocker", "permissions": []string{"products:write"}}}); resp.Status != 201 {
@@ -70,7 +69,7 @@ func contains(s, sub string) bool {
 func TestRoleChangeReachesOtherReplica(t *testing.T) {
 	one := apptest.New(t, apptest.Options{})
 	two := apptest.New(t, apptest.Options{})
-	tn := one.CreateTenant(slug("rolerep"), "pro")
+	tn := one.NewTenant("rolerep", "pro")
 	if resp := one.Do(apptest.Request{Method: "POST", Path: "/v1/roles", Key: tn.Key,
 		Body: map[string]any{"name": "stocker", "permissions": []string{"products:read", "products:write"}}}); resp.Status != 201 {
 		t.Fatalf("create role: got %d %s", resp.Status, resp.Body)

@@ -15,10 +15,6 @@ import (
 	"github.com/tenantd/tenantd/internal/apptest"
 )
 
-func slug(prefix string) string {
-	return prefix + "-" + strings.ReplaceAll(uuid.NewString()[:8], "-", "")
-}
-
 func createProduct(t *testing.T, s *apptest.Server, key, sku string, stock int) string {
 	t.Helper()
 	resp := s.Do(apptest.Request{Method: "POST", Path: "/v1/products", Key: key,
@@ -31,9 +27,8 @@ func createProduct(t *testing.T, s *apptest.Server, key, sku string, stock int) 
 
 // TestCrossTenantIsolation: tenant A's credentials never reach B's data.
 func TestCrossTenantIsolation(t *testing.T) {
-	s := apptest.New(t, apptest.Options{})
-	a := s.CreateTenant(slug("iso-a"), "pro")
-	b := s.CreateTenant(slug("iso-b"), "pro")
+	s, a := apptest.NewWithTenant(t, "iso-a", "pro")
+	b := s.NewTenant("iso-b", "pro")
 	// The same SKU in both tenants is fine.
 	aProduct := createProduct(t, s, a.Key, "SAME-SKU", 5)
 	bProduct := createProduct(t, s, b.Key, "SAME-SKU", 7)
@@ -127,8 +122,7 @@ func TestCrossTenantIsolation(t *testing.T) {
 // TestCredentials: missing, malformed, revoked and expired keys get 401; a
 // suspended tenant gets 403 until reactivated.
 func TestCredentials(t *testing.T) {
-	s := apptest.New(t, apptest.Options{})
-	a := s.CreateTenant(slug("cred"), "free")
+	s, a := apptest.NewWithTenant(t, "cred", "free")
 	get := func(key string) apptest.Response {
 		return s.Do(apptest.Request{Method: "GET", Path: "/v1/products", Key: key})
 	}
@@ -212,7 +206,7 @@ func TestPooledConnectionsNeverCarryATenant(t *testing.T) {
 	s := apptest.New(t, apptest.Options{MaxConns: 2})
 	// enterprise: 800 requests at once stay within its burst (rate limits
 	// are not what this test is about).
-	tenants := []apptest.Tenant{s.CreateTenant(slug("pool-a"), "enterprise"), s.CreateTenant(slug("pool-b"), "enterprise")}
+	tenants := []apptest.Tenant{s.NewTenant("pool-a", "enterprise"), s.NewTenant("pool-b", "enterprise")}
 	want := make([]string, 2)
 	for i, tn := range tenants {
 		want[i] = createProduct(t, s, tn.Key, fmt.Sprintf("POOL-%d", i), 1)

@@ -1,7 +1,6 @@
 package app_test
 
 import (
-	"context"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -33,7 +32,7 @@ func TestLockOrder(t *testing.T) {
 	s := apptest.New(t, apptest.Options{MaxConns: 16, Config: func(c *config.Config) {
 		c.ReservationTTL = time.Second // the sweeper expires what is left unpaid
 	}})
-	tn := s.CreateTenant(slug("locks"), "enterprise")
+	tn := s.NewTenant("locks", "enterprise")
 	ids := make([]string, products)
 	for i := range ids {
 		resp := s.Do(apptest.Request{Method: "POST", Path: "/v1/products", Key: tn.Key,
@@ -60,42 +59,33 @@ func TestLockOrder(t *testing.T) {
 		}
 		statuses[fmt.Sprintf("%s %d", what, resp.Status)]++
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), runFor)
-	defer cancel()
-	var wg sync.WaitGroup
-	for c := range clients {
-		wg.Go(func() {
-			r := rand.New(rand.NewPCG(uint64(c), uint64(time.Now().UnixNano())))
-			for ctx.Err() == nil {
-				items := []map[string]any{}
-				for _, i := range r.Perm(products)[:2+r.IntN(products-1)] {
-					items = append(items, map[string]any{"product_id": ids[i], "quantity": 1 + r.IntN(3)})
-				}
-				resp, err := s.Try(apptest.Request{Method: "POST", Path: "/v1/orders", Key: tn.Key,
-					Body: map[string]any{"customer_id": "c", "items": items}})
-				note("place", resp, err)
-				if err != nil || resp.Status != http.StatusCreated {
-					continue
-				}
-				var o struct {
-					ID    string `json:"id"`
-					Total int    `json:"total"`
-				}
-				resp.JSON(t, &o)
-				switch r.IntN(3) {
-				case 0:
-					resp, err = s.Try(apptest.Request{Method: "POST", Path: "/v1/payments", Key: tn.Key,
-						Body: map[string]any{"order_id": o.ID, "amount": o.Total, "currency": "EUR", "payment_method": "card"}})
-					note("pay", resp, err)
-				case 1:
-					resp, err = s.Try(apptest.Request{Method: "POST", Path: "/v1/orders/" + o.ID + "/cancel", Key: tn.Key})
-					note("cancel", resp, err)
-				default: // left to expire
-				}
-			}
-		})
-	}
-	wg.Wait()
+	hammer(t, runFor, clients, func(r *rand.Rand) {
+		items := []map[string]any{}
+		for _, i := range r.Perm(products)[:2+r.IntN(products-1)] {
+			items = append(items, map[string]any{"product_id": ids[i], "quantity": 1 + r.IntN(3)})
+		}
+		resp, err := s.Try(apptest.Request{Method: "POST", Path: "/v1/orders", Key: tn.Key,
+			Body: map[string]any{"customer_id": "c", "items": items}})
+		note("place", resp, err)
+		if err != nil || resp.Status != http.StatusCreated {
+			return
+		}
+		var o struct {
+			ID    string `json:"id"`
+			Total int    `json:"total"`
+		}
+		resp.JSON(t, &o)
+		switch r.IntN(3) {
+		case 0:
+			resp, err = s.Try(apptest.Request{Method: "POST", Path: "/v1/payments", Key: tn.Key,
+				Body: map[string]any{"order_id": o.ID, "amount": o.Total, "currency": "EUR", "payment_method": "card"}})
+			note("pay", resp, err)
+		case 1:
+			resp, err = s.Try(apptest.Request{Method: "POST", Path: "/v1/orders/" + o.ID + "/cancel", Key: tn.Key})
+			note("cancel", resp, err)
+		default: // left to expire
+		}
+	})
 	mu.Lock()
 	t.Logf("answers: %v", statuses)
 	for _, b := range bad[:min(len(bad), 10)] {

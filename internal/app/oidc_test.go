@@ -34,10 +34,9 @@ func addMember(t *testing.T, s *apptest.Server, adminKey string, body map[string
 // TestOIDCSignIn: tokens of a tenant's registered provider sign its members
 // in; every kind of bad token is refused with the right status and code.
 func TestOIDCSignIn(t *testing.T) {
-	s := apptest.New(t, apptest.Options{})
+	s, a := apptest.NewWithTenant(t, "oidc-a", "pro")
 	idp := testenv.NewOIDCProvider(t)
-	a := s.CreateTenant(slug("oidc-a"), "pro")
-	b := s.CreateTenant(slug("oidc-b"), "pro")
+	b := s.NewTenant("oidc-b", "pro")
 	registerIssuer(t, s, a.Key, map[string]any{"issuer": idp.Issuer, "audience": "tenantd-a"})
 	addMember(t, s, a.Key, map[string]any{"subject": "alice", "roles": []string{"clerk"}})
 
@@ -196,7 +195,7 @@ func TestOIDCSignIn(t *testing.T) {
 	})
 
 	t.Run("two tenants, one issuer: the audience picks the tenant", func(t *testing.T) {
-		c := s.CreateTenant(slug("oidc-c"), "pro")
+		c := s.NewTenant("oidc-c", "pro")
 		registerIssuer(t, s, c.Key, map[string]any{"issuer": idp.Issuer, "audience": "tenantd-c"})
 		addMember(t, s, c.Key, map[string]any{"subject": "alice", "roles": []string{"admin"}})
 		tok := idp.Token(t, with(func(cl *testenv.Claims) { cl.Audience = []string{"tenantd-c"} }))
@@ -216,7 +215,7 @@ func TestOIDCSignIn(t *testing.T) {
 func TestOIDCRegistration(t *testing.T) {
 	t.Run("SSRF guard", func(t *testing.T) {
 		s := apptest.New(t, apptest.Options{Config: func(c *config.Config) { c.OIDCAllowInsecureIssuers = false }})
-		a := s.CreateTenant(slug("ssrf"), "pro")
+		a := s.NewTenant("ssrf", "pro")
 		for _, issuer := range []string{"http://idp.example.com", "https://127.0.0.1/realm", "https://10.0.0.8", "https://169.254.169.254/latest",
 			"https://localhost:8443", "https://[::1]/", "ftp://idp.example.com", "https://user:pw@idp.example.com", "not a url"} {
 			resp := s.Do(apptest.Request{Method: "PATCH", Path: "/v1/tenant", Key: a.Key,
@@ -232,9 +231,8 @@ func TestOIDCRegistration(t *testing.T) {
 		}
 	})
 	t.Run("provider down", func(t *testing.T) {
-		s := apptest.New(t, apptest.Options{})
+		s, a := apptest.NewWithTenant(t, "down", "pro")
 		idp := testenv.NewOIDCProvider(t)
-		a := s.CreateTenant(slug("down"), "pro")
 		registerIssuer(t, s, a.Key, map[string]any{"issuer": idp.Issuer, "audience": "aud"})
 		idp.SetDown(true)
 		resp := s.Do(apptest.Request{Method: "GET", Path: "/v1/products", Key: idp.Token(t, testenv.Claims{Subject: "u", Audience: []string{"aud"}})})
@@ -243,9 +241,8 @@ func TestOIDCRegistration(t *testing.T) {
 		}
 	})
 	t.Run("slow provider: no hang", func(t *testing.T) {
-		s := apptest.New(t, apptest.Options{})
+		s, a := apptest.NewWithTenant(t, "slow", "pro")
 		idp := testenv.NewOIDCProvider(t)
-		a := s.CreateTenant(slug("slow"), "pro")
 		registerIssuer(t, s, a.Key, map[string]any{"issuer": idp.Issuer, "audience": "aud"})
 		idp.SetDelay(20 * time.Second)
 		start := time.Now()

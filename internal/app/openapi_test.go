@@ -241,7 +241,7 @@ func TestOpenAPIResponses(t *testing.T) {
 		sc.do(t, c)
 	}
 	created := sc.do(t, call{method: "POST", path: "/admin/v1/tenants", key: op, want: 201,
-		body: map[string]any{"slug": slug("spec"), "name": "Spec Shop", "plan": "pro"}})
+		body: map[string]any{"slug": apptest.Slug("spec"), "name": "Spec Shop", "plan": "pro"}})
 	tenantID := id(created)
 	key := created.Map(t)["admin_api_key"].(string)
 	sc.do(t, call{method: "GET", path: "/admin/v1/tenants/" + tenantID, key: op, want: 200})

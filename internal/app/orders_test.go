@@ -23,7 +23,7 @@ type shop struct {
 
 func newShop(t *testing.T, s *apptest.Server, stock, price int) shop {
 	t.Helper()
-	tn := s.CreateTenant(slug("shop"), "enterprise")
+	tn := s.NewTenant("shop", "enterprise")
 	resp := s.Do(apptest.Request{Method: "POST", Path: "/v1/products", Key: tn.Key,
 		Body: map[string]any{"sku": "W-1", "name": "Widget", "price": price, "currency": "EUR", "stock": stock}})
 	if resp.Status != 201 {

@@ -19,7 +19,7 @@ func TestKeyRevocationReachesOtherReplicas(t *testing.T) {
 	longCache := apptest.Options{RedisURL: rs.URL, Config: func(c *config.Config) { c.APIKeyCacheTTL = 10 * time.Minute }}
 	a := apptest.New(t, longCache)
 	b := apptest.New(t, longCache)
-	tn := a.CreateTenant(slug("replica"), "pro")
+	tn := a.NewTenant("replica", "pro")
 	status := func(s *apptest.Server, key string) int {
 		return s.Do(apptest.Request{Method: "GET", Path: "/v1/products", Key: key}).Status
 	}

@@ -77,12 +77,11 @@ func newKey(t *testing.T, s *apptest.Server, key string, body map[string]any) (i
 // from the roles' permission sets: allowed exactly when the actor has the
 // route's permission and every permission of every role involved.
 func TestEscalationOverEveryRole(t *testing.T) {
-	s := apptest.New(t, apptest.Options{})
-	tn := s.CreateTenant(slug("esc"), "enterprise")
+	s, tn := apptest.NewWithTenant(t, "esc", "enterprise")
 	createRoles(t, s, tn.Key)
 	// Sign-in settings are tried in a tenant without members, so that only
 	// the settings' own roles count (members' roles are their own test).
-	signIn := s.CreateTenant(slug("esc-oidc"), "enterprise")
+	signIn := s.NewTenant("esc-oidc", "enterprise")
 	createRoles(t, s, signIn.Key)
 
 	actors := []string{"admin", "clerk", "viewer", "billing", "catalog", "keymgr", "membermgr", "rolemgr", "tenantmgr", "manager"}
@@ -198,7 +197,7 @@ func TestSignInSettingsNeedThePermissionsTheyGrant(t *testing.T) {
 	s := apptest.New(t, apptest.Options{})
 	idp := testenv.NewOIDCProvider(t)
 	evil := testenv.NewOIDCProvider(t)
-	tn := s.CreateTenant(slug("h1"), "pro")
+	tn := s.NewTenant("h1", "pro")
 	aud := "h1-" + tn.ID
 	registerIssuer(t, s, tn.Key, map[string]any{"issuer": idp.Issuer, "audience": aud})
 	addMember(t, s, tn.Key, map[string]any{"subject": "boss", "roles": []string{"admin"}})
@@ -274,8 +273,7 @@ func TestSignInSettingsNeedThePermissionsTheyGrant(t *testing.T) {
 // remove an admin member, and api_keys:write alone cannot revoke an admin
 // key; both work on lower ones.
 func TestActingOnHigherMembersAndKeys(t *testing.T) {
-	s := apptest.New(t, apptest.Options{})
-	tn := s.CreateTenant(slug("m1"), "pro")
+	s, tn := apptest.NewWithTenant(t, "m1", "pro")
 	createRoles(t, s, tn.Key)
 	_, members := newKey(t, s, tn.Key, map[string]any{"roles": []string{"membermgr"}})
 	_, keys := newKey(t, s, tn.Key, map[string]any{"roles": []string{"keymgr"}})

@@ -12,8 +12,7 @@ import (
 // naming the field, never a 500; one-line fields (names, subjects,
 // audiences) refuse tab and line breaks too.
 func TestControlCharactersAreRefused(t *testing.T) {
-	s := apptest.New(t, apptest.Options{})
-	tn := s.CreateTenant(slug("nul"), "enterprise")
+	s, tn := apptest.NewWithTenant(t, "nul", "enterprise")
 	product := createProduct(t, s, tn.Key, "NUL-1", 5)
 	item := `"items":[{"product_id":"` + product + `","quantity":1}]`
 
@@ -42,7 +41,7 @@ func TestControlCharactersAreRefused(t *testing.T) {
 		{"role name, NUL", apptest.Request{Method: "POST", Path: "/v1/roles", Body: `{"name":"r\u0000","permissions":["products:read"]}`}, "name"},
 		{"product name, DEL", apptest.Request{Method: "POST", Path: "/v1/products", Body: `{"sku":"D-1","name":"a\u007f","price":1,"currency":"EUR","stock":1}`}, "name"},
 		{"a key of an object", apptest.Request{Method: "PATCH", Path: "/v1/tenant", Body: `{"na\u0000me":"T"}`}, "body"},
-		{"admin tenant name, NUL", apptest.Request{Method: "POST", Path: "/admin/v1/tenants", Key: apptest.OperatorKey, Body: `{"slug":"` + slug("nul-x") + `","name":"N\u0000"}`}, "name"},
+		{"admin tenant name, NUL", apptest.Request{Method: "POST", Path: "/admin/v1/tenants", Key: apptest.OperatorKey, Body: `{"slug":"` + apptest.Slug("nul-x") + `","name":"N\u0000"}`}, "name"},
 		{"admin tenant rename, NUL", apptest.Request{Method: "PATCH", Path: "/admin/v1/tenants/" + tn.ID, Key: apptest.OperatorKey, Body: `{"name":"N\u0000"}`}, "name"},
 		{"admin tenant rename, line feed", apptest.Request{Method: "PATCH", Path: "/admin/v1/tenants/" + tn.ID, Key: apptest.OperatorKey, Body: `{"name":"N\nN"}`}, "name"},
 		{"audit actor filter", apptest.Request{Method: "GET", Path: "/v1/audit-events?actor=api_key:%00"}, "actor"},

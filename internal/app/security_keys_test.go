@@ -28,8 +28,7 @@ func near(a, b time.Time) bool { return a.Sub(b).Abs() < time.Minute }
 // creator.
 func TestKeyLifetime(t *testing.T) {
 	t.Run("default: one year", func(t *testing.T) {
-		s := apptest.New(t, apptest.Options{})
-		tn := s.CreateTenant(slug("ttl"), "pro")
+		s, tn := apptest.NewWithTenant(t, "ttl", "pro")
 		resp := s.Do(apptest.Request{Method: "POST", Path: "/v1/api-keys", Key: tn.Key, Body: map[string]any{"name": "forever", "roles": []string{"viewer"}}})
 		if resp.Status != 201 || !near(expiresAt(t, resp), time.Now().AddDate(0, 0, 365)) {
 			t.Fatalf("no expires_at: got %d %s, want 201 expiring in 365 days", resp.Status, resp.Body)
@@ -47,7 +46,7 @@ func TestKeyLifetime(t *testing.T) {
 
 	t.Run("API_KEY_MAX_TTL, and a key's key", func(t *testing.T) {
 		s := apptest.New(t, apptest.Options{Config: func(c *config.Config) { c.APIKeyMaxTTL = 2 * time.Hour }})
-		tn := s.CreateTenant(slug("ttl-2h"), "pro")
+		tn := s.NewTenant("ttl-2h", "pro")
 		resp := s.Do(apptest.Request{Method: "POST", Path: "/v1/api-keys", Key: tn.Key, Body: map[string]any{"name": "creator", "roles": []string{"admin"},
 			"expires_at": time.Now().Add(90 * time.Minute).UTC().Format(time.RFC3339)}})
 		if resp.Status != 201 {

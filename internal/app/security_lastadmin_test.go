@@ -39,7 +39,7 @@ func TestLastAdmin(t *testing.T) {
 	s := apptest.New(t, apptest.Options{})
 
 	t.Run("the only admin key", func(t *testing.T) {
-		tn := s.CreateTenant(slug("la-key"), "pro")
+		tn := s.NewTenant("la-key", "pro")
 		root := allPermissions(t, s, tn.Key)
 		first := keyID(t, s, tn.Key, tn.Key)
 		wantLastAdmin(t, "revoke itself", s.Do(apptest.Request{Method: "DELETE", Path: "/v1/api-keys/" + first, Key: tn.Key}))
@@ -52,7 +52,7 @@ func TestLastAdmin(t *testing.T) {
 	})
 
 	t.Run("invitations and expired keys do not count", func(t *testing.T) {
-		tn := s.CreateTenant(slug("la-inv"), "pro")
+		tn := s.NewTenant("la-inv", "pro")
 		addMember(t, s, tn.Key, map[string]any{"email": "future-admin@example.com", "roles": []string{"admin"}})
 		expired, _ := newKey(t, s, tn.Key, map[string]any{"roles": []string{"admin"}})
 		owner := s.Env.OpenOwnerDB(t)
@@ -67,7 +67,7 @@ func TestLastAdmin(t *testing.T) {
 
 	t.Run("admin members", func(t *testing.T) {
 		idp := testenv.NewOIDCProvider(t)
-		tn := s.CreateTenant(slug("la-mem"), "pro")
+		tn := s.NewTenant("la-mem", "pro")
 		aud := "la-" + tn.ID
 		registerIssuer(t, s, tn.Key, map[string]any{"issuer": idp.Issuer, "audience": aud})
 		boss := addMember(t, s, tn.Key, map[string]any{"subject": "boss", "roles": []string{"admin"}})
@@ -95,7 +95,7 @@ func TestLastAdmin(t *testing.T) {
 
 	t.Run("members of an issuer no longer registered do not count", func(t *testing.T) {
 		idp := testenv.NewOIDCProvider(t)
-		tn := s.CreateTenant(slug("la-iss"), "pro")
+		tn := s.NewTenant("la-iss", "pro")
 		registerIssuer(t, s, tn.Key, map[string]any{"issuer": idp.Issuer, "audience": "old-" + tn.ID})
 		addMember(t, s, tn.Key, map[string]any{"subject": "boss", "roles": []string{"admin"}})
 		registerIssuer(t, s, tn.Key, map[string]any{"issuer": "https://login.example.com", "audience": "new-" + tn.ID})
@@ -105,7 +105,7 @@ func TestLastAdmin(t *testing.T) {
 
 	t.Run("concurrent revocations leave one admin", func(t *testing.T) {
 		for round := 0; round < 3; round++ {
-			tn := s.CreateTenant(slug("la-race"), "enterprise")
+			tn := s.NewTenant("la-race", "enterprise")
 			root := allPermissions(t, s, tn.Key)
 			ids := []string{keyID(t, s, tn.Key, tn.Key)}
 			for i := 0; i < 4; i++ {

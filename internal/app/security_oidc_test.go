@@ -20,10 +20,9 @@ import (
 // other tenant's members name their tenant to sign in; the database
 // refuses it too.
 func TestIssuerAndAudienceBelongToOneTenant(t *testing.T) {
-	s := apptest.New(t, apptest.Options{})
+	s, a := apptest.NewWithTenant(t, "m4-a", "pro")
 	idp := testenv.NewOIDCProvider(t)
-	a := s.CreateTenant(slug("m4-a"), "pro")
-	b := s.CreateTenant(slug("m4-b"), "pro")
+	b := s.NewTenant("m4-b", "pro")
 	aud := "m4-" + a.ID
 	registerIssuer(t, s, a.Key, map[string]any{"issuer": idp.Issuer, "audience": aud})
 	addMember(t, s, a.Key, map[string]any{"subject": "alice", "roles": []string{"viewer"}})
@@ -66,7 +65,7 @@ func TestIssuerAndAudienceBelongToOneTenant(t *testing.T) {
 // registration is refused at dial time, so discovery never reaches it.
 func TestIssuerSSRFGuard(t *testing.T) {
 	s := apptest.New(t, apptest.Options{Config: func(c *config.Config) { c.OIDCAllowInsecureIssuers = false }})
-	tn := s.CreateTenant(slug("ssrf2"), "pro")
+	tn := s.NewTenant("ssrf2", "pro")
 	for _, issuer := range []string{
 		"https://100.100.100.200", "https://100.64.0.1/realm", "https://198.18.0.1", "https://198.19.255.255",
 		"https://192.0.0.170", "https://192.0.0.8", "https://240.0.0.1", "https://255.255.255.255", "https://0.0.0.0",
@@ -96,7 +95,7 @@ func TestIssuerSSRFGuard(t *testing.T) {
 		// The test provider listens on 127.0.0.1. Register it behind the
 		// API's back, as a DNS name that now resolves there would be.
 		idp := testenv.NewOIDCProvider(t)
-		other := s.CreateTenant(slug("ssrf-dial"), "pro")
+		other := s.NewTenant("ssrf-dial", "pro")
 		settings, err := json.Marshal(map[string]any{"oidc": map[string]any{"issuer": idp.Issuer, "audience": "dial"}})
 		if err != nil {
 			t.Fatal(err)

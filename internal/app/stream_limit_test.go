@@ -20,8 +20,8 @@ const freeStreams = 5
 func TestStreamCapPerTenant(t *testing.T) {
 	one := apptest.New(t, apptest.Options{})
 	two := apptest.New(t, apptest.Options{})
-	a := one.CreateTenant(slug("streams-a"), "free")
-	b := one.CreateTenant(slug("streams-b"), "free")
+	a := one.NewTenant("streams-a", "free")
+	b := one.NewTenant("streams-b", "free")
 
 	// The cap's streams, on two replicas.
 	var open []*sseClient

@@ -14,8 +14,7 @@ import (
 // longer removes single sign-on), null removes a key, nested objects merge,
 // arrays replace, and settings: null removes every setting.
 func TestTenantSettingsMergePatch(t *testing.T) {
-	s := apptest.New(t, apptest.Options{})
-	a := s.CreateTenant(slug("merge"), "pro")
+	s, a := apptest.NewWithTenant(t, "merge", "pro")
 	settingsAfter := func(t *testing.T, body string) map[string]any {
 		t.Helper()
 		resp := s.Do(apptest.Request{Method: "PATCH", Path: "/v1/tenant", Key: a.Key, Body: body})

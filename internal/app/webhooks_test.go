@@ -92,7 +92,7 @@ func count(types []string, typ string) int {
 func TestWebhooksOverHTTP(t *testing.T) {
 	s := apptest.New(t, apptest.Options{Config: func(c *config.Config) { c.WebhookAllowPrivate = true }})
 	sc := newSpecCheck(t, s)
-	tn := s.CreateTenant(slug("hooks"), "pro")
+	tn := s.NewTenant("hooks", "pro")
 	key := tn.Key
 	rc := newHookReceiver(t, http.StatusNoContent)
 
@@ -213,8 +213,7 @@ func TestWebhooksOverHTTP(t *testing.T) {
 // default), endpoints on loopback, private and metadata addresses, and
 // http URLs, are refused with 422 naming url.
 func TestWebhookPrivateTargetsRefused(t *testing.T) {
-	s := apptest.New(t, apptest.Options{})
-	tn := s.CreateTenant(slug("ssrf"), "pro")
+	s, tn := apptest.NewWithTenant(t, "ssrf", "pro")
 	for _, u := range []string{"https://127.0.0.1:8080/", "https://localhost/", "https://10.0.0.7/", "https://169.254.169.254/latest/meta-data",
 		"https://[::ffff:127.0.0.1]/", "http://hooks.example.invalid/"} {
 		resp := s.Do(apptest.Request{Method: "POST", Path: "/v1/webhooks", Key: tn.Key, Body: map[string]any{"url": u, "event_types": []string{"*"}}})

@@ -4,7 +4,6 @@
 package apptest
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/google/uuid"
 
 	"github.com/tenantd/tenantd/config"
 	"github.com/tenantd/tenantd/internal/app"
@@ -29,27 +30,10 @@ const OperatorKey = "test-operator-key-0123456789abcdef"
 // gives its own writer), and secrets every credential sent with Do: after
 // the package's tests, no secret may appear in the logs.
 var (
-	logs        syncBuffer
+	logs        SyncBuffer
 	secrets     sync.Map
 	checkLogsOn sync.Once
 )
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // checkLogs fails when a credential sent by a test appears in the logs.
 func checkLogs() error {
@@ -162,6 +146,21 @@ func New(t testing.TB, opts Options) *Server {
 	return &Server{Client: &Client{t: t, url: hs.URL}, App: a, URL: hs.URL, Env: env, t: t}
 }
 
+// NewWithTenant starts a server with the default options, as New does, and
+// creates one tenant on plan whose slug is Slug(prefix): how most HTTP
+// tests begin.
+func NewWithTenant(t testing.TB, prefix, plan string) (*Server, Tenant) {
+	t.Helper()
+	s := New(t, Options{})
+	return s, s.NewTenant(prefix, plan)
+}
+
+// Slug returns prefix with a random suffix: a tenant slug that no other
+// test, nor an earlier run on the same database, has taken.
+func Slug(prefix string) string {
+	return prefix + "-" + strings.ReplaceAll(uuid.NewString()[:8], "-", "")
+}
+
 // Tenant is a tenant created through the operator API, with its admin key.
 type Tenant struct {
 	ID   string
@@ -186,6 +185,12 @@ func (s *Server) CreateTenant(slug, plan string) Tenant {
 	resp.JSON(s.t, &out)
 	secrets.Store(out.AdminAPIKey, true)
 	return Tenant{ID: out.ID, Slug: out.Slug, Key: out.AdminAPIKey}
+}
+
+// NewTenant creates a tenant on plan whose slug is Slug(prefix).
+func (s *Server) NewTenant(prefix, plan string) Tenant {
+	s.t.Helper()
+	return s.CreateTenant(Slug(prefix), plan)
 }
 
 // CreateKey creates an API key with the given roles for the tenant and

@@ -26,11 +26,19 @@ type Client struct {
 	t       testing.TB
 	url     string       // the server's base URL, or
 	handler http.Handler // the handler that serves the requests in process
+	hc      *http.Client // what sends requests to url; nil: http.DefaultClient
 }
 
 // NewClient returns a client whose requests h serves in the test's
 // process.
 func NewClient(t testing.TB, h http.Handler) *Client { return &Client{t: t, handler: h} }
+
+// NewURLClient returns a client of the server at base (such as a tenantd
+// process the test started) that sends its requests with hc, for a
+// timeout or a transport of its own; nil means http.DefaultClient.
+func NewURLClient(t testing.TB, base string, hc *http.Client) *Client {
+	return &Client{t: t, url: base, hc: hc}
+}
 
 // Request is one request to send.
 type Request struct {
@@ -39,6 +47,8 @@ type Request struct {
 	Key    string            // bearer credential, if any
 	Body   any               // JSON-encoded unless string or []byte
 	Header map[string]string // extra headers; "Host" sets the request's host
+	// Context, when set, bounds the request instead of the default 30 s.
+	Context context.Context
 }
 
 // Response is a received response with its body read.
@@ -78,8 +88,12 @@ func (c *Client) Try(req Request) (Response, error) {
 	if c.handler != nil {
 		hr = httptest.NewRequest(req.Method, req.Path, body)
 	} else {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
+		ctx := req.Context
+		if ctx == nil {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+		}
 		var err error
 		if hr, err = http.NewRequestWithContext(ctx, req.Method, c.url+req.Path, body); err != nil {
 			return Response{}, err
@@ -106,7 +120,11 @@ func (c *Client) Try(req Request) (Response, error) {
 		c.handler.ServeHTTP(w, hr)
 		return Response{Status: w.Code, Header: w.Header(), Body: w.Body.Bytes()}, nil
 	}
-	resp, err := http.DefaultClient.Do(hr)
+	hc := c.hc
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(hr)
 	if err != nil {
 		return Response{}, err
 	}
