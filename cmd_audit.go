@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 
 	"github.com/tenantd/tenantd/internal/audit"
 )
@@ -25,21 +24,9 @@ long. Needs DATABASE_URL.
 `}
 
 func runAudit(ctx context.Context, e env, args []string) error {
-	fs := flag.NewFlagSet("audit", flag.ContinueOnError)
-	if err := parseFlags(e, fs, auditUsage, args, -1); err != nil {
-		return err
-	}
-	if fs.NArg() == 0 || fs.Arg(0) != "verify" {
-		return refuse(e, fs, auditUsage, "needs a subcommand: verify")
-	}
-	sub := flag.NewFlagSet("audit verify", flag.ContinueOnError)
 	var a audit.VerifyArgs
-	a.Flags(sub)
-	if err := parseFlags(e, sub, auditVerifyUsage, fs.Args()[1:], 0); err != nil {
+	if err := parseSubcommand(e, auditUsage, "verify", args, auditVerifyUsage, &a); err != nil {
 		return err
-	}
-	if err := a.Validate(); err != nil {
-		return refuse(e, sub, auditVerifyUsage, "%v", err)
 	}
 	cfg, log, err := loadConfig(e)
 	if err != nil {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 
 	"github.com/tenantd/tenantd/billing"
 )
@@ -16,21 +15,9 @@ See tenantd billing export --help.
 var billingExportUsage = usage{name: "billing export", text: billing.ExportUsage}
 
 func runBilling(ctx context.Context, e env, args []string) error {
-	fs := flag.NewFlagSet("billing", flag.ContinueOnError)
-	if err := parseFlags(e, fs, billingUsage, args, -1); err != nil {
-		return err
-	}
-	if fs.NArg() == 0 || fs.Arg(0) != "export" {
-		return refuse(e, fs, billingUsage, "needs a subcommand: export")
-	}
-	sub := flag.NewFlagSet("billing export", flag.ContinueOnError)
 	var a billing.ExportArgs
-	a.Flags(sub)
-	if err := parseFlags(e, sub, billingExportUsage, fs.Args()[1:], 0); err != nil {
+	if err := parseSubcommand(e, billingUsage, "export", args, billingExportUsage, &a); err != nil {
 		return err
-	}
-	if err := a.Validate(); err != nil {
-		return refuse(e, sub, billingExportUsage, "%v", err)
 	}
 	cfg, log, err := loadConfig(e)
 	if err != nil {

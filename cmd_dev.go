@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"net"
@@ -55,11 +54,7 @@ const (
 )
 
 func runDev(ctx context.Context, e env, args []string) error {
-	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
-	if err := parseFlags(e, fs, devUsage, args, 0); err != nil {
-		return err
-	}
-	cfg, log, err := loadConfig(e)
+	cfg, log, err := parseAndLoad(e, devUsage, args)
 	if err != nil {
 		return err
 	}

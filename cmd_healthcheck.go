@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"net"
 	"net/http"
@@ -17,11 +16,7 @@ Exits 0 when the server on HTTP_ADDR's port answers GET /healthz on
 `}
 
 func runHealthcheck(ctx context.Context, e env, args []string) error {
-	fs := flag.NewFlagSet("healthcheck", flag.ContinueOnError)
-	if err := parseFlags(e, fs, healthcheckUsage, args, 0); err != nil {
-		return err
-	}
-	cfg, _, err := loadConfig(e)
+	cfg, _, err := parseAndLoad(e, healthcheckUsage, args)
 	if err != nil {
 		return err
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"log/slog"
 
@@ -19,15 +18,7 @@ tenants it rebuilt. Needs DATABASE_URL, WORKER_DATABASE_URL and REDIS_URL.
 `}
 
 func runProjections(ctx context.Context, e env, args []string) error {
-	fs := flag.NewFlagSet("projections", flag.ContinueOnError)
-	if err := parseFlags(e, fs, projectionsUsage, args, -1); err != nil {
-		return err
-	}
-	if fs.NArg() == 0 || fs.Arg(0) != "rebuild" {
-		return refuse(e, fs, projectionsUsage, "needs a subcommand: rebuild")
-	}
-	sub := flag.NewFlagSet("projections rebuild", flag.ContinueOnError)
-	if err := parseFlags(e, sub, projectionsUsage, fs.Args()[1:], 0); err != nil {
+	if err := parseSubcommand(e, projectionsUsage, "rebuild", args, projectionsUsage, noFlags{}); err != nil {
 		return err
 	}
 	cfg, log, err := loadConfig(e)

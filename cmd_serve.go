@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"log/slog"
 	"net"
@@ -23,11 +22,7 @@ the configuration).
 `}
 
 func runServe(ctx context.Context, e env, args []string) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	if err := parseFlags(e, fs, serveUsage, args, 0); err != nil {
-		return err
-	}
-	cfg, log, err := loadConfig(e)
+	cfg, log, err := parseAndLoad(e, serveUsage, args)
 	if err != nil {
 		return err
 	}

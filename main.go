@@ -187,6 +187,51 @@ func parseFlags(e env, fs *flag.FlagSet, u usage, args []string, maxArgs int) er
 	return nil
 }
 
+// subcommandArgs are the flags of a subcommand such as "audit verify":
+// audit.VerifyArgs, billing.ExportArgs, noFlags.
+type subcommandArgs interface {
+	Flags(fs *flag.FlagSet)
+	Validate() error
+}
+
+// noFlags are the flags of a subcommand that has none.
+type noFlags struct{}
+
+func (noFlags) Flags(*flag.FlagSet) {}
+func (noFlags) Validate() error     { return nil }
+
+// parseSubcommand parses the command line of "<u.name> <verb> [flags]":
+// args must start with verb, and what follows it are a's flags, with
+// usage su, which a must find valid.
+func parseSubcommand(e env, u usage, verb string, args []string, su usage, a subcommandArgs) error {
+	fs := flag.NewFlagSet(u.name, flag.ContinueOnError)
+	if err := parseFlags(e, fs, u, args, -1); err != nil {
+		return err
+	}
+	if fs.NArg() == 0 || fs.Arg(0) != verb {
+		return refuse(e, fs, u, "needs a subcommand: %s", verb)
+	}
+	sub := flag.NewFlagSet(su.name, flag.ContinueOnError)
+	a.Flags(sub)
+	if err := parseFlags(e, sub, su, fs.Args()[1:], 0); err != nil {
+		return err
+	}
+	if err := a.Validate(); err != nil {
+		return refuse(e, sub, su, "%v", err)
+	}
+	return nil
+}
+
+// parseAndLoad accepts the command line of a command that takes no flags
+// or arguments (--help aside), then loads the configuration (loadConfig).
+func parseAndLoad(e env, u usage, args []string) (config.Config, *slog.Logger, error) {
+	fs := flag.NewFlagSet(u.name, flag.ContinueOnError)
+	if err := parseFlags(e, fs, u, args, 0); err != nil {
+		return config.Config{}, nil, err
+	}
+	return loadConfig(e)
+}
+
 // refuse prints why the command line is wrong, and the usage, to stderr,
 // and returns errUsage.
 func refuse(e env, fs *flag.FlagSet, u usage, format string, a ...any) error {
