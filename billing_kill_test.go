@@ -1,14 +1,11 @@
 package main_test
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"os/exec"
-	"path/filepath"
 	"sync"
 	"syscall"
 	"testing"
@@ -16,9 +13,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
-	"gorm.io/gorm"
 
-	"github.com/tenantd/tenantd/internal/db"
+	"github.com/tenantd/tenantd/internal/apptest"
 	"github.com/tenantd/tenantd/internal/testenv"
 )
 
@@ -36,28 +32,7 @@ const killWindow = 1500 * time.Millisecond
 // unreachable, after which every answered request is counted.
 func TestMeteringDurability(t *testing.T) {
 	env := testenv.Get(t)
-	bin := filepath.Join(t.TempDir(), "tenantd")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	owner, err := db.Open(context.Background(), env.OwnerURL, db.Options{MaxConns: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { owner.Close() })
-	apiRequests := func(t *testing.T, tenantID uuid.UUID) int64 {
-		t.Helper()
-		var n int64
-		err := owner.WithTenant(context.Background(), tenantID, func(tx *gorm.DB) error {
-			// The owner reads every tenant's counters (owner_billing).
-			return tx.Raw("SELECT coalesce(sum(quantity), 0) FROM usage_counters WHERE tenant_id = ? AND meter = 'api_requests'",
-				tenantID).Scan(&n).Error
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
+	bin := apptest.BuildBinary(t, ".")
 
 	// Three kills at different points of the flush interval.
 	t.Run("sigkill", func(t *testing.T) {
@@ -75,7 +50,7 @@ func TestMeteringDurability(t *testing.T) {
 			l.stop()
 
 			answered, recent, failed := l.tally(killed, killWindow)
-			counted := apiRequests(t, tenantID)
+			counted := apiRequests(t, env, tenantID)
 			lost := answered - counted
 			perSecond := float64(l.answeredBetween(killed.Add(-2*time.Second), killed)) / 2
 			lostFor := time.Duration(float64(lost) / perSecond * float64(time.Second))
@@ -110,15 +85,15 @@ func TestMeteringDurability(t *testing.T) {
 		select {
 		case err := <-s.exited:
 			if err != nil {
-				t.Fatalf("tenantd exited with %v, want 0 though Redis is down\n%s", err, s.logs.String())
+				t.Fatalf("tenantd exited with %v, want 0 though Redis is down\n%s", err, s.logs)
 			}
 		case <-time.After(30 * time.Second):
-			t.Fatalf("tenantd did not exit within 30s of SIGTERM\n%s", s.logs.String())
+			t.Fatalf("tenantd did not exit within 30s of SIGTERM\n%s", s.logs)
 		}
 		l.stop()
 		// Requests refused once the listener closed reached no handler.
 		answered, _, _ := l.tally(time.Now(), 0)
-		if got := apiRequests(t, tenantID); got != answered {
+		if got := apiRequests(t, env, tenantID); got != answered {
 			t.Errorf("api_requests after a graceful stop with Redis down: got %d, want the %d answered", got, answered)
 		}
 		t.Logf("%d requests answered, %d of them after Redis went away; all counted", answered, l.answeredBetween(proxy.cutAt, time.Now()))
@@ -136,8 +111,8 @@ type meterServer struct {
 // startMeterServer starts bin serve on a free port and waits until it is ready.
 func startMeterServer(t *testing.T, bin string, env *testenv.Env, redisURL string) *meterServer {
 	t.Helper()
-	return &meterServer{shutdownServer: startServe(t, bin, 10*time.Second, "DATABASE_URL="+env.AppURL, "WORKER_DATABASE_URL="+env.WorkerURL, "REDIS_URL="+redisURL,
-		"PLATFORM_API_KEY="+meteringOperatorKey, "SHUTDOWN_DRAIN_DELAY=200ms", "SHUTDOWN_TIMEOUT=10s", "LOG_LEVEL=warn")}
+	return &meterServer{shutdownServer: startServe(t, bin, 10*time.Second, meteringOperatorKey, "DATABASE_URL="+env.AppURL, "WORKER_DATABASE_URL="+env.WorkerURL,
+		"REDIS_URL="+redisURL, "SHUTDOWN_DRAIN_DELAY=200ms", "SHUTDOWN_TIMEOUT=10s", "LOG_LEVEL=warn")}
 }
 
 // setUp creates a tenant on the enterprise plan and a product through the
@@ -145,18 +120,10 @@ func startMeterServer(t *testing.T, bin string, env *testenv.Env, redisURL strin
 // request, which the load counts as answered.
 func (s *meterServer) setUp(t *testing.T) uuid.UUID {
 	t.Helper()
-	status, tn, err := s.call("POST", "/admin/v1/tenants", meteringOperatorKey,
-		map[string]any{"slug": fmt.Sprintf("meter-%d", time.Now().UnixNano()%1e9), "name": "Metering", "plan": "enterprise"})
-	if err != nil || status != http.StatusCreated {
-		t.Fatalf("create tenant: %d %v\n%s", status, err, s.logs.String())
-	}
-	s.key = tn["admin_api_key"].(string)
-	status, p, err := s.call("POST", "/v1/products", s.key, map[string]any{"sku": "M-1", "name": "M", "price": 100, "currency": "EUR", "stock": 10})
-	if err != nil || status != http.StatusCreated {
-		t.Fatalf("create product: %d %v", status, err)
-	}
-	s.path = "/v1/products/" + p["id"].(string)
-	return uuid.MustParse(tn["id"].(string))
+	tenantID, key := s.createTenant(t, "meter")
+	s.key = key
+	s.path = "/v1/products/" + s.createProduct(t, key, "M-1", 10)
+	return tenantID
 }
 
 // meterAnswer is one request of the load: when its answer came, and how.

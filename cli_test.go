@@ -6,11 +6,11 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/tenantd/tenantd/internal/apptest"
 	"github.com/tenantd/tenantd/internal/testenv"
 )
 
@@ -19,16 +19,6 @@ type cliResult struct {
 	code           int
 	stdout, stderr string
 	took           time.Duration
-}
-
-// buildCLIBinary builds tenantd into the test's temporary directory.
-func buildCLIBinary(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "tenantd")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
 }
 
 // runCLI runs bin with args in dir, with only the environment vars given
@@ -65,6 +55,18 @@ func runCLI(t *testing.T, bin, dir string, vars []string, args ...string) cliRes
 	return r
 }
 
+// runCLIInEmptyDir runs bin with args as runCLI does, in a new directory,
+// and fails the test unless the run left that directory empty.
+func runCLIInEmptyDir(t *testing.T, bin string, vars []string, args ...string) cliResult {
+	t.Helper()
+	dir := t.TempDir()
+	r := runCLI(t, bin, dir, vars, args...)
+	if entries, err := os.ReadDir(dir); err != nil || len(entries) > 0 {
+		t.Errorf("working directory after tenantd %s: %v %v, want it empty", strings.Join(args, " "), entries, err)
+	}
+	return r
+}
+
 // TestCLIHelp runs every subcommand with --help (and -h) where running it
 // would reach for the database, Redis and the ports: PostgreSQL and Redis
 // URLs that nothing answers, and HTTP_ADDR and DEV_IDP_ADDR on a port this
@@ -73,7 +75,7 @@ func runCLI(t *testing.T, bin, dir string, vars []string, args ...string) cliRes
 // Unknown flags, unexpected arguments and unknown subcommands exit 2 with
 // the usage on stderr.
 func TestCLIHelp(t *testing.T) {
-	bin := buildCLIBinary(t)
+	bin := apptest.BuildBinary(t, ".")
 	held, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -112,8 +114,7 @@ func TestCLIHelp(t *testing.T) {
 	for _, tt := range helps {
 		name := strings.Join(append([]string{"tenantd"}, tt.args...), " ")
 		t.Run(name, func(t *testing.T) {
-			dir := t.TempDir()
-			r := runCLI(t, bin, dir, vars, tt.args...)
+			r := runCLIInEmptyDir(t, bin, vars, tt.args...)
 			if r.code != 0 {
 				t.Errorf("got exit status %d, want 0\nstderr:\n%s", r.code, r.stderr)
 			}
@@ -127,9 +128,6 @@ func TestCLIHelp(t *testing.T) {
 			// started servers or waited for them would take longer.
 			if r.took > 10*time.Second {
 				t.Errorf("took %s, want help at once", r.took)
-			}
-			if entries, err := os.ReadDir(dir); err != nil || len(entries) > 0 {
-				t.Errorf("working directory after help: %v %v, want it empty", entries, err)
 			}
 		})
 	}
@@ -169,8 +167,7 @@ func TestCLIHelp(t *testing.T) {
 	for _, tt := range refusals {
 		name := strings.Join(append([]string{"tenantd"}, tt.args...), " ")
 		t.Run(name, func(t *testing.T) {
-			dir := t.TempDir()
-			r := runCLI(t, bin, dir, vars, tt.args...)
+			r := runCLIInEmptyDir(t, bin, vars, tt.args...)
 			if r.code != 2 {
 				t.Errorf("got exit status %d, want 2\nstderr:\n%s", r.code, r.stderr)
 			}
@@ -180,9 +177,6 @@ func TestCLIHelp(t *testing.T) {
 			if r.stdout != "" {
 				t.Errorf("got stdout %q, want nothing", r.stdout)
 			}
-			if entries, err := os.ReadDir(dir); err != nil || len(entries) > 0 {
-				t.Errorf("working directory: %v %v, want it empty", entries, err)
-			}
 		})
 	}
 }
@@ -191,7 +185,7 @@ func TestCLIHelp(t *testing.T) {
 // 1 naming HTTP_ADDR, and never logs "tenantd serving".
 func TestServeBadAddress(t *testing.T) {
 	env := testenv.Get(t)
-	bin := buildCLIBinary(t)
+	bin := apptest.BuildBinary(t, ".")
 	held, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -1,16 +1,11 @@
 package main_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"sync"
 	"syscall"
 	"testing"
@@ -19,6 +14,7 @@ import (
 	"github.com/google/uuid"
 	"gorm.io/gorm"
 
+	"github.com/tenantd/tenantd/internal/apptest"
 	"github.com/tenantd/tenantd/internal/db"
 	"github.com/tenantd/tenantd/internal/testenv"
 )
@@ -41,7 +37,7 @@ type outcome struct {
 // PostgreSQL path) the same holds: a Redis outage is no reason to exit 1.
 func TestGracefulShutdown(t *testing.T) {
 	env := testenv.Get(t)
-	bin := buildShutdownBinary(t)
+	bin := apptest.BuildBinary(t, ".")
 	tests := []struct {
 		name      string
 		redisDown bool
@@ -54,7 +50,7 @@ func TestGracefulShutdown(t *testing.T) {
 			// A Redis of its own: stopping it touches no other test.
 			rdb := testenv.PrivateRedis(t)
 			s := startShutdownServer(t, bin, env, rdb.URL)
-			tenantID, key := s.createTenant(t) // operator routes are not metered
+			tenantID, key := s.createTenant(t, "shut")
 			if tt.redisDown {
 				rdb.Stop()
 			}
@@ -68,11 +64,7 @@ func TestGracefulShutdown(t *testing.T) {
 func shutdownUnderLoad(t *testing.T, env *testenv.Env, s *shutdownServer, tenantID uuid.UUID, key string) {
 	t.Helper()
 	call := s.call
-	status, p, err := call("POST", "/v1/products", key, map[string]any{"sku": "S-1", "name": "S", "price": 100, "currency": "EUR", "stock": 100000})
-	if err != nil || status != 201 {
-		t.Fatalf("create product: %d %v\n%s", status, err, s.logs)
-	}
-	product := p["id"].(string)
+	product := s.createProduct(t, key, "S-1", 100000)
 
 	var mu sync.Mutex
 	var outcomes []outcome
@@ -152,7 +144,7 @@ func shutdownUnderLoad(t *testing.T, env *testenv.Env, s *shutdownServer, tenant
 			want++
 		}
 	}
-	if got := shutdownUsage(t, env, tenantID); got != want {
+	if got := apiRequests(t, env, tenantID); got != want {
 		t.Errorf("api_requests after shutdown: got %d, want %d (every served request counted once)", got, want)
 	}
 	t.Logf("%d requests started before SIGTERM, all %d served; %d requests in total", before, served, len(outcomes))
@@ -160,67 +152,32 @@ func shutdownUnderLoad(t *testing.T, env *testenv.Env, s *shutdownServer, tenant
 
 // shutdownServer is a real `tenantd serve` process started by a test.
 type shutdownServer struct {
-	base   string
-	logs   *shutdownLog
-	cmd    *exec.Cmd
-	exited chan error
-	client *http.Client
-}
-
-// shutdownLog collects the process's output.
-type shutdownLog struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *shutdownLog) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *shutdownLog) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// buildShutdownBinary builds the binary into the test's temporary directory.
-func buildShutdownBinary(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "tenantd")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
+	logs        *apptest.SyncBuffer
+	cmd         *exec.Cmd
+	exited      chan error
+	client      *apptest.Client
+	operatorKey string
 }
 
 // startShutdownServer starts `bin serve` on the package's database and the Redis at
 // redisURL, and waits until /readyz answers 200.
 func startShutdownServer(t *testing.T, bin string, env *testenv.Env, redisURL string) *shutdownServer {
 	t.Helper()
-	return startServe(t, bin, 15*time.Second, "DATABASE_URL="+env.AppURL, "WORKER_DATABASE_URL="+env.WorkerURL, "REDIS_URL="+redisURL,
-		"PLATFORM_API_KEY="+operatorKey, "SHUTDOWN_DRAIN_DELAY=500ms", "SHUTDOWN_TIMEOUT=10s",
-		"PAYMENT_GATEWAY_LATENCY=300ms", "LOG_LEVEL=warn")
+	return startServe(t, bin, 15*time.Second, operatorKey, "DATABASE_URL="+env.AppURL, "WORKER_DATABASE_URL="+env.WorkerURL, "REDIS_URL="+redisURL,
+		"SHUTDOWN_DRAIN_DELAY=500ms", "SHUTDOWN_TIMEOUT=10s", "PAYMENT_GATEWAY_LATENCY=300ms", "LOG_LEVEL=warn")
 }
 
-// startServe starts `bin serve` on a free loopback port with the
-// environment vars added to this process's, talks to it with a client of
-// the given timeout, and waits until /readyz answers 200. The process is
-// killed when the test ends, if it still runs.
-func startServe(t *testing.T, bin string, clientTimeout time.Duration, vars ...string) *shutdownServer {
+// startServe starts `bin serve` with the operator key on a free loopback
+// port with the environment vars added to this process's, talks to it with
+// a client of the given timeout, and waits until /readyz answers 200. The
+// process is killed when the test ends, if it still runs.
+func startServe(t *testing.T, bin string, clientTimeout time.Duration, opKey string, vars ...string) *shutdownServer {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-
-	s := &shutdownServer{base: "http://" + addr, logs: &shutdownLog{}, exited: make(chan error, 1),
-		client: &http.Client{Timeout: clientTimeout}}
+	addr := apptest.FreeAddr(t)
+	s := &shutdownServer{logs: &apptest.SyncBuffer{}, exited: make(chan error, 1), operatorKey: opKey,
+		client: apptest.NewURLClient(t, "http://"+addr, &http.Client{Timeout: clientTimeout})}
 	s.cmd = exec.Command(bin, "serve")
-	s.cmd.Env = append(append(os.Environ(), "HTTP_ADDR="+addr), vars...)
+	s.cmd.Env = append(append(os.Environ(), "HTTP_ADDR="+addr, "PLATFORM_API_KEY="+opKey), vars...)
 	s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -232,49 +189,44 @@ func startServe(t *testing.T, bin string, clientTimeout time.Duration, vars ...s
 			<-s.exited
 		}
 	})
-	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
-		status, _, err := s.call("GET", "/readyz", "", nil)
-		return err == nil && status == 200, fmt.Sprintf("tenantd did not become ready: %v %d\n%s", err, status, s.logs)
-	})
+	apptest.WaitReady(t, "http://"+addr, 30*time.Second, s.exited, s.logs.String)
 	return s
 }
 
 // call sends one request with key as bearer credential and decodes the
 // answer's JSON object, if any.
 func (s *shutdownServer) call(method, path, key string, body any) (int, map[string]any, error) {
-	var r io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return 0, nil, err
-		}
-		r = bytes.NewReader(b)
-	}
-	req, err := http.NewRequest(method, s.base+path, r)
+	resp, err := s.client.Try(apptest.Request{Method: method, Path: path, Key: key, Body: body})
 	if err != nil {
 		return 0, nil, err
 	}
-	req.Header.Set("Authorization", "Bearer "+key)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := s.client.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
 	var m map[string]any
-	json.NewDecoder(resp.Body).Decode(&m) //nolint:errcheck // some answers have no body
-	return resp.StatusCode, m, nil
+	json.Unmarshal(resp.Body, &m) //nolint:errcheck // some answers have no body
+	return resp.Status, m, nil
 }
 
-// createTenant creates a tenant through the operator routes and returns its
-// id and admin API key.
-func (s *shutdownServer) createTenant(t *testing.T) (uuid.UUID, string) {
+// createTenant creates a tenant on the enterprise plan, with a slug made
+// from prefix, through the operator routes (which are not metered) and
+// returns its id and admin API key.
+func (s *shutdownServer) createTenant(t *testing.T, prefix string) (uuid.UUID, string) {
 	t.Helper()
-	status, tn, err := s.call("POST", "/admin/v1/tenants", operatorKey, map[string]any{"slug": fmt.Sprintf("shut-%d", time.Now().UnixNano()%1e9), "name": "Shutdown", "plan": "enterprise"})
-	if err != nil || status != 201 {
+	status, tn, err := s.call("POST", "/admin/v1/tenants", s.operatorKey,
+		map[string]any{"slug": apptest.Slug(prefix), "name": prefix, "plan": "enterprise"})
+	if err != nil || status != http.StatusCreated {
 		t.Fatalf("create tenant: %d %v\n%s", status, err, s.logs)
 	}
 	return uuid.MustParse(tn["id"].(string)), tn["admin_api_key"].(string)
+}
+
+// createProduct creates a product in EUR at 100 with the given stock, one
+// metered request, and returns its id.
+func (s *shutdownServer) createProduct(t *testing.T, key, sku string, stock int) string {
+	t.Helper()
+	status, p, err := s.call("POST", "/v1/products", key, map[string]any{"sku": sku, "name": sku, "price": 100, "currency": "EUR", "stock": stock})
+	if err != nil || status != http.StatusCreated {
+		t.Fatalf("create product: %d %v\n%s", status, err, s.logs)
+	}
+	return p["id"].(string)
 }
 
 // waitExit waits for the process to exit after SIGTERM and fails unless it
@@ -292,8 +244,8 @@ func (s *shutdownServer) waitExit(t *testing.T) {
 	}
 }
 
-// shutdownUsage reads the tenant's api_requests usage from PostgreSQL.
-func shutdownUsage(t *testing.T, env *testenv.Env, tenantID uuid.UUID) int64 {
+// apiRequests reads the tenant's api_requests usage from PostgreSQL.
+func apiRequests(t *testing.T, env *testenv.Env, tenantID uuid.UUID) int64 {
 	t.Helper()
 	owner, err := db.Open(context.Background(), env.OwnerURL, db.Options{MaxConns: 2})
 	if err != nil {

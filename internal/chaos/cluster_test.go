@@ -3,13 +3,11 @@
 package chaos_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -21,6 +19,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/tenantd/tenantd/internal/apptest"
 	"github.com/tenantd/tenantd/internal/devenv"
 )
 
@@ -55,6 +54,7 @@ type replica struct {
 	cmd    *exec.Cmd
 	exited chan error
 	logs   *os.File
+	api    *apptest.Client // sends requests to addr
 }
 
 // newCluster builds tenantd, starts PostgreSQL and Redis, migrates a
@@ -63,12 +63,7 @@ func newCluster(t *testing.T) *cluster {
 	t.Helper()
 	ctx := t.Context()
 	c := &cluster{dir: t.TempDir(), client: &http.Client{Timeout: 20 * time.Second}}
-	c.bin = filepath.Join(c.dir, "tenantd")
-	build := exec.Command("go", "build", "-o", c.bin, ".")
-	build.Dir = repoRoot(t)
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	c.bin = apptest.BuildBinary(t, "../..")
 	env, err := devenv.Start(ctx, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatalf("start postgres and redis: %v", err)
@@ -89,7 +84,8 @@ func newCluster(t *testing.T) *cluster {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"a", "b"} {
-		r := &replica{name: name, addr: freeAddr(t)}
+		addr := apptest.FreeAddr(t)
+		r := &replica{name: name, addr: addr, api: apptest.NewURLClient(t, "http://"+addr, c.client)}
 		c.replicas = append(c.replicas, r)
 		c.start(t, r)
 	}
@@ -102,26 +98,6 @@ func newCluster(t *testing.T) *cluster {
 		c.tenants = append(c.tenants, c.newTenant(t, fmt.Sprintf("chaos-%d", i)))
 	}
 	return c
-}
-
-// repoRoot is the module's root, two levels above this package.
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	wd, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return filepath.Dir(filepath.Dir(wd))
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // start starts r and waits until it is ready.
@@ -159,25 +135,7 @@ func (c *cluster) start(t *testing.T, r *replica) {
 // waitReady waits until r's /readyz answers 200.
 func (c *cluster) waitReady(t *testing.T, r *replica, within time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		resp, err := c.client.Get("http://" + r.addr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		select {
-		case err := <-r.exited:
-			t.Fatalf("replica %s exited while starting: %v\n%s", r.name, err, r.tail())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("replica %s not ready after %v\n%s", r.name, within, r.tail())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	apptest.WaitReady(t, "http://"+r.addr, within, r.exited, func() string { return "replica " + r.name + ":\n" + r.tail() })
 }
 
 // withAppName sets application_name in a PostgreSQL URL, so the
@@ -226,51 +184,27 @@ func (r *replica) tail() string {
 	return string(b)
 }
 
-// call sends one request to r and decodes a JSON object answer.
+// call sends one request to r and decodes a JSON object answer; the
+// object of an error answer also holds the raw body as "_body".
 func (c *cluster) call(ctx context.Context, r *replica, method, path, key string, body any, header map[string]string) (int, map[string]any, error) {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return 0, nil, err
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://"+r.addr+path, rd)
+	resp, err := r.api.Try(apptest.Request{Method: method, Path: path, Key: key, Body: body,
+		Header: header, Context: ctx})
 	if err != nil {
 		return 0, nil, err
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if key != "" {
-		req.Header.Set("Authorization", "Bearer "+key)
-	}
-	for k, v := range header {
-		req.Header.Set(k, v)
-	}
-	resp, err := c.client.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return resp.StatusCode, nil, err
 	}
 	var out map[string]any
-	if len(raw) > 0 && raw[0] == '{' {
-		if err := json.Unmarshal(raw, &out); err != nil {
-			return resp.StatusCode, nil, err
+	if len(resp.Body) > 0 && resp.Body[0] == '{' {
+		if err := json.Unmarshal(resp.Body, &out); err != nil {
+			return resp.Status, nil, err
 		}
 	}
 	if out == nil {
 		out = map[string]any{}
 	}
-	if resp.StatusCode >= 400 {
-		out["_body"] = string(raw)
+	if resp.Status >= 400 {
+		out["_body"] = string(resp.Body)
 	}
-	return resp.StatusCode, out, nil
+	return resp.Status, out, nil
 }
 
 // newTenant creates a tenant with products through replica a.

@@ -6,20 +6,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/tenantd/tenantd/internal/apptest"
 	"github.com/tenantd/tenantd/internal/devenv"
 	"github.com/tenantd/tenantd/internal/testenv"
 )
@@ -135,15 +133,9 @@ var runs atomic.Int32
 func startDev(t *testing.T) *devServer {
 	t.Helper()
 	env := testenv.Get(t)
+	bin := apptest.BuildBinary(t, root)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-
-	bin := filepath.Join(t.TempDir(), "tenantd")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, ".")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
 
 	name := fmt.Sprintf("%s_wt%d", env.DBName, runs.Add(1))
 	dbase, err := devenv.Provision(ctx, env.AdminURL, name)
@@ -158,7 +150,7 @@ func startDev(t *testing.T) *devServer {
 		}
 	})
 
-	addr := freeAddr(t)
+	addr := apptest.FreeAddr(t)
 	vars := map[string]string{
 		"BASE":                 "http://" + addr,
 		"OP":                   "pk_walkthrough_" + fmt.Sprint(time.Now().UnixNano()),
@@ -170,7 +162,7 @@ func startDev(t *testing.T) *devServer {
 	cmd := exec.Command(bin, "dev")
 	cmd.Env = append(cleanEnv(),
 		"HTTP_ADDR="+addr,
-		"DEV_IDP_ADDR="+freeAddr(t), // the dev identity provider, where tenantd dev has one
+		"DEV_IDP_ADDR="+apptest.FreeAddr(t), // the dev identity provider, where tenantd dev has one
 		"PLATFORM_API_KEY="+vars["OP"],
 		"DATABASE_URL="+vars["DATABASE_URL"],
 		"MIGRATE_DATABASE_URL="+vars["MIGRATE_DATABASE_URL"],
@@ -181,13 +173,13 @@ func startDev(t *testing.T) *devServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &apptest.SyncBuffer{}
 	cmd.Stderr = logs
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start tenantd dev: %v", err)
 	}
 	exited := make(chan error, 1)
-	banner := &syncBuffer{}
+	banner := &apptest.SyncBuffer{}
 	go func() {
 		// The banner names the demo tenant's key: "export KEY=…" lines
 		// (any "export NAME=value" the banner prints is passed on).
@@ -215,23 +207,7 @@ func startDev(t *testing.T) *devServer {
 		}
 	})
 
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		if resp, err := http.Get(vars["BASE"] + "/readyz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		select {
-		case err := <-exited:
-			t.Fatalf("tenantd dev exited: %v\n%s\n%s", err, banner.String(), logs.String())
-		case <-time.After(100 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("tenantd dev not ready after 90 s\n%s\n%s", banner.String(), logs.String())
-		}
-	}
+	apptest.WaitReady(t, vars["BASE"], 90*time.Second, exited, func() string { return banner.String() + "\n" + logs.String() })
 	// The banner is printed before tenantd serves; give the reader a moment
 	// to take it from the pipe.
 	for wait := time.Now().Add(5 * time.Second); bannerExports(banner.String())["KEY"] == "" && time.Now().Before(wait); {
@@ -281,16 +257,6 @@ func cleanEnv() []string {
 		out = append(out, kv)
 	}
 	return out
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // shell runs one walk-through's commands, each in a new bash that starts
@@ -382,23 +348,6 @@ func (sh *shell) check(t *testing.T, file string, c Command) {
 		t.Fatalf("%s:%d: %s\n$ %s\n--- want\n%s\n--- got\n%s", file, c.Line, why, c.Text,
 			strings.Join(c.Want, "\n"), strings.Join(got, "\n"))
 	}
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // tail returns the last n lines of s.
