@@ -22,19 +22,6 @@ import (
 	"github.com/tenantd/tenantd/middleware"
 )
 
-// codeAndFields returns err's code and the fields it blames.
-func codeAndFields(err error) (fault.Code, []string) {
-	fe, ok := fault.As(err)
-	if !ok {
-		return fault.CodeOf(err), nil
-	}
-	var names []string
-	for _, f := range fe.Fields {
-		names = append(names, f.Field)
-	}
-	return fe.Code, slices.Compact(names)
-}
-
 func TestCreateRoleValidation(t *testing.T) {
 	r := newReplica(t, replicaOptions(t), false)
 	tenant := testenv.NewTenant(t).ID
@@ -72,7 +59,8 @@ func TestCreateRoleValidation(t *testing.T) {
 				}
 				return
 			}
-			code, fields := codeAndFields(err)
+			code, fields := testenv.FaultFields(err)
+			fields = slices.Compact(fields) // a field blamed once per wrong value counts once
 			if code != tt.wantCode || !slices.Equal(fields, tt.wantFields) {
 				t.Fatalf("got %s %v (%v), want %s %v", code, fields, err, tt.wantCode, tt.wantFields)
 			}

@@ -1,7 +1,6 @@
 package middleware_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,34 +8,16 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/tenantd/tenantd/internal/apptest"
 	"github.com/tenantd/tenantd/internal/httpx"
 	"github.com/tenantd/tenantd/internal/obs"
 	"github.com/tenantd/tenantd/middleware"
 )
-
-// syncBuffer is a bytes.Buffer safe for the server's goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) Bytes() []byte {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return bytes.Clone(b.buf.Bytes())
-}
 
 // TestAccessLogClientClosed sends requests through a real HTTP server to a
 // gin engine with the metrics and AccessLog middleware. A client that hangs
@@ -93,7 +74,7 @@ func TestAccessLogClientClosed(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var logs syncBuffer
+			var logs apptest.SyncBuffer
 			log := slog.New(slog.NewJSONHandler(&logs, nil))
 			m := obs.NewMetrics()
 			started, logged := make(chan struct{}), make(chan struct{})
@@ -134,11 +115,11 @@ func TestAccessLogClientClosed(t *testing.T) {
 				Level, Msg, Outcome string
 				Status              int
 			}
-			if err := json.Unmarshal(logs.Bytes(), &line); err != nil {
-				t.Fatalf("decode access log %q: %v", logs.Bytes(), err)
+			if err := json.Unmarshal([]byte(logs.String()), &line); err != nil {
+				t.Fatalf("decode access log %q: %v", logs.String(), err)
 			}
 			if line.Msg != "request" || line.Status != tt.wantStatus || line.Level != tt.wantLevel || line.Outcome != tt.wantOutcome {
-				t.Errorf("got log %s, want status %d, level %s, outcome %q", logs.Bytes(), tt.wantStatus, tt.wantLevel, tt.wantOutcome)
+				t.Errorf("got log %s, want status %d, level %s, outcome %q", logs.String(), tt.wantStatus, tt.wantLevel, tt.wantOutcome)
 			}
 			if got := requestsCounted(t, m, fmt.Sprint(tt.wantStatus)); got != 1 {
 				t.Errorf("got %v requests counted with status %d, want 1", got, tt.wantStatus)

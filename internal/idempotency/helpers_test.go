@@ -19,6 +19,7 @@ import (
 	"github.com/google/uuid"
 	"gorm.io/gorm"
 
+	"github.com/tenantd/tenantd/internal/apptest"
 	"github.com/tenantd/tenantd/internal/db"
 	"github.com/tenantd/tenantd/internal/fault"
 	"github.com/tenantd/tenantd/internal/httpx"
@@ -67,9 +68,9 @@ type harness struct {
 	clock *clock
 	eng   *gin.Engine
 
-	logs  *syncBuffer   // what the middleware logged, for tests that wait on it
-	runs  atomic.Int64  // executions of any POST or GET handler
-	delay time.Duration // how long /v1/things takes
+	logs  *apptest.SyncBuffer // what the middleware logged, for tests that wait on it
+	runs  atomic.Int64        // executions of any POST or GET handler
+	delay time.Duration       // how long /v1/things takes
 	// The first two /v1/blocks calls close entered[i] when they start and
 	// wait for gate[i] to be closed; with firstFails the first then
 	// answers 503.
@@ -86,7 +87,7 @@ func newHarness(t *testing.T) *harness {
 		app:   env.OpenDB(t, 12),
 		owner: env.OpenOwnerDB(t),
 		clock: newClock(time.Now().UTC()),
-		logs:  &syncBuffer{},
+		logs:  &apptest.SyncBuffer{},
 	}
 	for i := range h.gate {
 		h.entered[i], h.gate[i] = make(chan struct{}), make(chan struct{})
@@ -154,24 +155,6 @@ func (h *harness) engine(s *idempotency.Store) *gin.Engine {
 		c.JSON(http.StatusOK, gin.H{"run": h.runs.Add(1)})
 	})
 	return e
-}
-
-// syncBuffer is a log destination safe for concurrent writers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // waitLog waits up to 10s for the middleware to log a line containing msg.
