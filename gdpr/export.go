@@ -270,14 +270,8 @@ func (x *Exporter) Run(ctx context.Context) {
 				break
 			}
 		}
-		t := time.NewTimer(x.opts.PollInterval)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !wait.SleepOrWake(ctx, x.opts.PollInterval, x.wake) {
 			return
-		case <-x.wake:
-			t.Stop()
-		case <-t.C:
 		}
 	}
 }

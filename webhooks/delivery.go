@@ -20,6 +20,7 @@ import (
 
 	"github.com/tenantd/tenantd/internal/audit"
 	"github.com/tenantd/tenantd/internal/netguard"
+	"github.com/tenantd/tenantd/internal/wait"
 )
 
 // Actor is the audit actor of what the delivery workers do.
@@ -162,14 +163,8 @@ func (s *Service) Run(ctx context.Context) {
 		if claimed > 0 && err == nil {
 			continue
 		}
-		t := time.NewTimer(s.opts.PollInterval)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !wait.SleepOrWake(ctx, s.opts.PollInterval, s.out.wakeCh) {
 			return
-		case <-s.out.wakeCh:
-			t.Stop()
-		case <-t.C:
 		}
 	}
 }

@@ -1,6 +1,7 @@
-// Package wait holds the two ways background work waits on a clock: a
-// pause that ends early when the context ends (Sleep), and a periodic call
-// until the context ends (Every).
+// Package wait holds the ways background work waits on a clock: a pause
+// that ends early when the context ends (Sleep), or also when new work is
+// announced (SleepOrWake), and a periodic call until the context ends
+// (Every).
 package wait
 
 import (
@@ -9,12 +10,19 @@ import (
 )
 
 // Sleep waits d or until ctx ends; it reports whether ctx is still live.
-func Sleep(ctx context.Context, d time.Duration) bool {
+func Sleep(ctx context.Context, d time.Duration) bool { return SleepOrWake(ctx, d, nil) }
+
+// SleepOrWake waits d, or until wake receives, or until ctx ends; it
+// reports whether ctx is still live. A polling worker pauses with it
+// between rounds, woken early when new work is announced on wake.
+func SleepOrWake(ctx context.Context, d time.Duration, wake <-chan struct{}) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
 		return false
+	case <-wake:
+		return true
 	case <-t.C:
 		return true
 	}
