@@ -11,10 +11,12 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
 	"gorm.io/gorm"
 
 	"github.com/tenantd/tenantd/auth"
 	"github.com/tenantd/tenantd/billing"
+	"github.com/tenantd/tenantd/internal/db"
 	"github.com/tenantd/tenantd/internal/httpx"
 	"github.com/tenantd/tenantd/internal/identity"
 	"github.com/tenantd/tenantd/internal/testenv"
@@ -120,17 +122,7 @@ func BenchmarkMetering(b *testing.B) {
 		reqs[i] = productRequest(m).WithContext(identity.WithPrincipal(context.Background(), p))
 	}
 
-	counter := billing.NewCounter(rdb, d, log, time.Now)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		counter.Run(ctx)
-	}()
-	b.Cleanup(func() {
-		cancel()
-		<-done
-	})
+	counter := runCounter(b, rdb, d, log)
 	leased := billing.NewLimits(rdb, d, log, billing.LimitOptions{FailOpen: true, Counter: counter})
 	perRequest := billing.NewLimits(rdb, d, log, billing.LimitOptions{FailOpen: true, Counter: counter, MaxLease: 1})
 	metered := meteredEngine(pop.catalog, middleware.Metering(counter), middleware.RateLimit(rateLimiter{leased}))
@@ -200,17 +192,7 @@ func BenchmarkMeteringChain(b *testing.B) {
 	warm := &warmAuth{cfg: cfg, db: d, rdb: rdb, keys: keys}
 	chainReqs, _ := requests(pop)
 
-	counter := billing.NewCounter(rdb, d, log, time.Now)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		counter.Run(ctx)
-	}()
-	b.Cleanup(func() {
-		cancel()
-		<-done
-	})
+	counter := runCounter(b, rdb, d, log)
 	limits := billing.NewLimits(rdb, d, log, billing.LimitOptions{FailOpen: true, Counter: counter})
 	mws := []gin.HandlerFunc{middleware.Metering(counter), middleware.RateLimit(rateLimiter{limits}), middleware.Quota(limits)}
 
@@ -269,4 +251,22 @@ type rateLimiter struct{ l *billing.Limits }
 func (r rateLimiter) AllowRequest(ctx context.Context, tenantID uuid.UUID, plan string) (middleware.RateLimitState, bool, error) {
 	s, known, err := r.l.AllowRequest(ctx, tenantID, plan)
 	return middleware.RateLimitState(s), known, err
+}
+
+// runCounter starts a usage counter on rdb and d, flushing in the
+// background until the benchmark ends.
+func runCounter(b *testing.B, rdb *redis.Client, d *db.DB, log *slog.Logger) *billing.Counter {
+	b.Helper()
+	counter := billing.NewCounter(rdb, d, log, time.Now)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		counter.Run(ctx)
+	}()
+	b.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	return counter
 }
