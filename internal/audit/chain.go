@@ -258,16 +258,29 @@ func Verify(ctx context.Context, d *db.DB, tenantID uuid.UUID) (Report, error) {
 	if err != nil {
 		return r, fmt.Errorf("verify audit chain of %s: %w", tenantID, err)
 	}
-	prev := genesis
-	var after int64
-	for {
-		var page []Event
-		err := d.WithTenant(ctx, tenantID, func(tx *gorm.DB) (err error) {
+	r, err = verifyChain(r, func(after int64) (page []Event, err error) {
+		err = d.WithTenant(ctx, tenantID, func(tx *gorm.DB) (err error) {
 			page, err = chainPage(tx.WithContext(ctx), tenantID, after, verifyBatch)
 			return err
 		})
+		return page, err
+	})
+	if err != nil {
+		return r, fmt.Errorf("verify audit chain of %s: %w", tenantID, err)
+	}
+	return r, nil
+}
+
+// verifyChain walks a chain from seq 1, readPage giving up to verifyBatch
+// rows after seq after, and adds to r the rows it checked, the head, and
+// the first break, where it stops.
+func verifyChain(r Report, readPage func(after int64) ([]Event, error)) (Report, error) {
+	prev := genesis
+	var after int64
+	for {
+		page, err := readPage(after)
 		if err != nil {
-			return r, fmt.Errorf("verify audit chain of %s: %w", tenantID, err)
+			return r, err
 		}
 		for _, e := range page {
 			r.Events++

@@ -123,29 +123,16 @@ func (l *PlatformLog) List(ctx context.Context, before int64, limit int) ([]Even
 // row where it does not hold, as Verify does for a tenant's (TenantID is
 // the nil id).
 func (l *PlatformLog) Verify(ctx context.Context) (Report, error) {
-	r := Report{TenantID: uuid.Nil}
-	prev := genesis
-	var after int64
-	for {
-		var page []eventRow
+	r, err := verifyChain(Report{TenantID: uuid.Nil}, func(after int64) ([]Event, error) {
+		var rows []eventRow
 		err := l.db.WithPlatform(ctx, func(tx *gorm.DB) error {
 			return tx.Raw("SELECT "+platformColumns+" FROM platform_audit_events WHERE seq > ? ORDER BY seq LIMIT ?",
-				after, verifyBatch).Scan(&page).Error
+				after, verifyBatch).Scan(&rows).Error
 		})
-		if err != nil {
-			return r, fmt.Errorf("verify platform audit chain: %w", err)
-		}
-		for _, row := range page {
-			e := row.toModel()
-			r.Events++
-			if r.Broken = checkLink(e, after, prev); r.Broken != nil {
-				return r, nil
-			}
-			r.HeadSeq, r.HeadHash = e.Seq, e.Hash
-			prev, after = e.Hash, e.Seq
-		}
-		if len(page) < verifyBatch {
-			return r, nil
-		}
+		return toModels(rows), err
+	})
+	if err != nil {
+		return r, fmt.Errorf("verify platform audit chain: %w", err)
 	}
+	return r, nil
 }
