@@ -18,8 +18,7 @@ import (
 // which leave no file behind.
 func TestExportCLI(t *testing.T) {
 	t.Parallel()
-	x := newExportDB(t)
-	seedGolden(t, x)
+	x := newGoldenDB(t)
 	dir := t.TempDir()
 	run := func(t *testing.T, args ...string) (stdout, stderr string, err error) {
 		t.Helper()

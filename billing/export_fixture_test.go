@@ -134,6 +134,14 @@ const (
 	idFuture    = "0190a000-0000-7000-8000-000000000008"
 )
 
+// newGoldenDB is newExportDB with the golden data set written (seedGolden).
+func newGoldenDB(t *testing.T) exportDB {
+	t.Helper()
+	x := newExportDB(t)
+	seedGolden(t, x)
+	return x
+}
+
 // seedGolden writes the golden data set: usage in September 2026 and
 // October 2026 (both ended), nothing closed yet.
 func seedGolden(t *testing.T, x exportDB) {

@@ -49,8 +49,7 @@ func issue(t *testing.T, e *billing.Exporter, period string, f billing.Format) (
 // after the late counts, a plan change and a rename.
 func TestExportGolden(t *testing.T) {
 	t.Parallel()
-	x := newExportDB(t)
-	seedGolden(t, x)
+	x := newGoldenDB(t)
 	e := billing.NewExporter(x.app)
 	formats := []billing.Format{billing.FormatCSV, billing.FormatJSONL}
 
@@ -94,8 +93,7 @@ func TestExportGolden(t *testing.T) {
 // a golden file cannot silently bless a wrong number.
 func TestExportLines(t *testing.T) {
 	t.Parallel()
-	x := newExportDB(t)
-	seedGolden(t, x)
+	x := newGoldenDB(t)
 	e := billing.NewExporter(x.app)
 	_, sep := issue(t, e, "2026-09", billing.FormatJSONL)
 	addLateCounts(t, x)
@@ -212,8 +210,7 @@ func TestExportLines(t *testing.T) {
 // number of fields on every line, LF endings, integers only.
 func TestExportCSVShape(t *testing.T) {
 	t.Parallel()
-	x := newExportDB(t)
-	seedGolden(t, x)
+	x := newGoldenDB(t)
 	_, b := issue(t, billing.NewExporter(x.app), "2026-09", billing.FormatCSV)
 	if bytes.Contains(b, []byte("\r")) {
 		t.Error("got a CR in the CSV, want LF line endings only")
@@ -247,8 +244,7 @@ func TestExportCSVShape(t *testing.T) {
 // previewed, and that a preview closes nothing.
 func TestExportOpenPeriod(t *testing.T) {
 	t.Parallel()
-	x := newExportDB(t)
-	seedGolden(t, x)
+	x := newGoldenDB(t)
 	e := billing.NewExporter(x.app)
 	now := time.Now().UTC().Format("2006-01")
 	next := time.Now().UTC().AddDate(0, 1, 0).Format("2006-01")

@@ -16,8 +16,7 @@ import (
 // golden bytes.
 func TestFeedsHTTP(t *testing.T) {
 	t.Parallel()
-	x := newExportDB(t)
-	seedGolden(t, x)
+	x := newGoldenDB(t)
 	srv := billingServer(t, x.app)
 	asOperator := map[string]string{"X-Test-Operator": "yes", "Content-Type": "application/json"}
 	post := func(body string) httpResult {

@@ -48,8 +48,7 @@ func jsonLines(t *testing.T, b []byte) []map[string]any {
 // naming the tenant, while a tenant with usage has no billing_customer_id.
 func TestFeedsGolden(t *testing.T) {
 	t.Parallel()
-	x := newExportDB(t)
-	seedGolden(t, x)
+	x := newGoldenDB(t)
 	e := billing.NewExporter(x.app)
 	customers := map[string]string{
 		idBeta: "cus_Beta0002", idZeta: "cus_Zeta0003", idAbb: "cus_Abb00004", idAbC: "cus_AbC00005",

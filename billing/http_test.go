@@ -236,8 +236,7 @@ func TestUsageHTTP(t *testing.T) {
 // the stored lines changed.
 func TestExportHTTP(t *testing.T) {
 	t.Parallel()
-	x := newExportDB(t)
-	seedGolden(t, x)
+	x := newGoldenDB(t)
 	srv := billingServer(t, x.app)
 	asOperator := map[string]string{"X-Test-Operator": "yes", "Content-Type": "application/json"}
 

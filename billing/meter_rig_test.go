@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -126,6 +127,24 @@ func (r *meterRig) usage(t *testing.T, tenantID uuid.UUID) map[billing.MeterKey]
 func (r *meterRig) requests(t *testing.T, tenantID uuid.UUID) int64 {
 	t.Helper()
 	return r.usage(t, tenantID)[billing.MeterKey{Meter: billing.MeterAPIRequests}]
+}
+
+// wantFlushed fails t unless each tenant's api_requests in PostgreSQL is
+// what was served to it (served[i] for tenants[i]) and Redis holds no usage
+// key of it; it returns the requests served in all.
+func (r *meterRig) wantFlushed(t *testing.T, tenants []uuid.UUID, served []atomic.Int64) int64 {
+	t.Helper()
+	var total int64
+	for i, id := range tenants {
+		total += served[i].Load()
+		if got, want := r.requests(t, id), served[i].Load(); got != want {
+			t.Errorf("tenant %d: got api_requests %d, want %d served", i, got, want)
+		}
+		if keys := r.redisKeys(t, id); len(keys) > 0 {
+			t.Errorf("tenant %d: got usage keys %v in Redis, want none", i, keys)
+		}
+	}
+	return total
 }
 
 // redisKeys returns the usage keys Redis holds for tenantID, of any kind
