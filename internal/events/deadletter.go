@@ -87,6 +87,23 @@ const deadLetterQuery = `
 	       e.created_at AS event_created_at
 	FROM dead_letters d JOIN events e ON e.tenant_id = d.tenant_id AND e.id = d.event_id`
 
+// findDeadLetter reads dead letter id with its event; lock takes the dead
+// letter FOR UPDATE. ErrDeadLetterNotFound when the tenant has none.
+func findDeadLetter(tx *gorm.DB, id uuid.UUID, lock bool) (deadLetterRow, error) {
+	q := deadLetterQuery + " WHERE d.id = ?"
+	if lock {
+		q += " FOR UPDATE OF d"
+	}
+	var rows []deadLetterRow
+	if err := tx.Raw(q, id).Scan(&rows).Error; err != nil {
+		return deadLetterRow{}, err
+	}
+	if len(rows) == 0 {
+		return deadLetterRow{}, ErrDeadLetterNotFound
+	}
+	return rows[0], nil
+}
+
 func (r deadLetterRow) toModel() (DeadLetter, error) {
 	e, err := eventRow{
 		TenantID: r.TenantID, ID: r.EventID, StreamID: r.StreamID, Version: r.Version, Type: r.Type,
@@ -132,14 +149,11 @@ func (d *Dispatcher) Replay(ctx context.Context, tenantID, deadLetterID uuid.UUI
 	defer wrap(&err, "replay dead letter %s", deadLetterID)
 	var handlerErr error
 	err = d.db.WithTenant(ctx, tenantID, func(tx *gorm.DB) error {
-		var rows []deadLetterRow
-		if err := tx.Raw(deadLetterQuery+" WHERE d.id = ? FOR UPDATE OF d", deadLetterID).Scan(&rows).Error; err != nil {
+		row, err := findDeadLetter(tx, deadLetterID, true)
+		if err != nil {
 			return err
 		}
-		if len(rows) == 0 {
-			return ErrDeadLetterNotFound
-		}
-		dl, err := rows[0].toModel()
+		dl, err := row.toModel()
 		if err != nil {
 			return err
 		}
@@ -228,17 +242,15 @@ func (d *Dispatcher) DeadLetter(ctx context.Context, id uuid.UUID) (DeadLetter, 
 	if err != nil {
 		return DeadLetter{}, err
 	}
-	var rows []deadLetterRow
-	err = d.db.WithTenant(ctx, tenantID, func(tx *gorm.DB) error {
-		return tx.Raw(deadLetterQuery+" WHERE d.id = ?", id).Scan(&rows).Error
+	var row deadLetterRow
+	err = d.db.WithTenant(ctx, tenantID, func(tx *gorm.DB) (err error) {
+		row, err = findDeadLetter(tx, id, false)
+		return err
 	})
 	if err != nil {
 		return DeadLetter{}, fmt.Errorf("events: read dead letter %s: %w", id, err)
 	}
-	if len(rows) == 0 {
-		return DeadLetter{}, ErrDeadLetterNotFound
-	}
-	return rows[0].toModel()
+	return row.toModel()
 }
 
 // ReplayDeadLetter is Replay for the operator, who knows the dead letter
@@ -259,20 +271,17 @@ func (d *Dispatcher) DiscardDeadLetter(ctx context.Context, id uuid.UUID) (DeadL
 	if err != nil {
 		return DeadLetter{}, err
 	}
-	var rows []deadLetterRow
-	err = d.db.WithTenant(ctx, tenantID, func(tx *gorm.DB) error {
-		if err := tx.Raw(deadLetterQuery+" WHERE d.id = ? FOR UPDATE OF d", id).Scan(&rows).Error; err != nil {
+	var row deadLetterRow
+	err = d.db.WithTenant(ctx, tenantID, func(tx *gorm.DB) (err error) {
+		if row, err = findDeadLetter(tx, id, true); err != nil {
 			return err
-		}
-		if len(rows) == 0 {
-			return ErrDeadLetterNotFound
 		}
 		return tx.Exec("DELETE FROM dead_letters WHERE id = ?", id).Error
 	})
 	if err != nil {
 		return DeadLetter{}, fmt.Errorf("events: discard dead letter %s: %w", id, err)
 	}
-	return rows[0].toModel()
+	return row.toModel()
 }
 
 func nullIfEmpty(s string) any {
