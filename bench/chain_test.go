@@ -69,14 +69,16 @@ func baselineEngine(cat catalog) *gin.Engine {
 
 // chainEngine puts the handler behind the middleware chain of internal/app,
 // in its order: request id, recovery, access log, body limit, then on /v1
-// the named tenant, authentication, the tenant check, and the route's
+// the named tenant, authentication, the tenant check, mws (where
+// internal/app puts metering, rate limits and quotas), and the route's
 // permission check. Keep it in step with app.New.
-func chainEngine(authn *auth.Service, cat catalog, log *slog.Logger) *gin.Engine {
+func chainEngine(authn *auth.Service, cat catalog, log *slog.Logger, mws ...gin.HandlerFunc) *gin.Engine {
 	e := gin.New()
 	e.ContextWithFallback = true
 	e.Use(middleware.RequestID(), middleware.Recover(log), middleware.AccessLog(log),
 		middleware.BodyLimit(httpx.MaxBodyBytes))
-	v1 := e.Group("/v1", middleware.TenantName(baseDomain), middleware.Authenticate(authn), middleware.TenantCheck())
+	group := append([]gin.HandlerFunc{middleware.TenantName(baseDomain), middleware.Authenticate(authn), middleware.TenantCheck()}, mws...)
+	v1 := e.Group("/v1", group...)
 	r := httpx.NewRouter(v1, &httpx.Table{}, middleware.Authorize(authn), auth.KnownPermission)
 	r.Handle(http.MethodGet, "/products/:id", "products:read", cat.serve)
 	return e

@@ -14,10 +14,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	"gorm.io/gorm"
 
-	"github.com/tenantd/tenantd/auth"
 	"github.com/tenantd/tenantd/billing"
 	"github.com/tenantd/tenantd/internal/db"
-	"github.com/tenantd/tenantd/internal/httpx"
 	"github.com/tenantd/tenantd/internal/identity"
 	"github.com/tenantd/tenantd/internal/testenv"
 	"github.com/tenantd/tenantd/middleware"
@@ -149,21 +147,6 @@ func BenchmarkMetering(b *testing.B) {
 // whose tenants it moves to benchPlan.
 const meteredTenants = 11
 
-// meteredChainEngine is chainEngine with mws added to the /v1 group after
-// the tenant check, where internal/app puts metering, rate limits and
-// quotas.
-func meteredChainEngine(authn *auth.Service, cat catalog, log *slog.Logger, mws ...gin.HandlerFunc) *gin.Engine {
-	e := gin.New()
-	e.ContextWithFallback = true
-	e.Use(middleware.RequestID(), middleware.Recover(log), middleware.AccessLog(log),
-		middleware.BodyLimit(httpx.MaxBodyBytes))
-	group := append([]gin.HandlerFunc{middleware.TenantName(baseDomain), middleware.Authenticate(authn), middleware.TenantCheck()}, mws...)
-	v1 := e.Group("/v1", group...)
-	r := httpx.NewRouter(v1, &httpx.Table{}, middleware.Authorize(authn), auth.KnownPermission)
-	r.Handle(http.MethodGet, "/products/:id", "products:read", cat.serve)
-	return e
-}
-
 // BenchmarkMeteringChain is BenchmarkMetering behind the real middleware
 // chain (chainEngine: request id, recovery, access log, tenant name, API
 // key authentication from a warm cache, tenant check, permission check):
@@ -196,22 +179,21 @@ func BenchmarkMeteringChain(b *testing.B) {
 	limits := billing.NewLimits(rdb, d, log, billing.LimitOptions{FailOpen: true, Counter: counter})
 	mws := []gin.HandlerFunc{middleware.Metering(counter), middleware.RateLimit(rateLimiter{limits}), middleware.Quota(limits)}
 
-	b.Run("chain", withCPU(func(b *testing.B) {
-		serveEach(b, chainEngine(warm.get(b), pop.catalog, log), chainReqs)
-		warm.checkStillWarm(b)
-	}))
-	b.Run("chain-metered", withCPU(func(b *testing.B) {
-		serveEach(b, meteredChainEngine(warm.get(b), pop.catalog, log, mws...), chainReqs)
-		warm.checkStillWarm(b)
-	}))
-	b.Run("chain-parallel", withCPU(func(b *testing.B) {
-		serveEachParallel(b, chainEngine(warm.get(b), pop.catalog, log), chainReqs)
-		warm.checkStillWarm(b)
-	}))
-	b.Run("chain-metered-parallel", withCPU(func(b *testing.B) {
-		serveEachParallel(b, meteredChainEngine(warm.get(b), pop.catalog, log, mws...), chainReqs)
-		warm.checkStillWarm(b)
-	}))
+	for _, bm := range []struct {
+		name  string
+		serve func(*testing.B, *gin.Engine, []*http.Request)
+		mws   []gin.HandlerFunc
+	}{
+		{"chain", serveEach, nil},
+		{"chain-metered", serveEach, mws},
+		{"chain-parallel", serveEachParallel, nil},
+		{"chain-metered-parallel", serveEachParallel, mws},
+	} {
+		b.Run(bm.name, withCPU(func(b *testing.B) {
+			bm.serve(b, chainEngine(warm.get(b), pop.catalog, log, bm.mws...), chainReqs)
+			warm.checkStillWarm(b)
+		}))
+	}
 	if limits.RedisErrors() > 0 {
 		b.Errorf("got %d rate limit decisions without Redis, want every one decided by Redis", limits.RedisErrors())
 	}
