@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"net/http"
 	"time"
 
@@ -21,9 +22,7 @@ func NewHandler(svc *Service) *Handler { return &Handler{svc: svc} }
 
 // Routes registers the API key routes on the /v1 router.
 func (h *Handler) Routes(r *httpx.Router) {
-	r.Handle(http.MethodGet, "/api-keys", "api_keys:read", httpx.Handle(h.list))
-	r.Handle(http.MethodPost, "/api-keys", "api_keys:write", httpx.Handle(h.create))
-	r.Handle(http.MethodDelete, "/api-keys/:id", "api_keys:write", httpx.Handle(h.revoke))
+	r.Collection("/api-keys", "api_keys:read", "api_keys:write", httpx.Collection{List: h.list, Create: h.create, Delete: h.revoke})
 }
 
 // keyRequest is the body of POST /v1/api-keys.
@@ -46,6 +45,13 @@ type KeyResponse struct {
 	Secret    string     `json:"secret,omitempty"`
 }
 
+// keys is how the API lists API keys.
+var keys = httpx.Resource[Key, KeyResponse]{
+	Render: ToResponse,
+	ID:     func(k KeyResponse) uuid.UUID { return k.ID },
+	Tenant: tenantOf,
+}
+
 // ToResponse converts a key for the API.
 func ToResponse(k Key) KeyResponse {
 	return KeyResponse{
@@ -61,6 +67,37 @@ func principal(c *gin.Context) (identity.Principal, error) {
 		return identity.Principal{}, ErrUnauthenticated
 	}
 	return p, nil
+}
+
+// tenantOf returns the request's tenant (principal).
+func tenantOf(c *gin.Context) (uuid.UUID, error) {
+	p, err := principal(c)
+	return p.TenantID, err
+}
+
+// principalAndID returns the request's principal and its :id path
+// parameter.
+func principalAndID(c *gin.Context) (identity.Principal, uuid.UUID, error) {
+	p, err := principal(c)
+	if err != nil {
+		return identity.Principal{}, uuid.Nil, err
+	}
+	id, err := httpx.ParseID(c, "id")
+	return p, id, err
+}
+
+// deleteByID answers DELETE …/:id: del as the request's principal, then
+// 204 No Content.
+func deleteByID(c *gin.Context, del func(ctx context.Context, actor identity.Principal, id uuid.UUID) error) error {
+	p, id, err := principalAndID(c)
+	if err != nil {
+		return err
+	}
+	if err := del(c.Request.Context(), p, id); err != nil {
+		return err // may be 409 last_admin
+	}
+	c.Status(http.StatusNoContent)
+	return nil
 }
 
 func (h *Handler) create(c *gin.Context) error {
@@ -84,34 +121,12 @@ func (h *Handler) create(c *gin.Context) error {
 }
 
 func (h *Handler) list(c *gin.Context) error {
-	p, err := principal(c)
-	if err != nil {
-		return err
-	}
-	page, err := httpx.ParsePage(c)
-	if err != nil {
-		return err
-	}
-	keys, err := h.svc.ListKeys(c.Request.Context(), p.TenantID, page.After, page.Limit)
-	if err != nil {
-		return err
-	}
-	httpx.WriteList(c, page, keys, ToResponse, func(k KeyResponse) uuid.UUID { return k.ID })
-	return nil
+	return keys.List(c, h.svc.ListKeys)
 }
 
 func (h *Handler) revoke(c *gin.Context) error {
-	p, err := principal(c)
-	if err != nil {
+	return deleteByID(c, func(ctx context.Context, actor identity.Principal, id uuid.UUID) error {
+		_, err := h.svc.RevokeKeyAs(ctx, actor, id)
 		return err
-	}
-	id, err := httpx.ParseID(c, "id")
-	if err != nil {
-		return err
-	}
-	if _, err := h.svc.RevokeKeyAs(c.Request.Context(), p, id); err != nil {
-		return err // may be 409 last_admin
-	}
-	c.Status(http.StatusNoContent)
-	return nil
+	})
 }

@@ -12,10 +12,9 @@ import (
 
 // MemberRoutes registers the /v1/members routes.
 func (h *Handler) MemberRoutes(r *httpx.Router) {
-	r.Handle(http.MethodGet, "/members", "members:read", httpx.Handle(h.listMembers))
-	r.Handle(http.MethodPost, "/members", "members:write", httpx.Handle(h.addMember))
-	r.Handle(http.MethodPatch, "/members/:id", "members:write", httpx.Handle(h.patchMember))
-	r.Handle(http.MethodDelete, "/members/:id", "members:write", httpx.Handle(h.removeMember))
+	r.Collection("/members", "members:read", "members:write", httpx.Collection{
+		List: h.listMembers, Create: h.addMember, Update: h.patchMember, Delete: h.removeMember,
+	})
 }
 
 // MemberResponse is a member as clients see it.
@@ -30,6 +29,13 @@ type MemberResponse struct {
 	CreatedAt    time.Time    `json:"created_at"`
 	UpdatedAt    time.Time    `json:"updated_at"`
 	LastSignInAt *time.Time   `json:"last_sign_in_at"`
+}
+
+// members is how the API lists members.
+var members = httpx.Resource[Member, MemberResponse]{
+	Render: toMemberResponse,
+	ID:     func(m MemberResponse) uuid.UUID { return m.ID },
+	Tenant: tenantOf,
 }
 
 func toMemberResponse(m Member) MemberResponse {
@@ -48,20 +54,7 @@ type memberPatch struct {
 }
 
 func (h *Handler) listMembers(c *gin.Context) error {
-	p, err := principal(c)
-	if err != nil {
-		return err
-	}
-	page, err := httpx.ParsePage(c)
-	if err != nil {
-		return err
-	}
-	ms, err := h.svc.ListMembers(c.Request.Context(), p.TenantID, page.After, page.Limit)
-	if err != nil {
-		return err
-	}
-	httpx.WriteList(c, page, ms, toMemberResponse, func(m MemberResponse) uuid.UUID { return m.ID })
-	return nil
+	return members.List(c, h.svc.ListMembers)
 }
 
 func (h *Handler) addMember(c *gin.Context) error {
@@ -77,17 +70,12 @@ func (h *Handler) addMember(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	c.Header("Location", "/v1/members/"+m.ID.String())
-	c.JSON(http.StatusCreated, toMemberResponse(m))
+	httpx.WriteCreated(c, m.ID, toMemberResponse(m))
 	return nil
 }
 
 func (h *Handler) patchMember(c *gin.Context) error {
-	p, err := principal(c)
-	if err != nil {
-		return err
-	}
-	id, err := httpx.ParseID(c, "id")
+	p, id, err := principalAndID(c)
 	if err != nil {
 		return err
 	}
@@ -104,17 +92,5 @@ func (h *Handler) patchMember(c *gin.Context) error {
 }
 
 func (h *Handler) removeMember(c *gin.Context) error {
-	p, err := principal(c)
-	if err != nil {
-		return err
-	}
-	id, err := httpx.ParseID(c, "id")
-	if err != nil {
-		return err
-	}
-	if err := h.svc.RemoveMember(c.Request.Context(), p, id); err != nil {
-		return err // may be 409 last_admin
-	}
-	c.Status(http.StatusNoContent)
-	return nil
+	return deleteByID(c, h.svc.RemoveMember)
 }

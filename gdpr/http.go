@@ -9,7 +9,6 @@ import (
 
 	"github.com/tenantd/tenantd/internal/fault"
 	"github.com/tenantd/tenantd/internal/httpx"
-	"github.com/tenantd/tenantd/internal/identity"
 )
 
 // permExport is the permission of the export routes (admin has it).
@@ -50,6 +49,13 @@ type exportJSON struct {
 	FinishedAt    *time.Time `json:"finished_at"`
 }
 
+// exports is how the API shows exports.
+var exports = httpx.Resource[Export, exportJSON]{
+	Render: toJSON,
+	ID:     func(e exportJSON) uuid.UUID { return e.ID },
+	Tenant: tenantOf,
+}
+
 func toJSON(e Export) exportJSON {
 	out := exportJSON{ID: e.ID, Status: e.Status, CreatedAt: e.CreatedAt, UpdatedAt: e.UpdatedAt, FinishedAt: e.FinishedAt}
 	if e.FailureReason != "" {
@@ -61,16 +67,14 @@ func toJSON(e Export) exportJSON {
 	return out
 }
 
-func principal(c *gin.Context) (identity.Principal, error) {
-	p, ok := identity.FromContext(c.Request.Context())
-	if !ok {
-		return identity.Principal{}, fault.New(fault.Unauthenticated, "a credential is required")
-	}
-	return p, nil
+// tenantOf returns the request's tenant (principal).
+func tenantOf(c *gin.Context) (uuid.UUID, error) {
+	p, err := httpx.Principal(c)
+	return p.TenantID, err
 }
 
 func (h *Handler) requestExport(c *gin.Context) error {
-	p, err := principal(c)
+	p, err := httpx.Principal(c)
 	if err != nil {
 		return err
 	}
@@ -84,32 +88,15 @@ func (h *Handler) requestExport(c *gin.Context) error {
 }
 
 func (h *Handler) getExport(c *gin.Context) error {
-	p, err := principal(c)
-	if err != nil {
-		return err
-	}
-	id, err := httpx.ParseID(c, "id")
-	if err != nil {
-		return err
-	}
-	e, err := h.exports.Get(c.Request.Context(), p.TenantID, id)
-	if err != nil {
-		return err
-	}
-	c.JSON(http.StatusOK, toJSON(e))
-	return nil
+	return exports.Get(c, h.exports.Get)
 }
 
 func (h *Handler) download(c *gin.Context) error {
-	p, err := principal(c)
+	tenantID, id, err := exports.TenantAndID(c)
 	if err != nil {
 		return err
 	}
-	id, err := httpx.ParseID(c, "id")
-	if err != nil {
-		return err
-	}
-	e, archive, err := h.exports.Archive(c.Request.Context(), p.TenantID, id)
+	e, archive, err := h.exports.Archive(c.Request.Context(), tenantID, id)
 	if err != nil {
 		return err
 	}

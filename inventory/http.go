@@ -1,8 +1,8 @@
 package inventory
 
 import (
+	"context"
 	"net/http"
-	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -34,11 +34,9 @@ func NewHandler(svc *Service) *Handler {
 
 // Routes registers the product routes on r, which is mounted on /v1.
 func (h *Handler) Routes(r *httpx.Router) {
-	r.Handle(http.MethodPost, "/products", permWrite, httpx.Handle(h.create))
-	r.Handle(http.MethodGet, "/products", permRead, httpx.Handle(h.list))
-	r.Handle(http.MethodGet, "/products/:id", permRead, httpx.Handle(h.get))
-	r.Handle(http.MethodPatch, "/products/:id", permWrite, httpx.Handle(h.update))
-	r.Handle(http.MethodDelete, "/products/:id", permWrite, httpx.Handle(h.delete))
+	r.Collection("/products", permRead, permWrite, httpx.Collection{
+		List: h.list, Create: h.create, Get: h.get, Update: h.update, Delete: h.delete,
+	})
 	r.Handle(http.MethodPost, "/products/:id/stock", permAdjust, httpx.Handle(h.adjustStock))
 	r.Handle(http.MethodGet, "/products/:id/reservations", permRead, httpx.Handle(h.reservations))
 }
@@ -56,6 +54,13 @@ type productJSON struct {
 	Version   int       `json:"version"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// products is how the API shows products.
+var products = httpx.Resource[Product, productJSON]{
+	Render:  toJSON,
+	ID:      func(p productJSON) uuid.UUID { return p.ID },
+	Version: func(p Product) int64 { return int64(p.Version) },
 }
 
 func toJSON(p Product) productJSON {
@@ -135,6 +140,14 @@ type updateRequest struct {
 	Currency *string `json:"currency"`
 }
 
+// toModel returns the change, checked and its name trimmed
+// (ProductChange.Validate).
+func (r updateRequest) toModel() (ProductChange, error) {
+	ch := ProductChange{SKU: r.SKU, Name: r.Name, Price: r.Price, Currency: r.Currency}
+	err := ch.Validate()
+	return ch, err
+}
+
 // adjustRequest is the body of POST /products/:id/stock.
 type adjustRequest struct {
 	Delta  *int64  `json:"delta"`
@@ -156,81 +169,40 @@ func (r adjustRequest) toModel() (StockAdjustment, error) {
 }
 
 func (h *Handler) create(c *gin.Context) error {
-	tenantID, err := httpx.TenantID(c)
-	if err != nil {
-		return err
-	}
-	var req createRequest
-	if err := httpx.BindJSON(c, &req); err != nil {
-		return err
-	}
-	n, err := req.toModel()
-	if err != nil {
-		return err
-	}
-	p, err := h.svc.Create(c.Request.Context(), tenantID, n)
-	if err != nil {
-		return err
-	}
-	c.Header("Location", path.Join(c.Request.URL.Path, p.ID.String()))
-	c.Header("ETag", httpx.VersionETag(int64(p.Version)))
-	c.JSON(http.StatusCreated, toJSON(p))
-	return nil
+	return httpx.Create(c, products, createRequest.toModel, h.svc.Create)
 }
 
 func (h *Handler) list(c *gin.Context) error {
-	tenantID, err := httpx.TenantID(c)
-	if err != nil {
-		return err
-	}
-	page, err := httpx.ParsePage(c)
-	if err != nil {
-		return err
-	}
-	q := ListQuery{After: page.After, Limit: page.Limit}
-	if sku, given := c.GetQuery("sku"); given {
-		if !ValidSKU(sku) {
-			return fault.Invalid(fault.Field("sku", "must be 1 to 64 characters of A-Z, a-z, 0-9, '.', '_' and '-'"))
+	return products.List(c, func(ctx context.Context, tenantID, after uuid.UUID, limit int) ([]Product, error) {
+		q := ListQuery{After: after, Limit: limit}
+		if sku, given := c.GetQuery("sku"); given {
+			if !ValidSKU(sku) {
+				return nil, fault.Invalid(fault.Field("sku", "must be 1 to 64 characters of A-Z, a-z, 0-9, '.', '_' and '-'"))
+			}
+			q.SKU = sku
 		}
-		q.SKU = sku
-	}
-	products, err := h.svc.List(c.Request.Context(), tenantID, q)
-	if err != nil {
-		return err
-	}
-	httpx.WriteList(c, page, products, toJSON, func(p productJSON) uuid.UUID { return p.ID })
-	return nil
+		return h.svc.List(ctx, tenantID, q)
+	})
 }
 
 func (h *Handler) get(c *gin.Context) error {
-	return httpx.GetByID(c, h.svc.Get, func(p Product) int64 { return int64(p.Version) }, toJSON)
+	return products.Get(c, h.svc.Get)
 }
 
+// update applies a PATCH; an If-Match header guards it with the version
+// it names (matchedVersion).
 func (h *Handler) update(c *gin.Context) error {
-	tenantID, id, err := httpx.TenantAndID(c)
-	if err != nil {
-		return err
-	}
-	var req updateRequest
-	if err := httpx.BindJSON(c, &req); err != nil {
-		return err
-	}
-	ch := ProductChange{SKU: req.SKU, Name: req.Name, Price: req.Price, Currency: req.Currency}
-	if err := ch.Validate(); err != nil {
-		return err
-	}
-	if header, given := ifMatchHeader(c); given {
-		if ch.IfVersion, err = h.matchedVersion(c, tenantID, id, header); err != nil {
-			return err
-		}
-	}
-	p, err := h.svc.Update(c.Request.Context(), tenantID, id, ch)
-	if err != nil {
-		return err
-	}
-	c.Header("ETag", httpx.VersionETag(int64(p.Version)))
-	c.JSON(http.StatusOK, toJSON(p))
-	return nil
+	return httpx.Update(c, products, updateRequest.toModel,
+		func(ctx context.Context, tenantID, id uuid.UUID, ch ProductChange) (Product, error) {
+			if header, given := ifMatchHeader(c); given {
+				v, err := h.matchedVersion(c, tenantID, id, header)
+				if err != nil {
+					return Product{}, err
+				}
+				ch.IfVersion = v
+			}
+			return h.svc.Update(ctx, tenantID, id, ch)
+		})
 }
 
 func (h *Handler) delete(c *gin.Context) error {
@@ -238,25 +210,7 @@ func (h *Handler) delete(c *gin.Context) error {
 }
 
 func (h *Handler) adjustStock(c *gin.Context) error {
-	tenantID, id, err := httpx.TenantAndID(c)
-	if err != nil {
-		return err
-	}
-	var req adjustRequest
-	if err := httpx.BindJSON(c, &req); err != nil {
-		return err
-	}
-	a, err := req.toModel()
-	if err != nil {
-		return err
-	}
-	p, err := h.svc.AdjustStock(c.Request.Context(), tenantID, id, a)
-	if err != nil {
-		return err
-	}
-	c.Header("ETag", httpx.VersionETag(int64(p.Version)))
-	c.JSON(http.StatusOK, toJSON(p))
-	return nil
+	return httpx.Update(c, products, adjustRequest.toModel, h.svc.AdjustStock)
 }
 
 // ifMatchHeader returns the If-Match header, and whether the request sent one.

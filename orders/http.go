@@ -1,6 +1,7 @@
 package orders
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"time"
@@ -23,9 +24,7 @@ func NewHandler(svc *Service) *Handler { return &Handler{svc: svc} }
 
 // Routes registers the order routes on the /v1 router.
 func (h *Handler) Routes(r *httpx.Router) {
-	r.Handle(http.MethodPost, "/orders", "orders:write", httpx.Handle(h.place))
-	r.Handle(http.MethodGet, "/orders", "orders:read", httpx.Handle(h.list))
-	r.Handle(http.MethodGet, "/orders/:id", "orders:read", httpx.Handle(h.get))
+	r.Collection("/orders", "orders:read", "orders:write", httpx.Collection{List: h.list, Create: h.place, Get: h.get})
 	r.Handle(http.MethodPost, "/orders/:id/cancel", "orders:write", httpx.Handle(h.cancel))
 	r.Handle(http.MethodGet, "/orders/:id/events", "orders:read", httpx.Handle(h.events))
 }
@@ -56,6 +55,22 @@ type Response struct {
 	UpdatedAt            time.Time  `json:"updated_at"`
 }
 
+// toModel returns the order the request places; the service checks it.
+func (r placeRequest) toModel() (NewOrder, error) {
+	n := NewOrder{CustomerID: r.CustomerID, Items: make([]NewItem, len(r.Items))}
+	for i, it := range r.Items {
+		n.Items[i] = NewItem(it)
+	}
+	return n, nil
+}
+
+// orders is how the API shows orders.
+var orders = httpx.Resource[Order, Response]{
+	Render:  ToResponse,
+	ID:      func(r Response) uuid.UUID { return r.ID },
+	Version: func(o Order) int64 { return o.Version },
+}
+
 // ToResponse converts an order for the API.
 func ToResponse(o Order) Response {
 	return Response{ID: o.ID, CustomerID: o.CustomerID, Status: o.Status, Items: o.Items, Total: o.Total,
@@ -74,67 +89,27 @@ type EventResponse struct {
 }
 
 func (h *Handler) place(c *gin.Context) error {
-	tenantID, err := httpx.TenantID(c)
-	if err != nil {
-		return err
-	}
-	var req placeRequest
-	if err := httpx.BindJSON(c, &req); err != nil {
-		return err
-	}
-	n := NewOrder{CustomerID: req.CustomerID, Items: make([]NewItem, len(req.Items))}
-	for i, it := range req.Items {
-		n.Items[i] = NewItem(it)
-	}
-	o, err := h.svc.Place(c.Request.Context(), tenantID, n)
-	if err != nil {
-		return err
-	}
-	c.Header("Location", "/v1/orders/"+o.ID.String())
-	c.Header("ETag", httpx.VersionETag(o.Version))
-	c.JSON(http.StatusCreated, ToResponse(o))
-	return nil
+	return httpx.Create(c, orders, placeRequest.toModel, h.svc.Place)
 }
 
 func (h *Handler) list(c *gin.Context) error {
-	tenantID, err := httpx.TenantID(c)
-	if err != nil {
-		return err
-	}
-	page, err := httpx.ParsePage(c)
-	if err != nil {
-		return err
-	}
-	status := Status(c.Query("status"))
-	switch status {
-	case "", Pending, Completed, Cancelled:
-	default:
-		return fault.Invalid(fault.Field("status", "must be pending, completed or cancelled"))
-	}
-	os, err := h.svc.List(c.Request.Context(), tenantID, status, page.After, page.Limit)
-	if err != nil {
-		return err
-	}
-	httpx.WriteList(c, page, os, ToResponse, func(r Response) uuid.UUID { return r.ID })
-	return nil
+	return orders.List(c, func(ctx context.Context, tenantID, after uuid.UUID, limit int) ([]Order, error) {
+		status := Status(c.Query("status"))
+		switch status {
+		case "", Pending, Completed, Cancelled:
+		default:
+			return nil, fault.Invalid(fault.Field("status", "must be pending, completed or cancelled"))
+		}
+		return h.svc.List(ctx, tenantID, status, after, limit)
+	})
 }
 
 func (h *Handler) get(c *gin.Context) error {
-	return httpx.GetByID(c, h.svc.Get, func(o Order) int64 { return o.Version }, ToResponse)
+	return orders.Get(c, h.svc.Get)
 }
 
 func (h *Handler) cancel(c *gin.Context) error {
-	tenantID, id, err := httpx.TenantAndID(c)
-	if err != nil {
-		return err
-	}
-	o, err := h.svc.Cancel(c.Request.Context(), tenantID, id)
-	if err != nil {
-		return err
-	}
-	c.Header("ETag", httpx.VersionETag(o.Version))
-	c.JSON(http.StatusOK, ToResponse(o))
-	return nil
+	return orders.Action(c, http.StatusOK, h.svc.Cancel)
 }
 
 func (h *Handler) events(c *gin.Context) error {

@@ -1,8 +1,8 @@
 package payments
 
 import (
+	"context"
 	"net/http"
-	"path"
 	"slices"
 	"time"
 
@@ -32,9 +32,7 @@ func NewHandler(svc *Service) *Handler {
 
 // Routes registers the payment routes on r, which is mounted on /v1.
 func (h *Handler) Routes(r *httpx.Router) {
-	r.Handle(http.MethodPost, "/payments", permWrite, httpx.Handle(h.create))
-	r.Handle(http.MethodGet, "/payments", permRead, httpx.Handle(h.list))
-	r.Handle(http.MethodGet, "/payments/:id", permRead, httpx.Handle(h.get))
+	r.Collection("/payments", permRead, permWrite, httpx.Collection{List: h.list, Create: h.create, Get: h.get})
 	r.Handle(http.MethodPost, "/payments/:id/refunds", permRefund, httpx.Handle(h.refund))
 }
 
@@ -49,6 +47,13 @@ type paymentJSON struct {
 	FailureReason string    `json:"failure_reason,omitempty"`
 	Refunded      int64     `json:"refunded"`
 	CreatedAt     time.Time `json:"created_at"`
+}
+
+// payments is how the API shows payments.
+var payments = httpx.Resource[Payment, paymentJSON]{
+	Render:  toJSON,
+	ID:      func(p paymentJSON) uuid.UUID { return p.ID },
+	Version: func(p Payment) int64 { return int64(p.Version) },
 }
 
 func toJSON(p Payment) paymentJSON {
@@ -134,55 +139,25 @@ type refundRequest struct {
 }
 
 func (h *Handler) create(c *gin.Context) error {
-	tenantID, err := httpx.TenantID(c)
-	if err != nil {
-		return err
-	}
-	var req createRequest
-	if err := httpx.BindJSON(c, &req); err != nil {
-		return err
-	}
-	n, err := req.toModel()
-	if err != nil {
-		return err
-	}
-	p, err := h.svc.Pay(c.Request.Context(), tenantID, n)
-	if err != nil {
-		return err
-	}
-	c.Header("Location", path.Join(c.Request.URL.Path, p.ID.String()))
-	c.Header("ETag", httpx.VersionETag(int64(p.Version)))
-	c.JSON(http.StatusCreated, toJSON(p))
-	return nil
+	return httpx.Create(c, payments, createRequest.toModel, h.svc.Pay)
 }
 
 func (h *Handler) list(c *gin.Context) error {
-	tenantID, err := httpx.TenantID(c)
-	if err != nil {
-		return err
-	}
-	page, err := httpx.ParsePage(c)
-	if err != nil {
-		return err
-	}
-	q := ListQuery{After: page.After, Limit: page.Limit}
-	if raw, given := c.GetQuery("order_id"); given {
-		id, err := uuid.Parse(raw)
-		if err != nil || id == uuid.Nil {
-			return fault.Invalid(fault.Field("order_id", "must be a UUID"))
+	return payments.List(c, func(ctx context.Context, tenantID, after uuid.UUID, limit int) ([]Payment, error) {
+		q := ListQuery{After: after, Limit: limit}
+		if raw, given := c.GetQuery("order_id"); given {
+			id, err := uuid.Parse(raw)
+			if err != nil || id == uuid.Nil {
+				return nil, fault.Invalid(fault.Field("order_id", "must be a UUID"))
+			}
+			q.OrderID = id
 		}
-		q.OrderID = id
-	}
-	payments, err := h.svc.List(c.Request.Context(), tenantID, q)
-	if err != nil {
-		return err
-	}
-	httpx.WriteList(c, page, payments, toJSON, func(p paymentJSON) uuid.UUID { return p.ID })
-	return nil
+		return h.svc.List(ctx, tenantID, q)
+	})
 }
 
 func (h *Handler) get(c *gin.Context) error {
-	return httpx.GetByID(c, h.svc.Get, func(p Payment) int64 { return int64(p.Version) }, toJSON)
+	return payments.Get(c, h.svc.Get)
 }
 
 func (h *Handler) refund(c *gin.Context) error {

@@ -12,7 +12,6 @@ import (
 
 	"github.com/tenantd/tenantd/internal/fault"
 	"github.com/tenantd/tenantd/internal/httpx"
-	"github.com/tenantd/tenantd/internal/identity"
 )
 
 // Handler serves the operator routes under /admin/v1 and a tenant's own
@@ -26,10 +25,9 @@ func NewHandler(svc *Service) *Handler { return &Handler{svc: svc} }
 
 // AdminRoutes registers the operator routes on the /admin/v1 router.
 func (h *Handler) AdminRoutes(r *httpx.Router, permission string) {
-	r.Handle(http.MethodPost, "/tenants", permission, httpx.Handle(h.create))
-	r.Handle(http.MethodGet, "/tenants", permission, httpx.Handle(h.list))
-	r.Handle(http.MethodGet, "/tenants/:id", permission, httpx.Handle(h.get))
-	r.Handle(http.MethodPatch, "/tenants/:id", permission, httpx.Handle(h.update))
+	r.Collection("/tenants", permission, permission, httpx.Collection{
+		List: h.list, Create: h.create, Get: h.get, Update: h.update,
+	})
 	r.Handle(http.MethodGet, "/plans", permission, httpx.Handle(h.plans))
 }
 
@@ -84,9 +82,8 @@ func (h *Handler) create(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	c.Header("Location", "/admin/v1/tenants/"+t.ID.String())
 	c.Header("Cache-Control", "no-store")
-	c.JSON(http.StatusCreated, CreatedResponse{Response: ToResponse(t), AdminAPIKey: key})
+	httpx.WriteCreated(c, t.ID, CreatedResponse{Response: ToResponse(t), AdminAPIKey: key})
 	return nil
 }
 
@@ -165,9 +162,9 @@ func (h *Handler) plans(c *gin.Context) error {
 }
 
 func (h *Handler) self(c *gin.Context) error {
-	p, ok := identity.FromContext(c.Request.Context())
-	if !ok {
-		return fault.New(fault.Unauthenticated, "a credential is required")
+	p, err := httpx.Principal(c)
+	if err != nil {
+		return err
 	}
 	t, err := h.svc.Self(c.Request.Context(), p.TenantID)
 	if err != nil {
@@ -184,9 +181,9 @@ type selfRequest struct {
 }
 
 func (h *Handler) updateSelf(c *gin.Context) error {
-	p, ok := identity.FromContext(c.Request.Context())
-	if !ok {
-		return fault.New(fault.Unauthenticated, "a credential is required")
+	p, err := httpx.Principal(c)
+	if err != nil {
+		return err
 	}
 	ifVersion, err := ifMatch(c)
 	if err != nil {

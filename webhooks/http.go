@@ -1,9 +1,9 @@
 package webhooks
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
-	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -31,11 +31,9 @@ func NewHandler(svc *Service) *Handler { return &Handler{svc: svc} }
 
 // Routes registers the webhook routes on r, which is mounted on /v1.
 func (h *Handler) Routes(r *httpx.Router) {
-	r.Handle(http.MethodPost, "/webhooks", permWrite, httpx.Handle(h.create))
-	r.Handle(http.MethodGet, "/webhooks", permRead, httpx.Handle(h.list))
-	r.Handle(http.MethodGet, "/webhooks/:id", permRead, httpx.Handle(h.get))
-	r.Handle(http.MethodPatch, "/webhooks/:id", permWrite, httpx.Handle(h.update))
-	r.Handle(http.MethodDelete, "/webhooks/:id", permWrite, httpx.Handle(h.delete))
+	r.Collection("/webhooks", permRead, permWrite, httpx.Collection{
+		List: h.list, Create: h.create, Get: h.get, Update: h.update, Delete: h.delete,
+	})
 	r.Handle(http.MethodPost, "/webhooks/:id/rotate-secret", permWrite, httpx.Handle(h.rotate))
 	r.Handle(http.MethodPost, "/webhooks/:id/test", permWrite, httpx.Handle(h.test))
 	r.Handle(http.MethodPost, "/webhooks/:id/recover", permWrite, httpx.Handle(h.recoverSince))
@@ -62,6 +60,13 @@ type endpointJSON struct {
 type secretJSON struct {
 	endpointJSON
 	Secret string `json:"secret"`
+}
+
+// endpoints is how the API shows endpoints.
+var endpoints = httpx.Resource[Endpoint, endpointJSON]{
+	Render:  toJSON,
+	ID:      func(e endpointJSON) uuid.UUID { return e.ID },
+	Version: func(e Endpoint) int64 { return e.Version },
 }
 
 func toJSON(e Endpoint) endpointJSON {
@@ -121,6 +126,12 @@ func optString(s string) *string {
 	return &s
 }
 
+// deliveries is how the API shows deliveries.
+var deliveries = httpx.Resource[Delivery, deliveryJSON]{
+	Render: deliveryToJSON,
+	ID:     func(d deliveryJSON) uuid.UUID { return d.ID },
+}
+
 func deliveryToJSON(d Delivery) deliveryJSON {
 	out := deliveryJSON{ID: d.ID, EndpointID: d.EndpointID, EventID: d.EventID, EventType: d.EventType, Origin: d.Origin,
 		Status: d.Status, Attempts: d.Attempts, NextAttemptAt: optTime(d.NextAttemptAt), LastAttemptAt: optTime(d.LastAttemptAt),
@@ -172,36 +183,18 @@ func (h *Handler) create(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	c.Header("Location", path.Join(c.Request.URL.Path, ep.ID.String()))
 	c.Header("ETag", httpx.VersionETag(ep.Version))
 	c.Header("Cache-Control", "no-store")
-	c.JSON(http.StatusCreated, secretJSON{endpointJSON: toJSON(ep), Secret: secret})
+	httpx.WriteCreated(c, ep.ID, secretJSON{endpointJSON: toJSON(ep), Secret: secret})
 	return nil
 }
 
 func (h *Handler) list(c *gin.Context) error {
-	tenantID, err := httpx.TenantID(c)
-	if err != nil {
-		return err
-	}
-	page, err := httpx.ParsePage(c)
-	if err != nil {
-		return err
-	}
-	eps, err := h.svc.List(c.Request.Context(), tenantID, page.After, page.Limit)
-	if err != nil {
-		return err
-	}
-	items := make([]endpointJSON, len(eps))
-	for i, e := range eps {
-		items[i] = toJSON(e)
-	}
-	c.JSON(http.StatusOK, httpx.NewList(items, page.Limit, func(e endpointJSON) uuid.UUID { return e.ID }))
-	return nil
+	return endpoints.List(c, h.svc.List)
 }
 
 func (h *Handler) get(c *gin.Context) error {
-	return httpx.GetByID(c, h.svc.Get, func(e Endpoint) int64 { return e.Version }, toJSON)
+	return endpoints.Get(c, h.svc.Get)
 }
 
 // updateRequest is the body of PATCH /webhooks/:id, a JSON Merge Patch:
@@ -268,27 +261,13 @@ func ifMatch(c *gin.Context) int64 {
 	return -1
 }
 
+// update applies a PATCH, guarded by the version an If-Match header names.
 func (h *Handler) update(c *gin.Context) error {
-	tenantID, id, err := httpx.TenantAndID(c)
-	if err != nil {
-		return err
-	}
-	var req updateRequest
-	if err := httpx.BindJSON(c, &req); err != nil {
-		return err
-	}
-	p, err := req.toModel()
-	if err != nil {
-		return err
-	}
-	p.IfMatch = ifMatch(c)
-	ep, err := h.svc.Update(c.Request.Context(), tenantID, id, p)
-	if err != nil {
-		return err
-	}
-	c.Header("ETag", httpx.VersionETag(ep.Version))
-	c.JSON(http.StatusOK, toJSON(ep))
-	return nil
+	return httpx.Update(c, endpoints, updateRequest.toModel,
+		func(ctx context.Context, tenantID, id uuid.UUID, p EndpointPatch) (Endpoint, error) {
+			p.IfMatch = ifMatch(c)
+			return h.svc.Update(ctx, tenantID, id, p)
+		})
 }
 
 func (h *Handler) delete(c *gin.Context) error {
@@ -311,16 +290,7 @@ func (h *Handler) rotate(c *gin.Context) error {
 }
 
 func (h *Handler) test(c *gin.Context) error {
-	tenantID, id, err := httpx.TenantAndID(c)
-	if err != nil {
-		return err
-	}
-	d, err := h.svc.SendTest(c.Request.Context(), tenantID, id)
-	if err != nil {
-		return err
-	}
-	c.JSON(http.StatusAccepted, deliveryToJSON(d))
-	return nil
+	return deliveries.Action(c, http.StatusAccepted, h.svc.SendTest)
 }
 
 // recoverRequest is the body of POST /webhooks/:id/recover.
@@ -355,40 +325,24 @@ func (h *Handler) recoverSince(c *gin.Context) error {
 	return nil
 }
 
+// deliveries lists an endpoint's deliveries: its :id is read after the
+// tenant and before the page, as every …/:id route reads them.
 func (h *Handler) deliveries(c *gin.Context) error {
 	tenantID, id, err := httpx.TenantAndID(c)
 	if err != nil {
 		return err
 	}
-	page, err := httpx.ParsePage(c)
-	if err != nil {
-		return err
-	}
-	ds, err := h.svc.Deliveries(c.Request.Context(), tenantID, id, page.After, page.Limit)
-	if err != nil {
-		return err
-	}
-	items := make([]deliveryJSON, len(ds))
-	for i, d := range ds {
-		items[i] = deliveryToJSON(d)
-	}
-	c.JSON(http.StatusOK, httpx.NewList(items, page.Limit, func(d deliveryJSON) uuid.UUID { return d.ID }))
-	return nil
+	return deliveries.List(c, func(ctx context.Context, _, after uuid.UUID, limit int) ([]Delivery, error) {
+		return h.svc.Deliveries(ctx, tenantID, id, after, limit)
+	})
 }
 
 func (h *Handler) retry(c *gin.Context) error {
-	tenantID, id, err := httpx.TenantAndID(c)
-	if err != nil {
-		return err
-	}
-	deliveryID, err := httpx.ParseID(c, "delivery_id")
-	if err != nil {
-		return err
-	}
-	d, err := h.svc.Retry(c.Request.Context(), tenantID, id, deliveryID)
-	if err != nil {
-		return err
-	}
-	c.JSON(http.StatusAccepted, deliveryToJSON(d))
-	return nil
+	return deliveries.Action(c, http.StatusAccepted, func(ctx context.Context, tenantID, id uuid.UUID) (Delivery, error) {
+		deliveryID, err := httpx.ParseID(c, "delivery_id")
+		if err != nil {
+			return Delivery{}, err
+		}
+		return h.svc.Retry(ctx, tenantID, id, deliveryID)
+	})
 }

@@ -15,7 +15,6 @@ import (
 	"github.com/tenantd/tenantd/internal/events"
 	"github.com/tenantd/tenantd/internal/fault"
 	"github.com/tenantd/tenantd/internal/httpx"
-	"github.com/tenantd/tenantd/internal/identity"
 )
 
 // Permission is what GET /v1/audit-events requires.
@@ -88,22 +87,22 @@ func ToResponse(e Event) EventResponse {
 // a prefix when they end in "*"; since is inclusive, until exclusive (RFC
 // 3339).
 func (h *Handler) list(c *gin.Context) error {
-	p, ok := identity.FromContext(c.Request.Context())
-	if !ok || p.TenantID == uuid.Nil {
-		return fault.New(fault.Unauthenticated, "a tenant credential is required")
-	}
-	f, err := parseFilter(c, func(v string) (int64, error) { return h.cursors.Open(p.TenantID, v) })
+	tenantID, err := httpx.TenantID(c)
 	if err != nil {
 		return err
 	}
-	evs, err := h.a.List(c.Request.Context(), p.TenantID, f)
+	f, err := parseFilter(c, func(v string) (int64, error) { return h.cursors.Open(tenantID, v) })
+	if err != nil {
+		return err
+	}
+	evs, err := h.a.List(c.Request.Context(), tenantID, f)
 	if err != nil {
 		return err
 	}
 	out := httpx.List[EventResponse]{Data: make([]EventResponse, 0, min(len(evs), f.Limit))}
 	for i, e := range evs {
 		if i == f.Limit {
-			cur := h.cursors.Seal(p.TenantID, evs[i-1].Position)
+			cur := h.cursors.Seal(tenantID, evs[i-1].Position)
 			out.NextCursor = &cur
 			break
 		}

@@ -31,10 +31,8 @@ func NewAdminHandler(dl DeadLetters) *AdminHandler { return &AdminHandler{dl: dl
 
 // AdminRoutes registers the dead-letter routes on the /admin/v1 router.
 func (h *AdminHandler) AdminRoutes(r *httpx.Router, permission string) {
-	r.Handle(http.MethodGet, "/dead-letters", permission, httpx.Handle(h.list))
-	r.Handle(http.MethodGet, "/dead-letters/:id", permission, httpx.Handle(h.get))
+	r.Collection("/dead-letters", permission, permission, httpx.Collection{List: h.list, Get: h.get, Delete: h.discard})
 	r.Handle(http.MethodPost, "/dead-letters/:id/replay", permission, httpx.Handle(h.replay))
-	r.Handle(http.MethodDelete, "/dead-letters/:id", permission, httpx.Handle(h.discard))
 }
 
 func (h *AdminHandler) list(c *gin.Context) error {

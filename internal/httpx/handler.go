@@ -50,19 +50,11 @@ func WriteVersioned(c *gin.Context, version int64, body any) {
 // GetByID answers GET …/:id of a tenant resource: the acting tenant and the
 // :id parameter (TenantAndID), the resource get returns for them, and
 // WriteVersioned with its version and toResponse's rendering. The error is
-// the one to answer with.
+// the one to answer with. Resource.Get is the same for a module that
+// describes its resource.
 func GetByID[M, R any](c *gin.Context, get func(ctx context.Context, tenantID, id uuid.UUID) (M, error),
 	version func(M) int64, toResponse func(M) R) error {
-	tenantID, id, err := TenantAndID(c)
-	if err != nil {
-		return err
-	}
-	m, err := get(c.Request.Context(), tenantID, id)
-	if err != nil {
-		return err
-	}
-	WriteVersioned(c, version(m), toResponse(m))
-	return nil
+	return Resource[M, R]{Render: toResponse, Version: version}.Get(c, get)
 }
 
 // DeleteByID answers DELETE …/:id of a tenant resource: the acting tenant

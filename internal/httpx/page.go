@@ -75,6 +75,19 @@ func ParseID(c *gin.Context, name string) (uuid.UUID, error) {
 // errNoTenant answers a tenant route reached without a tenant principal.
 var errNoTenant = fault.New(fault.Unauthenticated, "a tenant credential is required")
 
+// errNoPrincipal answers a route reached without a principal.
+var errNoPrincipal = fault.New(fault.Unauthenticated, "a credential is required")
+
+// Principal returns the acting principal; without one the error is a 401
+// for httpx.Error.
+func Principal(c *gin.Context) (identity.Principal, error) {
+	p, ok := identity.FromContext(c.Request.Context())
+	if !ok {
+		return identity.Principal{}, errNoPrincipal
+	}
+	return p, nil
+}
+
 // TenantID returns the acting principal's tenant; without one the error
 // is a 401 for httpx.Error.
 func TenantID(c *gin.Context) (uuid.UUID, error) {

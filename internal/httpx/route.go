@@ -2,6 +2,7 @@ package httpx
 
 import (
 	"fmt"
+	"net/http"
 	"sort"
 	"sync"
 
@@ -80,4 +81,34 @@ func (r *Router) Handle(method, path, permission string, handlers ...gin.Handler
 		full = r.group.BasePath()
 	}
 	r.table.add(Route{Method: method, Path: full, Permission: permission})
+}
+
+// Collection holds the handlers of a collection's conventional routes; a
+// nil one is not registered.
+type Collection struct {
+	List   HandlerFunc // GET path
+	Create HandlerFunc // POST path
+	Get    HandlerFunc // GET path/:id
+	Update HandlerFunc // PATCH path/:id
+	Delete HandlerFunc // DELETE path/:id
+}
+
+// Collection registers the routes of the collection at path: reading it
+// (List, Get) requires read, changing it (Create, Update, Delete) write.
+func (r *Router) Collection(path, read, write string, c Collection) {
+	routes := []struct {
+		method, path, permission string
+		h                        HandlerFunc
+	}{
+		{http.MethodGet, path, read, c.List},
+		{http.MethodPost, path, write, c.Create},
+		{http.MethodGet, path + "/:id", read, c.Get},
+		{http.MethodPatch, path + "/:id", write, c.Update},
+		{http.MethodDelete, path + "/:id", write, c.Delete},
+	}
+	for _, rt := range routes {
+		if rt.h != nil {
+			r.Handle(rt.method, rt.path, rt.permission, Handle(rt.h))
+		}
+	}
 }
