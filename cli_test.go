@@ -55,16 +55,27 @@ func runCLI(t *testing.T, bin, dir string, vars []string, args ...string) cliRes
 	return r
 }
 
-// runCLIInEmptyDir runs bin with args as runCLI does, in a new directory,
-// and fails the test unless the run left that directory empty.
-func runCLIInEmptyDir(t *testing.T, bin string, vars []string, args ...string) cliResult {
+// cliCase is a command line and what its run must show.
+type cliCase struct {
+	args []string
+	want string
+}
+
+// runCLICases runs each case in a subtest named by its command line, in a
+// new directory that the run must leave empty, with the environment vars,
+// and checks the result with check.
+func runCLICases(t *testing.T, bin string, vars []string, cases []cliCase, check func(t *testing.T, want string, r cliResult)) {
 	t.Helper()
-	dir := t.TempDir()
-	r := runCLI(t, bin, dir, vars, args...)
-	if entries, err := os.ReadDir(dir); err != nil || len(entries) > 0 {
-		t.Errorf("working directory after tenantd %s: %v %v, want it empty", strings.Join(args, " "), entries, err)
+	for _, tt := range cases {
+		t.Run(strings.Join(append([]string{"tenantd"}, tt.args...), " "), func(t *testing.T) {
+			dir := t.TempDir()
+			r := runCLI(t, bin, dir, vars, tt.args...)
+			if entries, err := os.ReadDir(dir); err != nil || len(entries) > 0 {
+				t.Errorf("working directory after the run: %v %v, want it empty", entries, err)
+			}
+			check(t, tt.want, r)
+		})
 	}
-	return r
 }
 
 // TestCLIHelp runs every subcommand with --help (and -h) where running it
@@ -86,10 +97,7 @@ func TestCLIHelp(t *testing.T) {
 		"MIGRATE_DATABASE_URL=" + unreachable, "REDIS_URL=redis://127.0.0.1:1/0",
 		"HTTP_ADDR=" + held.Addr().String(), "DEV_IDP_ADDR=" + held.Addr().String()}
 
-	helps := []struct {
-		args []string
-		want string // the start of stdout
-	}{
+	helps := []cliCase{ // want: the start of stdout
 		{nil, "tenantd — multi-tenant SaaS API"},
 		{[]string{"help"}, "tenantd — multi-tenant SaaS API"},
 		{[]string{"--help"}, "tenantd — multi-tenant SaaS API"},
@@ -111,26 +119,22 @@ func TestCLIHelp(t *testing.T) {
 		{[]string{"audit", "verify", "--help"}, "Usage: tenantd audit verify"},
 		{[]string{"healthcheck", "--help"}, "Usage: tenantd healthcheck"},
 	}
-	for _, tt := range helps {
-		name := strings.Join(append([]string{"tenantd"}, tt.args...), " ")
-		t.Run(name, func(t *testing.T) {
-			r := runCLIInEmptyDir(t, bin, vars, tt.args...)
-			if r.code != 0 {
-				t.Errorf("got exit status %d, want 0\nstderr:\n%s", r.code, r.stderr)
-			}
-			if !strings.HasPrefix(r.stdout, tt.want) {
-				t.Errorf("got stdout starting %q, want %q", firstLine(r.stdout), tt.want)
-			}
-			if r.stderr != "" {
-				t.Errorf("got stderr %q, want nothing", r.stderr)
-			}
-			// Connecting to 127.0.0.1:1 is refused at once, but a command that
-			// started servers or waited for them would take longer.
-			if r.took > 10*time.Second {
-				t.Errorf("took %s, want help at once", r.took)
-			}
-		})
-	}
+	runCLICases(t, bin, vars, helps, func(t *testing.T, want string, r cliResult) {
+		if r.code != 0 {
+			t.Errorf("got exit status %d, want 0\nstderr:\n%s", r.code, r.stderr)
+		}
+		if !strings.HasPrefix(r.stdout, want) {
+			t.Errorf("got stdout starting %q, want %q", firstLine(r.stdout), want)
+		}
+		if r.stderr != "" {
+			t.Errorf("got stderr %q, want nothing", r.stderr)
+		}
+		// Connecting to 127.0.0.1:1 is refused at once, but a command that
+		// started servers or waited for them would take longer.
+		if r.took > 10*time.Second {
+			t.Errorf("took %s, want help at once", r.took)
+		}
+	})
 
 	t.Run("no environment", func(t *testing.T) {
 		for _, args := range [][]string{{"serve", "--help"}, {"dev", "--help"}, {"projections", "rebuild", "-h"}} {
@@ -141,10 +145,7 @@ func TestCLIHelp(t *testing.T) {
 		}
 	})
 
-	refusals := []struct {
-		args []string
-		want string // in stderr
-	}{
+	refusals := []cliCase{ // want: in stderr
 		{[]string{"serve", "--bogus"}, "flag provided but not defined: -bogus"},
 		{[]string{"serve", "now"}, `unexpected argument "now"`},
 		{[]string{"dev", "--port", "1"}, "flag provided but not defined: -port"},
@@ -164,21 +165,17 @@ func TestCLIHelp(t *testing.T) {
 		{[]string{"help", "nope"}, `unknown subcommand "nope"`},
 		{[]string{"nope"}, `unknown subcommand "nope"`},
 	}
-	for _, tt := range refusals {
-		name := strings.Join(append([]string{"tenantd"}, tt.args...), " ")
-		t.Run(name, func(t *testing.T) {
-			r := runCLIInEmptyDir(t, bin, vars, tt.args...)
-			if r.code != 2 {
-				t.Errorf("got exit status %d, want 2\nstderr:\n%s", r.code, r.stderr)
-			}
-			if !strings.Contains(r.stderr, tt.want) || !strings.Contains(r.stderr, "Usage:") && !strings.Contains(r.stderr, "tenantd — ") {
-				t.Errorf("got stderr:\n%s\nwant %q and the usage", r.stderr, tt.want)
-			}
-			if r.stdout != "" {
-				t.Errorf("got stdout %q, want nothing", r.stdout)
-			}
-		})
-	}
+	runCLICases(t, bin, vars, refusals, func(t *testing.T, want string, r cliResult) {
+		if r.code != 2 {
+			t.Errorf("got exit status %d, want 2\nstderr:\n%s", r.code, r.stderr)
+		}
+		if !strings.Contains(r.stderr, want) || !strings.Contains(r.stderr, "Usage:") && !strings.Contains(r.stderr, "tenantd — ") {
+			t.Errorf("got stderr:\n%s\nwant %q and the usage", r.stderr, want)
+		}
+		if r.stdout != "" {
+			t.Errorf("got stdout %q, want nothing", r.stdout)
+		}
+	})
 }
 
 // TestServeBadAddress gives serve an address it cannot listen on: it exits

@@ -14,16 +14,15 @@ import (
 // TestEventLog: a tenant reads its own events, page by page, and never
 // another tenant's.
 func TestEventLog(t *testing.T) {
-	s := apptest.New(t, apptest.Options{})
-	a := newShop(t, s, 10, 100)
-	b := newShop(t, s, 10, 100)
-	aOrder := a.order(t, 1).Map(t)["id"].(string)
-	bOrder := b.order(t, 1).Map(t)["id"].(string)
+	s, a := apptest.NewWithShop(t, 10, 100)
+	b := apptest.NewShop(t, s, 10, 100)
+	aOrder := a.Place(t, 1)
+	bOrder := b.Place(t, 1)
 
 	var types []string
 	path := "/v1/events?limit=1"
 	for pages := 0; pages < 10; pages++ {
-		resp := s.Do(apptest.Request{Method: "GET", Path: path, Key: a.tenant.Key})
+		resp := s.Do(apptest.Request{Method: "GET", Path: path, Key: a.Tenant.Key})
 		if resp.Status != 200 {
 			t.Fatalf("GET %s: got %d %s", path, resp.Status, resp.Body)
 		}
@@ -52,7 +51,7 @@ func TestEventLog(t *testing.T) {
 	if strings.Join(types, ",") != "order.placed,stock.reserved" {
 		t.Fatalf("A's events: got %v", types)
 	}
-	if r := s.Do(apptest.Request{Method: "GET", Path: "/v1/events?after=-1", Key: a.tenant.Key}); r.Status != 422 {
+	if r := s.Do(apptest.Request{Method: "GET", Path: "/v1/events?after=-1", Key: a.Tenant.Key}); r.Status != 422 {
 		t.Fatalf("bad after: got %d", r.Status)
 	}
 }
@@ -60,15 +59,14 @@ func TestEventLog(t *testing.T) {
 // TestEventStream: the SSE stream delivers new events as they happen, with
 // the position as the event id.
 func TestEventStream(t *testing.T) {
-	s := apptest.New(t, apptest.Options{})
-	sh := newShop(t, s, 10, 100)
+	s, sh := apptest.NewWithShop(t, 10, 100)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, "GET", s.URL+"/v1/events/stream", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	req.Header.Set("Authorization", "Bearer "+sh.tenant.Key)
+	req.Header.Set("Authorization", "Bearer "+sh.Tenant.Key)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -77,7 +75,7 @@ func TestEventStream(t *testing.T) {
 	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" {
 		t.Fatalf("got %d %q", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
-	id := sh.order(t, 1).Map(t)["id"].(string)
+	id := sh.Place(t, 1)
 	sc := bufio.NewScanner(resp.Body)
 	var seen []string
 	for sc.Scan() && len(seen) < 2 {

@@ -12,12 +12,11 @@ import (
 // TestMetrics: /metrics exposes the request, pool, outbox and saga metrics,
 // labelled by route template, never by tenant or raw path.
 func TestMetrics(t *testing.T) {
-	s := apptest.New(t, apptest.Options{})
-	sh := newShop(t, s, 5, 100)
-	id := sh.order(t, 1).Map(t)["id"].(string)
-	sh.pay(t, id, 100, "card", nil)
-	sh.waitStatus(t, id, "completed")
-	sh.get(t, "/v1/products/"+sh.product)
+	s, sh := apptest.NewWithShop(t, 5, 100)
+	id := sh.Place(t, 1)
+	sh.Pay(t, id, 100, "card", nil)
+	sh.WaitStatus(t, id, "completed")
+	sh.Get(t, "/v1/products/"+sh.Product)
 
 	testenv.Eventually(t, 2*time.Second, func() (bool, string) {
 		return strings.Contains(string(s.Do(apptest.Request{Method: "GET", Path: "/metrics"}).Body), `tenantd_saga_outcomes_total{outcome="completed"}`), "saga metric"
@@ -36,7 +35,7 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
-	for _, leak := range []string{sh.tenant.ID, sh.product, id} {
+	for _, leak := range []string{sh.Tenant.ID, sh.Product, id} {
 		if strings.Contains(body, leak) {
 			t.Errorf("/metrics carries an unbounded label value %s", leak)
 		}

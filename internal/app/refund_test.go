@@ -28,13 +28,13 @@ func (c *sagaHandler) Subscribe(_ string, _ []string, h events.Handler) { c.h = 
 // payment.succeeded a second time.
 func TestPaymentForCancelledOrderIsRefunded(t *testing.T) {
 	s := apptest.New(t, apptest.Options{Config: func(c *config.Config) { c.GatewayLatency = 500 * time.Millisecond }})
-	sh := newShop(t, s, 5, 1000)
-	orderID := sh.order(t, 1).Map(t)["id"].(string)
-	tenantID := mustUUID(t, sh.tenant.ID)
+	sh := apptest.NewShop(t, s, 5, 1000)
+	orderID := sh.Place(t, 1)
+	tenantID := mustUUID(t, sh.Tenant.ID)
 
 	paid := make(chan apptest.Response, 1)
 	go func() {
-		r, err := s.Try(apptest.Request{Method: "POST", Path: "/v1/payments", Key: sh.tenant.Key,
+		r, err := s.Try(apptest.Request{Method: "POST", Path: "/v1/payments", Key: sh.Tenant.Key,
 			Body: map[string]any{"order_id": orderID, "amount": 1000, "currency": "EUR", "payment_method": "card"}})
 		if err != nil {
 			t.Errorf("pay: %v", err)
@@ -42,10 +42,10 @@ func TestPaymentForCancelledOrderIsRefunded(t *testing.T) {
 		paid <- r
 	}()
 	testenv.Eventually(t, 5*time.Second, func() (bool, string) {
-		list := sh.get(t, "/v1/payments?order_id="+orderID)["data"].([]any)
+		list := sh.Get(t, "/v1/payments?order_id="+orderID)["data"].([]any)
 		return len(list) == 1 && list[0].(map[string]any)["status"] == "processing", "the payment is at the gateway"
 	})
-	if r := s.Do(apptest.Request{Method: "POST", Path: "/v1/orders/" + orderID + "/cancel", Key: sh.tenant.Key}); r.Status != 200 {
+	if r := s.Do(apptest.Request{Method: "POST", Path: "/v1/orders/" + orderID + "/cancel", Key: sh.Tenant.Key}); r.Status != 200 {
 		t.Fatalf("cancel while paying: got %d %s", r.Status, r.Body)
 	}
 	pay := <-paid
@@ -117,14 +117,14 @@ func TestPaymentForCancelledOrderIsRefunded(t *testing.T) {
 		t.Errorf("got audit actions %v, want %v", actions, want)
 	}
 
-	o := sh.get(t, "/v1/orders/"+orderID)
+	o := sh.Get(t, "/v1/orders/"+orderID)
 	if o["status"] != string(orders.Cancelled) || o["cancellation_reason"] != orders.ReasonCustomerRequest {
 		t.Errorf("got order %v, want cancelled by the customer", o)
 	}
-	if p := sh.get(t, "/v1/products/"+sh.product); p["stock"] != float64(5) || p["reserved"] != float64(0) {
+	if p := sh.Get(t, "/v1/products/"+sh.Product); p["stock"] != float64(5) || p["reserved"] != float64(0) {
 		t.Errorf("got product %v, want stock 5, nothing reserved", p)
 	}
-	if p := sh.get(t, "/v1/payments/"+paymentID.String()); p["status"] != "succeeded" || p["refunded"] != float64(1000) {
+	if p := sh.Get(t, "/v1/payments/"+paymentID.String()); p["status"] != "succeeded" || p["refunded"] != float64(1000) {
 		t.Errorf("got payment %v, want succeeded and refunded 1000", p)
 	}
 	var types []string
@@ -141,7 +141,7 @@ func TestPaymentForCancelledOrderIsRefunded(t *testing.T) {
 	if want := []string{payments.EventSucceeded, payments.EventRefunded}; !slices.Equal(types, want) {
 		t.Errorf("got payment events %v, want %v", types, want)
 	}
-	if evs := sh.get(t, "/v1/orders/"+orderID+"/events")["data"].([]any); len(evs) != 3 {
+	if evs := sh.Get(t, "/v1/orders/"+orderID+"/events")["data"].([]any); len(evs) != 3 {
 		t.Errorf("got %d order events, want placed, reserved, cancelled", len(evs))
 	}
 }

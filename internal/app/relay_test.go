@@ -26,8 +26,8 @@ func TestEventRelay(t *testing.T) {
 	s := apptest.New(t, apptest.Options{Config: func(c *config.Config) {
 		c.EventRelay, c.NATSURL = config.RelayNATS, natsURL
 	}})
-	sh := newShop(t, s, 10, 100)
-	orderID := sh.order(t, 1).Map(t)["id"].(string)
+	sh := apptest.NewShop(t, s, 10, 100)
+	orderID := sh.Place(t, 1)
 	var page struct {
 		Data []struct {
 			ID      string `json:"id"`
@@ -35,7 +35,7 @@ func TestEventRelay(t *testing.T) {
 			Version int64  `json:"version"`
 		} `json:"data"`
 	}
-	resp := s.Do(apptest.Request{Method: "GET", Path: "/v1/orders/" + orderID + "/events", Key: sh.tenant.Key})
+	resp := s.Do(apptest.Request{Method: "GET", Path: "/v1/orders/" + orderID + "/events", Key: sh.Tenant.Key})
 	if resp.Status != 200 {
 		t.Fatalf("GET the order's events: got %d %s, want 200", resp.Status, resp.Body)
 	}
@@ -92,7 +92,7 @@ func TestEventRelay(t *testing.T) {
 	var last uint64
 	for _, e := range page.Data {
 		g := found[e.ID]
-		if want := "tenantd." + sh.tenant.ID + "." + e.Type; g.subject != want {
+		if want := "tenantd." + sh.Tenant.ID + "." + e.Type; g.subject != want {
 			t.Errorf("event %s (%s): got subject %q, want %q", e.ID, e.Type, g.subject, want)
 		}
 		if g.seq <= last {

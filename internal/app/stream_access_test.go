@@ -157,9 +157,9 @@ func TestStreamEndsWhenAccessEnds(t *testing.T) {
 
 	// started opens a stream for credential on the shop's log and reads
 	// the events already there (one order: two events).
-	started := func(t *testing.T, sh shop, credential string) *sseClient {
+	started := func(t *testing.T, sh apptest.Shop, credential string) *sseClient {
 		t.Helper()
-		if resp := sh.order(t, 1); resp.Status != 201 {
+		if resp := sh.Order(t, 1); resp.Status != 201 {
 			t.Fatalf("order: got %d %s", resp.Status, resp.Body)
 		}
 		c := openStream(t, s, "", credential, nil)
@@ -184,18 +184,18 @@ func TestStreamEndsWhenAccessEnds(t *testing.T) {
 	}
 
 	t.Run("key revoked", func(t *testing.T) {
-		sh := newShop(t, s, 100, 100)
-		key := s.CreateKey(sh.tenant.Key, "clerk")
-		other := s.CreateKey(sh.tenant.Key, "viewer")
+		sh := apptest.NewShop(t, s, 100, 100)
+		key := s.CreateKey(sh.Tenant.Key, "clerk")
+		other := s.CreateKey(sh.Tenant.Key, "viewer")
 		c := started(t, sh, key)
 		bystander := openStream(t, s, "", other, nil)
 		bystander.expectEvents(t, 2)
-		if resp := s.Do(apptest.Request{Method: "DELETE", Path: "/v1/api-keys/" + keyID(t, s, sh.tenant.Key, key), Key: sh.tenant.Key}); resp.Status != 204 {
+		if resp := s.Do(apptest.Request{Method: "DELETE", Path: "/v1/api-keys/" + keyID(t, s, sh.Tenant.Key, key), Key: sh.Tenant.Key}); resp.Status != 204 {
 			t.Fatalf("revoke: got %d %s", resp.Status, resp.Body)
 		}
 		ends(t, c, time.Now(), "unauthenticated")
 		// The other key's stream is still delivering.
-		if resp := sh.order(t, 1); resp.Status != 201 {
+		if resp := sh.Order(t, 1); resp.Status != 201 {
 			t.Fatalf("order: got %d", resp.Status)
 		}
 		if got := bystander.expectEvents(t, 2); got[0].Event != "order.placed" {
@@ -204,9 +204,9 @@ func TestStreamEndsWhenAccessEnds(t *testing.T) {
 	})
 
 	t.Run("tenant suspended", func(t *testing.T) {
-		sh := newShop(t, s, 100, 100)
-		c := started(t, sh, sh.tenant.Key)
-		resp := s.Do(apptest.Request{Method: "PATCH", Path: "/admin/v1/tenants/" + sh.tenant.ID, Key: apptest.OperatorKey,
+		sh := apptest.NewShop(t, s, 100, 100)
+		c := started(t, sh, sh.Tenant.Key)
+		resp := s.Do(apptest.Request{Method: "PATCH", Path: "/admin/v1/tenants/" + sh.Tenant.ID, Key: apptest.OperatorKey,
 			Body: map[string]string{"status": "suspended"}})
 		if resp.Status != 200 {
 			t.Fatalf("suspend: got %d %s", resp.Status, resp.Body)
@@ -215,14 +215,14 @@ func TestStreamEndsWhenAccessEnds(t *testing.T) {
 	})
 
 	t.Run("custom role loses events:read", func(t *testing.T) {
-		sh := newShop(t, s, 100, 100)
-		if resp := s.Do(apptest.Request{Method: "POST", Path: "/v1/roles", Key: sh.tenant.Key,
+		sh := apptest.NewShop(t, s, 100, 100)
+		if resp := s.Do(apptest.Request{Method: "POST", Path: "/v1/roles", Key: sh.Tenant.Key,
 			Body: map[string]any{"name": "watcher", "permissions": []string{"events:read", "products:read"}}}); resp.Status != 201 {
 			t.Fatalf("create role: got %d %s", resp.Status, resp.Body)
 		}
-		key := s.CreateKey(sh.tenant.Key, "watcher")
+		key := s.CreateKey(sh.Tenant.Key, "watcher")
 		c := started(t, sh, key)
-		if resp := s.Do(apptest.Request{Method: "PATCH", Path: "/v1/roles/watcher", Key: sh.tenant.Key,
+		if resp := s.Do(apptest.Request{Method: "PATCH", Path: "/v1/roles/watcher", Key: sh.Tenant.Key,
 			Body: map[string]any{"permissions": []string{"products:read"}}}); resp.Status != 200 {
 			t.Fatalf("change role: got %d %s", resp.Status, resp.Body)
 		}
@@ -230,18 +230,18 @@ func TestStreamEndsWhenAccessEnds(t *testing.T) {
 	})
 
 	idp := testenv.NewOIDCProvider(t)
-	member := func(t *testing.T, sh shop, subject string, roles ...string) (memberID, token string) {
+	member := func(t *testing.T, sh apptest.Shop, subject string, roles ...string) (memberID, token string) {
 		t.Helper()
-		registerIssuer(t, s, sh.tenant.Key, map[string]any{"issuer": idp.Issuer, "audience": "aud-" + sh.tenant.Slug})
-		memberID = addMember(t, s, sh.tenant.Key, map[string]any{"subject": subject, "roles": roles})
-		return memberID, idp.Token(t, testenv.Claims{Subject: subject, Audience: []string{"aud-" + sh.tenant.Slug}})
+		registerIssuer(t, s, sh.Tenant.Key, map[string]any{"issuer": idp.Issuer, "audience": "aud-" + sh.Tenant.Slug})
+		memberID = addMember(t, s, sh.Tenant.Key, map[string]any{"subject": subject, "roles": roles})
+		return memberID, idp.Token(t, testenv.Claims{Subject: subject, Audience: []string{"aud-" + sh.Tenant.Slug}})
 	}
 
 	t.Run("member's roles changed to ones without events:read", func(t *testing.T) {
-		sh := newShop(t, s, 100, 100)
+		sh := apptest.NewShop(t, s, 100, 100)
 		id, token := member(t, sh, "carol", "clerk")
 		c := started(t, sh, token)
-		if resp := s.Do(apptest.Request{Method: "PATCH", Path: "/v1/members/" + id, Key: sh.tenant.Key,
+		if resp := s.Do(apptest.Request{Method: "PATCH", Path: "/v1/members/" + id, Key: sh.Tenant.Key,
 			Body: map[string]any{"roles": []string{"billing"}}}); resp.Status != 200 {
 			t.Fatalf("change roles: got %d %s", resp.Status, resp.Body)
 		}
@@ -249,10 +249,10 @@ func TestStreamEndsWhenAccessEnds(t *testing.T) {
 	})
 
 	t.Run("member removed", func(t *testing.T) {
-		sh := newShop(t, s, 100, 100)
+		sh := apptest.NewShop(t, s, 100, 100)
 		id, token := member(t, sh, "dave", "clerk")
 		c := started(t, sh, token)
-		if resp := s.Do(apptest.Request{Method: "DELETE", Path: "/v1/members/" + id, Key: sh.tenant.Key}); resp.Status != 204 {
+		if resp := s.Do(apptest.Request{Method: "DELETE", Path: "/v1/members/" + id, Key: sh.Tenant.Key}); resp.Status != 204 {
 			t.Fatalf("remove member: got %d %s", resp.Status, resp.Body)
 		}
 		ends(t, c, time.Now(), "unauthenticated")

@@ -76,11 +76,11 @@ func TestEventCursorsAreOpaque(t *testing.T) {
 	s := apptest.New(t, withSecret(secret))
 	replica := apptest.New(t, withSecret(secret))
 	stranger := apptest.New(t, withSecret(strings.Repeat("z", 40)))
-	a := newShop(t, s, 100, 100)
-	b := newShop(t, s, 100, 100)
-	order := func(sh shop) {
+	a := apptest.NewShop(t, s, 100, 100)
+	b := apptest.NewShop(t, s, 100, 100)
+	order := func(sh apptest.Shop) {
 		t.Helper()
-		if resp := sh.order(t, 1); resp.Status != 201 {
+		if resp := sh.Order(t, 1); resp.Status != 201 {
 			t.Fatalf("order: got %d %s", resp.Status, resp.Body)
 		}
 	}
@@ -90,7 +90,7 @@ func TestEventCursorsAreOpaque(t *testing.T) {
 	}
 	order(a)
 
-	evs, next := eventPage(t, s, a.tenant.Key, "limit=50")
+	evs, next := eventPage(t, s, a.Tenant.Key, "limit=50")
 	if len(evs) != 4 || next != nil {
 		t.Fatalf("A's log: got %d events (next %v), want 4 and no next page", len(evs), next)
 	}
@@ -115,7 +115,7 @@ func TestEventCursorsAreOpaque(t *testing.T) {
 
 	t.Run("the cursor reveals nothing", func(t *testing.T) {
 		d := s.Env.OpenDB(t, 2)
-		tenantID := uuid.MustParse(a.tenant.ID)
+		tenantID := uuid.MustParse(a.Tenant.ID)
 		for i, id := range ids {
 			var pos int64
 			if err := d.WithTenant(t.Context(), tenantID, func(tx *gorm.DB) error {
@@ -136,7 +136,7 @@ func TestEventCursorsAreOpaque(t *testing.T) {
 		}
 		// Without the secret, nobody opens it: a server with another one
 		// refuses it.
-		if f := invalidField(t, stranger.Do(apptest.Request{Method: "GET", Path: "/v1/events?after=" + cursors[1], Key: a.tenant.Key})); f != "after" {
+		if f := invalidField(t, stranger.Do(apptest.Request{Method: "GET", Path: "/v1/events?after=" + cursors[1], Key: a.Tenant.Key})); f != "after" {
 			t.Fatalf("another secret: 422 names %q, want after", f)
 		}
 	})
@@ -145,7 +145,7 @@ func TestEventCursorsAreOpaque(t *testing.T) {
 		var paged []string
 		query := "limit=1"
 		for {
-			page, next := eventPage(t, s, a.tenant.Key, query)
+			page, next := eventPage(t, s, a.Tenant.Key, query)
 			for _, e := range page {
 				paged = append(paged, e.str(t, "id"))
 			}
@@ -162,13 +162,13 @@ func TestEventCursorsAreOpaque(t *testing.T) {
 		}
 		for _, srv := range []*apptest.Server{s, replica} {
 			for _, param := range []string{"after", "cursor"} {
-				rest, _ := eventPage(t, srv, a.tenant.Key, param+"="+cursors[1])
+				rest, _ := eventPage(t, srv, a.Tenant.Key, param+"="+cursors[1])
 				if len(rest) != 2 || rest[0].str(t, "id") != ids[2] || rest[1].str(t, "id") != ids[3] {
 					t.Fatalf("%s=<second event's cursor>: got %d events, want the last two", param, len(rest))
 				}
 			}
 		}
-		c := openStream(t, s, "?follow=false", a.tenant.Key, nil)
+		c := openStream(t, s, "?follow=false", a.Tenant.Key, nil)
 		var streamed []string
 		for m := range c.Messages {
 			streamed = append(streamed, m.ID)
@@ -180,7 +180,7 @@ func TestEventCursorsAreOpaque(t *testing.T) {
 		if !slices.Equal(streamed, cursors) {
 			t.Fatalf("SSE ids: got %v, want the events' cursors %v", streamed, cursors)
 		}
-		c = openStream(t, replica, "?follow=false", a.tenant.Key, map[string]string{"Last-Event-ID": cursors[1]})
+		c = openStream(t, replica, "?follow=false", a.Tenant.Key, map[string]string{"Last-Event-ID": cursors[1]})
 		streamed = nil
 		for m := range c.Messages {
 			streamed = append(streamed, m.ID)
@@ -201,12 +201,12 @@ func TestEventCursorsAreOpaque(t *testing.T) {
 			header          map[string]string
 			want            string
 		}{
-			{"A's cursor used by B", "/v1/events?after=" + cursors[1], b.tenant.Key, nil, "after"},
-			{"A's cursor used by B on the stream", "/v1/events/stream?follow=false&cursor=" + cursors[1], b.tenant.Key, nil, "cursor"},
-			{"tampered", "/v1/events?after=" + string(tampered), a.tenant.Key, nil, "after"},
-			{"tampered cursor parameter", "/v1/events?cursor=" + string(tampered), a.tenant.Key, nil, "cursor"},
-			{"tampered Last-Event-ID", "/v1/events/stream?follow=false", a.tenant.Key, map[string]string{"Last-Event-ID": string(tampered)}, "Last-Event-ID"},
-			{"an integer position", "/v1/events?after=3", a.tenant.Key, nil, "after"},
+			{"A's cursor used by B", "/v1/events?after=" + cursors[1], b.Tenant.Key, nil, "after"},
+			{"A's cursor used by B on the stream", "/v1/events/stream?follow=false&cursor=" + cursors[1], b.Tenant.Key, nil, "cursor"},
+			{"tampered", "/v1/events?after=" + string(tampered), a.Tenant.Key, nil, "after"},
+			{"tampered cursor parameter", "/v1/events?cursor=" + string(tampered), a.Tenant.Key, nil, "cursor"},
+			{"tampered Last-Event-ID", "/v1/events/stream?follow=false", a.Tenant.Key, map[string]string{"Last-Event-ID": string(tampered)}, "Last-Event-ID"},
+			{"an integer position", "/v1/events?after=3", a.Tenant.Key, nil, "after"},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				resp := s.Do(apptest.Request{Method: "GET", Path: tc.path, Key: tc.key, Header: tc.header})

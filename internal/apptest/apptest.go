@@ -80,14 +80,11 @@ type Options struct {
 	BeforeRun func(*app.App)
 }
 
-// New starts a server on an httptest listener, stopped when the test ends.
-func New(t testing.TB, opts Options) *Server {
+// Config loads tenantd's configuration as from an environment holding
+// env's database URLs, redisURL as REDIS_URL and vars, and nothing else:
+// every other setting has its default.
+func Config(t testing.TB, env *testenv.Env, redisURL string, vars map[string]string) config.Config {
 	t.Helper()
-	env := testenv.Get(t)
-	redisURL := env.RedisURL
-	if opts.RedisURL != "" {
-		redisURL = opts.RedisURL
-	}
 	cfg, err := config.Load(func(name string) string {
 		switch name {
 		case "DATABASE_URL":
@@ -98,16 +95,27 @@ func New(t testing.TB, opts Options) *Server {
 			return env.WorkerURL
 		case "REDIS_URL":
 			return redisURL
-		case "PLATFORM_API_KEY":
-			return OperatorKey
-		case "OIDC_ALLOW_INSECURE_ISSUERS":
-			return "true" // the test identity provider serves http on 127.0.0.1
 		}
-		return ""
+		return vars[name]
 	})
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
+	return cfg
+}
+
+// New starts a server on an httptest listener, stopped when the test ends.
+func New(t testing.TB, opts Options) *Server {
+	t.Helper()
+	env := testenv.Get(t)
+	redisURL := env.RedisURL
+	if opts.RedisURL != "" {
+		redisURL = opts.RedisURL
+	}
+	cfg := Config(t, env, redisURL, map[string]string{
+		"PLATFORM_API_KEY":            OperatorKey,
+		"OIDC_ALLOW_INSECURE_ISSUERS": "true", // the test identity provider serves http on 127.0.0.1
+	})
 	if opts.Config != nil {
 		opts.Config(&cfg)
 	}
