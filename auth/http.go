@@ -75,6 +75,17 @@ func tenantOf(c *gin.Context) (uuid.UUID, error) {
 	return p.TenantID, err
 }
 
+// bindAs returns the request's principal and its body, decoded strictly
+// (httpx.BindJSON) into a T.
+func bindAs[T any](c *gin.Context) (identity.Principal, T, error) {
+	var req T
+	p, err := principal(c)
+	if err != nil {
+		return p, req, err
+	}
+	return p, req, httpx.BindJSON(c, &req)
+}
+
 // principalAndID returns the request's principal and its :id path
 // parameter.
 func principalAndID(c *gin.Context) (identity.Principal, uuid.UUID, error) {
@@ -101,12 +112,8 @@ func deleteByID(c *gin.Context, del func(ctx context.Context, actor identity.Pri
 }
 
 func (h *Handler) create(c *gin.Context) error {
-	p, err := principal(c)
+	p, req, err := bindAs[keyRequest](c)
 	if err != nil {
-		return err
-	}
-	var req keyRequest
-	if err := httpx.BindJSON(c, &req); err != nil {
 		return err
 	}
 	k, secret, err := h.svc.CreateKey(c.Request.Context(), p, NewKey(req))

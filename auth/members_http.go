@@ -58,12 +58,8 @@ func (h *Handler) listMembers(c *gin.Context) error {
 }
 
 func (h *Handler) addMember(c *gin.Context) error {
-	p, err := principal(c)
+	p, req, err := bindAs[memberRequest](c)
 	if err != nil {
-		return err
-	}
-	var req memberRequest
-	if err := httpx.BindJSON(c, &req); err != nil {
 		return err
 	}
 	m, err := h.svc.AddMember(c.Request.Context(), p, NewMember(req))

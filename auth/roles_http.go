@@ -70,12 +70,8 @@ func (h *RolesHandler) list(c *gin.Context) error {
 }
 
 func (h *RolesHandler) create(c *gin.Context) error {
-	p, err := principal(c)
+	p, req, err := bindAs[roleRequest](c)
 	if err != nil {
-		return err
-	}
-	var req roleRequest
-	if err := httpx.BindJSON(c, &req); err != nil {
 		return err
 	}
 	role, err := h.rbac.CreateRole(c.Request.Context(), p, Role{Name: req.Name, Permissions: req.Permissions})
@@ -89,12 +85,8 @@ func (h *RolesHandler) create(c *gin.Context) error {
 }
 
 func (h *RolesHandler) update(c *gin.Context) error {
-	p, err := principal(c)
+	p, req, err := bindAs[rolePatch](c)
 	if err != nil {
-		return err
-	}
-	var req rolePatch
-	if err := httpx.BindJSON(c, &req); err != nil {
 		return err
 	}
 	role, err := h.rbac.UpdateRole(c.Request.Context(), p, c.Param("name"), req.Permissions, c.GetHeader("If-Match"))
