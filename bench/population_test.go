@@ -2,20 +2,22 @@ package bench
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tenantd/tenantd/config"
 	"github.com/tenantd/tenantd/internal/app"
+	"github.com/tenantd/tenantd/internal/apptest"
 	"github.com/tenantd/tenantd/internal/db"
 	"github.com/tenantd/tenantd/internal/identity"
 	"github.com/tenantd/tenantd/internal/testenv"
@@ -74,6 +76,11 @@ func populate(tb testing.TB, n int) *population {
 
 	start := time.Now()
 	p := &population{members: make([]member, n), catalog: make(catalog, n)}
+	// Each product's body is what the inventory module answers to GET
+	// /v1/products/:id.
+	mode := gin.Mode()
+	products, _ := apptest.ModuleClient(tb, inventory.NewHandler(a.Inventory).Routes)
+	gin.SetMode(mode) // ModuleClient sets test mode; the benchmarks run in TestMain's
 	bodies := make([][]byte, n)
 	err := parallel(n, func(i int) error {
 		slug := fmt.Sprintf("bench%d-%05d", n, i)
@@ -87,9 +94,11 @@ func populate(tb testing.TB, n int) *population {
 		if err != nil {
 			return err
 		}
-		if bodies[i], err = json.Marshal(toJSON(prod)); err != nil {
-			return err
+		resp := products.Send(http.MethodGet, "/v1/products/"+prod.ID.String(), t.ID, "")
+		if resp.Status != http.StatusOK {
+			return fmt.Errorf("get product of %s: got %d %s, want 200", slug, resp.Status, resp.Body)
 		}
+		bodies[i] = resp.Body
 		p.members[i] = member{id: t.ID, slug: t.Slug, key: key, productID: prod.ID}
 		return nil
 	})
@@ -162,29 +171,6 @@ func parallel(n int, fn func(i int) error) error {
 	}
 	wg.Wait()
 	return first
-}
-
-// productJSON is a product as GET /v1/products/:id shows it.
-type productJSON struct {
-	ID        uuid.UUID `json:"id"`
-	SKU       string    `json:"sku"`
-	Name      string    `json:"name"`
-	Price     int64     `json:"price"`
-	Currency  string    `json:"currency"`
-	Stock     int64     `json:"stock"`
-	Reserved  int64     `json:"reserved"`
-	Available int64     `json:"available"`
-	Version   int       `json:"version"`
-	CreatedAt time.Time `json:"created_at"`
-	UpdatedAt time.Time `json:"updated_at"`
-}
-
-func toJSON(p inventory.Product) productJSON {
-	return productJSON{
-		ID: p.ID, SKU: p.SKU, Name: p.Name, Price: p.Price, Currency: p.Currency,
-		Stock: p.Stock, Reserved: p.Reserved, Available: p.Available(),
-		Version: p.Version, CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt,
-	}
 }
 
 // discardLogger formats like production (JSON) and writes nowhere, so the
