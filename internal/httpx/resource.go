@@ -77,11 +77,7 @@ func (r Resource[M, R]) List(c *gin.Context, list func(ctx context.Context, tena
 // and :id, with its ETag, or 304 Not Modified when If-None-Match names it
 // (WriteVersioned); a resource without versions is answered 200.
 func (r Resource[M, R]) Get(c *gin.Context, get func(ctx context.Context, tenantID, id uuid.UUID) (M, error)) error {
-	tenantID, id, err := r.TenantAndID(c)
-	if err != nil {
-		return err
-	}
-	m, err := get(c.Request.Context(), tenantID, id)
+	m, err := r.one(c, get)
 	if err != nil {
 		return err
 	}
@@ -97,17 +93,24 @@ func (r Resource[M, R]) Get(c *gin.Context, get func(ctx context.Context, tenant
 // returns for the acting tenant and :id, answered status (with its ETag
 // when it has versions).
 func (r Resource[M, R]) Action(c *gin.Context, status int, act func(ctx context.Context, tenantID, id uuid.UUID) (M, error)) error {
-	tenantID, id, err := r.TenantAndID(c)
-	if err != nil {
-		return err
-	}
-	m, err := act(c.Request.Context(), tenantID, id)
+	m, err := r.one(c, act)
 	if err != nil {
 		return err
 	}
 	r.etag(c, m)
 	c.JSON(status, r.Render(m))
 	return nil
+}
+
+// one returns the resource fn returns for the acting tenant and :id
+// (TenantAndID).
+func (r Resource[M, R]) one(c *gin.Context, fn func(ctx context.Context, tenantID, id uuid.UUID) (M, error)) (M, error) {
+	tenantID, id, err := r.TenantAndID(c)
+	if err != nil {
+		var zero M
+		return zero, err
+	}
+	return fn(c.Request.Context(), tenantID, id)
 }
 
 // Create answers POST of the collection: the body bound strictly to a Req
