@@ -49,16 +49,10 @@ func TestRestartMidStream(t *testing.T) {
 	second := events.NewDispatcher(rig.app, testLogger(), opts)
 	second.Subscribe(rig.sub, []string{rig.typ}, slow(rig.fx.handler("second", &calls)))
 	stop = start(t, second)
-	testenv.Eventually(t, 30*time.Second, func() (bool, string) { return rig.fx.count(t) >= len(rig.appended), "all events handled" })
-	time.Sleep(200 * time.Millisecond) // room for a duplicate to show
+	rig.waitAllHandled(t)
 	stop()
 
-	got := rig.fx.all(t)
-	checkExactlyOnce(t, got, rig.appended)
-	byReplica := map[string]int{}
-	for _, g := range got {
-		byReplica[g.Replica]++
-	}
+	byReplica := rig.checkByReplica(t)
 	// A COMMIT in flight when the first dispatcher's context was cancelled
 	// may still land after stop returned (its outcome was unknown to the
 	// client), so the first may own a few more effects than counted at the
@@ -104,18 +98,12 @@ func TestReplicas(t *testing.T) {
 		return true, "a third of the events handled"
 	})
 	stops[leader]()
-	testenv.Eventually(t, 30*time.Second, func() (bool, string) { return rig.fx.count(t) >= len(rig.appended), "all events handled" })
-	time.Sleep(200 * time.Millisecond) // room for a duplicate to show
+	rig.waitAllHandled(t)
 	for _, stop := range stops {
 		stop()
 	}
 
-	got := rig.fx.all(t)
-	checkExactlyOnce(t, got, rig.appended)
-	byReplica := map[string]int{}
-	for _, g := range got {
-		byReplica[g.Replica]++
-	}
+	byReplica := rig.checkByReplica(t)
 	if len(byReplica) != 2 {
 		t.Errorf("got effects per replica %v, want both replicas to have handled events (the survivor takes over)", byReplica)
 	}
@@ -137,8 +125,7 @@ func TestCheckpointClaim(t *testing.T) {
 		r.d.Subscribe(rig.sub, []string{rig.typ}, rig.fx.handler(r.name, &calls))
 		startFunc(t, r.d.RunWithoutLeases)
 	}
-	testenv.Eventually(t, 30*time.Second, func() (bool, string) { return rig.fx.count(t) >= len(rig.appended), "all events handled" })
-	time.Sleep(200 * time.Millisecond) // room for a duplicate to show
+	rig.waitAllHandled(t)
 	checkExactlyOnce(t, rig.fx.all(t), rig.appended)
 	t.Logf("%d handler calls for %d events", calls.Load(), len(rig.appended))
 }
@@ -278,12 +265,9 @@ func TestPoisonEvent(t *testing.T) {
 // the poll interval would.
 func TestListenWakes(t *testing.T) {
 	t.Parallel()
-	env := testenv.Get(t)
-	app := env.OpenDB(t, 4)
-	a := testenv.NewTenant(t).ID
-	typ := eventType(t)
+	app, a, typ := newTenantLog(t, 4)
 	handled := make(chan uuid.UUID, 10)
-	d := events.NewDispatcher(app, testLogger(), events.Options{PollInterval: 10 * time.Second, ListenURL: env.AppURL})
+	d := events.NewDispatcher(app, testLogger(), events.Options{PollInterval: 10 * time.Second, ListenURL: testenv.Get(t).AppURL})
 	d.Subscribe("listen-"+testenv.RandomHex(4), []string{typ}, func(_ context.Context, _ *gorm.DB, e events.Event) error {
 		handled <- e.ID
 		return nil
@@ -320,10 +304,7 @@ func TestListenWakes(t *testing.T) {
 // their cause and the subscriber as the actor.
 func TestHandlerContext(t *testing.T) {
 	t.Parallel()
-	env := testenv.Get(t)
-	app := env.OpenDB(t, 4)
-	a := testenv.NewTenant(t).ID
-	typ := eventType(t)
+	app, a, typ := newTenantLog(t, 4)
 	sub := "reactor-" + testenv.RandomHex(4)
 	d := events.NewDispatcher(app, testLogger(), events.Options{PollInterval: 20 * time.Millisecond})
 	d.Subscribe(sub, []string{typ}, func(ctx context.Context, tx *gorm.DB, e events.Event) error {
@@ -354,10 +335,7 @@ func TestHandlerContext(t *testing.T) {
 // zero once the subscriber caught up.
 func TestLag(t *testing.T) {
 	t.Parallel()
-	env := testenv.Get(t)
-	app := env.OpenDB(t, 4)
-	a := testenv.NewTenant(t).ID
-	typ := eventType(t)
+	app, a, typ := newTenantLog(t, 4)
 	sub := "lag-" + testenv.RandomHex(4)
 	var calls atomic.Int64
 	d := events.NewDispatcher(app, testLogger(), events.Options{PollInterval: 20 * time.Millisecond})

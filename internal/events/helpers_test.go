@@ -81,6 +81,14 @@ func newTenants(t testing.TB, n int) []uuid.UUID {
 	return ids
 }
 
+// newTenantLog opens a runtime pool of maxConns connections on the
+// package's database and returns it with a new tenant and an event type of
+// the test's own.
+func newTenantLog(t testing.TB, maxConns int) (app *db.DB, tenantID uuid.UUID, typ string) {
+	t.Helper()
+	return testenv.Get(t).OpenDB(t, maxConns), testenv.NewTenant(t).ID, eventType(t)
+}
+
 // dispatchRig is a dispatcher test's pools, the events seeded for it, the
 // table its handlers record their effects in, and a subscriber of its own.
 type dispatchRig struct {
@@ -102,6 +110,28 @@ func newDispatchRig(t testing.TB, maxConns int, tenants []uuid.UUID, streams, n 
 	r.fx = newEffects(t, r.owner)
 	r.sub = subPrefix + "-" + testenv.RandomHex(4)
 	return r
+}
+
+// waitAllHandled waits until every seeded event has an effect, then a
+// little longer, for a duplicate to show.
+func (r dispatchRig) waitAllHandled(t testing.TB) {
+	t.Helper()
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) { return r.fx.count(t) >= len(r.appended), "all events handled" })
+	time.Sleep(200 * time.Millisecond) // room for a duplicate to show
+}
+
+// checkByReplica checks that every seeded event has exactly one effect,
+// each stream's in version order (see checkExactlyOnce), and returns how
+// many effects each replica made.
+func (r dispatchRig) checkByReplica(t testing.TB) map[string]int {
+	t.Helper()
+	got := r.fx.all(t)
+	checkExactlyOnce(t, got, r.appended)
+	byReplica := map[string]int{}
+	for _, g := range got {
+		byReplica[g.Replica]++
+	}
+	return byReplica
 }
 
 // effects is a table the test handlers write their side effects to, one row
