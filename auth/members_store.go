@@ -92,24 +92,14 @@ func listMembers(tx *gorm.DB, after uuid.UUID, limit int) ([]Member, error) {
 func setMemberRoles(tx *gorm.DB, id uuid.UUID, roles []string) (Member, error) {
 	var r memberRow
 	res := tx.Raw(`UPDATE members SET roles = ?, updated_at = now() WHERE id = ? RETURNING *`, db.TextArray(roles), id).Scan(&r)
-	if res.Error != nil {
-		return Member{}, fmt.Errorf("update member: %w", res.Error)
-	}
-	if res.RowsAffected == 0 {
-		return Member{}, ErrMemberNotFound
+	if err := oneRow(res, "update member", ErrMemberNotFound); err != nil {
+		return Member{}, err
 	}
 	return r.toModel(), nil
 }
 
 func deleteMember(tx *gorm.DB, id uuid.UUID) error {
-	res := tx.Exec(`DELETE FROM members WHERE id = ?`, id)
-	if res.Error != nil {
-		return fmt.Errorf("delete member: %w", res.Error)
-	}
-	if res.RowsAffected == 0 {
-		return ErrMemberNotFound
-	}
-	return nil
+	return oneRow(tx.Exec(`DELETE FROM members WHERE id = ?`, id), "delete member", ErrMemberNotFound)
 }
 
 // memberRoles returns every role name held by a member or a pending
@@ -129,14 +119,11 @@ func claimInvitation(tx *gorm.DB, email, issuer, subject string) (Member, error)
 	var r memberRow
 	res := tx.Raw(`UPDATE members SET issuer = ?, subject = ?, status = 'active', last_sign_in_at = now(), updated_at = now()
 		WHERE status = 'invited' AND lower(email) = lower(?) RETURNING *`, issuer, subject, email).Scan(&r)
-	if res.Error != nil {
-		if db.IsUniqueViolation(res.Error) {
-			return Member{}, ErrMemberExists
-		}
-		return Member{}, fmt.Errorf("claim invitation: %w", res.Error)
+	if db.IsUniqueViolation(res.Error) {
+		return Member{}, ErrMemberExists
 	}
-	if res.RowsAffected == 0 {
-		return Member{}, ErrMemberNotFound
+	if err := oneRow(res, "claim invitation", ErrMemberNotFound); err != nil {
+		return Member{}, err
 	}
 	return r.toModel(), nil
 }

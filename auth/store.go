@@ -37,6 +37,18 @@ func (r keyRow) toModel() Key {
 	}
 }
 
+// oneRow checks the result of a statement on one row: its error wrapped
+// with what, or notFound when it touched or returned no row.
+func oneRow(res *gorm.DB, what string, notFound error) error {
+	switch {
+	case res.Error != nil:
+		return fmt.Errorf("%s: %w", what, res.Error)
+	case res.RowsAffected == 0:
+		return notFound
+	}
+	return nil
+}
+
 func utc(t *time.Time) *time.Time {
 	if t == nil {
 		return nil
@@ -78,11 +90,8 @@ func findKey(tx *gorm.DB, id uuid.UUID) (Key, error) {
 func revokeKey(tx *gorm.DB, id uuid.UUID) (Key, error) {
 	var r keyRow
 	res := tx.Raw(`UPDATE api_keys SET revoked_at = now() WHERE id = ? AND revoked_at IS NULL RETURNING *`, id).Scan(&r)
-	if res.Error != nil {
-		return Key{}, fmt.Errorf("revoke api key: %w", res.Error)
-	}
-	if res.RowsAffected == 0 {
-		return Key{}, ErrKeyNotFound
+	if err := oneRow(res, "revoke api key", ErrKeyNotFound); err != nil {
+		return Key{}, err
 	}
 	return r.toModel(), nil
 }
@@ -106,11 +115,8 @@ var errNoKey = errors.New("no key with that prefix")
 func lookupKey(ctx context.Context, d *db.DB, prefix string) (keyLookup, error) {
 	var r keyLookup
 	res := d.Unscoped(ctx).Raw(`SELECT * FROM auth_api_key_lookup(?)`, prefix).Scan(&r)
-	if res.Error != nil {
-		return keyLookup{}, fmt.Errorf("look up api key: %w", res.Error)
-	}
-	if res.RowsAffected == 0 {
-		return keyLookup{}, errNoKey
+	if err := oneRow(res, "look up api key", errNoKey); err != nil {
+		return keyLookup{}, err
 	}
 	return r, nil
 }
