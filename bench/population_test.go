@@ -119,25 +119,7 @@ func populate(tb testing.TB, n int) *population {
 func appConfig(tb testing.TB) config.Config {
 	tb.Helper()
 	env := testenv.Get(tb)
-	cfg, err := config.Load(func(name string) string {
-		switch name {
-		case "DATABASE_URL":
-			return env.AppURL
-		case "MIGRATE_DATABASE_URL":
-			return env.OwnerURL
-		case "WORKER_DATABASE_URL":
-			return env.WorkerURL
-		case "REDIS_URL":
-			return env.RedisURL
-		case "BASE_DOMAIN":
-			return baseDomain
-		}
-		return ""
-	})
-	if err != nil {
-		tb.Fatalf("config: %v", err)
-	}
-	return cfg
+	return apptest.Config(tb, env, env.RedisURL, map[string]string{"BASE_DOMAIN": baseDomain})
 }
 
 // newApp wires tenantd as main does, with cfg, on d and rdb. Only its
