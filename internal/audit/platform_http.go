@@ -39,15 +39,8 @@ type PlatformList struct {
 
 // list serves GET /admin/v1/audit-events?limit=&cursor=, newest first.
 func (h *PlatformHandler) list(c *gin.Context) error {
-	limit, before := 50, int64(0)
 	var f fault.Fields
-	if s := c.Query("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > 200 {
-			f.Add("limit", "must be an integer from 1 to 200")
-		}
-		limit = n
-	}
+	limit, before := httpx.Limit(c, &f), int64(0)
 	if s := c.Query("cursor"); s != "" {
 		n, err := strconv.ParseInt(s, 10, 64)
 		if err != nil || n < 1 {

@@ -85,7 +85,7 @@ type query struct {
 // Last-Event-ID header) must be one this tenant was given, or it is 422
 // naming where it came from.
 func (h *LogHandler) parseQuery(c *gin.Context, tenantID uuid.UUID) (query, error) {
-	q := query{limit: 50}
+	var q query
 	var f fault.Fields
 	name, after := "after", c.Query("after")
 	if after == "" {
@@ -101,13 +101,7 @@ func (h *LogHandler) parseQuery(c *gin.Context, tenantID uuid.UUID) (query, erro
 		}
 		q.after = pos
 	}
-	if s := c.Query("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > 200 {
-			f.Add("limit", "must be an integer from 1 to 200")
-		}
-		q.limit = n
-	}
+	q.limit = httpx.Limit(c, &f)
 	if s := c.Query("type"); s != "" {
 		q.types = strings.Split(s, ",")
 	}

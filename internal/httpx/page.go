@@ -25,16 +25,8 @@ type List[T any] struct {
 
 // ParsePage reads limit (1–200, default 50) and cursor from the query.
 func ParsePage(c *gin.Context) (Page, error) {
-	p := Page{Limit: 50}
 	var fields fault.Fields
-	if s := c.Query("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > 200 {
-			fields.Add("limit", "must be an integer from 1 to 200")
-		} else {
-			p.Limit = n
-		}
-	}
+	p := Page{Limit: Limit(c, &fields)}
 	if s := c.Query("cursor"); s != "" {
 		raw, err := base64.RawURLEncoding.DecodeString(s)
 		id, perr := uuid.FromBytes(raw)
@@ -45,6 +37,21 @@ func ParsePage(c *gin.Context) (Page, error) {
 		}
 	}
 	return p, fields.Err()
+}
+
+// Limit reads the limit query parameter of a list: 1 to 200, 50 when it
+// is absent or empty; a bad one is added to fields (and 50 returned).
+func Limit(c *gin.Context, fields *fault.Fields) int {
+	s := c.Query("limit")
+	if s == "" {
+		return 50
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > 200 {
+		fields.Add("limit", "must be an integer from 1 to 200")
+		return 50
+	}
+	return n
 }
 
 // NewList builds the envelope from up to limit+1 items fetched by the store:
