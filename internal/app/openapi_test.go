@@ -3,10 +3,8 @@ package app_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"regexp"
 	"slices"
 	"strings"
@@ -161,31 +159,11 @@ type call struct {
 // against the document.
 func (sc *specCheck) do(t *testing.T, c call) apptest.Response {
 	t.Helper()
-	var body []byte
-	switch b := c.body.(type) {
-	case nil:
-	case string:
-		body = []byte(b)
-	default:
-		var err error
-		if body, err = json.Marshal(b); err != nil {
-			t.Fatal(err)
-		}
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, c.method, sc.s.URL+c.path, bytes.NewReader(body))
+	req, err := sc.s.NewRequest(ctx, apptest.Request{Method: c.method, Path: c.path, Key: c.key, Body: c.body, Header: c.header})
 	if err != nil {
 		t.Fatal(err)
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if c.key != "" {
-		req.Header.Set("Authorization", "Bearer "+c.key)
-	}
-	for k, v := range c.header {
-		req.Header.Set(k, v)
 	}
 	route, params, err := sc.router.FindRoute(req)
 	if err != nil {
@@ -196,29 +174,28 @@ func (sc *specCheck) do(t *testing.T, c call) apptest.Response {
 		if err := openapi3filter.ValidateRequest(ctx, in); err != nil {
 			t.Errorf("%s %s: the request does not match the document: %.3000v", c.method, c.path, err)
 		}
-		req.Body = io.NopCloser(bytes.NewReader(body)) // the validator read it
+		if req.GetBody != nil { // the validator read it
+			if req.Body, err = req.GetBody(); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := sc.s.SendHTTP(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", c.method, c.path, err)
 	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp.StatusCode != c.want {
-		t.Fatalf("%s %s: got %d %s, want %d", c.method, c.path, resp.StatusCode, data, c.want)
+	if resp.Status != c.want {
+		t.Fatalf("%s %s: got %d %s, want %d", c.method, c.path, resp.Status, resp.Body, c.want)
 	}
 	out := &openapi3filter.ResponseValidationInput{
-		RequestValidationInput: in, Status: resp.StatusCode, Header: resp.Header,
-		Body: io.NopCloser(bytes.NewReader(data)), Options: sc.opts,
+		RequestValidationInput: in, Status: resp.Status, Header: resp.Header,
+		Body: io.NopCloser(bytes.NewReader(resp.Body)), Options: sc.opts,
 	}
 	if err := openapi3filter.ValidateResponse(ctx, out); err != nil {
 		t.Errorf("%s %s: the %d response does not match operation %s: %.3000v\nbody: %.2000s",
-			c.method, c.path, resp.StatusCode, route.Operation.OperationID, err, data)
+			c.method, c.path, resp.Status, route.Operation.OperationID, err, resp.Body)
 	}
-	return apptest.Response{Status: resp.StatusCode, Header: resp.Header, Body: data}
+	return resp
 }
 
 // TestOpenAPIResponses: real responses of the server, successes and

@@ -70,6 +70,24 @@ func (c *Client) Do(req Request) Response {
 
 // Try sends the request and returns transport errors to the caller.
 func (c *Client) Try(req Request) (Response, error) {
+	ctx := req.Context
+	if ctx == nil {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+	}
+	hr, err := c.NewRequest(ctx, req)
+	if err != nil {
+		return Response{}, err
+	}
+	return c.SendHTTP(hr)
+}
+
+// NewRequest builds the request Try sends for req, bounded by ctx (a
+// request to an in-process handler is not): the body JSON-encoded unless
+// a string or []byte, with a Content-Type when there is one, the bearer
+// credential and the headers.
+func (c *Client) NewRequest(ctx context.Context, req Request) (*http.Request, error) {
 	var body io.Reader
 	switch b := req.Body.(type) {
 	case nil:
@@ -80,7 +98,7 @@ func (c *Client) Try(req Request) (Response, error) {
 	default:
 		buf, err := json.Marshal(b)
 		if err != nil {
-			return Response{}, err
+			return nil, err
 		}
 		body = bytes.NewReader(buf)
 	}
@@ -88,15 +106,9 @@ func (c *Client) Try(req Request) (Response, error) {
 	if c.handler != nil {
 		hr = httptest.NewRequest(req.Method, req.Path, body)
 	} else {
-		ctx := req.Context
-		if ctx == nil {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-		}
 		var err error
 		if hr, err = http.NewRequestWithContext(ctx, req.Method, c.url+req.Path, body); err != nil {
-			return Response{}, err
+			return nil, err
 		}
 	}
 	if body != nil {
@@ -115,6 +127,11 @@ func (c *Client) Try(req Request) (Response, error) {
 		}
 		hr.Header.Set(k, v)
 	}
+	return hr, nil
+}
+
+// SendHTTP sends a request made by NewRequest and reads the whole answer.
+func (c *Client) SendHTTP(hr *http.Request) (Response, error) {
 	if c.handler != nil {
 		w := httptest.NewRecorder()
 		c.handler.ServeHTTP(w, hr)
