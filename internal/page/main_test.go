@@ -1,0 +1,9 @@
+package page_test
+
+import (
+	"testing"
+
+	"github.com/tenantd/tenantd/internal/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
