@@ -3,16 +3,12 @@ package billing_test
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
@@ -47,13 +43,9 @@ func newMeterRig(t *testing.T) *meterRig {
 	t.Helper()
 	gin.SetMode(gin.TestMode)
 	env := testenv.Get(t)
-	out := io.Discard
-	if os.Getenv("TESTENV_VERBOSE") != "" {
-		out = os.Stderr
-	}
 	return &meterRig{
 		env: env, app: env.OpenDB(t, 16), owner: env.OpenOwnerDB(t), rdb: env.RedisClient(t),
-		log: slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		log: testenv.Logger(),
 	}
 }
 
@@ -162,24 +154,6 @@ func (r *meterRig) redisKeys(t *testing.T, tenantID uuid.UUID) []string {
 		}
 	}
 	return keys
-}
-
-// meterClock is a settable clock.
-type meterClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *meterClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *meterClock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = t
 }
 
 // meterEngine is gin with a stand-in authenticator (tenant and plan from

@@ -275,7 +275,7 @@ func insertUsage(t *testing.T, r *meterRig, tenantID uuid.UUID, meter, currency,
 func TestActiveProductsSample(t *testing.T) {
 	r := newMeterRig(t)
 	ctx := t.Context()
-	clock := &meterClock{now: time.Date(2031, 5, 10, 14, 20, 0, 0, time.UTC)}
+	clock := testenv.NewClock(time.Date(2031, 5, 10, 14, 20, 0, 0, time.UTC))
 	counter := billing.NewCounter(r.rdb, r.app, r.log, clock.Now)
 	a, b := testenv.NewTenant(t, testenv.WithPlan("free")).ID, testenv.NewTenant(t, testenv.WithPlan("free")).ID
 	addProducts := func(id uuid.UUID, n int) []uuid.UUID {

@@ -44,7 +44,7 @@ func TestQuotaExhaustionAndReset(t *testing.T) {
 	ctx := t.Context()
 	plan := r.plan(t, 1000, 1000, map[string]testMeter{billing.MeterAPIRequests: {included: 5, hard: true}})
 	id := testenv.NewTenant(t, testenv.WithPlan(plan)).ID
-	clock := &meterClock{now: time.Date(2031, 1, 31, 23, 59, 30, 0, time.UTC)}
+	clock := testenv.NewClock(time.Date(2031, 1, 31, 23, 59, 30, 0, time.UTC))
 	counter := billing.NewCounter(r.rdb, r.app, r.log, clock.Now)
 	limits := billing.NewLimits(r.rdb, r.app, r.log, billing.LimitOptions{FailOpen: true, Now: clock.Now, Counter: counter})
 	e := meterEngine(middleware.Metering(counter), middleware.RateLimit(rateLimiter{limits}), middleware.Quota(limits))

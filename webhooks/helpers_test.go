@@ -18,27 +18,6 @@ import (
 	"github.com/tenantd/tenantd/webhooks"
 )
 
-// clock is a settable clock for the retry schedule, leases and secret
-// overlap: tests move it instead of sleeping.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newClock() *clock { return &clock{now: time.Now().UTC().Truncate(time.Second)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 // received is one request a receiver got.
 type received struct {
 	Header http.Header
@@ -91,7 +70,7 @@ type rig struct {
 	svc    *webhooks.Service
 	app    *db.DB
 	owner  *db.DB
-	clock  *clock
+	clock  *testenv.Clock
 	tenant uuid.UUID
 	start  func()
 }
@@ -103,14 +82,14 @@ type rig struct {
 func newRig(t *testing.T, edit func(*webhooks.Options)) *rig {
 	t.Helper()
 	env := testenv.Get(t)
-	r := &rig{app: env.OpenDB(t, 8), owner: env.OpenOwnerDB(t), clock: newClock()}
+	r := &rig{app: env.OpenDB(t, 8), owner: env.OpenOwnerDB(t), clock: testenv.NewClock(time.Now().UTC().Truncate(time.Second))}
 	r.tenant = testenv.NewTenant(t).ID
 	opts := webhooks.Options{AllowPrivate: true, Now: r.clock.Now, Jitter: func() float64 { return 0.5 },
 		PollInterval: 20 * time.Millisecond, BreakerFailures: 1000, Timeout: 5 * time.Second}
 	if edit != nil {
 		edit(&opts)
 	}
-	svc, err := webhooks.NewService(r.app, testLogger(), opts)
+	svc, err := webhooks.NewService(r.app, testenv.Logger(), opts)
 	if err != nil {
 		t.Fatalf("new service: %v", err)
 	}
@@ -153,7 +132,7 @@ func (r *rig) create(t *testing.T, url string, types ...string) (webhooks.Endpoi
 // service, until the test ends.
 func (r *rig) dispatch(t *testing.T) {
 	t.Helper()
-	d := events.NewDispatcher(r.app, testLogger(), events.Options{PollInterval: 20 * time.Millisecond})
+	d := events.NewDispatcher(r.app, testenv.Logger(), events.Options{PollInterval: 20 * time.Millisecond})
 	r.svc.Subscribe(d)
 	ctx, cancel := contextWithCancel(t)
 	done := make(chan struct{})

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,24 +13,6 @@ import (
 	"github.com/tenantd/tenantd/internal/identity"
 	"github.com/tenantd/tenantd/internal/testenv"
 )
-
-// clock is a settable clock.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
 
 // burstSummary is the summary of an auth.failed_burst event.
 type burstSummary struct {
@@ -82,7 +63,7 @@ func TestAuthFailedBursts(t *testing.T) {
 	t.Run("by key, at the threshold and its powers of ten, per window", func(t *testing.T) {
 		t.Parallel()
 		tn := testenv.NewTenant(t)
-		clk := &clock{now: time.Now()}
+		clk := testenv.NewClock(time.Now())
 		aud := audit.New(app, quietLog(), audit.Options{FailureBurst: threshold, FailureWindow: time.Minute, Now: clk.Now})
 		steps := []struct {
 			failures int

@@ -4,9 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
-	"os"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -33,12 +30,8 @@ func sqlState(err error) string {
 	return ""
 }
 
-func testLogger() *slog.Logger {
-	if os.Getenv("TESTENV_VERBOSE") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
-}
+// testLogger is the dispatchers' logger (testenv.Logger).
+var testLogger = testenv.Logger
 
 // appendOne appends one event in its own transaction.
 func appendOne(t testing.TB, app *db.DB, tenantID uuid.UUID, stream string, expected int64, typ string, data any) events.Event {

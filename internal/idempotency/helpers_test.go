@@ -10,7 +10,6 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -36,28 +35,6 @@ const (
 	testSubjectHeader = "X-Test-Subject"
 )
 
-// clock is a settable clock for the store.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newClock(now time.Time) *clock { return &clock{now: now} }
-
-// Now returns the clock's time.
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-// Advance moves the clock forward by d.
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 // harness is a gin engine with a stand-in authenticator, the idempotency
 // middleware over a store with a settable clock, and handlers that count
 // how often they run and create a product each time they succeed.
@@ -65,7 +42,7 @@ type harness struct {
 	app   *db.DB
 	owner *db.DB
 	store *idempotency.Store
-	clock *clock
+	clock *testenv.Clock
 	eng   *gin.Engine
 
 	logs  *apptest.SyncBuffer // what the middleware logged, for tests that wait on it
@@ -86,7 +63,7 @@ func newHarness(t *testing.T) *harness {
 	h := &harness{
 		app:   env.OpenDB(t, 12),
 		owner: env.OpenOwnerDB(t),
-		clock: newClock(time.Now().UTC()),
+		clock: testenv.NewClock(time.Now().UTC()),
 		logs:  &apptest.SyncBuffer{},
 	}
 	for i := range h.gate {

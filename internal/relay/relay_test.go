@@ -4,10 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/url"
-	"os"
 	"strconv"
 	"sync"
 	"testing"
@@ -24,13 +21,6 @@ import (
 	"github.com/tenantd/tenantd/internal/relay"
 	"github.com/tenantd/tenantd/internal/testenv"
 )
-
-func testLogger() *slog.Logger {
-	if os.Getenv("TESTENV_VERBOSE") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
-}
 
 // relayRig is one relay test's databases, its own embedded NATS server
 // (stopped when the test ends, if the test has not stopped it) and names
@@ -105,7 +95,7 @@ func (rr *running) kill() {
 
 func newRelay(t testing.TB, app *db.DB, natsURL, subscriber string, reg prometheus.Registerer) *relay.Relay {
 	t.Helper()
-	r, err := relay.New(app, testLogger(), relay.Options{URL: natsURL, Subscriber: subscriber,
+	r, err := relay.New(app, testenv.Logger(), relay.Options{URL: natsURL, Subscriber: subscriber,
 		ListenURL: testenv.Get(t).AppURL, PollInterval: 50 * time.Millisecond, Registerer: reg})
 	if err != nil {
 		t.Fatalf("relay.New: %v", err)
