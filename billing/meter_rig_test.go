@@ -16,18 +16,12 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/tenantd/tenantd/billing"
+	"github.com/tenantd/tenantd/internal/apptest"
 	"github.com/tenantd/tenantd/internal/db"
 	"github.com/tenantd/tenantd/internal/fault"
 	"github.com/tenantd/tenantd/internal/httpx"
-	"github.com/tenantd/tenantd/internal/identity"
 	"github.com/tenantd/tenantd/internal/testenv"
 	"github.com/tenantd/tenantd/middleware"
-)
-
-// Headers the metering tests' stand-in authenticator reads.
-const (
-	meterTenantHeader = "X-Test-Tenant"
-	meterPlanHeader   = "X-Test-Plan"
 )
 
 // meterRig is the package's PostgreSQL (runtime role and owner) and Redis.
@@ -162,14 +156,7 @@ func (r *meterRig) redisKeys(t *testing.T, tenantID uuid.UUID) []string {
 func meterEngine(mws ...gin.HandlerFunc) *gin.Engine {
 	e := gin.New()
 	e.ContextWithFallback = true
-	e.Use(func(c *gin.Context) {
-		if raw := c.GetHeader(meterTenantHeader); raw != "" {
-			p := identity.Principal{Kind: identity.KindAPIKey, TenantID: uuid.MustParse(raw),
-				Plan: c.GetHeader(meterPlanHeader), Subject: "key-1"}
-			c.Request = c.Request.WithContext(identity.WithPrincipal(c.Request.Context(), p))
-		}
-		c.Next()
-	})
+	e.Use(apptest.HeaderAuth)
 	v1 := e.Group("/v1", mws...)
 	v1.GET("/things/:id", func(c *gin.Context) {
 		if c.Param("id") == "missing" {
@@ -189,8 +176,8 @@ func meterGet(e http.Handler, tenantID uuid.UUID, plan, path string) *httptest.R
 
 func meterSend(e http.Handler, method string, tenantID uuid.UUID, plan, path string) *httptest.ResponseRecorder {
 	req := httptest.NewRequest(method, path, strings.NewReader(""))
-	req.Header.Set(meterTenantHeader, tenantID.String())
-	req.Header.Set(meterPlanHeader, plan)
+	req.Header.Set(apptest.TenantHeader, tenantID.String())
+	req.Header.Set(apptest.PlanHeader, plan)
 	w := httptest.NewRecorder()
 	e.ServeHTTP(w, req)
 	return w

@@ -19,6 +19,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
 
+	"github.com/tenantd/tenantd/internal/apptest"
 	"github.com/tenantd/tenantd/internal/audit"
 	eventlog "github.com/tenantd/tenantd/internal/events"
 	"github.com/tenantd/tenantd/internal/fault"
@@ -64,7 +65,7 @@ func TestListEvents(t *testing.T) {
 	e := gin.New()
 	e.ContextWithFallback = true
 	v1 := e.Group("/v1", func(c *gin.Context) {
-		p := identity.Principal{Kind: identity.KindAPIKey, TenantID: uuid.MustParse(c.GetHeader(tenantHeader)),
+		p := identity.Principal{Kind: identity.KindAPIKey, TenantID: uuid.MustParse(c.GetHeader(apptest.TenantHeader)),
 			Subject: "reader", Roles: strings.Split(c.GetHeader("X-Test-Roles"), ",")}
 		c.Request = c.Request.WithContext(identity.WithPrincipal(c.Request.Context(), p))
 		c.Next()
@@ -88,7 +89,7 @@ func TestListEvents(t *testing.T) {
 	get := func(t *testing.T, tenantID uuid.UUID, roles, query string) (int, []byte) {
 		t.Helper()
 		req := httptest.NewRequest(http.MethodGet, "/v1/audit-events?"+query, nil)
-		req.Header.Set(tenantHeader, tenantID.String())
+		req.Header.Set(apptest.TenantHeader, tenantID.String())
 		req.Header.Set("X-Test-Roles", roles)
 		w := httptest.NewRecorder()
 		e.ServeHTTP(w, req)

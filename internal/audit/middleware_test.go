@@ -18,6 +18,7 @@ import (
 	"github.com/google/uuid"
 	"gorm.io/gorm"
 
+	"github.com/tenantd/tenantd/internal/apptest"
 	"github.com/tenantd/tenantd/internal/audit"
 	"github.com/tenantd/tenantd/internal/db"
 	"github.com/tenantd/tenantd/internal/fault"
@@ -27,13 +28,12 @@ import (
 	"github.com/tenantd/tenantd/middleware"
 )
 
-// Test request headers: the acting tenant, another tenant a handler may
-// write to, and whether a middleware before Bind writes (as idempotency
-// claims do).
+// Test request headers besides apptest.HeaderAuth's: another tenant a
+// handler may write to, and whether a middleware before Bind writes (as
+// idempotency claims do).
 const (
-	tenantHeader = "X-Test-Tenant"
-	otherHeader  = "X-Test-Other"
-	claimHeader  = "X-Test-Claim"
+	otherHeader = "X-Test-Other"
+	claimHeader = "X-Test-Claim"
 )
 
 // mwHarness is a gin engine with the audit chain as app.go wires it:
@@ -57,14 +57,7 @@ func newMWHarness(t *testing.T) *mwHarness {
 	e.ContextWithFallback = true
 	e.Use(gin.CustomRecoveryWithWriter(io.Discard, func(c *gin.Context, _ any) { httpx.Fail(c, fault.Internal, "panic") }))
 	e.Use(middleware.Origins(aud))
-	e.Use(func(c *gin.Context) {
-		if raw := c.GetHeader(tenantHeader); raw != "" {
-			p := identity.Principal{Kind: identity.KindAPIKey, TenantID: uuid.MustParse(raw), Subject: "key-1"}
-			ctx := identity.WithPrincipal(c.Request.Context(), p)
-			c.Request = c.Request.WithContext(identity.WithRequestID(ctx, c.GetHeader("X-Request-ID")))
-		}
-		c.Next()
-	})
+	e.Use(apptest.HeaderAuth)
 	v1 := e.Group("/v1", middleware.Audit(aud), func(c *gin.Context) {
 		if c.GetHeader(claimHeader) != "" {
 			if err := h.insert(c, tenantOf(c), "claim"); err != nil {
@@ -347,7 +340,7 @@ func TestMiddleware(t *testing.T) {
 				body = strings.NewReader("")
 			}
 			req := httptest.NewRequest(tt.method, tt.path, body)
-			req.Header.Set(tenantHeader, tn.ID.String())
+			req.Header.Set(apptest.TenantHeader, tn.ID.String())
 			req.Header.Set(otherHeader, other.ID.String())
 			req.Header.Set("X-Request-ID", "req-"+tt.name[:4])
 			req.Header.Set("User-Agent", "mw-test/1")

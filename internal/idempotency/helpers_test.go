@@ -28,13 +28,6 @@ import (
 	"github.com/tenantd/tenantd/middleware"
 )
 
-// Headers the test principal middleware reads: the tenant the request acts
-// in, and the credential's subject (default "key-1").
-const (
-	testTenantHeader  = "X-Test-Tenant"
-	testSubjectHeader = "X-Test-Subject"
-)
-
 // harness is a gin engine with a stand-in authenticator, the idempotency
 // middleware over a store with a settable clock, and handlers that count
 // how often they run and create a product each time they succeed.
@@ -82,17 +75,7 @@ func (h *harness) engine(s *idempotency.Store) *gin.Engine {
 	e.Use(gin.CustomRecoveryWithWriter(io.Discard, func(c *gin.Context, _ any) {
 		httpx.Fail(c, fault.Internal, "panic")
 	}))
-	e.Use(func(c *gin.Context) {
-		if raw := c.GetHeader(testTenantHeader); raw != "" {
-			subject := c.GetHeader(testSubjectHeader)
-			if subject == "" {
-				subject = "key-1"
-			}
-			p := identity.Principal{Kind: identity.KindAPIKey, TenantID: uuid.MustParse(raw), Subject: subject}
-			c.Request = c.Request.WithContext(identity.WithPrincipal(c.Request.Context(), p))
-		}
-		c.Next()
-	})
+	e.Use(apptest.HeaderAuth)
 	e.Use(middleware.Idempotency(s, log))
 	e.POST("/v1/things", func(c *gin.Context) {
 		n := h.runs.Add(1)
@@ -206,10 +189,10 @@ func serve(t *testing.T, e *gin.Engine, r request) *httptest.ResponseRecorder {
 	req := httptest.NewRequest(r.method, r.path, strings.NewReader(r.body))
 	req.Header.Set("Content-Type", "application/json")
 	if r.tenant != uuid.Nil {
-		req.Header.Set(testTenantHeader, r.tenant.String())
+		req.Header.Set(apptest.TenantHeader, r.tenant.String())
 	}
 	if r.subject != "" {
-		req.Header.Set(testSubjectHeader, r.subject)
+		req.Header.Set(apptest.SubjectHeader, r.subject)
 	}
 	for _, k := range r.keys {
 		req.Header.Add(idempotency.Header, k)
