@@ -16,6 +16,7 @@ import (
 
 	"github.com/tenantd/tenantd/gdpr"
 	"github.com/tenantd/tenantd/internal/apptest"
+	"github.com/tenantd/tenantd/internal/testenv"
 )
 
 // redisKeysOf lists the tenant's Redis keys (SCAN, as erasure does).
@@ -42,8 +43,8 @@ func TestErase(t *testing.T) {
 	owner := s.Env.OpenOwnerDB(t)
 	rdb := s.Env.RedisClient(t)
 	ctx := t.Context()
-	victim := s.CreateTenant(slug("erase"), "pro")
-	other := s.CreateTenant(slug("keep"), "pro")
+	victim := s.NewTenant("erase", "pro")
+	other := s.NewTenant("keep", "pro")
 	populate(t, s, victim)
 	populate(t, s, other)
 	// Keys of every kind tenantd keeps per tenant (rate limits come from
@@ -107,7 +108,7 @@ func TestErase(t *testing.T) {
 		}
 	}
 	var otherBefore map[string]int64
-	eventually(t, 30*time.Second, func() (bool, string) {
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
 		a := rowCounts(t, owner, other.ID)
 		time.Sleep(1500 * time.Millisecond)
 		b := rowCounts(t, owner, other.ID)
@@ -203,7 +204,7 @@ func TestErase(t *testing.T) {
 	})
 	t.Run("the id is never a tenant's again", func(t *testing.T) {
 		err := owner.WithPlatform(ctx, func(tx *gorm.DB) error {
-			return tx.Exec(`INSERT INTO tenants (id, slug, name, plan) VALUES (?, ?, 'Again', 'free')`, victim.ID, slug("again")).Error
+			return tx.Exec(`INSERT INTO tenants (id, slug, name, plan) VALUES (?, ?, 'Again', 'free')`, victim.ID, apptest.Slug("again")).Error
 		})
 		var pg *pgconn.PgError
 		if !errors.As(err, &pg) || pg.Code != "23505" || pg.ConstraintName != "tenant_tombstones_pkey" {

@@ -19,13 +19,14 @@ import (
 
 	"github.com/tenantd/tenantd/gdpr"
 	"github.com/tenantd/tenantd/internal/apptest"
+	"github.com/tenantd/tenantd/internal/testenv"
 )
 
 // waitExport polls GET /v1/tenant/exports/{id} until it is finished.
 func waitExport(t *testing.T, s *apptest.Server, key, id string) map[string]any {
 	t.Helper()
 	var got map[string]any
-	eventually(t, 60*time.Second, func() (bool, string) {
+	testenv.Eventually(t, 60*time.Second, func() (bool, string) {
 		resp := s.Do(apptest.Request{Method: "GET", Path: "/v1/tenant/exports/" + id, Key: key})
 		if resp.Status != http.StatusOK {
 			return false, "status " + string(resp.Body)
@@ -70,8 +71,8 @@ func TestExport(t *testing.T) {
 	s := apptest.New(t, apptest.Options{})
 	owner := s.Env.OpenOwnerDB(t)
 	ctx := t.Context()
-	a := s.CreateTenant(slug("exp-a"), "pro")
-	b := s.CreateTenant(slug("exp-b"), "pro")
+	a := s.NewTenant("exp-a", "pro")
+	b := s.NewTenant("exp-b", "pro")
 	secrets := populate(t, s, a)
 	populate(t, s, b)
 
@@ -217,7 +218,7 @@ func TestExport(t *testing.T) {
 	})
 
 	// A job that a worker claimed and then died with: its lease expired.
-	c := s.CreateTenant(slug("exp-c"), "pro")
+	c := s.NewTenant("exp-c", "pro")
 	crashed := uuid.New()
 	insert := func(id uuid.UUID, leaseUntil time.Time) {
 		t.Helper()

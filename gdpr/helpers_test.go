@@ -1,11 +1,8 @@
 package gdpr_test
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"net/http"
 	"testing"
-	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -14,15 +11,6 @@ import (
 	"github.com/tenantd/tenantd/internal/apptest"
 	"github.com/tenantd/tenantd/internal/db"
 )
-
-// slug returns a unique slug starting with prefix.
-func slug(prefix string) string {
-	b := make([]byte, 4)
-	if _, err := rand.Read(b); err != nil {
-		panic(err)
-	}
-	return prefix + "-" + hex.EncodeToString(b)
-}
 
 // catalogTables lists the tenant tables as the catalog has them (the same
 // query as internal/db's catalog test).
@@ -96,7 +84,7 @@ func populate(t *testing.T, s *apptest.Server, tn apptest.Tenant) (secrets []str
 	}
 	do("POST", "/v1/roles", map[string]any{"name": "auditor", "permissions": []string{"audit:read", "products:read"}}, http.StatusCreated, nil)
 	key := do("POST", "/v1/api-keys", map[string]any{"name": "gdpr", "roles": []string{"viewer"}}, http.StatusCreated,
-		map[string]string{"Idempotency-Key": "gdpr-" + slug("k")})
+		map[string]string{"Idempotency-Key": "gdpr-" + apptest.Slug("k")})
 	product := do("POST", "/v1/products", map[string]any{"sku": "GDPR-1", "name": "Thing", "price": 500, "currency": "EUR", "stock": 10},
 		http.StatusCreated, nil)
 	order := do("POST", "/v1/orders", map[string]any{"customer_id": "c-" + tn.Slug,
@@ -107,21 +95,4 @@ func populate(t *testing.T, s *apptest.Server, tn apptest.Tenant) (secrets []str
 		http.StatusCreated, nil)
 	do("POST", "/v1/webhooks/"+hook["id"].(string)+"/test", nil, http.StatusAccepted, nil)
 	return []string{key["secret"].(string), hook["secret"].(string), tn.Key}
-}
-
-// eventually asks cond every 100 ms until it holds, failing the test with
-// cond's last reason after timeout.
-func eventually(t *testing.T, timeout time.Duration, cond func() (ok bool, reason string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, reason := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %s: %s", timeout, reason)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
