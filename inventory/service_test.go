@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/tenantd/tenantd/internal/apptest"
 	"github.com/tenantd/tenantd/internal/fault"
 	"github.com/tenantd/tenantd/internal/testenv"
 	"github.com/tenantd/tenantd/inventory"
@@ -82,29 +83,15 @@ func TestListPages(t *testing.T) {
 	f.product(t, other, "P-0", 1) // another tenant's product must never show
 	slices.SortFunc(want, func(a, b uuid.UUID) int { return slices.Compare(a[:], b[:]) })
 
+	listed, sizes := apptest.Pages(t, 3, func(after uuid.UUID) ([]inventory.Product, error) {
+		return f.svc.List(ctx, tenantID, inventory.ListQuery{Limit: 3, After: after})
+	}, func(p inventory.Product) uuid.UUID { return p.ID })
 	var got []uuid.UUID
-	var sizes []int
-	q := inventory.ListQuery{Limit: 3}
-	for range 10 {
-		page, err := f.svc.List(ctx, tenantID, q)
-		if err != nil {
-			t.Fatalf("list: %v", err)
+	for _, p := range listed {
+		if p.TenantID != tenantID {
+			t.Fatalf("got a product of tenant %s, want only %s", p.TenantID, tenantID)
 		}
-		more := len(page) > q.Limit
-		if more {
-			page = page[:q.Limit]
-		}
-		sizes = append(sizes, len(page))
-		for _, p := range page {
-			if p.TenantID != tenantID {
-				t.Fatalf("got a product of tenant %s, want only %s", p.TenantID, tenantID)
-			}
-			got = append(got, p.ID)
-		}
-		if !more {
-			break
-		}
-		q.After = page[len(page)-1].ID
+		got = append(got, p.ID)
 	}
 	if !slices.Equal(sizes, []int{3, 3, 1}) {
 		t.Errorf("got page sizes %v, want [3 3 1]", sizes)

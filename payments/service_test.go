@@ -12,6 +12,7 @@ import (
 	"github.com/sony/gobreaker/v2"
 	"gorm.io/gorm"
 
+	"github.com/tenantd/tenantd/internal/apptest"
 	"github.com/tenantd/tenantd/internal/fault"
 	"github.com/tenantd/tenantd/internal/testenv"
 	"github.com/tenantd/tenantd/payments"
@@ -519,26 +520,12 @@ func TestListPages(t *testing.T) {
 	f.pay(t, other, 100, payments.MethodCard)
 	slices.SortFunc(want, func(a, b uuid.UUID) int { return slices.Compare(a[:], b[:]) })
 
+	listed, sizes := apptest.Pages(t, 2, func(after uuid.UUID) ([]payments.Payment, error) {
+		return f.svc.List(ctx, tenantID, payments.ListQuery{Limit: 2, After: after})
+	}, func(p payments.Payment) uuid.UUID { return p.ID })
 	var got []uuid.UUID
-	var sizes []int
-	q := payments.ListQuery{Limit: 2}
-	for range 10 {
-		page, err := f.svc.List(ctx, tenantID, q)
-		if err != nil {
-			t.Fatal(err)
-		}
-		more := len(page) > q.Limit
-		if more {
-			page = page[:q.Limit]
-		}
-		sizes = append(sizes, len(page))
-		for _, p := range page {
-			got = append(got, p.ID)
-		}
-		if !more {
-			break
-		}
-		q.After = page[len(page)-1].ID
+	for _, p := range listed {
+		got = append(got, p.ID)
 	}
 	if !slices.Equal(sizes, []int{2, 2, 1}) || !slices.Equal(got, want) {
 		t.Errorf("got sizes %v ids %v, want [2 2 1] %v", sizes, got, want)
