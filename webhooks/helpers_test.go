@@ -170,16 +170,11 @@ func (r *rig) deliveries(t *testing.T, endpointID uuid.UUID) []webhooks.Delivery
 	return ds
 }
 
-// eventually polls cond every 10 ms for up to 10 s.
+// eventually waits up to 10 s until cond holds (testenv.Eventually),
+// failing the test with what it waited for.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testenv.Eventually(t, 10*time.Second, func() (bool, string) { return cond(), "waiting until " + what })
 }
 
 // never checks that cond stays false for d.
