@@ -73,40 +73,27 @@ func shutdownUnderLoad(t *testing.T, env *testenv.Env, s *shutdownServer, tenant
 		outcomes = append(outcomes, outcome{start, status, err})
 		mu.Unlock()
 	}
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for w := 0; w < 6; w++ {
-		wg.Go(func() {
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				start := time.Now()
-				var (
-					status int
-					o      map[string]any
-					err    error
-				)
-				if i%2 == 0 {
-					status, _, err = call("GET", "/v1/products/"+product, key, nil)
-					record(start, status, err)
-				} else {
-					status, o, err = call("POST", "/v1/orders", key, map[string]any{"customer_id": "c", "items": []map[string]any{{"product_id": product, "quantity": 1}}})
-					record(start, status, err)
-					if err == nil && status == 201 {
-						start = time.Now()
-						status, _, err = call("POST", "/v1/payments", key, map[string]any{"order_id": o["id"], "amount": 100, "currency": "EUR", "payment_method": "card"})
-						record(start, status, err)
-					}
-				}
-				if err != nil {
-					return // the listener is closed: the server is shutting down
-				}
+	stopLoad := apptest.Loop(6, func(_, i int) bool {
+		start := time.Now()
+		var (
+			status int
+			o      map[string]any
+			err    error
+		)
+		if i%2 == 0 {
+			status, _, err = call("GET", "/v1/products/"+product, key, nil)
+			record(start, status, err)
+		} else {
+			status, o, err = call("POST", "/v1/orders", key, map[string]any{"customer_id": "c", "items": []map[string]any{{"product_id": product, "quantity": 1}}})
+			record(start, status, err)
+			if err == nil && status == 201 {
+				start = time.Now()
+				status, _, err = call("POST", "/v1/payments", key, map[string]any{"order_id": o["id"], "amount": 100, "currency": "EUR", "payment_method": "card"})
+				record(start, status, err)
 			}
-		})
-	}
+		}
+		return err == nil // an error: the listener is closed, the server is shutting down
+	})
 	time.Sleep(time.Second) // the point: let the load run before the signal
 	sigterm := time.Now()
 	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
@@ -117,8 +104,7 @@ func shutdownUnderLoad(t *testing.T, env *testenv.Env, s *shutdownServer, tenant
 		t.Errorf("readyz while draining: got %d %v, want 503", status, err)
 	}
 	s.waitExit(t)
-	close(stop)
-	wg.Wait()
+	stopLoad()
 
 	var before, served int
 	for _, o := range outcomes {

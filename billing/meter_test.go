@@ -13,6 +13,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/tenantd/tenantd/billing"
+	"github.com/tenantd/tenantd/internal/apptest"
 	"github.com/tenantd/tenantd/internal/testenv"
 	"github.com/tenantd/tenantd/middleware"
 )
@@ -39,26 +40,16 @@ func TestCountsExactWithRacingFlushers(t *testing.T) {
 		engines[i] = meterEngine(middleware.Metering(c))
 	}
 
-	stop := make(chan struct{})
-	var flushers sync.WaitGroup
 	var flushes atomic.Int64
-	for _, c := range replicas {
-		flushers.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				if err := c.Flush(ctx); err != nil {
-					t.Errorf("flush during load: %v", err)
-					return
-				}
-				flushes.Add(1)
-				time.Sleep(time.Duration(rand.IntN(15)) * time.Millisecond) // the point: jitter between requests
-			}
-		})
-	}
+	stopFlushers := apptest.Loop(len(replicas), func(w, _ int) bool {
+		if err := replicas[w].Flush(ctx); err != nil {
+			t.Errorf("flush during load: %v", err)
+			return false
+		}
+		flushes.Add(1)
+		time.Sleep(time.Duration(rand.IntN(15)) * time.Millisecond) // the point: jitter between requests
+		return true
+	})
 
 	const workers, perWorker = 8, 150
 	var served [5]atomic.Int64
@@ -81,8 +72,7 @@ func TestCountsExactWithRacingFlushers(t *testing.T) {
 		})
 	}
 	load.Wait()
-	close(stop)
-	flushers.Wait()
+	stopFlushers()
 	for _, c := range replicas {
 		if err := c.Flush(ctx); err != nil {
 			t.Fatalf("final flush: %v", err)
@@ -117,28 +107,18 @@ func TestRedisLostUnderLoad(t *testing.T) {
 
 	var served [3]atomic.Int64
 	var failed atomic.Int64
-	stop := make(chan struct{})
-	var load sync.WaitGroup
-	for w := range 6 {
-		load.Go(func() {
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				ti := (w + i) % len(tenants)
-				resp := meterGet(e, tenants[ti], "enterprise", "/v1/things/x")
-				served[ti].Add(1)
-				if resp.Code != http.StatusOK {
-					if failed.Add(1) <= 5 {
-						t.Errorf("got status %d %s, want 200 whatever Redis does", resp.Code, resp.Body)
-					}
-				}
-				time.Sleep(3 * time.Millisecond) // the point: pace the load
+	stopLoad := apptest.Loop(6, func(w, i int) bool {
+		ti := (w + i) % len(tenants)
+		resp := meterGet(e, tenants[ti], "enterprise", "/v1/things/x")
+		served[ti].Add(1)
+		if resp.Code != http.StatusOK {
+			if failed.Add(1) <= 5 {
+				t.Errorf("got status %d %s, want 200 whatever Redis does", resp.Code, resp.Body)
 			}
-		})
-	}
+		}
+		time.Sleep(3 * time.Millisecond) // the point: pace the load
+		return true
+	})
 	// counted waits until PostgreSQL holds at least what was served to
 	// the first tenant a moment ago: usage reaches it within seconds.
 	counted := func(what string) {
@@ -165,8 +145,7 @@ func TestRedisLostUnderLoad(t *testing.T) {
 	}
 	time.Sleep(time.Second) // the point: serve load against the restarted Redis
 	counted("after Redis restarted empty")
-	close(stop)
-	load.Wait()
+	stopLoad()
 
 	if err := counter.Flush(ctx); err != nil {
 		t.Fatalf("final flush: %v", err)
