@@ -251,7 +251,7 @@ func (c *Counter) write(ctx context.Context, f *flush) error {
 
 			var counts pgx.Batch
 			for _, b := range f.batches {
-				counts.Queue("SELECT set_config('app.tenant_id', $1, true)", b.tenant.String())
+				counts.Queue("SELECT app_bind_tenant($1)", b.tenant.String())
 				st := statement{dollar: true}
 				if err := st.upsert(p, b.tenant, b.counts, true); err != nil {
 					return fmt.Errorf("tenant %s: %w", b.tenant, err)
