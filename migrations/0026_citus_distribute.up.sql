@@ -1,0 +1,108 @@
+-- Citus only (issue 14): every tenant table distributed by tenant_id,
+-- co-located with products; the platform tables reference tables (a copy on
+-- every node). Nothing happens on plain PostgreSQL, or on a database without
+-- the citus extension: this is how `tenantd migrate up` detects Citus
+-- (devenv.Provision creates the extension; docs/citus/README.md).
+--
+-- One DO block, each DDL statement its own EXECUTE: Citus forwards DDL on
+-- distributed tables with the text of the statement it came in, so a
+-- multi-statement migration string fails on the workers ("cannot insert
+-- multiple commands into a prepared statement", citusdata/citus#6608).
+-- Migrations after this one must likewise send one statement per message
+-- (or wrap their statements in a DO block).
+--
+-- * Tenant tables: the tables with a tenant_id column, except api_keys.
+--   Their unique keys all lead with tenant_id (events' since 0025).
+-- * Reference tables: every other table but schema_migrations (golang-
+--   migrate's, read on the coordinator). api_keys is one: the credential
+--   is looked up by its prefix before the tenant is known
+--   (auth_api_key_lookup), so UNIQUE (prefix) must hold across tenants, and
+--   a reference table keeps it and reads it on the coordinator without a
+--   fan-out; it keeps its tenant policy on every node.
+-- * Foreign keys: converting tenants to a reference table first would turn
+--   every table referencing it into a Citus local table, which can then be
+--   neither co-located nor referenced by a distributed table. So every
+--   foreign key among the converted tables is dropped, the tables are
+--   converted, and the keys are added back as they were (distributed to
+--   reference, and co-located distributed to distributed, which Citus
+--   allows).
+-- * Triggers: audit_events_before_update (row checks only) and
+--   tenants_refuse_tombstoned (reads tenant_tombstones, a reference table,
+--   with a copy on every node) run on the nodes holding the placements;
+--   Citus requires citus.enable_unsafe_triggers for that.
+-- * plans: Citus locks the referenced reference table (plans) before a
+--   write to tenants, and checks the writer may modify it
+--   (lock_shard_resources): tenantd_app gets INSERT on plans, and
+--   row-level security, with a read-only policy, admits it no row to write.
+-- * citus.propagate_set_commands = 'local' for the database (also set by
+--   devenv.Provision): app_bind_tenant's and app_bind_platform's SET LOCAL
+--   (0024) then reach every worker of the transaction, where the policies
+--   are evaluated.
+DO $$
+DECLARE
+    fks text[][] := '{}';
+    fk text[];
+    t text;
+    tenant_tables text[];
+    reference_tables text[];
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') THEN
+        RETURN;
+    END IF;
+
+    EXECUTE format('ALTER DATABASE %I SET citus.propagate_set_commands = %L', current_database(), 'local');
+    PERFORM set_config('citus.propagate_set_commands', 'local', true);
+    PERFORM set_config('citus.enable_unsafe_triggers', 'on', true);
+    -- Reference tables are written (the foreign keys' checks, the local
+    -- copies truncated) after the shards were created in parallel: in one
+    -- transaction Citus allows that only in sequential mode.
+    PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
+
+    SELECT array_agg(c.relname::text ORDER BY c.relname) FILTER (WHERE a.attname IS NOT NULL AND c.relname <> 'api_keys'),
+           array_agg(c.relname::text ORDER BY c.relname) FILTER (WHERE a.attname IS NULL OR c.relname = 'api_keys')
+      INTO tenant_tables, reference_tables
+    FROM pg_class c
+    LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped
+    WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'r' AND c.relname <> 'schema_migrations';
+    IF NOT 'products' = ANY (tenant_tables) THEN
+        RAISE EXCEPTION '0026: no products table to co-locate the tenant tables with';
+    END IF;
+
+    -- Foreign keys among the tables to convert, dropped and kept.
+    FOR fk IN
+        SELECT ARRAY[c.conrelid::regclass::text, c.conname::text, pg_get_constraintdef(c.oid)]
+        FROM pg_constraint c
+        WHERE c.contype = 'f'
+          AND c.conrelid::regclass::text = ANY (tenant_tables || reference_tables)
+        ORDER BY 1
+    LOOP
+        fks := fks || ARRAY[fk];
+        EXECUTE format('ALTER TABLE %I DROP CONSTRAINT %I', fk[1], fk[2]);
+    END LOOP;
+
+    FOREACH t IN ARRAY reference_tables LOOP
+        PERFORM create_reference_table(t::regclass);
+    END LOOP;
+    PERFORM create_distributed_table('products', 'tenant_id');
+    FOREACH t IN ARRAY tenant_tables LOOP
+        IF t <> 'products' THEN
+            PERFORM create_distributed_table(t::regclass, 'tenant_id', colocate_with => 'products');
+        END IF;
+    END LOOP;
+    -- The rows were copied to the shards; the coordinator's own copy (what
+    -- was there before, such as the plans) is no longer read.
+    FOREACH t IN ARRAY tenant_tables || reference_tables LOOP
+        PERFORM truncate_local_data_after_distributing_table(t::regclass);
+    END LOOP;
+
+    IF array_length(fks, 1) IS NOT NULL THEN
+        FOREACH fk SLICE 1 IN ARRAY fks LOOP
+            EXECUTE format('ALTER TABLE %I ADD CONSTRAINT %I %s', fk[1], fk[2], fk[3]);
+        END LOOP;
+    END IF;
+
+    EXECUTE 'ALTER TABLE plans ENABLE ROW LEVEL SECURITY';
+    EXECUTE 'CREATE POLICY catalogue_read ON plans FOR SELECT USING (true)';
+    EXECUTE 'GRANT INSERT ON plans TO tenantd_app';
+END
+$$;
