@@ -260,9 +260,10 @@ func (c *Cluster) KeySlot(t testing.TB, key string) int64 {
 }
 
 // CheckTenantKeys checks where the keys of each tenant (every key holding
-// its id, the pattern gdpr erases) live: at least one key per tenant, all
-// of a tenant's keys in the slot of the hash tag {<id>}, and, across the
-// tenants, keys on every master. It returns how many tenants each master
+// its id, the pattern gdpr erases; or of whatever else keys are tagged
+// with, such as a client address) live: at least one key per id, all of
+// an id's keys in the slot of the hash tag {<id>}, and, across the ids,
+// keys on every master. It returns how many tenants each master
 // holds. Pass enough tenants with random ids (48 leave a master empty
 // with a probability near 1e-8).
 func (c *Cluster) CheckTenantKeys(t testing.TB, tenantIDs []string) map[string]int {
