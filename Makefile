@@ -55,14 +55,20 @@ test-citus: ## tenantd on a throw-away Citus cluster (1 coordinator, 2 workers):
 	tools/citus/ensure.sh
 	tools/citus/cluster.sh with -- $(MAKE) --no-print-directory citus-tests
 
-# The tests of make test-citus, run inside it (they need TEST_CITUS_URL).
+# The tests of make test-citus, run inside it (they need TEST_CITUS_URL):
+# every package runs, and the target fails at the end if any failed.
+CITUS_GO_TEST := $(GO) test -race -count=1 -timeout 10m
+
 .PHONY: citus-tests
 citus-tests:
 	@test -n "$$TEST_CITUS_URL" || { echo "citus-tests: run make test-citus (it starts the cluster and sets TEST_CITUS_URL)" >&2; exit 1; }
-	$(GO) test -race -count=1 -timeout 10m -run '$(CITUS_RUN_DB)' ./internal/db/
-	$(GO) test -race -count=1 -timeout 10m -run '$(CITUS_RUN_APP)' ./internal/app/
-	$(GO) test -race -count=1 -timeout 10m -run '$(CITUS_RUN_BILLING)' ./billing/
-	$(GO) test -race -count=1 -timeout 10m -tags citus -v ./internal/citus/
+	@failed=""; \
+	run() { pkg=$$1; shift; echo "$$* $$pkg"; "$$@" "$$pkg" || failed="$$failed $$pkg"; }; \
+	run ./internal/db/    $(CITUS_GO_TEST) -run '$(CITUS_RUN_DB)'; \
+	run ./internal/app/   $(CITUS_GO_TEST) -run '$(CITUS_RUN_APP)'; \
+	run ./billing/        $(CITUS_GO_TEST) -run '$(CITUS_RUN_BILLING)'; \
+	run ./internal/citus/ $(CITUS_GO_TEST) -tags citus -v; \
+	if [ -n "$$failed" ]; then echo "test-citus: failed:$$failed" >&2; exit 1; fi
 
 # Native Go fuzz targets (their seed corpora in internal/httpx/testdata/fuzz
 # also run as plain tests in `make test`).
