@@ -7,8 +7,10 @@ import (
 	"net"
 	"net/url"
 	"strconv"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Database is a provisioned database with the URLs of its two roles.
@@ -343,15 +345,50 @@ func Drop(ctx context.Context, adminURL, name string) error {
 	if err != nil {
 		return fmt.Errorf("drop database %s: %w", name, err)
 	}
-	if citus {
-		if _, err := conn.Exec(ctx, "SET citus.enable_create_database_propagation = on"); err != nil {
-			return fmt.Errorf("drop database %s: enable propagation: %w", name, err)
+	drop := "DROP DATABASE IF EXISTS " + pgx.Identifier{name}.Sanitize() + " WITH (FORCE)"
+	if !citus {
+		if _, err := conn.Exec(ctx, drop); err != nil {
+			return fmt.Errorf("drop database %s: %w", name, err)
+		}
+		return nil
+	}
+	if _, err := conn.Exec(ctx, "SET citus.enable_create_database_propagation = on"); err != nil {
+		return fmt.Errorf("drop database %s: enable propagation: %w", name, err)
+	}
+	// WITH (FORCE) ends the client sessions, not Citus's maintenance
+	// daemon of the database, a background worker that Citus stops but
+	// that may be starting again (its own connections to the nodes start
+	// it), which PostgreSQL then waits 5 s for: end every session of the
+	// database first, and try again a few times.
+	for attempt := 1; ; attempt++ {
+		if _, err := conn.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+			WHERE datname = $1 AND pid <> pg_backend_pid()`, name); err != nil {
+			return fmt.Errorf("drop database %s: end its sessions: %w", name, err)
+		}
+		_, err = conn.Exec(ctx, drop)
+		if !isInUse(err) || attempt == dropAttempts {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("drop database %s: %w", name, ctx.Err())
+		case <-time.After(time.Duration(attempt) * 100 * time.Millisecond):
 		}
 	}
-	if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
+	if err != nil {
 		return fmt.Errorf("drop database %s: %w", name, err)
 	}
 	return nil
+}
+
+// dropAttempts bounds Drop's attempts on a Citus coordinator.
+const dropAttempts = 10
+
+// isInUse reports whether err is PostgreSQL's "database is being accessed
+// by other users".
+func isInUse(err error) bool {
+	var pg *pgconn.PgError
+	return errors.As(err, &pg) && pg.Code == "55006"
 }
 
 func withUser(raw, user, password, dbName string) string {
