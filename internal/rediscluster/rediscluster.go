@@ -54,15 +54,20 @@ func Start(t testing.TB) *Cluster {
 	}
 	c := &Cluster{dir: t.TempDir()}
 	// Registered after TempDir: runs before the directory is removed.
-	var procs []*exec.Cmd
+	var procs []*node
 	t.Cleanup(func() { stopAll(procs) })
 	for range masters {
-		addr, cmd, err := c.startNode(server)
+		n, err := c.startNode(server)
+		for try := 1; err != nil && try < 3; try++ {
+			// A port found free may have been taken before the node
+			// bound it: try others.
+			n, err = c.startNode(server)
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
-		procs = append(procs, cmd)
-		c.Addrs = append(c.Addrs, addr)
+		procs = append(procs, n)
+		c.Addrs = append(c.Addrs, n.addr)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), startWait)
 	defer cancel()
@@ -87,42 +92,52 @@ func findBin(name string) (string, error) {
 	return p, nil
 }
 
+// node is a running redis-server.
+type node struct {
+	addr string
+	cmd  *exec.Cmd
+	done chan struct{} // closed when it exited
+}
+
 // startNode starts one cluster-enabled redis-server on two free loopback
 // ports (clients and cluster bus) and waits until it answers.
-func (c *Cluster) startNode(bin string) (string, *exec.Cmd, error) {
-	port, err := freePort()
+func (c *Cluster) startNode(bin string) (*node, error) {
+	ports, err := freePorts(2)
 	if err != nil {
-		return "", nil, err
+		return nil, err
 	}
-	busPort, err := freePort()
-	if err != nil {
-		return "", nil, err
-	}
-	p := strconv.Itoa(port)
+	p := strconv.Itoa(ports[0])
 	cmd := exec.Command(bin,
-		"--port", p, "--cluster-port", strconv.Itoa(busPort), "--bind", "127.0.0.1",
+		"--port", p, "--cluster-port", strconv.Itoa(ports[1]), "--bind", "127.0.0.1",
 		"--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(c.dir, "nodes-"+p+".conf"),
 		"--cluster-node-timeout", "5000", "--save", "", "--appendonly", "no", "--daemonize", "no",
 		"--dir", c.dir, "--logfile", c.logPath(p))
 	// The nodes die with the test process, even when it is killed.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
-		return "", nil, fmt.Errorf("rediscluster: start redis-server: %w", err)
+		return nil, fmt.Errorf("rediscluster: start redis-server: %w", err)
 	}
-	addr := "127.0.0.1:" + p
-	rdb := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
+	n := &node{addr: "127.0.0.1:" + p, cmd: cmd, done: make(chan struct{})}
+	go func() {
+		_ = cmd.Wait() // killed at the end: the error says so
+		close(n.done)
+	}()
+	rdb := redis.NewClient(&redis.Options{Addr: n.addr, MaxRetries: -1})
 	defer rdb.Close()
-	deadline := time.Now().Add(startWait)
+	deadline := time.After(startWait)
 	for {
 		err := rdb.Ping(context.Background()).Err()
 		if err == nil {
-			return addr, cmd, nil
+			return n, nil
 		}
-		if time.Now().After(deadline) {
-			stopAll([]*exec.Cmd{cmd})
-			return "", nil, fmt.Errorf("rediscluster: node %s did not start: %w\n%s", addr, err, c.logTail(p))
+		select {
+		case <-n.done:
+			return nil, fmt.Errorf("rediscluster: node %s exited: %w\n%s", n.addr, err, c.logTail(p))
+		case <-deadline:
+			stopAll([]*node{n})
+			return nil, fmt.Errorf("rediscluster: node %s did not start: %w\n%s", n.addr, err, c.logTail(p))
+		case <-time.After(20 * time.Millisecond):
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -136,23 +151,28 @@ func (c *Cluster) logTail(port string) string {
 	return string(b)
 }
 
-// freePort returns a loopback TCP port that was free a moment ago.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("rediscluster: find a free port: %w", err)
+// freePorts returns n distinct loopback TCP ports that were free a
+// moment ago (all held at once while choosing).
+func freePorts(n int) ([]int, error) {
+	var ports []int
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("rediscluster: find a free port: %w", err)
+		}
+		defer l.Close()
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return ports, nil
 }
 
-// stopAll kills the nodes and reaps them.
-func stopAll(procs []*exec.Cmd) {
-	for _, cmd := range procs {
-		_ = cmd.Process.Kill()
+// stopAll kills the nodes and waits until they exited.
+func stopAll(nodes []*node) {
+	for _, n := range nodes {
+		_ = n.cmd.Process.Kill()
 	}
-	for _, cmd := range procs {
-		_ = cmd.Wait() // killed: the error says so
+	for _, n := range nodes {
+		<-n.done
 	}
 }
 
