@@ -1,13 +1,12 @@
 package db_test
 
 import (
-	"context"
 	"errors"
 	"testing"
 
 	"github.com/tenantd/tenantd/internal/db"
-	"github.com/tenantd/tenantd/internal/devenv"
 	"github.com/tenantd/tenantd/internal/testenv"
+	"github.com/tenantd/tenantd/migrations"
 )
 
 // TestDownAcrossCitusDistribute rolls back migration 0026
@@ -24,30 +23,26 @@ func TestDownAcrossCitusDistribute(t *testing.T) {
 	if latest < db.CitusDistributeVersion {
 		t.Fatalf("got latest version %d, want at least %d", latest, db.CitusDistributeVersion)
 	}
-	name := "tenantd_test_citusdown_" + testenv.RandomHex(4)
-	dbase, err := devenv.Provision(t.Context(), env.AdminURL, name)
-	if err != nil {
-		t.Fatalf("provision: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := devenv.Drop(context.Background(), env.AdminURL, name); err != nil {
-			t.Errorf("drop %s: %v", name, err)
-		}
-	})
+	dbase := env.NewDatabase(t) // migrated, and on Citus distributed
 	m := newMigrator(t, dbase.OwnerURL)
-	if err := m.Up(); err != nil {
-		t.Fatal(err)
-	}
 	top := db.Status{Current: latest, Latest: latest}
 	wantStatus(t, m, top)
 
-	// Down to 0026 itself: never refused.
-	if above := int(latest) - db.CitusDistributeVersion; above > 0 {
-		if err := m.Down(above); err != nil {
-			t.Fatalf("down %d, to 0026: %v", above, err)
+	// Down to 0026 itself, one step at a time: never refused.
+	at := db.Status{Current: db.CitusDistributeVersion, Latest: latest}
+	for {
+		st, err := m.Status(migrations.Files)
+		if err != nil {
+			t.Fatal(err)
 		}
-		wantStatus(t, m, db.Status{Current: db.CitusDistributeVersion, Latest: latest})
+		if st.Current <= db.CitusDistributeVersion {
+			break
+		}
+		if err := m.Down(1); err != nil {
+			t.Fatalf("down from %d, above 0026: %v", st.Current, err)
+		}
 	}
+	wantStatus(t, m, at)
 	if !env.Citus {
 		if err := m.Down(1); err != nil {
 			t.Fatalf("down across 0026 on plain PostgreSQL: %v", err)
@@ -58,7 +53,6 @@ func TestDownAcrossCitusDistribute(t *testing.T) {
 		wantStatus(t, m, top)
 		return
 	}
-	at := db.Status{Current: db.CitusDistributeVersion, Latest: latest}
 	for _, steps := range []int{1, 0} {
 		if err := m.Down(steps); !errors.Is(err, db.ErrCitusDown) {
 			t.Errorf("down %d on Citus: got %v, want ErrCitusDown", steps, err)
