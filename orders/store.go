@@ -73,9 +73,14 @@ func project(tx *gorm.DB, o Order) error {
 	return nil
 }
 
-func getView(tx *gorm.DB, id uuid.UUID, forUpdate bool) (Order, error) {
+// ofTenant scopes tx's next query to tenantID's rows by name, not only by
+// row-level security, so that Citus routes it to the tenant's shard.
+func ofTenant(tx *gorm.DB, tenantID uuid.UUID) *gorm.DB { return tx.Where("tenant_id = ?", tenantID) }
+
+// getView reads one order through q (ofTenant, where the tenant is known).
+func getView(q *gorm.DB, id uuid.UUID, forUpdate bool) (Order, error) {
 	var r viewRow
-	q := tx.Where("id = ?", id)
+	q = q.Where("id = ?", id)
 	if forUpdate {
 		q = q.Clauses(clause.Locking{Strength: "UPDATE"})
 	}
@@ -88,9 +93,9 @@ func getView(tx *gorm.DB, id uuid.UUID, forUpdate bool) (Order, error) {
 	return r.toOrder()
 }
 
-func listViews(tx *gorm.DB, status Status, after uuid.UUID, limit int) ([]Order, error) {
+func listViews(tx *gorm.DB, tenantID uuid.UUID, status Status, after uuid.UUID, limit int) ([]Order, error) {
 	var rows []viewRow
-	q := tx.Order("id").Limit(limit + 1)
+	q := ofTenant(tx, tenantID).Order("id").Limit(limit + 1)
 	if status != "" {
 		q = q.Where("status = ?", string(status))
 	}
