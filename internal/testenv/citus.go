@@ -24,13 +24,16 @@ import (
 // registered, the roles distributed), and the migrations then distribute
 // the tables (0026). Redis stays the run's shared test Redis.
 //
-// Provisioning and migrating are serialised on the cluster by an advisory
-// lock: migrations create cluster-wide roles and Citus propagates them to
-// the workers, which two migrations at once would race on.
+// Provisioning is serialised on the cluster by an advisory lock, with the
+// roles' passwords: roles are cluster-wide, Citus propagates them to the
+// workers, and two ALTER ROLE at once fail ("tuple concurrently updated").
+// Migrating is not: Provision has created the roles the migrations would
+// create, and everything else they do is the database's own, so the
+// packages' (and parallel tests') databases migrate at the same time.
 const (
 	citusEnv = "TEST_CITUS_URL"
 	// citusLock is the advisory lock (in the coordinator's admin database)
-	// that serialises creating the packages' databases on the cluster.
+	// that serialises provisioning the packages' databases on the cluster.
 	citusLock = 724103
 	// citusSetUpTimeout bounds a package's set-up in Citus mode: it may
 	// wait for other packages' databases to be created and migrated.
@@ -73,16 +76,7 @@ func (e *Env) newDatabase(ctx context.Context, name string) (devenv.Database, er
 // citusDatabase provisions database name on the Citus cluster at adminURL,
 // migrates it and checks that it is a Citus database with workers.
 func citusDatabase(ctx context.Context, adminURL, name string) (devenv.Database, error) {
-	conn, err := pgx.Connect(ctx, adminURL)
-	if err != nil {
-		return devenv.Database{}, fmt.Errorf("citus database: connect: %w", err)
-	}
-	defer conn.Close(context.Background())
-	// Released when the connection closes.
-	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", citusLock); err != nil {
-		return devenv.Database{}, fmt.Errorf("citus database: lock: %w", err)
-	}
-	dbase, err := devenv.Provision(ctx, adminURL, name)
+	dbase, err := provisionCitus(ctx, adminURL, name)
 	if err == nil {
 		err = migrateCitus(ctx, adminURL, dbase)
 	}
@@ -95,14 +89,35 @@ func citusDatabase(ctx context.Context, adminURL, name string) (devenv.Database,
 	return dbase, nil
 }
 
+// provisionCitus provisions database name and sets the roles' passwords,
+// holding citusLock.
+func provisionCitus(ctx context.Context, adminURL, name string) (devenv.Database, error) {
+	conn, err := pgx.Connect(ctx, adminURL)
+	if err != nil {
+		return devenv.Database{}, fmt.Errorf("connect: %w", err)
+	}
+	defer conn.Close(context.Background())
+	// Released when the connection closes.
+	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", citusLock); err != nil {
+		return devenv.Database{}, fmt.Errorf("lock: %w", err)
+	}
+	dbase, err := devenv.Provision(ctx, adminURL, name)
+	if err != nil {
+		return devenv.Database{}, fmt.Errorf("provision: %w", err)
+	}
+	// Provision created the runtime roles on Citus: their passwords now,
+	// under the lock.
+	if err := devenv.SetAppPassword(ctx, adminURL); err != nil {
+		return devenv.Database{}, err
+	}
+	return dbase, nil
+}
+
 // migrateCitus migrates the provisioned database and checks it is a Citus
 // one.
 func migrateCitus(ctx context.Context, adminURL string, dbase devenv.Database) error {
 	if err := migrateUp(dbase.OwnerURL); err != nil {
 		return fmt.Errorf("migrate: %w", err)
-	}
-	if err := devenv.SetAppPassword(ctx, adminURL); err != nil {
-		return err
 	}
 	return checkCitusDatabase(ctx, withDatabase(adminURL, dbase.Name), dbase.Name)
 }
