@@ -45,7 +45,9 @@ chaos: ## fault suite: two real replicas under load through SIGKILL, PostgreSQL 
 #   billing         the billing export and feed export tests
 #   internal/citus  isolation on the workers, a tenant isolated to its own
 #                   shard and moved under load (build tag citus: make test
-#                   leaves it out)
+#                   leaves it out); then its benchmarks, without the race
+#                   detector: the tenant binding's cost per transaction and
+#                   router reads against plain PostgreSQL, as ratios
 CITUS_RUN_DB      := ^(TestRLSCatalog|TestRuntimeRoleReach|TestSecurityDefinersServeTheirScope|TestRuntimeRoleCannotRunWorkerFunctions|TestCasbinRuleDomains|TestRLSIsolation|TestTenantsTableRLS|TestAuthAPIKeyLookup|TestCheckRuntimeRole|TestRuntimeRoleAttributes|TestNoTenant|TestPoolDoesNotLeakTenant|TestFailedTransactionDoesNotLeakTenant)$$
 CITUS_RUN_APP     := ^(TestCrossTenantIsolation|TestCredentials|TestPooledConnectionsNeverCarryATenant|TestPermissionMatrix|TestCrossTenantOrders|TestOrderWorkflow|TestHotTenantWrites)$$
 CITUS_RUN_BILLING := ^(TestExportGolden|TestExportLines|TestExportCSVShape|TestExportOpenPeriod|TestExportHTTP|TestExportCLI|TestFeedsGolden|TestFeedsHTTP)$$
@@ -68,6 +70,7 @@ citus-tests:
 	run ./internal/app/   $(CITUS_GO_TEST) -run '$(CITUS_RUN_APP)'; \
 	run ./billing/        $(CITUS_GO_TEST) -run '$(CITUS_RUN_BILLING)'; \
 	run ./internal/citus/ $(CITUS_GO_TEST) -tags citus -v; \
+	run ./internal/citus/ $(GO) test -count=1 -tags citus -run '^$$' -bench . -benchtime 300x; \
 	if [ -n "$$failed" ]; then echo "test-citus: failed:$$failed" >&2; exit 1; fi
 
 # Native Go fuzz targets (their seed corpora in internal/httpx/testdata/fuzz
