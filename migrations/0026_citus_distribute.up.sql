@@ -30,10 +30,13 @@
 --   tenants_refuse_tombstoned (reads tenant_tombstones, a reference table,
 --   with a copy on every node) run on the nodes holding the placements;
 --   Citus requires citus.enable_unsafe_triggers for that.
--- * plans: Citus locks the referenced reference table (plans) before a
---   write to tenants, and checks the writer may modify it
---   (lock_shard_resources): tenantd_app gets INSERT on plans, and
---   row-level security, with a read-only policy, admits it no row to write.
+-- * plans: before a write to tenants, Citus locks the shard of the
+--   reference table it references (plans) on the first worker, and
+--   lock_shard_resources checks that the writer may modify plans: UPDATE,
+--   DELETE or TRUNCATE for an UPDATE or DELETE of tenants, or those or
+--   INSERT for an INSERT. tenantd_app gets UPDATE on plans (which serves
+--   all three), and row-level security, with a read-only policy, admits it
+--   no row to update.
 -- * citus.propagate_set_commands = 'local' for the database (also set by
 --   devenv.Provision): app_bind_tenant's and app_bind_platform's SET LOCAL
 --   (0024) then reach every worker of the transaction, where the policies
@@ -103,6 +106,6 @@ BEGIN
 
     EXECUTE 'ALTER TABLE plans ENABLE ROW LEVEL SECURITY';
     EXECUTE 'CREATE POLICY catalogue_read ON plans FOR SELECT USING (true)';
-    EXECUTE 'GRANT INSERT ON plans TO tenantd_app';
+    EXECUTE 'GRANT UPDATE ON plans TO tenantd_app';
 END
 $$;

@@ -42,9 +42,10 @@ const (
 // three roles created and distributed to the workers (so that the
 // migrations, which run as the owner inside a transaction, never have
 // Citus propagate a role over the owner's connection, which PostgreSQL
-// refuses); and citus.propagate_set_commands = 'local' for the database,
-// so that the tenant binding (app_bind_tenant's SET LOCAL) reaches the
-// workers. Migration 0026 then distributes the tables.
+// refuses); citus.propagate_set_commands = 'local' for the database, so
+// that the tenant binding (app_bind_tenant's SET LOCAL) reaches the
+// workers; and the extension's views in schema public closed to PUBLIC
+// (see revokeCitusViews). Migration 0026 then distributes the tables.
 func Provision(ctx context.Context, adminURL, name string) (Database, error) {
 	conn, err := pgx.Connect(ctx, adminURL)
 	if err != nil {
@@ -232,12 +233,13 @@ func provisionCitus(ctx context.Context, conn *pgx.Conn, adminURL, name string) 
 		return err
 	}
 	for _, w := range workers {
-		if err := execOn(ctx, nodeURL(adminURL, w, name), "CREATE EXTENSION IF NOT EXISTS citus"); err != nil {
+		if err := execOn(ctx, nodeURL(adminURL, w, name), "CREATE EXTENSION IF NOT EXISTS citus", revokeCitusViews); err != nil {
 			return fmt.Errorf("worker %s:%d: %w", w.host, w.port, err)
 		}
 	}
 	stmts := []string{
 		"CREATE EXTENSION IF NOT EXISTS citus",
+		revokeCitusViews,
 		// pg_dist_node is per database.
 		fmt.Sprintf("SELECT citus_set_coordinator_host(%s, %d)", quoteLiteral(coordinator.host), coordinator.port),
 	}
@@ -252,6 +254,26 @@ func provisionCitus(ctx context.Context, conn *pgx.Conn, adminURL, name string) 
 	}
 	return nil
 }
+
+// revokeCitusViews takes from PUBLIC the views the citus extension puts in
+// schema public (citus_tables, citus_schemas: every distributed table's
+// name, owner and size), which would otherwise be the runtime role's one
+// read that row-level security does not guard. The cluster's superuser
+// still reads them. (An ALTER EXTENSION citus UPDATE may grant them again.)
+const revokeCitusViews = `DO $$
+DECLARE
+    v regclass;
+BEGIN
+    FOR v IN
+        SELECT c.oid::regclass FROM pg_class c
+        JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e'
+        JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'citus'
+        WHERE c.relnamespace = 'public'::regnamespace
+    LOOP
+        EXECUTE format('REVOKE ALL ON %s FROM PUBLIC', v);
+    END LOOP;
+END
+$$`
 
 // distributeRoles are the statements that make the three roles Citus
 // distributed objects of the new database, through Citus's superuser path:

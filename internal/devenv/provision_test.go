@@ -142,10 +142,15 @@ func checkCitusDatabase(t *testing.T, adminURL, name string) []string {
 	if setting != "citus.propagate_set_commands=local" {
 		t.Errorf("got database setting %q, want citus.propagate_set_commands=local", setting)
 	}
-	var coordinator bool
-	queryOne(t, dbURL, "SELECT citus_is_coordinator()", &coordinator)
+	var coordinator, views bool
+	queryOne(t, dbURL, `SELECT citus_is_coordinator(), EXISTS (
+		SELECT 1 FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'v'
+		  AND has_table_privilege('tenantd_app', c.oid, 'SELECT'))`, &coordinator, &views)
 	if !coordinator {
 		t.Error("got citus_is_coordinator() false in the new database, want the coordinator registered")
+	}
+	if views {
+		t.Error("got a view of schema public readable by tenantd_app, want the citus extension's closed to PUBLIC")
 	}
 	for _, w := range workers {
 		host, port, err := net.SplitHostPort(w)
@@ -153,12 +158,14 @@ func checkCitusDatabase(t *testing.T, adminURL, name string) []string {
 			t.Fatal(err)
 		}
 		p, _ := strconv.Atoi(port)
-		var extension, member bool
+		var extension, member, views bool
 		queryOne(t, onDatabase(t, adminURL, name, host, p), `
 			SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus'),
-			       pg_has_role('tenantd_worker', 'tenantd_app', 'MEMBER')`, &extension, &member)
-		if !extension || !member {
-			t.Errorf("worker %s: got citus extension %v, tenantd_worker member of tenantd_app %v, want both", w, extension, member)
+			       pg_has_role('tenantd_worker', 'tenantd_app', 'MEMBER'),
+			       has_table_privilege('tenantd_app', 'public.citus_tables', 'SELECT')`, &extension, &member, &views)
+		if !extension || !member || views {
+			t.Errorf("worker %s: got citus extension %v, tenantd_worker member of tenantd_app %v, tenantd_app reads citus_tables %v; want true, true, false",
+				w, extension, member, views)
 		}
 		if isCitus, err := devenv.IsCitus(t.Context(), onDatabase(t, adminURL, "postgres", host, p)); err == nil {
 			t.Errorf("IsCitus(worker %s): got %v and no error, want an error naming it a worker", w, isCitus)
