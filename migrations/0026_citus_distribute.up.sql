@@ -48,6 +48,9 @@ DECLARE
     t text;
     tenant_tables text[];
     reference_tables text[];
+    fn record;
+    body text;
+    def text;
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') THEN
         RETURN;
@@ -103,6 +106,58 @@ BEGIN
             EXECUTE format('ALTER TABLE %I ADD CONSTRAINT %I %s', fk[1], fk[2], fk[3]);
         END LOOP;
     END IF;
+
+    -- Functions Citus cannot plan. A LANGUAGE sql function that is never
+    -- inlined (SECURITY DEFINER, or with a SET clause) and has parameters
+    -- fails on distributed tables ("could not create distributed plan ...
+    -- parameters in SQL functions, which is not supported in Citus"): each
+    -- becomes the same function in PL/pgSQL, its body a RETURN QUERY (or
+    -- RETURN of the scalar), column names taking precedence over
+    -- parameter names as in SQL functions. Signatures, attributes, owner
+    -- and grants stay.
+    FOR fn IN
+        SELECT p.oid::regprocedure AS sig, p.proretset AS setof, p.prosrc AS src,
+               pg_get_functiondef(p.oid) AS def
+        FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
+        WHERE p.pronamespace = 'public'::regnamespace AND l.lanname = 'sql' AND p.pronargs > 0
+          AND p.provolatile <> 'i' AND (p.prosecdef OR p.proconfig IS NOT NULL)
+        ORDER BY 1
+    LOOP
+        IF fn.src ~* '\m(insert|update|delete|merge)\M' THEN
+            RAISE EXCEPTION '0026: % writes; rewrite it for Citus by hand', fn.sig;
+        END IF;
+        body := regexp_replace(fn.src, ';\s*$', '');
+        body := E'\n#variable_conflict use_column\nBEGIN\n    '
+            || CASE WHEN fn.setof THEN 'RETURN QUERY ' || body ELSE 'RETURN (' || body || ')' END
+            || E';\nEND\n';
+        def := replace(fn.def, E'\n LANGUAGE sql\n', E'\n LANGUAGE plpgsql\n');
+        def := left(def, strpos(def, 'AS $function$') + length('AS $function$') - 1) || body || '$function$';
+        EXECUTE def;
+    END LOOP;
+    -- idempotency_sweep deletes: PL/pgSQL, and the scope of the calling
+    -- transaction written out (app_scope_admits' CASE is refused in a
+    -- distributed DELETE: "non-IMMUTABLE functions are not allowed in CASE
+    -- or COALESCE statements", and a STABLE function of a column is too).
+    EXECUTE $f$
+CREATE OR REPLACE FUNCTION idempotency_sweep()
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, public
+AS $body$
+DECLARE
+    v_gone bigint;
+BEGIN
+    DELETE FROM idempotency_keys
+    WHERE expires_at <= now()
+      AND ((nullif(current_setting('app.tenant_id', true), '') IS NOT NULL
+            AND tenant_id = nullif(current_setting('app.tenant_id', true), '')::uuid)
+        OR (nullif(current_setting('app.tenant_id', true), '') IS NULL
+            AND current_setting('app.platform', true) IS DISTINCT FROM 'on'));
+    GET DIAGNOSTICS v_gone = ROW_COUNT;
+    RETURN v_gone;
+END
+$body$
+$f$;
 
     EXECUTE 'ALTER TABLE plans ENABLE ROW LEVEL SECURITY';
     EXECUTE 'CREATE POLICY catalogue_read ON plans FOR SELECT USING (true)';
