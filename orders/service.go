@@ -169,10 +169,15 @@ func (s *Service) Cancel(ctx context.Context, tenantID, id uuid.UUID) (o Order, 
 
 // Lookup reads an order inside tx (scoped to its tenant), locking its read
 // model row until tx ends, so a payment and a cancellation of one order are
-// serialised. Its callers do not name the tenant, so on Citus the read
-// goes to every shard (row-level security still confines it).
+// serialised. Its callers do not name the tenant: it reads the one tx is
+// bound to first, because Citus runs a FOR UPDATE only on one shard.
 func (s *Service) Lookup(ctx context.Context, tx *gorm.DB, id uuid.UUID) (Order, error) {
-	return getView(tx.WithContext(ctx), id, true)
+	tx = tx.WithContext(ctx)
+	tenantID, err := boundTenant(tx)
+	if err != nil {
+		return Order{}, err
+	}
+	return getView(ofTenant(tx, tenantID), id, true)
 }
 
 // transition loads the order under a row lock, lets decide return the
