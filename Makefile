@@ -57,18 +57,26 @@ test-citus: ## tenantd on a throw-away Citus cluster (1 coordinator, 2 workers):
 	tools/citus/ensure.sh
 	tools/citus/cluster.sh with -- $(MAKE) --no-print-directory citus-tests
 
-# The tests of make test-citus, run inside it (they need TEST_CITUS_URL):
-# every package runs, and the target fails at the end if any failed.
+# The tests of make test-citus, run inside it (they need TEST_CITUS_URL).
+# internal/db, internal/app and billing run at the same time (each
+# package's output is printed whole when it ends); internal/citus then runs
+# alone, so that the pause it measures and its benchmarks are its own.
+# Every package runs; the target fails at the end naming those that failed.
 CITUS_GO_TEST := $(GO) test -race -count=1 -timeout 10m
 
 .PHONY: citus-tests
 citus-tests:
 	@test -n "$$TEST_CITUS_URL" || { echo "citus-tests: run make test-citus (it starts the cluster and sets TEST_CITUS_URL)" >&2; exit 1; }
-	@failed=""; \
+	@logs=$$(mktemp -d); trap 'rm -rf "$$logs"' EXIT; failed=""; \
+	bg() { pkg=$$1; shift; log=$$logs/$$(echo "$$pkg" | tr -c 'a-z\n' _); echo "$$* $$pkg"; \
+		( "$$@" "$$pkg" >"$$log" 2>&1; echo $$? >"$$log.rc" ) & }; \
+	collect() { for pkg in "$$@"; do log=$$logs/$$(echo "$$pkg" | tr -c 'a-z\n' _); \
+		echo "== $$pkg"; cat "$$log"; [ "$$(cat "$$log.rc")" = 0 ] || failed="$$failed $$pkg"; done; }; \
 	run() { pkg=$$1; shift; echo "$$* $$pkg"; "$$@" "$$pkg" || failed="$$failed $$pkg"; }; \
-	run ./internal/db/    $(CITUS_GO_TEST) -run '$(CITUS_RUN_DB)'; \
-	run ./internal/app/   $(CITUS_GO_TEST) -run '$(CITUS_RUN_APP)'; \
-	run ./billing/        $(CITUS_GO_TEST) -run '$(CITUS_RUN_BILLING)'; \
+	bg ./internal/db/    $(CITUS_GO_TEST) -run '$(CITUS_RUN_DB)'; \
+	bg ./internal/app/   $(CITUS_GO_TEST) -run '$(CITUS_RUN_APP)'; \
+	bg ./billing/        $(CITUS_GO_TEST) -run '$(CITUS_RUN_BILLING)'; \
+	wait; collect ./internal/db/ ./internal/app/ ./billing/; \
 	run ./internal/citus/ $(CITUS_GO_TEST) -tags citus -v; \
 	run ./internal/citus/ $(GO) test -count=1 -tags citus -run '^$$' -bench . -benchtime 300x; \
 	if [ -n "$$failed" ]; then echo "test-citus: failed:$$failed" >&2; exit 1; fi
