@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -391,11 +392,22 @@ func IsUniqueViolation(err error, constraint ...string) bool {
 		return true
 	}
 	for _, c := range constraint {
-		if pg.ConstraintName == c {
+		if sameConstraint(pg.ConstraintName, c) {
 			return true
 		}
 	}
 	return false
+}
+
+// sameConstraint reports whether got, a constraint name from an error,
+// names the constraint want. On Citus a shard reports its own copy,
+// suffixed with the shard id: want_102008.
+func sameConstraint(got, want string) bool {
+	shard, ok := strings.CutPrefix(got, want+"_")
+	if !ok {
+		return got == want
+	}
+	return shard != "" && strings.Trim(shard, "0123456789") == ""
 }
 
 // IsCheckViolation reports whether err is a PostgreSQL check violation.
