@@ -28,7 +28,13 @@
 # coordinator's has the workers registered; a database for tenantd needs
 # more (devenv.Provision does it).
 set -euo pipefail
-PGBIN=${PGBIN:-$(pg_config --bindir 2>/dev/null || echo /usr/lib/postgresql/15/bin)}
+# PostgreSQL 15's binaries (the Citus built by ensure.sh is for 15), even
+# when another major version's pg_config comes first on PATH.
+if [ -z "${PGBIN:-}" ]; then
+	if [ -x /usr/lib/postgresql/15/bin/postgres ]; then PGBIN=/usr/lib/postgresql/15/bin
+	else PGBIN=$(pg_config --bindir)
+	fi
+fi
 PSQL=$PGBIN/psql
 [ -x "$PSQL" ] || PSQL=psql
 
