@@ -1,7 +1,8 @@
--- Back to 0009's billing_live_lines and 0018's billing_usage_page: LANGUAGE
--- sql on plain PostgreSQL; on Citus the PL/pgSQL form migration 0026 gave
--- them (RETURN QUERY of the same query, column names first). One DO block,
--- each statement its own EXECUTE (citusdata/citus#6608).
+-- Back to 0009's billing_live_lines, and 0018's billing_usage_page and
+-- billing_close_period. The first two in LANGUAGE sql on plain PostgreSQL,
+-- and on Citus in the PL/pgSQL form migration 0026 gave them (RETURN QUERY
+-- of the same query, column names first). One DO block, each statement its
+-- own EXECUTE (citusdata/citus#6608).
 DO $do$
 DECLARE
     citus boolean := EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus');
@@ -133,5 +134,45 @@ AS %L
 $f$, CASE WHEN citus THEN 'plpgsql' ELSE 'sql' END,
         CASE WHEN citus THEN E'\n#variable_conflict use_column\nBEGIN\n    RETURN QUERY ' || trim(usage_page, E'\n') || E';\nEND\n'
              ELSE usage_page END);
+    EXECUTE $f$
+CREATE OR REPLACE FUNCTION billing_close_period(p_period text)
+RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, public
+AS $body$
+DECLARE
+    v_frozen int;
+BEGIN
+    IF nullif(current_setting('app.tenant_id', true), '') IS NOT NULL
+       OR coalesce(current_setting('app.platform', true), '') = 'on' THEN
+        RAISE EXCEPTION 'billing_close_period closes a period for every tenant: not in a tenant''s or the platform''s transaction'
+            USING ERRCODE = '42501';
+    END IF;
+    IF p_period IS NULL OR p_period !~ '^[0-9]{4}-(0[1-9]|1[0-2])$' THEN
+        RAISE EXCEPTION 'billing period % is not YYYY-MM', p_period USING ERRCODE = '22023';
+    END IF;
+    IF statement_timestamp() < ((p_period || '-01')::timestamp + interval '1 month') AT TIME ZONE 'UTC' THEN
+        RETURN 'open';
+    END IF;
+    IF EXISTS (SELECT 1 FROM billing_periods WHERE period = p_period AND lines_frozen_at IS NOT NULL) THEN
+        RETURN 'final';
+    END IF;
+    LOCK TABLE usage_counters IN SHARE MODE;
+    INSERT INTO billing_periods (period) VALUES (p_period) ON CONFLICT (period) DO NOTHING;
+    UPDATE billing_periods SET lines_frozen_at = statement_timestamp()
+    WHERE period = p_period AND lines_frozen_at IS NULL;
+    GET DIAGNOSTICS v_frozen = ROW_COUNT;
+    IF v_frozen = 0 THEN
+        RETURN 'final'; -- closed concurrently
+    END IF;
+    INSERT INTO billing_lines (tenant_id, period, meter, meter_currency, usage_period, tenant_slug, plan,
+                               quantity, included, billable, unit_price, unit_size, amount, currency, hard_limit)
+    SELECT l.tenant_id, p_period, l.meter, l.meter_currency, l.usage_period, l.tenant_slug, l.plan,
+           l.quantity, l.included, l.billable, l.unit_price, l.unit_size, l.amount, l.currency, l.hard_limit
+    FROM billing_live_lines(p_period) l;
+    RETURN 'closed';
+END
+$body$
+$f$;
 END
 $do$;

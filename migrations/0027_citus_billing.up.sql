@@ -23,11 +23,16 @@
 --     (tenant, period, meter, meter currency, usage period) is the key of
 --     billing_lines;
 --   * the usage of a page of tenants: grouped by tenant as well.
--- Both functions become PL/pgSQL (RETURN QUERY), as migration 0026 makes
--- the other SQL functions with parameters on Citus, which cannot plan
+-- The two become PL/pgSQL (RETURN QUERY), as migration 0026 makes the
+-- other SQL functions with parameters on Citus, which cannot plan
 -- parameters of never-inlined SQL functions; column names take precedence
--- over the output parameters' names, as in SQL functions. Signatures,
--- attributes, owner and grants stay (CREATE OR REPLACE).
+-- over the output parameters' names, as in SQL functions.
+--
+-- billing_close_period stores the lines with INSERT ... SELECT ...
+-- RETURNING (see there) instead of a plain INSERT ... SELECT, which Citus
+-- turns into a COPY that row-level security refuses.
+--
+-- Signatures, attributes, owner and grants stay (CREATE OR REPLACE).
 --
 -- One DO block, each statement its own EXECUTE: after 0026, Citus needs
 -- one statement per message (citusdata/citus#6608).
@@ -175,6 +180,52 @@ BEGIN
     FROM page p
     LEFT JOIN page_usage u ON u.tenant_id = p.id
     ORDER BY p.id, u.meter COLLATE "C", u.currency COLLATE "C";
+END
+$body$
+$f$;
+
+    EXECUTE $f$
+CREATE OR REPLACE FUNCTION billing_close_period(p_period text)
+RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, public
+AS $body$
+DECLARE
+    v_frozen int;
+BEGIN
+    IF nullif(current_setting('app.tenant_id', true), '') IS NOT NULL
+       OR coalesce(current_setting('app.platform', true), '') = 'on' THEN
+        RAISE EXCEPTION 'billing_close_period closes a period for every tenant: not in a tenant''s or the platform''s transaction'
+            USING ERRCODE = '42501';
+    END IF;
+    IF p_period IS NULL OR p_period !~ '^[0-9]{4}-(0[1-9]|1[0-2])$' THEN
+        RAISE EXCEPTION 'billing period % is not YYYY-MM', p_period USING ERRCODE = '22023';
+    END IF;
+    IF statement_timestamp() < ((p_period || '-01')::timestamp + interval '1 month') AT TIME ZONE 'UTC' THEN
+        RETURN 'open';
+    END IF;
+    IF EXISTS (SELECT 1 FROM billing_periods WHERE period = p_period AND lines_frozen_at IS NOT NULL) THEN
+        RETURN 'final';
+    END IF;
+    LOCK TABLE usage_counters IN SHARE MODE;
+    INSERT INTO billing_periods (period) VALUES (p_period) ON CONFLICT (period) DO NOTHING;
+    UPDATE billing_periods SET lines_frozen_at = statement_timestamp()
+    WHERE period = p_period AND lines_frozen_at IS NULL;
+    GET DIAGNOSTICS v_frozen = ROW_COUNT;
+    IF v_frozen = 0 THEN
+        RETURN 'final'; -- closed concurrently
+    END IF;
+    -- RETURNING, its rows discarded (EXECUTE without INTO): Citus then
+    -- writes the lines through intermediate results and an INSERT on each
+    -- shard; a plain INSERT ... SELECT it cannot push down is a COPY into
+    -- the shards, which it refuses on tables with row-level security.
+    EXECUTE 'INSERT INTO billing_lines (tenant_id, period, meter, meter_currency, usage_period, tenant_slug, plan,
+                               quantity, included, billable, unit_price, unit_size, amount, currency, hard_limit)
+    SELECT l.tenant_id, $1, l.meter, l.meter_currency, l.usage_period, l.tenant_slug, l.plan,
+           l.quantity, l.included, l.billable, l.unit_price, l.unit_size, l.amount, l.currency, l.hard_limit
+    FROM billing_live_lines($1) l
+    RETURNING 1' USING p_period;
+    RETURN 'closed';
 END
 $body$
 $f$;
