@@ -53,7 +53,7 @@ CITUS_RUN_APP     := ^(TestCrossTenantIsolation|TestCredentials|TestPooledConnec
 CITUS_RUN_BILLING := ^(TestExportGolden|TestExportLines|TestExportCSVShape|TestExportOpenPeriod|TestExportHTTP|TestExportCLI|TestFeedsGolden|TestFeedsHTTP)$$
 
 .PHONY: test-citus
-test-citus: ## tenantd on a throw-away Citus cluster (1 coordinator, 2 workers): isolation on the workers, seed flow, hot tenant, billing export, a tenant moved to its own shard under load (builds Citus if missing; ~6 min)
+test-citus: ## tenantd on a throw-away Citus cluster (1 coordinator, 2 workers): isolation on the workers, seed flow, hot tenant, billing export, a tenant moved to its own shard under load (builds Citus if missing; 3½–6 min)
 	tools/citus/ensure.sh
 	tools/citus/cluster.sh with -- $(MAKE) --no-print-directory citus-tests
 
