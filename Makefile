@@ -38,7 +38,8 @@ chaos: ## fault suite: two real replicas under load through SIGKILL, PostgreSQL 
 # The selection, per package:
 #   internal/db     the RLS catalog, the isolation of every table and the
 #                   runtime role's attributes and reach
-#   internal/app    the cross-tenant HTTP tests (isolation, credentials,
+#   internal/app    the operator tenant lifecycle and bad input (unique
+#                   and plan checks as 409/422), the cross-tenant HTTP tests (isolation, credentials,
 #                   permission matrix, orders of other tenants), the seed
 #                   flow (order -> reservation -> payment -> completed) and
 #                   the hot-tenant concurrency test (#7)
@@ -49,7 +50,7 @@ chaos: ## fault suite: two real replicas under load through SIGKILL, PostgreSQL 
 #                   detector: the tenant binding's cost per transaction and
 #                   router reads against plain PostgreSQL, as ratios
 CITUS_RUN_DB      := ^(TestRLSCatalog|TestRuntimeRoleReach|TestSecurityDefinersServeTheirScope|TestRuntimeRoleCannotRunWorkerFunctions|TestCasbinRuleDomains|TestRLSIsolation|TestTenantsTableRLS|TestAuthAPIKeyLookup|TestCheckRuntimeRole|TestRuntimeRoleAttributes|TestNoTenant|TestPoolDoesNotLeakTenant|TestFailedTransactionDoesNotLeakTenant)$$
-CITUS_RUN_APP     := ^(TestCrossTenantIsolation|TestCredentials|TestPooledConnectionsNeverCarryATenant|TestPermissionMatrix|TestCrossTenantOrders|TestOrderWorkflow|TestHotTenantWrites)$$
+CITUS_RUN_APP     := ^(TestOperatorTenantLifecycle|TestBadInput|TestCrossTenantIsolation|TestCredentials|TestPooledConnectionsNeverCarryATenant|TestPermissionMatrix|TestCrossTenantOrders|TestOrderWorkflow|TestHotTenantWrites)$$
 CITUS_RUN_BILLING := ^(TestExportGolden|TestExportLines|TestExportCSVShape|TestExportOpenPeriod|TestExportHTTP|TestExportCLI|TestFeedsGolden|TestFeedsHTTP)$$
 
 .PHONY: test-citus

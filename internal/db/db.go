@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -391,12 +392,29 @@ func IsUniqueViolation(err error, constraint ...string) bool {
 	if len(constraint) == 0 {
 		return true
 	}
+	name := constraintName(pg)
 	for _, c := range constraint {
-		if sameConstraint(pg.ConstraintName, c) {
+		if sameConstraint(name, c) {
 			return true
 		}
 	}
 	return false
+}
+
+// violatedConstraint finds the constraint a violation's message names.
+var violatedConstraint = regexp.MustCompile(`violates (?:unique|foreign key|check) constraint "([^"]+)"`)
+
+// constraintName is the constraint pg names. Citus relays a worker's error
+// without the constraint field, only its message: the name is read from
+// that.
+func constraintName(pg *pgconn.PgError) string {
+	if pg.ConstraintName != "" {
+		return pg.ConstraintName
+	}
+	if m := violatedConstraint.FindStringSubmatch(pg.Message); m != nil {
+		return m[1]
+	}
+	return ""
 }
 
 // sameConstraint reports whether got, a constraint name from an error,
