@@ -30,6 +30,58 @@ test-long: ## the long tests make test skips: the billing export's memory bound 
 chaos: ## fault suite: two real replicas under load through SIGKILL, PostgreSQL and Redis outages, SIGTERM, a paused lease holder and held locks (~2 min)
 	$(GO) test -tags chaos -count=1 -timeout 12m -v ./internal/chaos/
 
+# make test-citus (issue 14): the tests that prove tenantd on Citus, against
+# a throw-away cluster of 1 coordinator and 2 workers on loopback
+# (tools/citus/cluster.sh; Citus is built from the vendored source first if
+# missing, tools/citus/ensure.sh). Every package gets a database of its own
+# on the cluster, migrated and distributed (internal/testenv, Citus mode).
+# The selection, per package:
+#   internal/db     the RLS catalog, the isolation of every table and the
+#                   runtime role's attributes and reach
+#   internal/app    the operator tenant lifecycle and bad input (unique
+#                   and plan checks as 409/422), the cross-tenant HTTP tests (isolation, credentials,
+#                   permission matrix, orders of other tenants), the seed
+#                   flow (order -> reservation -> payment -> completed) and
+#                   the hot-tenant concurrency test (#7)
+#   billing         the billing export and feed export tests
+#   internal/citus  isolation on the workers, a tenant isolated to its own
+#                   shard and moved under load (build tag citus: make test
+#                   leaves it out); then its benchmarks, without the race
+#                   detector: the tenant binding's cost per transaction and
+#                   router reads against plain PostgreSQL, as ratios
+CITUS_RUN_DB      := ^(TestRLSCatalog|TestRuntimeRoleReach|TestSecurityDefinersServeTheirScope|TestRuntimeRoleCannotRunWorkerFunctions|TestCasbinRuleDomains|TestRLSIsolation|TestTenantsTableRLS|TestAuthAPIKeyLookup|TestCheckRuntimeRole|TestRuntimeRoleAttributes|TestNoTenant|TestPoolDoesNotLeakTenant|TestFailedTransactionDoesNotLeakTenant)$$
+CITUS_RUN_APP     := ^(TestOperatorTenantLifecycle|TestBadInput|TestCrossTenantIsolation|TestCredentials|TestPooledConnectionsNeverCarryATenant|TestPermissionMatrix|TestCrossTenantOrders|TestOrderWorkflow|TestHotTenantWrites)$$
+CITUS_RUN_BILLING := ^(TestExportGolden|TestExportLines|TestExportCSVShape|TestExportOpenPeriod|TestExportHTTP|TestExportCLI|TestFeedsGolden|TestFeedsHTTP)$$
+
+.PHONY: test-citus
+test-citus: ## tenantd on a throw-away Citus cluster (1 coordinator, 2 workers): isolation on the workers, seed flow, hot tenant, billing export, a tenant moved to its own shard under load (builds Citus if missing; 3½–6 min)
+	tools/citus/ensure.sh
+	tools/citus/cluster.sh with -- $(MAKE) --no-print-directory citus-tests
+
+# The tests of make test-citus, run inside it (they need TEST_CITUS_URL).
+# internal/db, internal/app and billing run at the same time (each
+# package's output is printed whole when it ends); internal/citus then runs
+# alone, so that the pause it measures and its benchmarks are its own.
+# Every package runs; the target fails at the end naming those that failed.
+CITUS_GO_TEST := $(GO) test -race -count=1 -timeout 10m
+
+.PHONY: citus-tests
+citus-tests:
+	@test -n "$$TEST_CITUS_URL" || { echo "citus-tests: run make test-citus (it starts the cluster and sets TEST_CITUS_URL)" >&2; exit 1; }
+	@logs=$$(mktemp -d); trap 'rm -rf "$$logs"' EXIT; failed=""; \
+	bg() { pkg=$$1; shift; log=$$logs/$$(echo "$$pkg" | tr -c 'a-z\n' _); echo "$$* $$pkg"; \
+		( "$$@" "$$pkg" >"$$log" 2>&1; echo $$? >"$$log.rc" ) & }; \
+	collect() { for pkg in "$$@"; do log=$$logs/$$(echo "$$pkg" | tr -c 'a-z\n' _); \
+		echo "== $$pkg"; cat "$$log"; [ "$$(cat "$$log.rc")" = 0 ] || failed="$$failed $$pkg"; done; }; \
+	run() { pkg=$$1; shift; echo "$$* $$pkg"; "$$@" "$$pkg" || failed="$$failed $$pkg"; }; \
+	bg ./internal/db/    $(CITUS_GO_TEST) -run '$(CITUS_RUN_DB)'; \
+	bg ./internal/app/   $(CITUS_GO_TEST) -run '$(CITUS_RUN_APP)'; \
+	bg ./billing/        $(CITUS_GO_TEST) -run '$(CITUS_RUN_BILLING)'; \
+	wait; collect ./internal/db/ ./internal/app/ ./billing/; \
+	run ./internal/citus/ $(CITUS_GO_TEST) -tags citus -v; \
+	run ./internal/citus/ $(GO) test -count=1 -tags citus -run '^$$' -bench . -benchtime 300x; \
+	if [ -n "$$failed" ]; then echo "test-citus: failed:$$failed" >&2; exit 1; fi
+
 # Native Go fuzz targets (their seed corpora in internal/httpx/testdata/fuzz
 # also run as plain tests in `make test`).
 FUZZTIME     ?= 15s

@@ -21,6 +21,11 @@ var migrateUsage = usage{name: "migrate", text: `Usage: tenantd migrate up | dow
 
 Each prints the schema version it leaves. Runs as the owner role of
 MIGRATE_DATABASE_URL (default DATABASE_URL).
+
+Citus: on a database with the citus extension (devenv.Provision creates
+one on a Citus coordinator), up detects it and migration 0026 distributes
+the tenant tables by tenant_id and makes the platform tables reference
+tables; elsewhere 0026 does nothing. Rolling 0026 back is refused on Citus.
 `}
 
 func runMigrate(ctx context.Context, e env, args []string) error {

@@ -184,8 +184,13 @@ func (s *statement) upsert(p periods, tenantID uuid.UUID, counts []count, ifTena
 		}
 		return int(a.hour - b.hour)
 	})
-	s.sql.WriteString("INSERT INTO usage_counters (tenant_id, meter, currency, hour, billing_period, quantity) ")
-	s.sql.WriteString("SELECT v.tenant_id, v.meter, v.currency, v.hour, v.billing_period, v.quantity FROM (VALUES ")
+	// updated_at is now() in the inserted row, and the conflict's update
+	// takes it from EXCLUDED: Citus refuses a non-IMMUTABLE function in DO
+	// UPDATE SET (it would run on the worker), while the row's values are
+	// evaluated on the coordinator. The same transaction time on plain
+	// PostgreSQL.
+	s.sql.WriteString("INSERT INTO usage_counters (tenant_id, meter, currency, hour, billing_period, quantity, updated_at) ")
+	s.sql.WriteString("SELECT v.tenant_id, v.meter, v.currency, v.hour, v.billing_period, v.quantity, now() FROM (VALUES ")
 	for i, k := range keys {
 		if i > 0 {
 			s.sql.WriteString(", ")
@@ -215,7 +220,7 @@ func (s *statement) upsert(p periods, tenantID uuid.UUID, counts []count, ifTena
 		quantity = CASE WHEN usage_counters.meter = '` + MeterActiveProducts + `'
 		                THEN greatest(usage_counters.quantity, EXCLUDED.quantity)
 		                ELSE usage_counters.quantity + EXCLUDED.quantity END,
-		updated_at = now()`)
+		updated_at = EXCLUDED.updated_at`)
 	return nil
 }
 

@@ -216,8 +216,11 @@ func (c *Counter) write(ctx context.Context, f *flush) error {
 		return pgx.BeginFunc(ctx, dc.Conn(), func(tx pgx.Tx) error {
 			applied, gone = false, nil
 			var first pgx.Batch
-			first.Queue(`INSERT INTO usage_flushes (flush_key, applied_seq) VALUES ($1, $2)
-				ON CONFLICT (flush_key) DO UPDATE SET applied_seq = EXCLUDED.applied_seq, flushed_at = now()
+			// flushed_at from EXCLUDED, now() in VALUES: Citus evaluates
+			// the VALUES on the coordinator and refuses a non-IMMUTABLE
+			// function in DO UPDATE SET.
+			first.Queue(`INSERT INTO usage_flushes (flush_key, applied_seq, flushed_at) VALUES ($1, $2, now())
+				ON CONFLICT (flush_key) DO UPDATE SET applied_seq = EXCLUDED.applied_seq, flushed_at = EXCLUDED.flushed_at
 				WHERE usage_flushes.applied_seq < EXCLUDED.applied_seq`, c.flushKey(), int64(f.seq))
 			first.Queue(lockCountersSQL)
 			first.Queue(closedPeriodsSQL)
@@ -251,7 +254,7 @@ func (c *Counter) write(ctx context.Context, f *flush) error {
 
 			var counts pgx.Batch
 			for _, b := range f.batches {
-				counts.Queue("SELECT set_config('app.tenant_id', $1, true)", b.tenant.String())
+				counts.Queue("SELECT app_bind_tenant($1)", b.tenant.String())
 				st := statement{dollar: true}
 				if err := st.upsert(p, b.tenant, b.counts, true); err != nil {
 					return fmt.Errorf("tenant %s: %w", b.tenant, err)

@@ -24,7 +24,7 @@ type fixture struct {
 	svc   *inventory.Service
 }
 
-func newFixture(t *testing.T, maxConns int) fixture {
+func newFixture(t testing.TB, maxConns int) fixture {
 	t.Helper()
 	env := testenv.Get(t)
 	d := env.OpenDB(t, maxConns)
@@ -32,7 +32,7 @@ func newFixture(t *testing.T, maxConns int) fixture {
 }
 
 // product creates a product with the given stock.
-func (f fixture) product(t *testing.T, tenantID uuid.UUID, sku string, stock int64) inventory.Product {
+func (f fixture) product(t testing.TB, tenantID uuid.UUID, sku string, stock int64) inventory.Product {
 	t.Helper()
 	p, err := f.svc.Create(context.Background(), tenantID, inventory.NewProduct{
 		SKU: sku, Name: "Product " + sku, Price: 1999, Currency: "EUR", Stock: stock,

@@ -64,40 +64,75 @@ type reservationRow struct {
 func (reservationRow) TableName() string { return "reservations" }
 
 // Reserve holds stock for an order inside tx, a transaction scoped to
-// tenantID, in one statement (one round trip, however many lines). Each
-// line is guarded by the UPDATE itself (available stock must cover it), so
-// stock is never over-reserved under any concurrency; the products are
-// locked in id order first (docs/concurrency.md), so concurrent orders and the
-// saga cannot deadlock. A line that cannot be covered fails the whole call:
-// the caller's transaction rolls back and nothing is held. Lines must name
-// distinct products (orders merge repeated ones).
+// tenantID, in two statements (two round trips, however many lines), each
+// naming tenant_id, so that Citus routes both to the tenant's shard: one
+// locks the products and takes the stock, then a multi-row INSERT …
+// VALUES records the reservations (Citus cannot route an INSERT inside a
+// CTE, nor push down an INSERT … SELECT on a table under row-level
+// security: docs/citus/README.md section 3). Each line is guarded by the
+// UPDATE itself (available stock must cover it), so stock is never
+// over-reserved under any concurrency; the products are locked in id order
+// first (docs/concurrency.md), so concurrent orders and the saga cannot
+// deadlock. A line that cannot be covered fails the whole call before any
+// reservation is recorded: the caller's transaction rolls back and nothing
+// is held. Lines must name distinct products (orders merge repeated ones).
 func (s *Service) Reserve(ctx context.Context, tx *gorm.DB, tenantID, orderID uuid.UUID, lines []Line, expiresAt time.Time) ([]Reservation, error) {
 	if len(lines) == 0 {
 		return nil, nil
 	}
 	lines = slices.Clone(lines)
 	slices.SortFunc(lines, func(a, b Line) int { return slices.Compare(a.ProductID[:], b.ProductID[:]) })
+	tx = tx.WithContext(ctx)
+	held, err := holdStock(tx, tenantID, lines)
+	if err != nil {
+		return nil, fmt.Errorf("reserve %d lines: %w", len(lines), err)
+	}
+	out := make([]Reservation, len(lines))
+	for i, h := range held {
+		out[i] = Reservation{ID: newID(), OrderID: orderID, ProductID: h.ProductID, SKU: h.SKU,
+			Quantity: lines[i].Quantity, UnitPrice: h.Price, Currency: h.Currency, Status: Held, ExpiresAt: expiresAt}
+	}
+	if err := insertReservations(tx, tenantID, out); err != nil {
+		return nil, fmt.Errorf("reserve %d lines: %w", len(lines), err)
+	}
+	return out, nil
+}
+
+// heldLine is a line whose stock holdStock took.
+type heldLine struct {
+	ProductID uuid.UUID
+	SKU       string
+	Price     int64
+	Currency  string
+}
+
+// holdStock locks the lines' products in id order and adds each line's
+// quantity to its product's reserved stock where the available stock
+// covers it, in one statement, and returns the lines in order (lines are
+// sorted by product id). ErrNotFound names a product the tenant does not
+// have, ErrInsufficientStock a line not covered; either way tx must roll
+// back.
+func holdStock(tx *gorm.DB, tenantID uuid.UUID, lines []Line) ([]heldLine, error) {
 	var (
 		values strings.Builder
-		args   = make([]any, 0, 3*len(lines)+5)
+		args   = make([]any, 0, 2*len(lines)+2)
 	)
 	for i, l := range lines {
 		if i > 0 {
 			values.WriteString(", ")
 		}
-		values.WriteString("(?::uuid, ?::uuid, ?::bigint)")
-		args = append(args, newID(), l.ProductID, l.Quantity)
+		values.WriteString("(?::uuid, ?::bigint)")
+		args = append(args, l.ProductID, l.Quantity)
 	}
-	args = append(args, tenantID, tenantID, tenantID, orderID, expiresAt)
+	args = append(args, tenantID, tenantID)
 	var rows []struct {
-		ProductID     uuid.UUID
-		Found         bool
-		ReservationID *uuid.UUID
-		SKU           string
-		Price         int64
-		Currency      string
+		ProductID   uuid.UUID
+		Found, Held bool
+		SKU         *string
+		Price       *int64
+		Currency    *string
 	}
-	err := tx.WithContext(ctx).Raw(`WITH want (reservation_id, product_id, quantity) AS (VALUES `+values.String()+`),
+	err := tx.Raw(`WITH want (product_id, quantity) AS (VALUES `+values.String()+`),
 		locked AS MATERIALIZED (
 			SELECT p.id FROM products p
 			WHERE p.tenant_id = ? AND p.id IN (SELECT product_id FROM want)
@@ -106,31 +141,51 @@ func (s *Service) Reserve(ctx context.Context, tx *gorm.DB, tenantID, orderID uu
 			UPDATE products p SET stock_reserved = p.stock_reserved + w.quantity, version = p.version + 1, updated_at = now()
 			FROM want w, locked l
 			WHERE p.tenant_id = ? AND p.id = l.id AND w.product_id = l.id AND p.stock_on_hand - p.stock_reserved >= w.quantity
-			RETURNING p.id, p.sku, p.price, p.currency, w.reservation_id, w.quantity),
-		ins AS (
-			INSERT INTO reservations (tenant_id, id, order_id, product_id, quantity, status, expires_at)
-			SELECT ?, h.reservation_id, ?, h.id, h.quantity, 'held', ? FROM held h)
-		SELECT w.product_id, l.id IS NOT NULL AS found, h.reservation_id, h.sku, h.price, h.currency
+			RETURNING p.id, p.sku, p.price, p.currency)
+		SELECT w.product_id, l.id IS NOT NULL AS found, h.id IS NOT NULL AS held, h.sku, h.price, h.currency
 		FROM want w LEFT JOIN locked l ON l.id = w.product_id LEFT JOIN held h ON h.id = w.product_id
 		ORDER BY w.product_id`, args...).Scan(&rows).Error
 	if err != nil {
-		return nil, fmt.Errorf("reserve %d lines: %w", len(lines), err)
+		return nil, err
 	}
 	if len(rows) != len(lines) {
-		return nil, fmt.Errorf("reserve: got %d lines back, want %d", len(rows), len(lines))
+		return nil, fmt.Errorf("got %d lines back, want %d", len(rows), len(lines))
 	}
-	out := make([]Reservation, 0, len(lines))
+	out := make([]heldLine, len(rows))
 	for i, r := range rows {
 		switch {
 		case !r.Found:
-			return nil, fmt.Errorf("reserve %s: %w", r.ProductID, ErrNotFound)
-		case r.ReservationID == nil:
+			return nil, fmt.Errorf("%s: %w", r.ProductID, ErrNotFound)
+		case !r.Held:
 			return nil, ErrInsufficientStock
 		}
-		out = append(out, Reservation{ID: *r.ReservationID, OrderID: orderID, ProductID: r.ProductID, SKU: r.SKU,
-			Quantity: lines[i].Quantity, UnitPrice: r.Price, Currency: r.Currency, Status: Held, ExpiresAt: expiresAt})
+		out[i] = heldLine{ProductID: r.ProductID, SKU: *r.SKU, Price: *r.Price, Currency: *r.Currency}
 	}
 	return out, nil
+}
+
+// insertReservations records rs, held, in one multi-row INSERT … VALUES.
+func insertReservations(tx *gorm.DB, tenantID uuid.UUID, rs []Reservation) error {
+	var (
+		values strings.Builder
+		args   = make([]any, 0, 6*len(rs))
+	)
+	for i, r := range rs {
+		if i > 0 {
+			values.WriteString(", ")
+		}
+		values.WriteString("(?::uuid, ?::uuid, ?::uuid, ?::uuid, ?::bigint, 'held', ?::timestamptz)")
+		args = append(args, tenantID, r.ID, r.OrderID, r.ProductID, r.Quantity, r.ExpiresAt)
+	}
+	res := tx.Exec(`INSERT INTO reservations (tenant_id, id, order_id, product_id, quantity, status, expires_at)
+		VALUES `+values.String(), args...)
+	if res.Error != nil {
+		return fmt.Errorf("insert reservations: %w", res.Error)
+	}
+	if res.RowsAffected != int64(len(rs)) {
+		return fmt.Errorf("insert reservations: inserted %d, want %d", res.RowsAffected, len(rs))
+	}
+	return nil
 }
 
 // Commit takes the held stock of an order: on hand and reserved both drop.

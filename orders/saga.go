@@ -88,7 +88,7 @@ func (s *Service) SweepExpired(ctx context.Context, limit int) (int, error) {
 	n := 0
 	for _, x := range expired {
 		err := s.db.WithTenant(ctx, x.TenantID, func(tx *gorm.DB) error {
-			_, err := s.transition(ctx, tx, x.OrderID, func(o Order) ([]events.NewEvent, error) {
+			_, err := s.transition(ctx, tx, x.TenantID, x.OrderID, func(o Order) ([]events.NewEvent, error) {
 				if o.Status != Pending || !o.ReservationExpiresAt.Before(s.now()) {
 					return nil, nil // another replica, or a payment, got there first
 				}
@@ -131,7 +131,7 @@ func (s *Service) RunSweeper(ctx context.Context, every time.Duration) {
 // returns how many orders it projected.
 func (s *Service) Rebuild(ctx context.Context, tenantID uuid.UUID) (n int, err error) {
 	err = s.db.WithTenant(ctx, tenantID, func(tx *gorm.DB) error {
-		if err := tx.Exec(`DELETE FROM order_views`).Error; err != nil {
+		if err := tx.Exec(`DELETE FROM order_views WHERE tenant_id = ?`, tenantID).Error; err != nil {
 			return fmt.Errorf("clear order_views: %w", err)
 		}
 		orders := map[string]*Order{}

@@ -129,7 +129,7 @@ func (s *Service) Place(ctx context.Context, tenantID uuid.UUID, n NewOrder) (o 
 // Get returns an order from the read model.
 func (s *Service) Get(ctx context.Context, tenantID, id uuid.UUID) (o Order, err error) {
 	err = s.db.WithTenant(ctx, tenantID, func(tx *gorm.DB) error {
-		o, err = getView(tx, id, false)
+		o, err = getView(ofTenant(tx, tenantID), id, false)
 		return err
 	})
 	return o, err
@@ -139,7 +139,7 @@ func (s *Service) Get(ctx context.Context, tenantID, id uuid.UUID) (o Order, err
 // status, from the read model.
 func (s *Service) List(ctx context.Context, tenantID uuid.UUID, status Status, after uuid.UUID, limit int) (os []Order, err error) {
 	err = s.db.WithTenant(ctx, tenantID, func(tx *gorm.DB) error {
-		os, err = listViews(tx, status, after, limit)
+		os, err = listViews(tx, tenantID, status, after, limit)
 		return err
 	})
 	return os, err
@@ -169,15 +169,21 @@ func (s *Service) Cancel(ctx context.Context, tenantID, id uuid.UUID) (o Order, 
 
 // Lookup reads an order inside tx (scoped to its tenant), locking its read
 // model row until tx ends, so a payment and a cancellation of one order are
-// serialised.
+// serialised. Its callers do not name the tenant: it reads the one tx is
+// bound to first, because Citus runs a FOR UPDATE only on one shard.
 func (s *Service) Lookup(ctx context.Context, tx *gorm.DB, id uuid.UUID) (Order, error) {
-	return getView(tx.WithContext(ctx), id, true)
+	tx = tx.WithContext(ctx)
+	tenantID, err := boundTenant(tx)
+	if err != nil {
+		return Order{}, err
+	}
+	return getView(ofTenant(tx, tenantID), id, true)
 }
 
 // transition loads the order under a row lock, lets decide return the
 // events to append (none: nothing to do), appends and projects them.
-func (s *Service) transition(ctx context.Context, tx *gorm.DB, id uuid.UUID, decide func(Order) ([]events.NewEvent, error)) (Order, error) {
-	if _, err := getView(tx.WithContext(ctx), id, true); err != nil {
+func (s *Service) transition(ctx context.Context, tx *gorm.DB, tenantID, id uuid.UUID, decide func(Order) ([]events.NewEvent, error)) (Order, error) {
+	if _, err := getView(ofTenant(tx.WithContext(ctx), tenantID), id, true); err != nil {
 		return Order{}, err
 	}
 	stream, err := events.Load(ctx, tx, StreamID(id))
@@ -208,7 +214,7 @@ func (s *Service) transition(ctx context.Context, tx *gorm.DB, id uuid.UUID, dec
 }
 
 func (s *Service) cancel(ctx context.Context, tx *gorm.DB, tenantID, id uuid.UUID, reason string) (Order, error) {
-	return s.transition(ctx, tx, id, func(o Order) ([]events.NewEvent, error) {
+	return s.transition(ctx, tx, tenantID, id, func(o Order) ([]events.NewEvent, error) {
 		if o.Status != Pending {
 			return nil, ErrNotPending
 		}
@@ -224,7 +230,7 @@ func (s *Service) cancel(ctx context.Context, tx *gorm.DB, tenantID, id uuid.UUI
 // order cancelled meanwhile stays cancelled, its stock released, and the
 // payment is refunded (Refunds), in the saga's transaction.
 func (s *Service) complete(ctx context.Context, tx *gorm.DB, tenantID, id, paymentID uuid.UUID) (Order, error) {
-	return s.transition(ctx, tx, id, func(o Order) ([]events.NewEvent, error) {
+	return s.transition(ctx, tx, tenantID, id, func(o Order) ([]events.NewEvent, error) {
 		switch o.Status {
 		case Completed:
 			return nil, nil

@@ -9,6 +9,8 @@ import (
 	"github.com/google/uuid"
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
+
+	"github.com/tenantd/tenantd/internal/db"
 )
 
 // viewRow is the order_views row: the read model of one order.
@@ -73,9 +75,30 @@ func project(tx *gorm.DB, o Order) error {
 	return nil
 }
 
-func getView(tx *gorm.DB, id uuid.UUID, forUpdate bool) (Order, error) {
+// ofTenant scopes tx's next query to tenantID's rows by name, not only by
+// row-level security, so that Citus routes it to the tenant's shard.
+func ofTenant(tx *gorm.DB, tenantID uuid.UUID) *gorm.DB { return tx.Where("tenant_id = ?", tenantID) }
+
+// boundTenant returns the tenant tx is bound to (db.WithTenant).
+func boundTenant(tx *gorm.DB) (uuid.UUID, error) {
+	var bound string
+	if err := tx.Raw("SELECT coalesce(current_setting('app.tenant_id', true), '')").Scan(&bound).Error; err != nil {
+		return uuid.Nil, fmt.Errorf("read the bound tenant: %w", err)
+	}
+	if bound == "" {
+		return uuid.Nil, db.ErrNoTenant
+	}
+	id, err := uuid.Parse(bound)
+	if err != nil {
+		return uuid.Nil, fmt.Errorf("read the bound tenant: %w", err)
+	}
+	return id, nil
+}
+
+// getView reads one order through q (ofTenant, where the tenant is known).
+func getView(q *gorm.DB, id uuid.UUID, forUpdate bool) (Order, error) {
 	var r viewRow
-	q := tx.Where("id = ?", id)
+	q = q.Where("id = ?", id)
 	if forUpdate {
 		q = q.Clauses(clause.Locking{Strength: "UPDATE"})
 	}
@@ -88,9 +111,9 @@ func getView(tx *gorm.DB, id uuid.UUID, forUpdate bool) (Order, error) {
 	return r.toOrder()
 }
 
-func listViews(tx *gorm.DB, status Status, after uuid.UUID, limit int) ([]Order, error) {
+func listViews(tx *gorm.DB, tenantID uuid.UUID, status Status, after uuid.UUID, limit int) ([]Order, error) {
 	var rows []viewRow
-	q := tx.Order("id").Limit(limit + 1)
+	q := ofTenant(tx, tenantID).Order("id").Limit(limit + 1)
 	if status != "" {
 		q = q.Where("status = ?", string(status))
 	}

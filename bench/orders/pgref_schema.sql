@@ -3,7 +3,11 @@
 -- placement target: CI copies shared/ read-only and this bench must not
 -- depend on its path. bench/orders loads it as the superuser into a
 -- database of its own (pgref) in the throw-away cluster. Keep it in step
--- with the original by copying it again, not by editing it here.
+-- with the original by copying it again, not by editing it here. One
+-- addition, at the end: bench.app_bind_tenant, the tenant binding of
+-- tenantd's migration 0024 (SET LOCAL in a PL/pgSQL function) for this
+-- schema's int tenant ids, which pgref_order.sql calls instead of
+-- set_config, as the service does (issue 14).
 
 DROP SCHEMA IF EXISTS bench CASCADE; CREATE SCHEMA bench;
 DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname='app') THEN CREATE ROLE app LOGIN; END IF; END $$;
@@ -19,3 +23,8 @@ DO $$ DECLARE t text; BEGIN FOREACH t IN ARRAY ARRAY['products','orders','order_
  EXECUTE format('CREATE POLICY iso ON bench.%I USING (tenant_id = (select current_setting(''app.tenant_id'')::int)) WITH CHECK (tenant_id = (select current_setting(''app.tenant_id'')::int))', t);
 END LOOP; END $$;
 GRANT USAGE ON SCHEMA bench TO app; GRANT ALL ON ALL TABLES IN SCHEMA bench TO app; GRANT ALL ON ALL SEQUENCES IN SCHEMA bench TO app;
+CREATE FUNCTION bench.app_bind_tenant(p_tenant int) RETURNS void LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    IF p_tenant IS NULL THEN RAISE EXCEPTION 'app_bind_tenant: no tenant' USING ERRCODE = '22004'; END IF;
+    EXECUTE format('SET LOCAL app.tenant_id = %L', p_tenant::text);
+END $$;

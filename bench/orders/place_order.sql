@@ -19,7 +19,7 @@
 -- pipeline, nor prepare BEGIN together with a SELECT); -statements shows
 -- what it costs. Only the statements from BEGIN to COMMIT are compared with
 -- the service's, a pipeline counting as one round trip as the service's
--- "BEGIN; SELECT set_config(...)" does. Everything in the transaction is
+-- "BEGIN; SELECT app_bind_tenant(...)" does. Everything in the transaction is
 -- the service's statement, with its parameters; constants the service
 -- sends as parameters (the events' types and versions, the audit entry's
 -- action, resource, status and summary) are literals here, and the tenant,
@@ -74,7 +74,7 @@ WHERE t.n = :n \gset
 -- db.WithTenant: BEGIN and the tenant in one round trip.
 \startpipeline
 BEGIN;
-SELECT set_config('app.tenant_id', :tenant_id, true);
+SELECT app_bind_tenant(:tenant_id);
 \endpipeline
 
 -- inventory.Reserve: every line in one statement, products locked in id

@@ -74,10 +74,10 @@ var loggedStatement = regexp.MustCompile(`^(?:statement|execute [^:]+): (.*)$`)
 
 // placementStatements finds the placement's transaction in the log: the
 // round trips one backend made from BEGIN to COMMIT, among them the
-// tenant's set_config and the insert into events. A simple-protocol message
-// that begins the transaction together with more statements ("BEGIN;
-// SELECT set_config(...)") is one round trip, its signature the joined
-// signatures of its statements.
+// tenant's binding (see bindsTenant) and the insert into events. A
+// simple-protocol message that begins the transaction together with more
+// statements ("BEGIN; SELECT app_bind_tenant(...)") is one round trip, its
+// signature the joined signatures of its statements.
 func placementStatements(log string) ([]string, error) {
 	type statement struct{ pid, text string }
 	var all []statement
@@ -116,7 +116,7 @@ func placementStatements(log string) ([]string, error) {
 		case sig == "commit":
 			tx, ok := open[s.pid]
 			delete(open, s.pid)
-			if ok && slices.ContainsFunc(tx, func(s string) bool { return strings.Contains(s, "select set_config") }) &&
+			if ok && slices.ContainsFunc(tx, bindsTenant) &&
 				slices.Contains(tx, "insert into events") {
 				return tx, nil
 			}
@@ -129,9 +129,16 @@ func placementStatements(log string) ([]string, error) {
 	return nil, fmt.Errorf("the placement's transaction is not in the log:\n%s", log)
 }
 
+// bindsTenant reports whether a round trip's signature binds the tenant:
+// db.WithTenant's app_bind_tenant (migration 0024), or the set_config that
+// bound it before (logs traced earlier).
+func bindsTenant(sig string) bool {
+	return strings.Contains(sig, "select app_bind_tenant") || strings.Contains(sig, "select set_config")
+}
+
 // compoundSignature is the signature of a message of several statements:
 // theirs, joined by "; ". It splits at every semicolon, which is right for
-// the messages it is used on (BEGIN and a set_config of a UUID).
+// the messages it is used on (BEGIN and the binding of a UUID).
 func compoundSignature(text string) string {
 	var sigs []string
 	for part := range strings.SplitSeq(text, ";") {

@@ -11,8 +11,8 @@ func TestSignature(t *testing.T) {
 	for _, tc := range []struct {
 		stmt, want string
 	}{
-		{"SELECT set_config('app.tenant_id', $1, true)", "select set_config"},
-		{"SELECT set_config('app.tenant_id', t.tenant_id::text, true) AS tenant_id,\n  t.a_id", "select set_config"},
+		{"SELECT app_bind_tenant($1)", "select app_bind_tenant"},
+		{"SELECT app_bind_tenant(t.tenant_id) AS tenant_id,\n  t.a_id", "select app_bind_tenant"},
 		{`INSERT INTO "reservations" ("tenant_id","id") VALUES ($1,$2)`, "insert into reservations"},
 		{"UPDATE products SET stock_reserved = stock_reserved + $1", "update products set stoc"},
 		{"SELECT seq, hash FROM audit_events WHERE tenant_id = :tenant_id ORDER BY seq DESC LIMIT 1 \\gset audit_", "select seq, hash from au"},
@@ -33,7 +33,7 @@ const sampleLog = `2026-11-26 17:08:08.778 UTC [7] LOG:  execute s1: SELECT * FR
 2026-11-26 17:08:08.778 UTC [7] DETAIL:  parameters: $1 = 'x'
 2026-11-26 17:08:08.780 UTC [7] LOG:  statement: begin
 2026-11-26 17:08:08.780 UTC [9] LOG:  statement: begin
-2026-11-26 17:08:08.780 UTC [7] LOG:  execute s2: SELECT set_config('app.tenant_id', $1, true)
+2026-11-26 17:08:08.780 UTC [7] LOG:  execute s2: SELECT app_bind_tenant($1)
 2026-11-26 17:08:08.781 UTC [9] LOG:  execute s3: SELECT position FROM event_checkpoints WHERE subscriber = $1 FOR UPDATE
 2026-11-26 17:08:08.781 UTC [7] LOG:  execute s4: UPDATE products SET stock_reserved = stock_reserved + $1
 		WHERE tenant_id = $2
@@ -47,7 +47,7 @@ func TestPlacementStatements(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"select set_config", "update products set stoc", "insert into events"}
+	want := []string{"select app_bind_tenant", "update products set stoc", "insert into events"}
 	if !slices.Equal(got, want) {
 		t.Errorf("got %q, want %q", got, want)
 	}
@@ -56,9 +56,9 @@ func TestPlacementStatements(t *testing.T) {
 	}
 }
 
-// A transaction begun in one message with the tenant's set_config, as
+// A transaction begun in one message with the tenant's binding, as
 // db.WithTenant sends it.
-const compoundLog = `2026-12-05 19:25:59.535 UTC [13254] LOG:  statement: BEGIN; SELECT set_config('app.tenant_id', '01a247ab-98cb-7e28-b595-2550fb1255fe', true)
+const compoundLog = `2026-12-05 19:25:59.535 UTC [13254] LOG:  statement: BEGIN; SELECT app_bind_tenant('01a247ab-98cb-7e28-b595-2550fb1255fe')
 2026-12-05 19:25:59.536 UTC [13254] LOG:  execute stmtcache_1: WITH want (reservation_id) AS (VALUES ($1::uuid))
 		SELECT 1
 2026-12-05 19:25:59.538 UTC [13254] LOG:  execute stmtcache_2: INSERT INTO events (tenant_id) SELECT * FROM (VALUES ($1::uuid)) AS v
@@ -70,7 +70,7 @@ func TestPlacementStatementsCompound(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"begin; select set_config", "with want", "insert into events"}
+	want := []string{"begin; select app_bind_tenant", "with want", "insert into events"}
 	if !slices.Equal(got, want) {
 		t.Errorf("got %q, want %q", got, want)
 	}
@@ -81,7 +81,7 @@ func TestPlacementStatementsCompound(t *testing.T) {
 // two-item (\if) and the one-item (\else) path alike.
 func TestScriptStatements(t *testing.T) {
 	want := []string{
-		"begin; select set_config",
+		"begin; select app_bind_tenant",
 		"with want",
 		"insert into events",
 		"insert into order_views",

@@ -10,8 +10,9 @@
 //
 // Writers take no tenant-wide lock and never read the chain's head: a row
 // is inserted unsealed (seq and hashes NULL) in the writer's transaction,
-// and the table's trigger gives it a position from events_position_seq
-// under the shared append lock events take too. After commit the sealer
+// and next_append_position() (migrations/0025), called in the INSERT,
+// gives it a position from events_position_seq under the shared append
+// lock events take too (on Citus, on the coordinator). After commit the sealer
 // (RunSealer, one replica at a time) links rows into their chains in
 // position order, but only up to the settled horizon of that sequence
 // (internal/events.Horizon), below which every row has committed or never

@@ -41,10 +41,52 @@ func migrationsUpTo(t *testing.T, version string) fstest.MapFS {
 	return out
 }
 
+// versionsAfter counts the embedded migrations numbered after version.
+func versionsAfter(t *testing.T, version string) int {
+	t.Helper()
+	ups, err := fs.Glob(migrations.Files, "*.up.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, name := range ups {
+		if name[:4] > version {
+			n++
+		}
+	}
+	return n
+}
+
+// bindingShim creates (or drops) stand-ins for 0024's app_bind_tenant and
+// app_bind_platform, through which db.WithTenant and WithPlatform bind, so
+// that today's code can run on a schema older than 0024.
+func bindingShim(t *testing.T, ownerURL string, create bool) {
+	t.Helper()
+	owner, err := db.Open(t.Context(), ownerURL, db.Options{MaxConns: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer owner.Close()
+	stmts := []string{"DROP FUNCTION app_bind_tenant(uuid)", "DROP FUNCTION app_bind_platform()"}
+	if create {
+		stmts = []string{
+			`CREATE FUNCTION app_bind_tenant(p uuid) RETURNS void LANGUAGE plpgsql AS
+				$$ BEGIN EXECUTE format('SET LOCAL app.tenant_id = %L', p::text); END $$`,
+			`CREATE FUNCTION app_bind_platform() RETURNS void LANGUAGE plpgsql AS $$ BEGIN SET LOCAL app.platform = 'on'; END $$`,
+		}
+	}
+	for _, q := range stmts {
+		if err := owner.Unscoped(t.Context()).Exec(q).Error; err != nil {
+			t.Fatalf("binding shim: %v", err)
+		}
+	}
+}
+
 // TestSealMigration proves migration 0011 keeps the chains written under
 // the per-tenant lock: they verify, get positions in seq order, and go on
-// from their heads once sealed; that it migrates down to chains without
-// positions once everything is sealed, and refuses while rows are unsealed.
+// from their heads once sealed (on the latest schema, which today's Record
+// needs); that it migrates down to chains without positions once
+// everything is sealed, and refuses while rows are unsealed.
 func TestSealMigration(t *testing.T) {
 	t.Parallel()
 	env := testenv.Get(t)
@@ -78,6 +120,7 @@ func TestSealMigration(t *testing.T) {
 	if err := migrate(t, migrationsUpTo(t, "0010"), 0); err != nil {
 		t.Fatalf("migrate to 0010: %v", err)
 	}
+	bindingShim(t, dbase.OwnerURL, true)
 	owner, err := db.Open(ctx, dbase.OwnerURL, db.Options{MaxConns: 2})
 	if err != nil {
 		t.Fatal(err)
@@ -150,7 +193,12 @@ func TestSealMigration(t *testing.T) {
 		}
 	}
 
-	// The chain goes on from its old head, sealed after commit.
+	// The chain goes on from its old head, sealed after commit, written by
+	// today's code on the latest schema.
+	bindingShim(t, dbase.OwnerURL, false)
+	if err := migrate(t, migrations.Files, 0); err != nil {
+		t.Fatalf("migrate to the latest: %v", err)
+	}
 	aud := New(app, slog.New(slog.DiscardHandler), Options{SealInterval: 10 * time.Millisecond})
 	sealCtx, stopSealer := context.WithCancel(ctx)
 	sealerDone := make(chan struct{})
@@ -180,7 +228,8 @@ func TestSealMigration(t *testing.T) {
 	stopSealer()
 	<-sealerDone
 
-	if err := migrate(t, upTo11, 1); err != nil {
+	downTo10 := versionsAfter(t, "0010")
+	if err := migrate(t, migrations.Files, downTo10); err != nil {
 		t.Fatalf("migrate down: %v", err)
 	}
 	var positions int64
@@ -192,7 +241,7 @@ func TestSealMigration(t *testing.T) {
 		t.Errorf("got %d of position and txid after migrating down, want 0", positions)
 	}
 
-	if err := migrate(t, upTo11, 0); err != nil {
+	if err := migrate(t, migrations.Files, 0); err != nil {
 		t.Fatalf("migrate up again: %v", err)
 	}
 	verify(t, tenants[0], 4)
@@ -203,7 +252,7 @@ func TestSealMigration(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if err := migrate(t, upTo11, 1); err == nil || !strings.Contains(err.Error(), "not sealed yet") {
+	if err := migrate(t, migrations.Files, downTo10); err == nil || !strings.Contains(err.Error(), "not sealed yet") {
 		t.Errorf("migrate down with a row unsealed: got %v, want a refusal", err)
 	}
 }

@@ -61,9 +61,11 @@ func toModels(rows []eventRow) []Event {
 	return out
 }
 
-// insertColumns are the columns an append sets; the table's trigger sets
-// position and leaves seq, prev_hash and hash NULL for the sealer.
-const insertColumns = `tenant_id, id, occurred_at, actor, action, resource, status, summary, request_id, ip, user_agent`
+// insertColumns are the columns an append sets; next_append_position()
+// (migrations/0025) draws position under the shared append lock, evaluated
+// in the appending transaction (on Citus, on the coordinator), and seq,
+// prev_hash and hash stay NULL for the sealer.
+const insertColumns = `tenant_id, id, occurred_at, actor, action, resource, status, summary, request_id, ip, user_agent, position`
 
 func insertArgs(e Event) []any {
 	return []any{e.TenantID, e.ID, e.OccurredAt, e.Actor, e.Action, e.Resource, e.Status,
@@ -73,7 +75,7 @@ func insertArgs(e Event) []any {
 // insertEvent appends e, unsealed.
 func insertEvent(tx *gorm.DB, e Event) error {
 	err := tx.Exec(`INSERT INTO audit_events (`+insertColumns+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?::jsonb, ?, nullif(?, '')::inet, ?)`, insertArgs(e)...).Error
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?::jsonb, ?, nullif(?, '')::inet, ?, next_append_position())`, insertArgs(e)...).Error
 	if err != nil {
 		return fmt.Errorf("insert event: %w", err)
 	}
@@ -82,16 +84,15 @@ func insertEvent(tx *gorm.DB, e Event) error {
 
 // insertEventIfWrote appends e, unsealed, only if tx has written something
 // already (it has a transaction id), and reports whether it did: one round
-// trip for the check and the write.
+// trip for the check and the write (audit_append_if_wrote, migrations/0025).
 func insertEventIfWrote(tx *gorm.DB, e Event) (bool, error) {
-	res := tx.Exec(`INSERT INTO audit_events (`+insertColumns+`)
-		SELECT ?::uuid, ?::uuid, ?::timestamptz, ?::text, ?::text, ?::text, ?::int, ?::jsonb, ?::text,
-		       nullif(?::text, '')::inet, ?::text
-		WHERE pg_current_xact_id_if_assigned() IS NOT NULL`, insertArgs(e)...)
-	if res.Error != nil {
-		return false, fmt.Errorf("insert event: %w", res.Error)
+	var wrote bool
+	err := tx.Raw(`SELECT audit_append_if_wrote(?::uuid, ?::uuid, ?::timestamptz, ?::text, ?::text, ?::text, ?::int,
+		?::jsonb, ?::text, nullif(?::text, '')::inet, ?::text)`, insertArgs(e)...).Scan(&wrote).Error
+	if err != nil {
+		return false, fmt.Errorf("insert event: %w", err)
 	}
-	return res.RowsAffected == 1, nil
+	return wrote, nil
 }
 
 // head returns the seq and hash of the tenant's newest sealed event, or 0

@@ -1,6 +1,7 @@
 package db_test
 
 import (
+	"context"
 	"database/sql"
 	"errors"
 	"maps"
@@ -418,13 +419,11 @@ var definerProbes = map[string]func(tx *gorm.DB, f definerFixture) (probeResult,
 		return rowsOf(tx, `SELECT DISTINCT tenant_id::text FROM tenant_exports_due(now() + interval '1 hour', 100)
 			WHERE tenant_id IN (?, ?)`, f.a, f.b)
 	},
-	// The function erases only a suspended tenant's rows: the probe
-	// suspends B first where its scope may (B's own transaction, the
-	// platform scope); the transaction is rolled back.
+	// The function erases only a suspended tenant's rows: B is suspended
+	// while this probe runs (suspendDuring), in a transaction of its own
+	// as gdpr suspends before it erases; the probe's transaction is rolled
+	// back.
 	"tenant_erase_rows(regclass)": func(tx *gorm.DB, f definerFixture) (probeResult, error) {
-		if err := tx.Exec(`UPDATE tenants SET status = 'suspended' WHERE id = ?`, f.b).Error; err != nil {
-			return probeResult{}, err
-		}
 		return countOf(tx, `SELECT tenant_erase_rows('api_keys'::regclass)`)
 	},
 	"dead_letter_tenant(uuid)": func(tx *gorm.DB, f definerFixture) (probeResult, error) {
@@ -553,6 +552,9 @@ func TestSecurityDefinersServeTheirScope(t *testing.T) {
 			// tenant_erase_rows acts only in a (suspended) tenant's own
 			// transaction: everywhere else it refuses.
 			erases := fn == "tenant_erase_rows(regclass)"
+			if erases {
+				suspendDuring(t, owner, f.b)
+			}
 			for _, sc := range scopes {
 				t.Run(sc.name, func(t *testing.T) {
 					var got probeResult
@@ -601,6 +603,36 @@ func TestSecurityDefinersServeTheirScope(t *testing.T) {
 			}
 		})
 	}
+}
+
+// suspendDuring suspends tenant id, committed in a platform transaction
+// of its own, until t ends, then gives it back its status. Suspending in
+// the probe's transaction instead would have the runtime role lock the
+// tenants row and the owner (tenant_erase_rows) write a table referencing
+// it over other connections of the same transaction: on Citus, where
+// tenants and api_keys are reference tables, that is a distributed
+// deadlock (40P01).
+func suspendDuring(t *testing.T, owner *db.DB, id uuid.UUID) {
+	t.Helper()
+	ctx := context.WithoutCancel(t.Context())
+	var status string
+	err := owner.WithPlatform(ctx, func(tx *gorm.DB) error {
+		if err := tx.Raw(`SELECT status FROM tenants WHERE id = ?`, id).Scan(&status).Error; err != nil {
+			return err
+		}
+		return tx.Exec(`UPDATE tenants SET status = 'suspended' WHERE id = ?`, id).Error
+	})
+	if err != nil {
+		t.Fatalf("suspend %s: %v", id, err)
+	}
+	t.Cleanup(func() {
+		err := owner.WithPlatform(ctx, func(tx *gorm.DB) error {
+			return tx.Exec(`UPDATE tenants SET status = ? WHERE id = ?`, status, id).Error
+		})
+		if err != nil {
+			t.Errorf("give %s back its status %s: %v", id, status, err)
+		}
+	})
 }
 
 // TestRuntimeRoleCannotRunWorkerFunctions (finding L6): the role every

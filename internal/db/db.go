@@ -10,7 +10,9 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"regexp"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -237,8 +239,9 @@ func (d *DB) Stats() sql.DBStats { return d.sql.Stats() }
 var ErrNoTenant = errors.New("db: no tenant given")
 
 // WithTenant runs fn in one transaction in which row-level security admits
-// only tenantID's rows. The tenant is set with a transaction-local
-// set_config, so it can never outlive the transaction on a pooled connection.
+// only tenantID's rows. The tenant is bound by app_bind_tenant (migration
+// 0024), a SET LOCAL, so it can never outlive the transaction on a pooled
+// connection, and on Citus it reaches every worker the transaction uses.
 // fn must run every statement on tx. The BeforeCommit hook, if set, runs
 // after fn in the same transaction.
 //
@@ -262,7 +265,7 @@ func (d *DB) tenantTx(ctx context.Context, tenantID uuid.UUID, fn func(tx *gorm.
 	beforeCommit := d.hooks.beforeCommit
 	// BEGIN and the tenant in one round trip; tenantID is a UUID, so its
 	// text needs no quoting beyond the literal's.
-	setTenant := "SELECT set_config('app.tenant_id', '" + tenantID.String() + "', true)"
+	setTenant := "SELECT app_bind_tenant('" + tenantID.String() + "')"
 	committed := false
 	defer func() {
 		// Deferred, so that a panic still ends the hook's claim.
@@ -347,27 +350,29 @@ func retryable(err error) (string, bool) {
 	return "", false
 }
 
-// SetTenant sets the tenant for the rest of the transaction tx. Only platform
-// work that acts for a tenant it has just created needs it directly.
+// SetTenant binds the tenant for the rest of the transaction tx (with
+// app_bind_tenant, like WithTenant). Only platform work that acts for a
+// tenant it has just created needs it directly.
 func SetTenant(tx *gorm.DB, tenantID uuid.UUID) error {
 	if tenantID == uuid.Nil {
 		return ErrNoTenant
 	}
-	if err := tx.Exec("SELECT set_config('app.tenant_id', ?, true)", tenantID.String()).Error; err != nil {
+	if err := tx.Exec("SELECT app_bind_tenant(?)", tenantID.String()).Error; err != nil {
 		return fmt.Errorf("set tenant: %w", err)
 	}
 	return nil
 }
 
-// WithPlatform runs fn in one transaction with the platform flag set, which
-// the tenants table's dedicated policy admits. No tenant-owned table has such
+// WithPlatform runs fn in one transaction with the platform flag set (by
+// app_bind_platform, a SET LOCAL), which the tenants table's dedicated
+// policy admits. No tenant-owned table has such
 // a policy, so this path reads and writes tenants, never their data.
 //
 // Like WithTenant, it runs fn again after a deadlock or serialization
 // failure, so fn must be safe to repeat.
 func (d *DB) WithPlatform(ctx context.Context, fn func(tx *gorm.DB) error) error {
 	return classify(d.retry(ctx, func() error {
-		return d.runTx(ctx, "SELECT set_config('app.platform', 'on', true)", fn)
+		return d.runTx(ctx, "SELECT app_bind_platform()", fn)
 	}))
 }
 
@@ -387,12 +392,40 @@ func IsUniqueViolation(err error, constraint ...string) bool {
 	if len(constraint) == 0 {
 		return true
 	}
+	name := constraintName(pg)
 	for _, c := range constraint {
-		if pg.ConstraintName == c {
+		if sameConstraint(name, c) {
 			return true
 		}
 	}
 	return false
+}
+
+// violatedConstraint finds the constraint a violation's message names.
+var violatedConstraint = regexp.MustCompile(`violates (?:unique|foreign key|check) constraint "([^"]+)"`)
+
+// constraintName is the constraint pg names. Citus relays a worker's error
+// without the constraint field, only its message: the name is read from
+// that.
+func constraintName(pg *pgconn.PgError) string {
+	if pg.ConstraintName != "" {
+		return pg.ConstraintName
+	}
+	if m := violatedConstraint.FindStringSubmatch(pg.Message); m != nil {
+		return m[1]
+	}
+	return ""
+}
+
+// sameConstraint reports whether got, a constraint name from an error,
+// names the constraint want. On Citus a shard reports its own copy,
+// suffixed with the shard id: want_102008.
+func sameConstraint(got, want string) bool {
+	shard, ok := strings.CutPrefix(got, want+"_")
+	if !ok {
+		return got == want
+	}
+	return shard != "" && strings.Trim(shard, "0123456789") == ""
 }
 
 // IsCheckViolation reports whether err is a PostgreSQL check violation.

@@ -17,8 +17,9 @@ import (
 
 // Migrator applies the embedded migrations with the owner role.
 type Migrator struct {
-	m  *migrate.Migrate
-	db *sql.DB
+	m     *migrate.Migrate
+	db    *sql.DB
+	files fs.FS
 }
 
 // NewMigrator connects to ownerURL and prepares the migrations in files.
@@ -42,7 +43,7 @@ func NewMigrator(ownerURL string, files fs.FS) (*Migrator, error) {
 		sqlDB.Close()
 		return nil, fmt.Errorf("migrator: %w", err)
 	}
-	return &Migrator{m: m, db: sqlDB}, nil
+	return &Migrator{m: m, db: sqlDB, files: files}, nil
 }
 
 // Close releases the migrator's connection.
@@ -60,7 +61,12 @@ func (m *Migrator) Up() error {
 }
 
 // Down rolls back steps migrations; steps <= 0 rolls back all of them.
+// On a Citus database it refuses, before anything runs, to roll back
+// CitusDistributeVersion (see ErrCitusDown).
 func (m *Migrator) Down(steps int) error {
+	if err := m.checkCitusDown(steps); err != nil {
+		return err
+	}
 	var err error
 	if steps <= 0 {
 		err = m.m.Down()
@@ -71,6 +77,66 @@ func (m *Migrator) Down(steps int) error {
 		return fmt.Errorf("migrate down: %w", err)
 	}
 	return nil
+}
+
+// CitusDistributeVersion is the migration that distributes the tables on
+// Citus (0026_citus_distribute), and does nothing elsewhere.
+const CitusDistributeVersion = 26
+
+// ErrCitusDown is Down's refusal to roll back CitusDistributeVersion on a
+// database with the citus extension: undistributing copies every shard
+// back to the coordinator, an operation to plan rather than a migration
+// step. Refused by Down before anything runs; were the migration's own
+// refusal reached instead, golang-migrate would leave the database marked
+// dirty at the version below.
+var ErrCitusDown = errors.New("migrate down: migration 0026 (citus_distribute) cannot be rolled back on Citus: " +
+	"the tables are distributed; undistribute them by hand (undistribute_table) or restore a backup")
+
+// checkCitusDown returns ErrCitusDown when rolling back steps migrations
+// (<= 0: all) would roll back CitusDistributeVersion on a Citus database.
+func (m *Migrator) checkCitusDown(steps int) error {
+	current, _, err := m.m.Version()
+	if errors.Is(err, migrate.ErrNilVersion) || (err == nil && current < CitusDistributeVersion) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("migrate down: version: %w", err)
+	}
+	var citus bool
+	if err := m.db.QueryRow("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')").Scan(&citus); err != nil {
+		return fmt.Errorf("migrate down: detect citus: %w", err)
+	}
+	if !citus {
+		return nil
+	}
+	if steps <= 0 {
+		return ErrCitusDown
+	}
+	// Migrations above 0026 that are applied: steps must stop short of it.
+	above, err := versionsBetween(m.files, CitusDistributeVersion, current)
+	if err != nil {
+		return err
+	}
+	if steps > above {
+		return ErrCitusDown
+	}
+	return nil
+}
+
+// versionsBetween counts the embedded migrations with a version above low
+// and at most high.
+func versionsBetween(files fs.FS, low, high uint) (int, error) {
+	versions, err := upVersions(files)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, v := range versions {
+		if v > low && v <= high {
+			n++
+		}
+	}
+	return n, nil
 }
 
 // Status is where the database stands against the embedded migrations.
@@ -98,11 +164,24 @@ func (m *Migrator) Status(files fs.FS) (Status, error) {
 
 // LatestVersion returns the highest version among the embedded migrations.
 func LatestVersion(files fs.FS) (uint, error) {
-	entries, err := fs.ReadDir(files, ".")
+	versions, err := upVersions(files)
 	if err != nil {
-		return 0, fmt.Errorf("read migrations: %w", err)
+		return 0, err
 	}
 	var latest uint
+	for _, v := range versions {
+		latest = max(latest, v)
+	}
+	return latest, nil
+}
+
+// upVersions returns the versions of the embedded up migrations.
+func upVersions(files fs.FS) ([]uint, error) {
+	entries, err := fs.ReadDir(files, ".")
+	if err != nil {
+		return nil, fmt.Errorf("read migrations: %w", err)
+	}
+	var versions []uint
 	for _, e := range entries {
 		name := path.Base(e.Name())
 		if !strings.HasSuffix(name, ".up.sql") {
@@ -110,11 +189,11 @@ func LatestVersion(files fs.FS) (uint, error) {
 		}
 		n, err := strconv.ParseUint(strings.SplitN(name, "_", 2)[0], 10, 32)
 		if err != nil {
-			return 0, fmt.Errorf("migration %s: version is not a number", name)
+			return nil, fmt.Errorf("migration %s: version is not a number", name)
 		}
-		latest = max(latest, uint(n))
+		versions = append(versions, uint(n))
 	}
-	return latest, nil
+	return versions, nil
 }
 
 // SchemaVersion reads the applied migration version with the runtime role,

@@ -246,6 +246,11 @@ func TestRLSIsolation(t *testing.T) {
 				err := app.WithTenant(ctx, a, func(tx *gorm.DB) error {
 					return tx.Exec("UPDATE "+q+" SET tenant_id = ? WHERE tenant_id = ?", b, a).Error
 				})
+				// On Citus a distributed table's distribution column cannot
+				// change at all: refused (0A000) before the policy is checked.
+				if env.Citus && sqlState(err) == "0A000" && strings.Contains(err.Error(), "modifying the partition value") {
+					return
+				}
 				wantSQLState(t, err, "42501")
 			})
 			// Append-only tables (events, usage_counters' deletes) grant the

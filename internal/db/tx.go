@@ -69,8 +69,12 @@ const rollbackTimeout = 5 * time.Second
 
 // connTx is one transaction on a connection of its own from the pool. It
 // exists for one round trip: database/sql's BeginTx sends BEGIN alone, and
-// the tenant's set_config would be a second trip, on every tenant
-// transaction; here both go in one simple-protocol message. It serves GORM
+// the tenant's binding would be a second trip, on every tenant
+// transaction; here both go in one simple-protocol message ("BEGIN; SELECT
+// app_bind_tenant('<uuid>')"). The binding's SET LOCAL runs inside the
+// function, as a statement of its own: Citus forwards a SET LOCAL with the
+// text of the message it came in, so one sent in this message itself
+// would carry the BEGIN to the workers. It serves GORM
 // as the session's connection pool and, by having Commit and Rollback,
 // makes GORM treat the session as inside a transaction (a nested
 // tx.Transaction uses a savepoint). Only run ends it.
@@ -112,9 +116,10 @@ func AfterCommit(tx *gorm.DB, fn func()) bool {
 	return true
 }
 
-// runTx runs fn in a transaction begun together with setup (SQL without
-// parameters, such as the set_config of the tenant) and commits it when fn
-// returns nil; otherwise it rolls back and returns fn's error.
+// runTx runs fn in a transaction begun together with setup (one SQL
+// statement without parameters, such as the tenant's app_bind_tenant call)
+// and commits it when fn returns nil; otherwise it rolls back and returns
+// fn's error.
 func (d *DB) runTx(ctx context.Context, setup string, fn func(tx *gorm.DB) error) (err error) {
 	conn, err := d.sql.Conn(ctx)
 	if err != nil {

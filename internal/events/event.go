@@ -3,11 +3,13 @@ package events
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgconn"
 	"gorm.io/gorm"
 
 	"github.com/tenantd/tenantd/internal/db"
@@ -132,47 +134,26 @@ func Append(ctx context.Context, tx *gorm.DB, tenantID uuid.UUID, streamID strin
 		}
 	}
 	// A new stream (expected 0) takes no lock and reads nothing first: the
-	// insert itself checks that the stream has no event yet, so creating a
-	// stream costs one round trip. Two transactions creating the same stream
-	// at once meet on the unique key: the later one fails (ErrVersionConflict,
-	// tx aborted).
-	var (
-		sb   strings.Builder
-		args = make([]any, 0, 7*len(out))
-	)
-	sb.WriteString("INSERT INTO events (tenant_id, id, stream_id, version, type, data, metadata) SELECT * FROM (VALUES ")
-	for i := range out {
-		out[i].Version = current + int64(i) + 1
-		meta, err := json.Marshal(out[i].Metadata)
-		if err != nil {
-			return nil, fmt.Errorf("marshal metadata: %w", err)
-		}
-		if i > 0 {
-			sb.WriteString(", ")
-		}
-		sb.WriteString("(?::uuid, ?::uuid, ?::text, ?::bigint, ?::text, ?::jsonb, ?::jsonb)")
-		args = append(args, tenantID, out[i].ID, streamID, out[i].Version, out[i].Type, string(out[i].Data), string(meta))
-	}
-	sb.WriteString(") AS v")
-	if expected == 0 {
-		sb.WriteString(" WHERE NOT EXISTS (SELECT 1 FROM events WHERE tenant_id = ? AND stream_id = ?)")
-		args = append(args, tenantID, streamID)
-	}
-	sb.WriteString(" RETURNING id, position, created_at")
-	var inserted []struct {
-		ID        uuid.UUID
-		Position  int64
-		CreatedAt time.Time
-	}
-	if err := tx.Raw(sb.String(), args...).Scan(&inserted).Error; err != nil {
-		if db.IsUniqueViolation(err, "events_stream_version_key") {
-			// Another transaction appended this version first; tx is
+	// insert itself skips versions the stream has already, so creating a
+	// stream costs one round trip, and finding it exists leaves tx usable.
+	// A transaction creating the same stream at once makes the insert wait
+	// for it, then skip (it committed) or insert (it rolled back).
+	inserted, err := insertEvents(tx, tenantID, streamID, current, expected == 0, out)
+	if err != nil {
+		if db.IsUniqueViolation(err, "events_stream_version_key") || expected == 0 && isSerializationFailure(err) {
+			// Another transaction appended this version first (in
+			// REPEATABLE READ, one the snapshot does not see); tx is
 			// aborted, and the caller retries the whole transaction.
 			return nil, fmt.Errorf("version %d taken: %w", current+1, ErrVersionConflict)
 		}
 		return nil, fmt.Errorf("insert: %w", err)
 	}
-	if len(inserted) == 0 && expected == 0 {
+	if len(inserted) < len(out) && expected == 0 {
+		if len(inserted) > 0 {
+			// The stream existed with fewer events than evs: what was
+			// inserted would continue it. Abort tx so nothing commits.
+			return nil, abort(tx, fmt.Errorf("expected a new stream, it exists: %w", ErrVersionConflict))
+		}
 		return nil, fmt.Errorf("expected a new stream, it exists: %w", ErrVersionConflict)
 	}
 	if len(inserted) != len(out) {
@@ -185,9 +166,65 @@ func Append(ctx context.Context, tx *gorm.DB, tenantID uuid.UUID, streamID strin
 			}
 		}
 	}
-	// The events_notify trigger (migrations/0012) notifies channel once per
+	// events_next_position (migrations/0025) notifies channel, once per
 	// transaction, delivered at commit and not at all on rollback.
 	return out, nil
+}
+
+// insertedEvent is what the insert returns of each row.
+type insertedEvent struct {
+	ID        uuid.UUID
+	Position  int64
+	CreatedAt time.Time
+}
+
+// insertEvents inserts out as versions current+1, current+2, … of the
+// stream, skipping versions that exist when skipExisting, and returns the
+// rows inserted. One INSERT … VALUES naming tenant_id, which Citus routes
+// to the tenant's shard; events_next_position() in VALUES takes the append
+// lock, notifies and draws the position in tx (on Citus, on the
+// coordinator: see migrations/0025).
+func insertEvents(tx *gorm.DB, tenantID uuid.UUID, streamID string, current int64, skipExisting bool, out []Event) ([]insertedEvent, error) {
+	var (
+		sb   strings.Builder
+		args = make([]any, 0, 7*len(out))
+	)
+	sb.WriteString("INSERT INTO events (tenant_id, id, stream_id, version, type, data, metadata, position) VALUES ")
+	for i := range out {
+		out[i].Version = current + int64(i) + 1
+		meta, err := json.Marshal(out[i].Metadata)
+		if err != nil {
+			return nil, fmt.Errorf("marshal metadata: %w", err)
+		}
+		if i > 0 {
+			sb.WriteString(", ")
+		}
+		sb.WriteString("(?::uuid, ?::uuid, ?::text, ?::bigint, ?::text, ?::jsonb, ?::jsonb, events_next_position())")
+		args = append(args, tenantID, out[i].ID, streamID, out[i].Version, out[i].Type, string(out[i].Data), string(meta))
+	}
+	if skipExisting {
+		sb.WriteString(" ON CONFLICT (tenant_id, stream_id, version) DO NOTHING")
+	}
+	sb.WriteString(" RETURNING id, position, created_at")
+	var inserted []insertedEvent
+	if err := tx.Raw(sb.String(), args...).Scan(&inserted).Error; err != nil {
+		return nil, err
+	}
+	return inserted, nil
+}
+
+// isSerializationFailure reports whether err is SQLSTATE 40001.
+func isSerializationFailure(err error) bool {
+	var pg *pgconn.PgError
+	return errors.As(err, &pg) && pg.Code == "40001"
+}
+
+// abort makes tx fail to commit (it raises an error in it) and returns err.
+func abort(tx *gorm.DB, err error) error {
+	if xerr := tx.Exec("DO $$ BEGIN RAISE EXCEPTION 'events: transaction aborted after a partial append'; END $$").Error; xerr == nil {
+		return fmt.Errorf("%w (and the transaction could not be aborted)", err)
+	}
+	return err
 }
 
 // eventColumns are the columns a row struct scans into an Event.

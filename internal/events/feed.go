@@ -34,8 +34,10 @@ func (f *Feed) Read(ctx context.Context, tenantID uuid.UUID, after int64, limit 
 	}
 	limit = min(max(limit, 1), 1000)
 	err = f.db.WithTenant(ctx, tenantID, func(tx *gorm.DB) error {
-		q := "SELECT " + eventColumns + " FROM events WHERE position > ? AND position <= ?"
-		args := []any{after, settled}
+		// tenant_id by name, not only by row-level security: Citus routes
+		// the read to the tenant's shard.
+		q := "SELECT " + eventColumns + " FROM events WHERE tenant_id = ? AND position > ? AND position <= ?"
+		args := []any{tenantID, after, settled}
 		if len(types) > 0 {
 			q += " AND type = ANY (?::text[])"
 			args = append(args, db.TextArray(types))

@@ -15,9 +15,11 @@ import (
 // passes a position whose transaction is still in flight, so it never skips
 // an event that commits out of position order.
 //
-// Why it holds. The events_before_insert trigger takes a shared advisory
+// Why it holds. next_append_position() (migrations/0025, called by
+// events_next_position() in an append's VALUES) takes a shared advisory
 // lock (appendLockClass, 0) before it draws a position, and the lock is held
-// until the transaction ends (after its commit is visible). An observation
+// until the transaction ends (after its commit is visible). On Citus it runs
+// on the coordinator, where this reads the sequence and the lock. An observation
 // reads the sequence's last_value L first and then, in a later statement,
 // the transactions holding that lock. A transaction holding a position <= L
 // took the lock before L was read, so at the second read it has either
@@ -73,7 +75,7 @@ type observation struct {
 }
 
 // appendLockClass is the class of the shared advisory lock every appending
-// transaction holds (migrations/0003_events.up.sql).
+// transaction holds (next_append_position, migrations/0025).
 const appendLockClass int32 = 1702232067
 
 // appenderLocks selects the append lock's rows in pg_locks.

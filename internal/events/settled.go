@@ -8,10 +8,10 @@ import (
 
 // Horizon is the settled position of events_position_seq for readers outside
 // this package that must see rows in commit order: the audit sealer. Any
-// table whose BEFORE INSERT trigger takes the shared append lock (class
-// 1702232067, key 0) and then draws its position from events_position_seq,
-// as events_before_insert does, is covered: every row at a position at or
-// below Settled has committed, or never will.
+// table whose rows draw their position with next_append_position()
+// (migrations/0025: the shared append lock, class 1702232067 key 0, then
+// events_position_seq), as events and audit_events do, is covered: every
+// row at a position at or below Settled has committed, or never will.
 type Horizon struct {
 	h *horizon
 }

@@ -418,9 +418,11 @@ func TestTenantIsolation(t *testing.T) {
 	})
 }
 
-// TestInsertTrigger proves a client cannot choose an event's position or
-// transaction id: the trigger sets both.
-func TestInsertTrigger(t *testing.T) {
+// TestInsertDefaults proves an insert that names neither position nor txid
+// gets them as Append's do (the columns' defaults, migrations/0025): a
+// position from events_position_seq drawn under the shared append lock,
+// and the transaction's own id.
+func TestInsertDefaults(t *testing.T) {
 	t.Parallel()
 	env := testenv.Get(t)
 	app := env.OpenDB(t, 2)
@@ -428,21 +430,25 @@ func TestInsertTrigger(t *testing.T) {
 	err := app.WithTenant(t.Context(), a, func(tx *gorm.DB) error {
 		var got struct {
 			FromSequence bool
-			Forged       bool
 			Own          bool
 		}
-		err := tx.Raw(`INSERT INTO events (tenant_id, id, stream_id, version, type, data, position, txid)
-			VALUES (?, ?, 'forged', 1, 'test.forged', '{}', -7, '3')
+		err := tx.Raw(`INSERT INTO events (tenant_id, id, stream_id, version, type, data)
+			VALUES (?, ?, 'defaults', 1, 'test.defaults', '{}')
 			RETURNING position = currval('events_position_seq') AS from_sequence,
-			          txid = '3'::xid8 AS forged, txid = pg_current_xact_id() AS own`, a, uuid.New()).Scan(&got).Error
+			          txid = pg_current_xact_id() AS own`, a, uuid.New()).Scan(&got).Error
 		if err != nil {
 			return err
 		}
-		if !got.FromSequence {
-			t.Error("got the forged position, want the sequence's next value")
+		if !got.FromSequence || !got.Own {
+			t.Errorf("got position from the sequence %v, own txid %v, want both", got.FromSequence, got.Own)
 		}
-		if got.Forged || !got.Own {
-			t.Errorf("got forged txid %v, own txid %v, want the transaction's own", got.Forged, got.Own)
+		var locked bool
+		if err := tx.Raw(`SELECT EXISTS (SELECT 1 FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'advisory'
+			AND classid = 1702232067 AND objid = 0 AND objsubid = 2 AND mode = 'ShareLock' AND granted)`).Scan(&locked).Error; err != nil {
+			return err
+		}
+		if !locked {
+			t.Error("the transaction does not hold the shared append lock, want it held to its end")
 		}
 		return nil
 	})

@@ -11,7 +11,8 @@
 // an existing server) and TEST_REDIS_URL (a Redis whose databases 1 to 15
 // tests may flush) replace the shared servers. Tests that stop Redis use a
 // server of their own (PrivateRedis); a package that must restart its
-// servers asks for private ones (Main(m, Private())).
+// servers asks for private ones (Main(m, Private())). TEST_CITUS_URL runs
+// the packages on a Citus cluster instead (see citus.go).
 //
 // Use it from TestMain:
 //
@@ -50,6 +51,12 @@ type Env struct {
 	WorkerURL string // tenantd_worker on the package's database
 	DBName    string
 	RedisURL  string // the package's database of the Redis
+	// Citus is true when the package's database is on the Citus cluster of
+	// TEST_CITUS_URL (AdminURL is then the coordinator's), its tables
+	// distributed by the migrations.
+	Citus bool
+
+	plain plainServer // PlainDatabase's server in Citus mode
 
 	redisDB *redisDB
 	release func()      // lets go of the run's shared servers
@@ -78,7 +85,7 @@ func AfterTests(check func() error) {
 // Option adjusts how Main sets the package up.
 type Option func(*options)
 
-type options struct{ private bool }
+type options struct{ private, requireCitus bool }
 
 // Private gives the package PostgreSQL and Redis servers of its own instead
 // of the run's shared ones, for tests that stop or restart them.
@@ -105,7 +112,11 @@ func Main(m *testing.M, opts ...Option) {
 }
 
 func runTests(m *testing.M, o options) (int, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	timeout := 3 * time.Minute
+	if citusURL() != "" {
+		timeout = citusSetUpTimeout
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	env, err := setUp(ctx, o)
 	if err != nil {
@@ -154,6 +165,12 @@ func setUp(ctx context.Context, o options) (env *Env, err error) {
 		}
 	}()
 	adminURL, redisURL := os.Getenv("TEST_DATABASE_URL"), os.Getenv("TEST_REDIS_URL")
+	if err := checkCitusOptions(o, adminURL); err != nil {
+		return env, err
+	}
+	if citusURL() != "" {
+		adminURL, env.Citus = citusURL(), true
+	}
 	var redisLocks string
 	if redisURL != "" {
 		if redisLocks, err = redisLockDir(redisURL); err != nil {
@@ -193,7 +210,7 @@ func setUp(ctx context.Context, o options) (env *Env, err error) {
 	}
 	env.AdminURL = adminURL
 	env.DBName = databaseName()
-	dbase, err := cloneDatabase(ctx, env.AdminURL, env.DBName)
+	dbase, err := env.newDatabase(ctx, env.DBName)
 	if err != nil {
 		return env, err
 	}
@@ -234,6 +251,7 @@ func (e *Env) tearDown() {
 	if e.private != nil {
 		e.private.Stop()
 	}
+	e.stopPlain()
 }
 
 var nonWord = regexp.MustCompile(`[^a-z0-9_]+`)
@@ -339,11 +357,12 @@ func PrivateRedis(t testing.TB) *Redis {
 // NewDatabase creates a migrated database of the test's own on the
 // package's server, dropped when the test ends, for tests that must not see
 // the rows other tests write to the package's database (exports of every
-// tenant, for instance).
+// tenant, for instance). In Citus mode it is on the cluster, like the
+// package's.
 func (e *Env) NewDatabase(t testing.TB) devenv.Database {
 	t.Helper()
 	name := e.DBName + "_" + RandomHex(4)
-	dbase, err := cloneDatabase(t.Context(), e.AdminURL, name)
+	dbase, err := e.newDatabase(t.Context(), name)
 	if err != nil {
 		t.Fatalf("new database: %v", err)
 	}
