@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/tenantd/tenantd/internal/wait"
 	"slices"
 	"sync"
 	"time"
@@ -26,14 +27,14 @@ func (c *Counter) flushKey() string { return "replica:" + c.replica }
 func (c *Counter) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		every(ctx, flushEvery, func() {
+		wait.Every(ctx, flushEvery, func() {
 			if err := c.flushOnce(ctx); err != nil && ctx.Err() == nil {
 				c.failed(err)
 			}
 		})
 	})
 	wg.Go(func() {
-		every(ctx, sampleEvery, func() {
+		wait.Every(ctx, sampleEvery, func() {
 			if err := c.SampleActiveProducts(ctx); err != nil && ctx.Err() == nil {
 				c.log.Warn("billing: sample active products", "err", err)
 			}
@@ -46,10 +47,10 @@ func (c *Counter) Run(ctx context.Context) {
 			}
 		}
 		drain()
-		every(ctx, legacyEvery, drain)
+		wait.Every(ctx, legacyEvery, drain)
 	})
 	wg.Go(func() {
-		every(ctx, pruneEvery, func() {
+		wait.Every(ctx, pruneEvery, func() {
 			if err := c.prune(ctx); err != nil && ctx.Err() == nil {
 				c.log.Warn("billing: prune usage flushes", "err", err)
 			}
@@ -60,20 +61,6 @@ func (c *Counter) Run(ctx context.Context) {
 	defer cancel()
 	if err := c.Flush(fctx); err != nil {
 		c.log.Error("billing: final usage flush", "err", err)
-	}
-}
-
-// every calls fn every d until ctx ends.
-func every(ctx context.Context, d time.Duration, fn func()) {
-	t := time.NewTicker(d)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			fn()
-		}
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/tenantd/tenantd/internal/events"
+	"github.com/tenantd/tenantd/internal/wait"
 )
 
 // Payment events the saga reacts to. Only a decline cancels an order: a
@@ -109,14 +110,7 @@ func (s *Service) SweepExpired(ctx context.Context, limit int) (int, error) {
 
 // RunSweeper sweeps expired orders every interval until ctx ends.
 func (s *Service) RunSweeper(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	wait.Every(ctx, every, func() {
 		if n, err := s.SweepExpired(ctx, 500); err != nil {
 			if ctx.Err() == nil {
 				s.log.ErrorContext(ctx, "orders: sweeping expired reservations failed", "err", err)
@@ -124,7 +118,7 @@ func (s *Service) RunSweeper(ctx context.Context, every time.Duration) {
 		} else if n > 0 {
 			s.log.InfoContext(ctx, "orders: cancelled orders with expired reservations", "count", n)
 		}
-	}
+	})
 }
 
 // Rebuild recreates the tenant's read model from the order events and

@@ -19,6 +19,7 @@ import (
 
 	"github.com/tenantd/tenantd/internal/db"
 	"github.com/tenantd/tenantd/internal/identity"
+	"github.com/tenantd/tenantd/internal/wait"
 )
 
 // Limits on an event's fields, matching the audit_events table's checks.
@@ -178,7 +179,7 @@ func (a *Auditor) write(ctx context.Context, tenantID uuid.UUID, e Entry) (err e
 		a.log.DebugContext(ctx, "audit: writing an entry failed; retrying", "tenant_id", tenantID, "action", e.Action,
 			"attempt", attempt, "err", err)
 		// Jitter: replicas failing together do not retry together.
-		if !sleep(ctx, delay/2+rand.N(delay/2+1)) {
+		if !wait.Sleep(ctx, delay/2+rand.N(delay/2+1)) {
 			return fmt.Errorf("gave up after %d attempts: %w", attempt, err)
 		}
 		delay = min(2*delay, time.Second)

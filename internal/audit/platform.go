@@ -10,6 +10,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/tenantd/tenantd/internal/db"
+	"github.com/tenantd/tenantd/internal/wait"
 )
 
 // PlatformLog is the platform audit log: what operators did through
@@ -61,7 +62,7 @@ func (l *PlatformLog) Record(ctx context.Context, e Entry) (ev Event, err error)
 			return Event{}, err
 		}
 		l.log.DebugContext(ctx, "audit: writing a platform entry failed; retrying", "action", e.Action, "attempt", attempt, "err", err)
-		if !sleep(ctx, delay) {
+		if !wait.Sleep(ctx, delay) {
 			return Event{}, fmt.Errorf("gave up after %d attempts: %w", attempt, err)
 		}
 		delay = min(2*delay, time.Second)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/tenantd/tenantd/internal/db"
 	"github.com/tenantd/tenantd/internal/events"
+	"github.com/tenantd/tenantd/internal/wait"
 )
 
 // sealLockClass and sealLockKey name the session advisory lock that is the
@@ -110,7 +111,7 @@ func (s *sealer) run(ctx context.Context) {
 				s.log.Warn("audit: take the sealer lease", "err", err)
 			}
 		}
-		wait := s.opts.interval
+		pause := s.opts.interval
 		if held != nil {
 			more, err := s.pass(ctx)
 			switch {
@@ -118,7 +119,7 @@ func (s *sealer) run(ctx context.Context) {
 				return
 			case err != nil:
 				failures++
-				wait = min(s.opts.interval<<min(failures, 6), 10*time.Second)
+				pause = min(s.opts.interval<<min(failures, 6), 10*time.Second)
 				s.log.Warn("audit: sealing failed; retrying", "failures", failures, "err", err)
 			case more:
 				failures = 0
@@ -127,7 +128,7 @@ func (s *sealer) run(ctx context.Context) {
 				failures = 0
 			}
 		}
-		if !sleep(ctx, wait) {
+		if !wait.Sleep(ctx, pause) {
 			return
 		}
 	}
@@ -224,18 +225,6 @@ func discard(conn *sql.Conn) {
 	}
 	if err := conn.Close(); err != nil && !errors.Is(err, sql.ErrConnDone) {
 		slog.Debug("audit: close the sealer lease connection", "err", err)
-	}
-}
-
-// sleep waits d or until ctx ends; it reports whether ctx is still live.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/tenantd/tenantd/internal/wait"
 	"log/slog"
 	"net"
 	"os"
@@ -221,7 +222,7 @@ func (e *Env) RestartPostgres(ctx context.Context, down time.Duration) error {
 		return errors.New("devenv: postgres is not running")
 	}
 	pg.stop(syscall.SIGINT)
-	if !sleepCtx(ctx, down) {
+	if !wait.Sleep(ctx, down) {
 		return ctx.Err()
 	}
 	data := filepath.Join(e.dir, "pg")
@@ -230,18 +231,6 @@ func (e *Env) RestartPostgres(ctx context.Context, down time.Duration) error {
 		return err
 	}
 	return e.launchPostgres(ctx, data, e.pgPort, cred)
-}
-
-// sleepCtx waits d or until ctx ends; it reports whether ctx is still live.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
 
 // StartRedis starts (or restarts, on the same port) the throw-away Redis.

@@ -9,6 +9,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/tenantd/tenantd/internal/db"
+	"github.com/tenantd/tenantd/internal/wait"
 )
 
 // errLeaseLost means another worker moved this subscriber's checkpoint: this
@@ -96,7 +97,7 @@ func (d *Dispatcher) deliver(ctx context.Context, s *subscription, from int64, e
 			return nil
 		}
 		log.Warn("events: handler failed; retrying", "attempt", attempt, "err", ae.err)
-		if !sleep(ctx, d.opts.Backoff(attempt)) {
+		if !wait.Sleep(ctx, d.opts.Backoff(attempt)) {
 			return ctx.Err()
 		}
 	}

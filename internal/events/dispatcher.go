@@ -231,9 +231,6 @@ func (d *Dispatcher) createCheckpoints(ctx context.Context, subs []*subscription
 	return nil
 }
 
-// sleep waits d or until ctx ends; it reports whether ctx is still live.
-func sleep(ctx context.Context, d time.Duration) bool { return wait.Sleep(ctx, d) }
-
 // work runs subscriber s until ctx ends, restarting after failures.
 func (d *Dispatcher) work(ctx context.Context, s *subscription, hz *horizon, wake <-chan struct{}) {
 	failures := 0
@@ -251,7 +248,7 @@ func (d *Dispatcher) work(ctx context.Context, s *subscription, hz *horizon, wak
 			level = slog.LevelInfo
 		}
 		d.log.Log(ctx, level, "events: subscriber stopped; restarting", "subscriber", s.name, "err", err)
-		if !sleep(ctx, d.opts.Backoff(failures)) {
+		if !wait.Sleep(ctx, d.opts.Backoff(failures)) {
 			return
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"errors"
+	"github.com/tenantd/tenantd/internal/wait"
 	"log/slog"
 )
 
@@ -115,14 +116,14 @@ func (d *Dispatcher) holdLeases(ctx context.Context, subs []*subscription, hz *h
 				drop()
 			}
 		}
-		wait := d.opts.PollInterval
+		pause := d.opts.PollInterval
 		if conn == nil {
 			failures++
-			wait = d.opts.Backoff(failures)
+			pause = d.opts.Backoff(failures)
 		} else {
 			failures = 0
 		}
-		if !sleep(ctx, wait) {
+		if !wait.Sleep(ctx, pause) {
 			return
 		}
 	}

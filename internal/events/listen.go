@@ -3,6 +3,7 @@ package events
 import (
 	"context"
 	"fmt"
+	"github.com/tenantd/tenantd/internal/wait"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -27,7 +28,7 @@ func (d *Dispatcher) listen(ctx context.Context, wake func()) {
 		}
 		failures++
 		d.log.Warn("events: LISTEN connection lost; polling until it is back", "err", err)
-		if !sleep(ctx, d.opts.Backoff(failures)) {
+		if !wait.Sleep(ctx, d.opts.Backoff(failures)) {
 			return
 		}
 	}
@@ -64,7 +65,7 @@ func (d *Dispatcher) listenOnce(ctx context.Context, wake func()) (connected boo
 		// Debounce: wake the workers at most once per interval. The
 		// notifications of a burst of commits queue up meanwhile and are
 		// covered by this one wake-up.
-		if pause := d.opts.Debounce - time.Since(last); pause > 0 && !sleep(ctx, pause) {
+		if pause := d.opts.Debounce - time.Since(last); pause > 0 && !wait.Sleep(ctx, pause) {
 			return true, ctx.Err()
 		}
 		wake()
