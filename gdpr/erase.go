@@ -1,16 +1,19 @@
 package gdpr
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/redis/go-redis/v9"
 	"gorm.io/gorm"
 
@@ -38,11 +41,13 @@ func NewEraser(d *db.DB, rdb *redis.Client, cache CredentialCache, log *slog.Log
 //
 // Order: the tenant's Redis keys first (they are counters and caches that
 // a suspended tenant no longer feeds), then one transaction in the
-// tenant's scope, through the worker role (tenant_erase_rows is its only):
-// the audit head is read, every tenant table of the catalog is emptied of
-// the tenant's rows, children before parents, then its casbin_rule rows
-// and its tenants row are deleted and the tombstone written. Either all of
-// that commits or none of it. An erasure that failed half-way through its
+// tenant's scope, through the worker role, whose one call of tenant_erase
+// (migration 0028; the worker role's only) does all of this as the owner:
+// the tenants row is locked and checked again, the audit head is read,
+// every tenant table of the catalog is emptied of the tenant's rows,
+// children before parents, then its casbin_rule rows and its tenants row
+// are deleted and the tombstone written. Either all of that commits or
+// none of it. An erasure that failed half-way through its
 // Redis keys is simply run again.
 func (e *Eraser) Erase(ctx context.Context, tenantID uuid.UUID, confirm string) (r Receipt, body []byte, err error) {
 	defer func() {
@@ -98,82 +103,78 @@ func (e *Eraser) lookup(ctx context.Context, tenantID uuid.UUID) (slug, status s
 
 // eraseRows is Erase's transaction, in the tenant's scope. It may run
 // again (db.WithTenant retries): it only sets what it returns.
+//
+// Every read and write is tenant_erase's (migration 0028), one call that
+// runs as the owner: on Citus each role's statements go over connections
+// of their own, and the worker role's writes next to the owner's ended in
+// distributed deadlocks or were refused (25001). The function builds the
+// receipt's JSON encoding, since the tombstone it writes keeps its
+// SHA-256; receiptOf checks it is this package's encoding of a Receipt.
 func (e *Eraser) eraseRows(tx *gorm.DB, tenantID uuid.UUID, slug string, redisKeys int64) (Receipt, []byte, error) {
-	var cur []struct{ Slug, Status string }
-	if err := tx.Raw("SELECT slug, status FROM tenants WHERE id = ? FOR UPDATE", tenantID).Scan(&cur).Error; err != nil {
-		return Receipt{}, nil, fmt.Errorf("lock tenant: %w", err)
-	}
-	switch {
-	case len(cur) == 0:
-		return Receipt{}, nil, ErrNotFound
-	case cur[0].Status != "suspended":
-		return Receipt{}, nil, ErrNotSuspended // reactivated meanwhile
-	case cur[0].Slug != slug:
-		return Receipt{}, nil, ErrConfirm // renamed meanwhile
-	}
-	r := Receipt{TenantID: tenantID, Tables: map[string]int64{}, RedisKeys: redisKeys}
-	head, err := auditHead(tx, tenantID)
-	if err != nil {
-		return Receipt{}, nil, err
-	}
-	r.AuditHead = head
 	order, err := childrenFirst(tx)
 	if err != nil {
 		return Receipt{}, nil, err
 	}
-	for _, table := range order {
-		var n int64
-		if err := tx.Raw("SELECT tenant_erase_rows(?::regclass)", pgx.Identifier{table}.Sanitize()).Scan(&n).Error; err != nil {
-			return Receipt{}, nil, fmt.Errorf("erase %s: %w", table, err)
-		}
-		r.Tables[table] = n
+	tables := make([]string, len(order))
+	for i, table := range order {
+		tables[i] = pgx.Identifier{table}.Sanitize()
 	}
-	// casbin_rule has no tenant_id: the tenant's rules are those of its
-	// domain (migration 0018 lets the tenant's transaction delete them).
-	res := tx.Exec("DELETE FROM casbin_rule WHERE v1 = ?", tenantID.String())
-	if res.Error != nil {
-		return Receipt{}, nil, fmt.Errorf("erase casbin_rule: %w", res.Error)
-	}
-	r.Tables["casbin_rule"] = res.RowsAffected
-	res = tx.Exec("DELETE FROM tenants WHERE id = ?", tenantID)
-	if res.Error != nil {
-		return Receipt{}, nil, fmt.Errorf("erase tenants: %w", res.Error)
-	}
-	if res.RowsAffected != 1 {
-		return Receipt{}, nil, fmt.Errorf("erase tenants: deleted %d rows, want 1", res.RowsAffected)
-	}
-	r.Tables["tenants"] = res.RowsAffected
-	r.ErasedAt = e.now().UTC().Truncate(time.Microsecond)
-	body, err := json.Marshal(r)
+	list, err := json.Marshal(tables) // one parameter (gorm expands a slice into a row)
 	if err != nil {
-		return Receipt{}, nil, fmt.Errorf("encode receipt: %w", err)
+		return Receipt{}, nil, fmt.Errorf("encode table list: %w", err)
 	}
-	if err := tx.Exec(`INSERT INTO tenant_tombstones (id, slug, erased_at, receipt_sha256) VALUES (?, ?, ?, ?)`,
-		tenantID, slug, r.ErasedAt, digest(body)).Error; err != nil {
-		return Receipt{}, nil, fmt.Errorf("write tombstone: %w", err)
+	erasedAt := e.now().UTC().Truncate(time.Microsecond)
+	var body []string
+	err = tx.Raw(`SELECT tenant_erase(?, ARRAY(SELECT e.t::regclass FROM json_array_elements_text(?::json) WITH ORDINALITY AS e(t, i) ORDER BY e.i), ?, ?)`,
+		slug, string(list), redisKeys, erasedAt).Scan(&body).Error
+	switch {
+	case sqlState(err) == "P0002":
+		return Receipt{}, nil, ErrNotFound
+	case sqlState(err) == "55000":
+		return Receipt{}, nil, ErrNotSuspended // reactivated meanwhile
+	case sqlState(err) == "22023":
+		return Receipt{}, nil, ErrConfirm // renamed meanwhile
+	case err != nil:
+		return Receipt{}, nil, fmt.Errorf("erase rows: %w", err)
+	case len(body) != 1:
+		return Receipt{}, nil, fmt.Errorf("erase rows: got %d receipts, want 1", len(body))
 	}
-	return r, body, nil
+	r, err := receiptOf([]byte(body[0]), tenantID, redisKeys, erasedAt)
+	if err != nil {
+		return Receipt{}, nil, err
+	}
+	return r, []byte(body[0]), nil
 }
 
-// genesisHash is the prev_hash of an audit chain's first link
-// (internal/audit): the head of a chain with no sealed link.
-var genesisHash = hex.EncodeToString(make([]byte, sha256.Size))
+// receiptOf decodes the receipt tenant_erase encoded and checks it: the
+// tenant, Redis key count and time it was given, and byte for byte the
+// encoding json.Marshal gives the same Receipt (the tombstone keeps the
+// SHA-256 of those bytes, which the response body is).
+func receiptOf(body []byte, tenantID uuid.UUID, redisKeys int64, erasedAt time.Time) (Receipt, error) {
+	var r Receipt
+	if err := json.Unmarshal(body, &r); err != nil {
+		return Receipt{}, fmt.Errorf("decode receipt: %w", err)
+	}
+	if r.TenantID != tenantID || r.RedisKeys != redisKeys || !r.ErasedAt.Equal(erasedAt) {
+		return Receipt{}, fmt.Errorf("receipt %s: not the erasure of tenant %s with %d Redis keys at %s", body, tenantID, redisKeys, erasedAt)
+	}
+	want, err := json.Marshal(r)
+	if err != nil {
+		return Receipt{}, fmt.Errorf("encode receipt: %w", err)
+	}
+	if !bytes.Equal(body, want) {
+		return Receipt{}, fmt.Errorf("receipt encoding: got %s from tenant_erase, want %s", body, want)
+	}
+	return r, nil
+}
 
-// auditHead returns the tenant's last sealed audit link. Rows not sealed
-// yet are erased with the rest; they were never part of the chain.
-func auditHead(tx *gorm.DB, tenantID uuid.UUID) (AuditHead, error) {
-	var rows []struct {
-		Seq  int64
-		Hash []byte
+// sqlState is err's SQLSTATE, or "" when it is not a PostgreSQL error.
+func sqlState(err error) string {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Code
 	}
-	if err := tx.Raw(`SELECT seq, hash FROM audit_events WHERE tenant_id = ? AND hash IS NOT NULL
-		ORDER BY seq DESC LIMIT 1`, tenantID).Scan(&rows).Error; err != nil {
-		return AuditHead{}, fmt.Errorf("read audit head: %w", err)
-	}
-	if len(rows) == 0 {
-		return AuditHead{Seq: 0, Hash: genesisHash}, nil
-	}
-	return AuditHead{Seq: rows[0].Seq, Hash: hex.EncodeToString(rows[0].Hash)}, nil
+	return ""
 }
 
 // digest is the lowercase hex SHA-256 of b.

@@ -64,6 +64,9 @@ var workerDefiners = map[string]string{
 		"they claim and build each under RLS",
 	"tenant_erase_rows(regclass)": "tenant erasure (operator, gdpr): deletes one tenant table's rows of the transaction's tenant, " +
 		"only while it is suspended; refuses without a tenant",
+	"tenant_erase(text,regclass[],bigint,timestamp with time zone)": "tenant erasure (operator, gdpr): erases the transaction's tenant, " +
+		"only while it is suspended and confirmed by its slug (its rows, its rules, its tenants row), writes its tombstone, " +
+		"returns the receipt; refuses without a tenant",
 }
 
 // tenantTables lists every table in the public schema with a tenant_id
@@ -340,6 +343,7 @@ func mergeMaps(ms ...map[string]string) map[string]string {
 // still processing and a pending refund.
 type definerFixture struct {
 	a, b      uuid.UUID
+	slugB     string   // b's slug, which tenant_erase wants confirmed
 	prefixes  []string // one API key prefix per tenant
 	issuer    string   // registered by both, with different audiences
 	eventType string   // the type of one event per tenant
@@ -426,6 +430,11 @@ var definerProbes = map[string]func(tx *gorm.DB, f definerFixture) (probeResult,
 	"tenant_erase_rows(regclass)": func(tx *gorm.DB, f definerFixture) (probeResult, error) {
 		return countOf(tx, `SELECT tenant_erase_rows('api_keys'::regclass)`)
 	},
+	// The same for the whole erasure; it returns the receipt, whose count
+	// of api_keys is the probe's (the rest cascades from the tenants row).
+	"tenant_erase(text,regclass[],bigint,timestamp with time zone)": func(tx *gorm.DB, f definerFixture) (probeResult, error) {
+		return countOf(tx, `SELECT (tenant_erase(?, ARRAY['api_keys']::regclass[], 0, now())::json -> 'tables' ->> 'api_keys')::bigint`, f.slugB)
+	},
 	"dead_letter_tenant(uuid)": func(tx *gorm.DB, f definerFixture) (probeResult, error) {
 		return rowsOf(tx, `SELECT t::text FROM (SELECT dead_letter_tenant(?) AS t UNION ALL SELECT dead_letter_tenant(?)) x WHERE t IS NOT NULL`,
 			f.deadLetters[0], f.deadLetters[1])
@@ -449,7 +458,8 @@ func countOf(tx *gorm.DB, query string, args ...any) (probeResult, error) {
 func newDefinerFixture(t *testing.T, owner *db.DB) definerFixture {
 	t.Helper()
 	ctx := t.Context()
-	f := definerFixture{a: testenv.NewTenant(t).ID, b: testenv.NewTenant(t).ID,
+	b := testenv.NewTenant(t)
+	f := definerFixture{a: testenv.NewTenant(t).ID, b: b.ID, slugB: b.Slug,
 		issuer:    "https://idp-" + testenv.RandomHex(6) + ".example",
 		eventType: "definer.probe." + testenv.RandomHex(6)}
 	if err := owner.Unscoped(ctx).Raw(`SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM')`).Scan(&f.period).Error; err != nil {
@@ -551,7 +561,7 @@ func TestSecurityDefinersServeTheirScope(t *testing.T) {
 			counts := fn == "idempotency_sweep()" || fn == "billing_export_tenants(text,boolean)"
 			// tenant_erase_rows acts only in a (suspended) tenant's own
 			// transaction: everywhere else it refuses.
-			erases := fn == "tenant_erase_rows(regclass)"
+			erases := fn == "tenant_erase_rows(regclass)" || fn == "tenant_erase(text,regclass[],bigint,timestamp with time zone)"
 			if erases {
 				suspendDuring(t, owner, f.b)
 			}
@@ -572,6 +582,8 @@ func TestSecurityDefinersServeTheirScope(t *testing.T) {
 						if callErr != nil || got.count != 1 {
 							t.Errorf("got %d rows erased, %v; want B's one api key", got.count, callErr)
 						}
+					case erases && sc.name == "unknown tenant" && strings.HasPrefix(fn, "tenant_erase("):
+						wantSQLState(t, callErr, "P0002") // no such tenant: gdpr.ErrNotFound
 					case erases:
 						wantSQLState(t, callErr, "42501")
 					case refusesInScope && !worker:
