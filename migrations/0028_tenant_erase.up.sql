@@ -35,6 +35,12 @@
 -- bound tenant's rows only. Executable by tenantd_worker only, as
 -- tenant_erase_rows.
 --
+-- tenants_refuse_tombstoned (0022) names tenant_tombstones_pkey in its
+-- message too: on Citus the trigger runs on the nodes holding the tenants
+-- placements, and the coordinator relays their error without the
+-- constraint field (db.IsUniqueViolation then reads the name from the
+-- message). Same SQLSTATE and constraint field as before.
+--
 -- One DO block, each statement its own EXECUTE: after 0026, Citus needs
 -- one statement per message (citusdata/citus#6608).
 DO $do$
@@ -143,6 +149,20 @@ BEGIN
     INSERT INTO tenant_tombstones (id, slug, erased_at, receipt_sha256)
     VALUES (v_tenant, v_slug, p_erased_at, encode(sha256(convert_to(v_receipt, 'UTF8')), 'hex'));
     RETURN v_receipt;
+END
+$body$
+$f$;
+    EXECUTE $f$
+CREATE OR REPLACE FUNCTION tenants_refuse_tombstoned() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, public
+AS $body$
+BEGIN
+    IF EXISTS (SELECT 1 FROM tenant_tombstones t WHERE t.id = NEW.id) THEN
+        RAISE EXCEPTION 'tenant id % was erased and cannot be used again (violates unique constraint "tenant_tombstones_pkey")', NEW.id
+            USING ERRCODE = 'unique_violation', CONSTRAINT = 'tenant_tombstones_pkey';
+    END IF;
+    RETURN NEW;
 END
 $body$
 $f$;
