@@ -44,6 +44,9 @@ chaos: ## fault suite: two real replicas under load through SIGKILL, PostgreSQL 
 #                   flow (order -> reservation -> payment -> completed) and
 #                   the hot-tenant concurrency test (#7)
 #   billing         the billing export and feed export tests
+#   gdpr            tenant erasure (every row, rule, key and the tenants row
+#                   gone, the receipt and its tombstone, the other tenant
+#                   untouched)
 #   internal/citus  isolation on the workers, a tenant isolated to its own
 #                   shard and moved under load (build tag citus: make test
 #                   leaves it out); then its benchmarks, without the race
@@ -52,14 +55,15 @@ chaos: ## fault suite: two real replicas under load through SIGKILL, PostgreSQL 
 CITUS_RUN_DB      := ^(TestRLSCatalog|TestRuntimeRoleReach|TestSecurityDefinersServeTheirScope|TestRuntimeRoleCannotRunWorkerFunctions|TestCasbinRuleDomains|TestRLSIsolation|TestTenantsTableRLS|TestAuthAPIKeyLookup|TestCheckRuntimeRole|TestRuntimeRoleAttributes|TestNoTenant|TestPoolDoesNotLeakTenant|TestFailedTransactionDoesNotLeakTenant)$$
 CITUS_RUN_APP     := ^(TestOperatorTenantLifecycle|TestBadInput|TestCrossTenantIsolation|TestCredentials|TestPooledConnectionsNeverCarryATenant|TestPermissionMatrix|TestCrossTenantOrders|TestOrderWorkflow|TestHotTenantWrites)$$
 CITUS_RUN_BILLING := ^(TestExportGolden|TestExportLines|TestExportCSVShape|TestExportOpenPeriod|TestExportHTTP|TestExportCLI|TestFeedsGolden|TestFeedsHTTP)$$
+CITUS_RUN_GDPR    := ^(TestErase)$$
 
 .PHONY: test-citus
-test-citus: ## tenantd on a throw-away Citus cluster (1 coordinator, 2 workers): isolation on the workers, seed flow, hot tenant, billing export, a tenant moved to its own shard under load (builds Citus if missing; 3½–6 min)
+test-citus: ## tenantd on a throw-away Citus cluster (1 coordinator, 2 workers): isolation on the workers, seed flow, hot tenant, billing export, tenant erasure, a tenant moved to its own shard under load (builds Citus if missing; 3½–6 min)
 	tools/citus/ensure.sh
 	tools/citus/cluster.sh with -- $(MAKE) --no-print-directory citus-tests
 
 # The tests of make test-citus, run inside it (they need TEST_CITUS_URL).
-# internal/db, internal/app and billing run at the same time (each
+# internal/db, internal/app, billing and gdpr run at the same time (each
 # package's output is printed whole when it ends); internal/citus then runs
 # alone, so that the pause it measures and its benchmarks are its own.
 # Every package runs; the target fails at the end naming those that failed.
@@ -77,7 +81,8 @@ citus-tests:
 	bg ./internal/db/    $(CITUS_GO_TEST) -run '$(CITUS_RUN_DB)'; \
 	bg ./internal/app/   $(CITUS_GO_TEST) -run '$(CITUS_RUN_APP)'; \
 	bg ./billing/        $(CITUS_GO_TEST) -run '$(CITUS_RUN_BILLING)'; \
-	wait; collect ./internal/db/ ./internal/app/ ./billing/; \
+	bg ./gdpr/           $(CITUS_GO_TEST) -run '$(CITUS_RUN_GDPR)'; \
+	wait; collect ./internal/db/ ./internal/app/ ./billing/ ./gdpr/; \
 	run ./internal/citus/ $(CITUS_GO_TEST) -tags citus -v; \
 	run ./internal/citus/ $(GO) test -count=1 -tags citus -run '^$$' -bench . -benchtime 300x; \
 	if [ -n "$$failed" ]; then echo "test-citus: failed:$$failed" >&2; exit 1; fi
