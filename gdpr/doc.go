@@ -9,10 +9,11 @@
 // with rows and SHA-256 per file. Secret columns are left out (Redacted).
 //
 // Erasure: DELETE /admin/v1/tenants/{id}?confirm=<slug> removes every row
-// of a suspended tenant from every tenant table (children before parents,
-// through tenant_erase_rows), its Casbin rules, its Redis keys and its
-// tenants row, and writes a tenant_tombstones row, in one transaction; it
-// answers a receipt whose SHA-256 the tombstone keeps.
+// of a suspended tenant from every tenant table (children before parents),
+// its Casbin rules, its Redis keys and its tenants row, and writes a
+// tenant_tombstones row, in one transaction and, for the rows, one call of
+// tenant_erase (migration 0028); it answers a receipt whose SHA-256 the
+// tombstone keeps.
 //
 // It needs the database pool (the worker role's, for the functions that
 // only tenantd_worker executes), Redis, and a CredentialCache to drop the
