@@ -36,7 +36,7 @@ var tenantFixtures = map[string]func(tx *gorm.DB, tenantID uuid.UUID) error{
 		return tx.Exec(`INSERT INTO dead_letters (tenant_id, id, subscriber, event_id, position, error, attempts)
 			VALUES (?, ?, 'rls_test', ?, 1, 'fixture', 1)`, tenantID, uuid.New(), uuid.New()).Error
 	},
-	// position and txid are set by the events_before_insert trigger.
+	// position and txid take their defaults (migration 0025: next_append_position() and the transaction id).
 	"events": func(tx *gorm.DB, tenantID uuid.UUID) error {
 		return tx.Exec(`INSERT INTO events (tenant_id, id, stream_id, version, type, data)
 			VALUES (?, ?, ?, 1, 'fixture.created', '{}')`, tenantID, uuid.New(), "fx-"+uuid.NewString()[:8]).Error
