@@ -143,8 +143,10 @@ func Append(ctx context.Context, tx *gorm.DB, tenantID uuid.UUID, streamID strin
 		if db.IsUniqueViolation(err, "events_stream_version_key") || expected == 0 && isSerializationFailure(err) {
 			// Another transaction appended this version first (in
 			// REPEATABLE READ, one the snapshot does not see); tx is
-			// aborted, and the caller retries the whole transaction.
-			return nil, fmt.Errorf("version %d taken: %w", current+1, ErrVersionConflict)
+			// aborted, and the caller retries the whole transaction. The
+			// PostgreSQL error stays in the chain, so that db.WithTenant
+			// still runs a transaction that failed with 40001 again.
+			return nil, fmt.Errorf("version %d taken: %w: %w", current+1, ErrVersionConflict, err)
 		}
 		return nil, fmt.Errorf("insert: %w", err)
 	}
