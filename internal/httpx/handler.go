@@ -47,16 +47,6 @@ func WriteVersioned(c *gin.Context, version int64, body any) {
 	c.JSON(http.StatusOK, body)
 }
 
-// GetByID answers GET …/:id of a tenant resource: the acting tenant and the
-// :id parameter (TenantAndID), the resource get returns for them, and
-// WriteVersioned with its version and toResponse's rendering. The error is
-// the one to answer with. Resource.Get is the same for a module that
-// describes its resource.
-func GetByID[M, R any](c *gin.Context, get func(ctx context.Context, tenantID, id uuid.UUID) (M, error),
-	version func(M) int64, toResponse func(M) R) error {
-	return Resource[M, R]{Render: toResponse, Version: version}.Get(c, get)
-}
-
 // DeleteByID answers DELETE …/:id of a tenant resource: the acting tenant
 // and the :id parameter (TenantAndID), del for them, then 204 No Content.
 // The error is the one to answer with.

@@ -1,7 +1,6 @@
 package httpx_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -10,11 +9,9 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
-	"github.com/google/uuid"
 
 	"github.com/tenantd/tenantd/internal/fault"
 	"github.com/tenantd/tenantd/internal/httpx"
-	"github.com/tenantd/tenantd/internal/identity"
 )
 
 // refusal is an error whose problem document carries members of its own,
@@ -64,59 +61,6 @@ func TestHandle(t *testing.T) {
 			if w.Code != tt.wantStatus || w.Body.String() != tt.wantBody || w.Header().Get("Retry-After") != tt.wantRetry {
 				t.Errorf("got %d %s (Retry-After %q), want %d %s (Retry-After %q)",
 					w.Code, w.Body, w.Header().Get("Retry-After"), tt.wantStatus, tt.wantBody, tt.wantRetry)
-			}
-		})
-	}
-}
-
-// thing is a versioned resource for TestGetByID.
-type thing struct {
-	ID      uuid.UUID
-	Version int
-}
-
-// TestGetByID: the tenant and :id reach the lookup, whose error is
-// returned; the answer carries the version's ETag, and If-None-Match with
-// it is 304.
-func TestGetByID(t *testing.T) {
-	gin.SetMode(gin.TestMode)
-	tenantID, known := uuid.New(), uuid.New()
-	get := func(_ context.Context, tid, id uuid.UUID) (thing, error) {
-		if tid != tenantID || id != known {
-			return thing{}, fault.New(fault.NotFound, "no such thing")
-		}
-		return thing{ID: id, Version: 3}, nil
-	}
-	e := gin.New()
-	e.Use(func(c *gin.Context) {
-		p := identity.Principal{Kind: identity.KindAPIKey, TenantID: tenantID}
-		c.Request = c.Request.WithContext(identity.WithPrincipal(c.Request.Context(), p))
-	})
-	e.GET("/things/:id", httpx.Handle(func(c *gin.Context) error {
-		return httpx.GetByID(c, get, func(t thing) int64 { return int64(t.Version) },
-			func(t thing) map[string]any { return map[string]any{"id": t.ID} })
-	}))
-	tests := []struct {
-		name, id, ifNoneMatch string
-		wantStatus            int
-		wantETag              string
-	}{
-		{"found", known.String(), "", http.StatusOK, `"3"`},
-		{"not modified", known.String(), `"3"`, http.StatusNotModified, `"3"`},
-		{"changed since", known.String(), `"2"`, http.StatusOK, `"3"`},
-		{"missing", uuid.NewString(), "", http.StatusNotFound, ""},
-		{"malformed id", "x", "", http.StatusUnprocessableEntity, ""},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			req := httptest.NewRequest(http.MethodGet, "/things/"+tt.id, nil)
-			if tt.ifNoneMatch != "" {
-				req.Header.Set("If-None-Match", tt.ifNoneMatch)
-			}
-			w := httptest.NewRecorder()
-			e.ServeHTTP(w, req)
-			if w.Code != tt.wantStatus || w.Header().Get("ETag") != tt.wantETag {
-				t.Errorf("got %d ETag %q, want %d ETag %q", w.Code, w.Header().Get("ETag"), tt.wantStatus, tt.wantETag)
 			}
 		})
 	}
