@@ -193,11 +193,10 @@ func TestUsageHTTP(t *testing.T) {
 	})
 
 	t.Run("admin report", func(t *testing.T) {
-		a := testenv.NewTenant(t, testenv.WithID(adminTenantID(0x21)), testenv.WithPlan("free")).ID
-		b := testenv.NewTenant(t, testenv.WithID(adminTenantID(0x22)), testenv.WithPlan("pro")).ID
+		start := newAdminBase()
+		a := testenv.NewTenant(t, testenv.WithID(adminTenantID(start, 0x21)), testenv.WithPlan("free")).ID
+		b := testenv.NewTenant(t, testenv.WithID(adminTenantID(start, 0x22)), testenv.WithPlan("pro")).ID
 		insertCount(t, f.owner, b, "orders_created", "", "2026-05-02T10:00:00Z", "2026-05", 10_001)
-		start := adminBase
-		start[15] = 0x20
 		cursor := base64.RawURLEncoding.EncodeToString(start[:])
 		asOperator := map[string]string{"X-Test-Operator": "yes"}
 		r := call(t, "GET", srv.URL+"/admin/v1/usage?period=2026-05&limit=1&cursor="+cursor, asOperator, "")

@@ -139,12 +139,18 @@ func TestTenantUsage(t *testing.T) {
 	})
 }
 
-// adminBase is just below the ids of the admin report's tenants, so a page
-// from it starts with them whatever other tests created.
-var adminBase = uuid.MustParse("0190b000-0000-7000-8000-000000000000")
+// newAdminBase returns an id whose last byte is zero, drawn afresh for
+// each test and each run (-count): the admin report's tenants are
+// adminTenantID(base, i), just above it, so a page from base starts with
+// them whatever other tests created.
+func newAdminBase() uuid.UUID {
+	id := uuid.New()
+	id[15] = 0
+	return id
+}
 
-func adminTenantID(i int) uuid.UUID {
-	id := adminBase
+func adminTenantID(base uuid.UUID, i int) uuid.UUID {
+	id := base
 	id[15] = byte(i)
 	return id
 }
@@ -156,16 +162,17 @@ func TestAllUsage(t *testing.T) {
 	t.Parallel()
 	f := newUsageFixture(t)
 	r := billing.NewReporter(f.app)
-	a := testenv.NewTenant(t, testenv.WithID(adminTenantID(1)), testenv.WithPlan("pro")).ID
-	b := testenv.NewTenant(t, testenv.WithID(adminTenantID(2)), testenv.WithPlan("free")).ID
-	c := testenv.NewTenant(t, testenv.WithID(adminTenantID(3)), testenv.WithPlan("enterprise")).ID
+	base := newAdminBase()
+	a := testenv.NewTenant(t, testenv.WithID(adminTenantID(base, 1)), testenv.WithPlan("pro")).ID
+	b := testenv.NewTenant(t, testenv.WithID(adminTenantID(base, 2)), testenv.WithPlan("free")).ID
+	c := testenv.NewTenant(t, testenv.WithID(adminTenantID(base, 3)), testenv.WithPlan("enterprise")).ID
 	insertCount(t, f.owner, a, "api_requests", "", "2026-07-02T10:00:00Z", "2026-07", 5_001_000)
 	insertCount(t, f.owner, a, "payment_volume", "EUR", "2026-07-02T10:00:00Z", "2026-07", 10)
 	insertCount(t, f.owner, a, "payment_volume", "SEK", "2026-07-02T10:00:00Z", "2026-07", 20)
 	insertCount(t, f.owner, c, "active_products", "", "2026-07-02T10:00:00Z", "2026-07", 7)
 	insertCount(t, f.owner, c, "active_products", "", "2026-07-02T11:00:00Z", "2026-07", 4)
 
-	page1, err := r.AllUsage(t.Context(), "2026-07", adminBase, 2)
+	page1, err := r.AllUsage(t.Context(), "2026-07", base, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
