@@ -191,10 +191,15 @@ func TestEventCursorsAreOpaque(t *testing.T) {
 	})
 
 	t.Run("foreign and tampered cursors are 422", func(t *testing.T) {
+		// Another character of the cursor's alphabet (base64url), so that
+		// the tampered cursor still reaches the handler: flipping bits could
+		// make a ';' of an '8', and Go's query parser drops a parameter
+		// with a semicolon (the request then had no cursor at all).
 		tampered := []byte(cursors[1])
-		tampered[20] ^= 'A' ^ 'B'
-		if tampered[20] == cursors[1][20] {
-			t.Fatal("tampering changed nothing")
+		if tampered[20] == 'A' {
+			tampered[20] = 'B'
+		} else {
+			tampered[20] = 'A'
 		}
 		for _, tc := range []struct {
 			name, path, key string
