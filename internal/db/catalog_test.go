@@ -62,8 +62,6 @@ var workerDefiners = map[string]string{
 	"dead_letter_tenant(uuid)":                             "the operator's dead-letter routes by id: the tenant whose transaction reads, replays or discards it",
 	"tenant_exports_due(timestamp with time zone,integer)": "the export workers (gdpr): (tenant, export) of pending exports and of running ones whose lease expired; " +
 		"they claim and build each under RLS",
-	"tenant_erase_rows(regclass)": "tenant erasure (operator, gdpr): deletes one tenant table's rows of the transaction's tenant, " +
-		"only while it is suspended; refuses without a tenant",
 	"tenant_erase(text,regclass[],bigint,timestamp with time zone)": "tenant erasure (operator, gdpr): erases the transaction's tenant, " +
 		"only while it is suspended and confirmed by its slug (its rows, its rules, its tenants row), writes its tombstone, " +
 		"returns the receipt; refuses without a tenant",
@@ -423,15 +421,11 @@ var definerProbes = map[string]func(tx *gorm.DB, f definerFixture) (probeResult,
 		return rowsOf(tx, `SELECT DISTINCT tenant_id::text FROM tenant_exports_due(now() + interval '1 hour', 100)
 			WHERE tenant_id IN (?, ?)`, f.a, f.b)
 	},
-	// The function erases only a suspended tenant's rows: B is suspended
+	// The whole erasure acts only on a suspended tenant: B is suspended
 	// while this probe runs (suspendDuring), in a transaction of its own
 	// as gdpr suspends before it erases; the probe's transaction is rolled
-	// back.
-	"tenant_erase_rows(regclass)": func(tx *gorm.DB, f definerFixture) (probeResult, error) {
-		return countOf(tx, `SELECT tenant_erase_rows('api_keys'::regclass)`)
-	},
-	// The same for the whole erasure; it returns the receipt, whose count
-	// of api_keys is the probe's (the rest cascades from the tenants row).
+	// back. It returns the receipt, whose count of api_keys is the probe's
+	// (the rest cascades from the tenants row).
 	"tenant_erase(text,regclass[],bigint,timestamp with time zone)": func(tx *gorm.DB, f definerFixture) (probeResult, error) {
 		return countOf(tx, `SELECT (tenant_erase(?, ARRAY['api_keys']::regclass[], 0, now())::json -> 'tables' ->> 'api_keys')::bigint`, f.slugB)
 	},
@@ -559,9 +553,9 @@ func TestSecurityDefinersServeTheirScope(t *testing.T) {
 			}
 			refusesInScope := fn == "billing_close_period(text)"
 			counts := fn == "idempotency_sweep()" || fn == "billing_export_tenants(text,boolean)"
-			// tenant_erase_rows acts only in a (suspended) tenant's own
+			// tenant_erase acts only in a (suspended) tenant's own
 			// transaction: everywhere else it refuses.
-			erases := fn == "tenant_erase_rows(regclass)" || fn == "tenant_erase(text,regclass[],bigint,timestamp with time zone)"
+			erases := fn == "tenant_erase(text,regclass[],bigint,timestamp with time zone)"
 			if erases {
 				suspendDuring(t, owner, f.b)
 			}
@@ -620,7 +614,7 @@ func TestSecurityDefinersServeTheirScope(t *testing.T) {
 // suspendDuring suspends tenant id, committed in a platform transaction
 // of its own, until t ends, then gives it back its status. Suspending in
 // the probe's transaction instead would have the runtime role lock the
-// tenants row and the owner (tenant_erase_rows) write a table referencing
+// tenants row and the owner (tenant_erase) write a table referencing
 // it over other connections of the same transaction: on Citus, where
 // tenants and api_keys are reference tables, that is a distributed
 // deadlock (40P01).
