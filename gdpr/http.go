@@ -53,7 +53,6 @@ type exportJSON struct {
 var exports = httpx.Resource[Export, exportJSON]{
 	Render: toJSON,
 	ID:     func(e exportJSON) uuid.UUID { return e.ID },
-	Tenant: tenantOf,
 }
 
 func toJSON(e Export) exportJSON {
@@ -67,14 +66,8 @@ func toJSON(e Export) exportJSON {
 	return out
 }
 
-// tenantOf returns the request's tenant (principal).
-func tenantOf(c *gin.Context) (uuid.UUID, error) {
-	p, err := httpx.Principal(c)
-	return p.TenantID, err
-}
-
 func (h *Handler) requestExport(c *gin.Context) error {
-	p, err := httpx.Principal(c)
+	p, err := httpx.TenantPrincipal(c)
 	if err != nil {
 		return err
 	}

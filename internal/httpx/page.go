@@ -95,14 +95,22 @@ func Principal(c *gin.Context) (identity.Principal, error) {
 	return p, nil
 }
 
-// TenantID returns the acting principal's tenant; without one the error
-// is a 401 for httpx.Error.
-func TenantID(c *gin.Context) (uuid.UUID, error) {
+// TenantPrincipal returns the acting principal when it acts for a tenant;
+// without one (no principal, or an operator's) the error is a 401 for
+// httpx.Error.
+func TenantPrincipal(c *gin.Context) (identity.Principal, error) {
 	p, ok := identity.FromContext(c.Request.Context())
 	if !ok || p.TenantID == uuid.Nil {
-		return uuid.Nil, errNoTenant
+		return identity.Principal{}, errNoTenant
 	}
-	return p.TenantID, nil
+	return p, nil
+}
+
+// TenantID returns the acting principal's tenant; without one the error
+// is a 401 for httpx.Error (TenantPrincipal).
+func TenantID(c *gin.Context) (uuid.UUID, error) {
+	p, err := TenantPrincipal(c)
+	return p.TenantID, err
 }
 
 // TenantAndID returns the acting principal's tenant and the :id path

@@ -344,32 +344,50 @@ func checkAnswer(t *testing.T, w *httptest.ResponseRecorder, want answer) {
 	}
 }
 
-// TestPrincipal: the acting principal, or 401 without one.
+// TestPrincipal: the acting principal, or 401 without one; for
+// TenantPrincipal and TenantID, a principal without a tenant (an
+// operator's) is none.
 func TestPrincipal(t *testing.T) {
 	p := identity.Principal{Kind: identity.KindUser, Subject: "u1", TenantID: owner}
+	operator := identity.Principal{Kind: identity.KindOperator, Subject: "operator"}
 	tests := []struct {
-		name     string
-		ctx      context.Context
-		want     identity.Principal
-		wantCode fault.Code
+		name           string
+		ctx            context.Context
+		want           identity.Principal
+		wantCode       fault.Code
+		wantTenant     identity.Principal // of TenantPrincipal, whose TenantID is TenantID's
+		wantTenantCode fault.Code
 	}{
-		{"principal", identity.WithPrincipal(context.Background(), p), p, ""},
-		{"none", context.Background(), identity.Principal{}, fault.Unauthenticated},
+		{"principal", identity.WithPrincipal(context.Background(), p), p, "", p, ""},
+		{"none", context.Background(), identity.Principal{}, fault.Unauthenticated, identity.Principal{}, fault.Unauthenticated},
+		{"operator", identity.WithPrincipal(context.Background(), operator), operator, "", identity.Principal{}, fault.Unauthenticated},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c, _ := gin.CreateTestContext(httptest.NewRecorder())
 			c.Request = httptest.NewRequestWithContext(tt.ctx, http.MethodGet, "/v1/me", nil)
 			got, err := httpx.Principal(c)
-			var code fault.Code
-			if err != nil {
-				code = fault.CodeOf(err)
+			if !reflect.DeepEqual(got, tt.want) || codeOf(err) != tt.wantCode {
+				t.Errorf("Principal: got %+v, %v; want %+v, code %q", got, err, tt.want, tt.wantCode)
 			}
-			if !reflect.DeepEqual(got, tt.want) || code != tt.wantCode {
-				t.Errorf("got %+v, %v; want %+v, code %q", got, err, tt.want, tt.wantCode)
+			got, err = httpx.TenantPrincipal(c)
+			if !reflect.DeepEqual(got, tt.wantTenant) || codeOf(err) != tt.wantTenantCode {
+				t.Errorf("TenantPrincipal: got %+v, %v; want %+v, code %q", got, err, tt.wantTenant, tt.wantTenantCode)
+			}
+			id, err := httpx.TenantID(c)
+			if id != tt.wantTenant.TenantID || codeOf(err) != tt.wantTenantCode {
+				t.Errorf("TenantID: got %v, %v; want %v, code %q", id, err, tt.wantTenant.TenantID, tt.wantTenantCode)
 			}
 		})
 	}
+}
+
+// codeOf is err's fault code, "" for no error.
+func codeOf(err error) fault.Code {
+	if err == nil {
+		return ""
+	}
+	return fault.CodeOf(err)
 }
 
 // TestLimit: a list's limit is 1 to 200, 50 when absent; anything else
