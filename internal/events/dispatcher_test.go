@@ -315,14 +315,11 @@ func TestHandlerContext(t *testing.T) {
 	cause := appendOne(t, app, a, "cause", 0, typ, "x")
 	var reaction []events.Event
 	testenv.Eventually(t, 10*time.Second, func() (bool, string) {
-		err := app.WithTenant(t.Context(), a, func(tx *gorm.DB) error {
+		inTenant(t, app, a, func(tx *gorm.DB) error {
 			var err error
 			reaction, err = events.Load(t.Context(), tx, "reaction")
 			return err
 		})
-		if err != nil {
-			t.Fatal(err)
-		}
 		return len(reaction) > 0, "the reaction"
 	})
 	want := events.Metadata{Actor: "subscriber:" + sub, CausationID: cause.ID.String(), CorrelationID: cause.ID.String()}

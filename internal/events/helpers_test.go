@@ -48,6 +48,15 @@ func appendOne(t testing.TB, app *db.DB, tenantID uuid.UUID, stream string, expe
 	return out[0]
 }
 
+// inTenant runs fn in a transaction of tenantID on app and fails t if it
+// returns an error.
+func inTenant(t testing.TB, app *db.DB, tenantID uuid.UUID, fn func(tx *gorm.DB) error) {
+	t.Helper()
+	if err := app.WithTenant(t.Context(), tenantID, fn); err != nil {
+		t.Fatalf("transaction of tenant %s: %v", tenantID, err)
+	}
+}
+
 // seed appends n events of typ, one transaction each, round robin over
 // streams stream streams spread over tenants; it returns them in append
 // order.

@@ -17,10 +17,7 @@ import (
 // transaction, and committing it fails.
 func TestNewStreamPartlyTaken(t *testing.T) {
 	t.Parallel()
-	env := testenv.Get(t)
-	app := env.OpenDB(t, 2)
-	a := testenv.NewTenant(t).ID
-	typ := eventType(t)
+	app, a, typ := newTenantLog(t, 2)
 	stream := "partly-" + testenv.RandomHex(4)
 	appendOne(t, app, a, stream, 0, typ, 1)
 
@@ -36,7 +33,7 @@ func TestNewStreamPartlyTaken(t *testing.T) {
 	if err == nil {
 		t.Error("the transaction committed, want it aborted")
 	}
-	err = app.WithTenant(t.Context(), a, func(tx *gorm.DB) error {
+	inTenant(t, app, a, func(tx *gorm.DB) error {
 		es, err := events.Load(t.Context(), tx, stream)
 		if err != nil {
 			return err
@@ -46,7 +43,4 @@ func TestNewStreamPartlyTaken(t *testing.T) {
 		}
 		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 }

@@ -32,10 +32,8 @@ func versionsOf(es []events.Event) []int64 {
 // versions continue from the current one.
 func TestAppendVersions(t *testing.T) {
 	t.Parallel()
-	env := testenv.Get(t)
-	app := env.OpenDB(t, 2)
-	a, b := testenv.NewTenant(t).ID, testenv.NewTenant(t).ID
-	typ := eventType(t)
+	app, a, typ := newTenantLog(t, 2)
+	b := testenv.NewTenant(t).ID
 	two := []events.NewEvent{{Type: typ, Data: 1}, {Type: typ, Data: 2}}
 	one := []events.NewEvent{{Type: typ, Data: 3}}
 
@@ -64,13 +62,10 @@ func TestAppendVersions(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			var got []events.Event
 			var appendErr error
-			err := app.WithTenant(t.Context(), tt.tenant, func(tx *gorm.DB) error {
+			inTenant(t, app, tt.tenant, func(tx *gorm.DB) error {
 				got, appendErr = events.Append(t.Context(), tx, tt.tenant, tt.stream, tt.expected, tt.evs...)
 				return nil // commit what succeeded; a conflict wrote nothing
 			})
-			if err != nil {
-				t.Fatal(err)
-			}
 			if tt.wantCode != "" {
 				if code := fault.CodeOf(appendErr); code != tt.wantCode {
 					t.Fatalf("got error %v (code %s), want code %s", appendErr, code, tt.wantCode)
@@ -98,7 +93,7 @@ func TestAppendVersions(t *testing.T) {
 	}
 
 	t.Run("stored as returned", func(t *testing.T) {
-		err := app.WithTenant(t.Context(), a, func(tx *gorm.DB) error {
+		inTenant(t, app, a, func(tx *gorm.DB) error {
 			es, err := events.Load(t.Context(), tx, "acct")
 			if err != nil {
 				return err
@@ -119,13 +114,10 @@ func TestAppendVersions(t *testing.T) {
 			}
 			return nil
 		})
-		if err != nil {
-			t.Fatal(err)
-		}
 	})
 
 	t.Run("transaction usable after a conflict", func(t *testing.T) {
-		err := app.WithTenant(t.Context(), a, func(tx *gorm.DB) error {
+		inTenant(t, app, a, func(tx *gorm.DB) error {
 			if _, err := events.Append(t.Context(), tx, a, "acct", 1, one...); !errors.Is(err, events.ErrVersionConflict) {
 				t.Fatalf("got %v, want ErrVersionConflict", err)
 			}
@@ -138,9 +130,6 @@ func TestAppendVersions(t *testing.T) {
 			}
 			return nil
 		})
-		if err != nil {
-			t.Fatal(err)
-		}
 	})
 }
 
@@ -150,10 +139,7 @@ func TestAppendVersions(t *testing.T) {
 // old snapshot gets a conflict rather than a duplicate version.
 func TestAppendConcurrent(t *testing.T) {
 	t.Parallel()
-	env := testenv.Get(t)
-	app := env.OpenDB(t, 4)
-	a := testenv.NewTenant(t).ID
-	typ := eventType(t)
+	app, a, typ := newTenantLog(t, 4)
 	ev := events.NewEvent{Type: typ, Data: "x"}
 
 	tests := []struct {
@@ -237,10 +223,7 @@ func TestAppendConcurrent(t *testing.T) {
 // actor, and causation and correlation from WithCause.
 func TestMetadata(t *testing.T) {
 	t.Parallel()
-	env := testenv.Get(t)
-	app := env.OpenDB(t, 2)
-	a := testenv.NewTenant(t).ID
-	typ := eventType(t)
+	app, a, typ := newTenantLog(t, 2)
 	base := context.Background()
 	request := identity.WithPrincipal(identity.WithRequestID(base, "req-1"),
 		identity.Principal{Kind: identity.KindAPIKey, TenantID: a, Subject: "key-1"})
@@ -281,8 +264,8 @@ func TestMetadata(t *testing.T) {
 			if tt.got.Metadata != tt.want {
 				t.Errorf("got returned metadata %+v, want %+v", tt.got.Metadata, tt.want)
 			}
-			err := app.WithTenant(base, a, func(tx *gorm.DB) error {
-				stored, err := events.Load(base, tx, tt.got.StreamID)
+			inTenant(t, app, a, func(tx *gorm.DB) error {
+				stored, err := events.Load(t.Context(), tx, tt.got.StreamID)
 				if err != nil {
 					return err
 				}
@@ -295,9 +278,6 @@ func TestMetadata(t *testing.T) {
 				}
 				return nil
 			})
-			if err != nil {
-				t.Fatal(err)
-			}
 		})
 	}
 
@@ -316,11 +296,9 @@ func TestMetadata(t *testing.T) {
 // its own events, and that no transaction can change or delete one.
 func TestTenantIsolation(t *testing.T) {
 	t.Parallel()
-	env := testenv.Get(t)
-	app := env.OpenDB(t, 2)
+	app, a, typ := newTenantLog(t, 2)
+	b := testenv.NewTenant(t).ID
 	ctx := t.Context()
-	a, b := testenv.NewTenant(t).ID, testenv.NewTenant(t).ID
-	typ := eventType(t)
 	ea := appendOne(t, app, a, "shared-name", 0, typ, "a")
 	eb := appendOne(t, app, b, "shared-name", 0, typ, "b")
 	after := min(ea.Position, eb.Position) - 1
@@ -393,7 +371,7 @@ func TestTenantIsolation(t *testing.T) {
 
 	t.Run("list filters by type", func(t *testing.T) {
 		other := appendOne(t, app, a, "shared-name", 1, typ+".other", "a2")
-		err := app.WithTenant(ctx, a, func(tx *gorm.DB) error {
+		inTenant(t, app, a, func(tx *gorm.DB) error {
 			for _, c := range []struct {
 				types []string
 				want  []uuid.UUID
@@ -412,9 +390,6 @@ func TestTenantIsolation(t *testing.T) {
 			}
 			return nil
 		})
-		if err != nil {
-			t.Fatal(err)
-		}
 	})
 }
 
@@ -424,10 +399,8 @@ func TestTenantIsolation(t *testing.T) {
 // and the transaction's own id.
 func TestInsertDefaults(t *testing.T) {
 	t.Parallel()
-	env := testenv.Get(t)
-	app := env.OpenDB(t, 2)
-	a := testenv.NewTenant(t).ID
-	err := app.WithTenant(t.Context(), a, func(tx *gorm.DB) error {
+	app, a, _ := newTenantLog(t, 2)
+	inTenant(t, app, a, func(tx *gorm.DB) error {
 		var got struct {
 			FromSequence bool
 			Own          bool
@@ -452,7 +425,4 @@ func TestInsertDefaults(t *testing.T) {
 		}
 		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 }
