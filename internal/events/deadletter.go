@@ -238,19 +238,7 @@ func (d *Dispatcher) deadLetterTenant(ctx context.Context, id uuid.UUID) (uuid.U
 // DeadLetter returns one dead letter with its event, whatever its tenant
 // (the operator's view).
 func (d *Dispatcher) DeadLetter(ctx context.Context, id uuid.UUID) (DeadLetter, error) {
-	tenantID, err := d.deadLetterTenant(ctx, id)
-	if err != nil {
-		return DeadLetter{}, err
-	}
-	var row deadLetterRow
-	err = d.db.WithTenant(ctx, tenantID, func(tx *gorm.DB) (err error) {
-		row, err = findDeadLetter(tx, id, false)
-		return err
-	})
-	if err != nil {
-		return DeadLetter{}, fmt.Errorf("events: read dead letter %s: %w", id, err)
-	}
-	return row.toModel()
+	return d.operatorDeadLetter(ctx, id, false)
 }
 
 // ReplayDeadLetter is Replay for the operator, who knows the dead letter
@@ -267,19 +255,30 @@ func (d *Dispatcher) ReplayDeadLetter(ctx context.Context, id uuid.UUID) (uuid.U
 // the operator decided the event needs no handling. It returns the dead
 // letter as it was.
 func (d *Dispatcher) DiscardDeadLetter(ctx context.Context, id uuid.UUID) (DeadLetter, error) {
+	return d.operatorDeadLetter(ctx, id, true)
+}
+
+// operatorDeadLetter reads dead letter id with its event, whatever its
+// tenant, and with discard deletes it in the same transaction (the row
+// locked meanwhile).
+func (d *Dispatcher) operatorDeadLetter(ctx context.Context, id uuid.UUID, discard bool) (DeadLetter, error) {
 	tenantID, err := d.deadLetterTenant(ctx, id)
 	if err != nil {
 		return DeadLetter{}, err
 	}
 	var row deadLetterRow
 	err = d.db.WithTenant(ctx, tenantID, func(tx *gorm.DB) (err error) {
-		if row, err = findDeadLetter(tx, id, true); err != nil {
+		if row, err = findDeadLetter(tx, id, discard); err != nil || !discard {
 			return err
 		}
 		return tx.Exec("DELETE FROM dead_letters WHERE id = ?", id).Error
 	})
 	if err != nil {
-		return DeadLetter{}, fmt.Errorf("events: discard dead letter %s: %w", id, err)
+		verb := "read"
+		if discard {
+			verb = "discard"
+		}
+		return DeadLetter{}, fmt.Errorf("events: %s dead letter %s: %w", verb, id, err)
 	}
 	return row.toModel()
 }

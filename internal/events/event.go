@@ -292,8 +292,14 @@ func List(ctx context.Context, tx *gorm.DB, after int64, limit int, types []stri
 		limit = 100
 	}
 	limit = min(limit, 1000)
-	q := "SELECT " + eventColumns + " FROM events WHERE position > ?"
-	args := []any{after}
+	return selectEvents(ctx, tx, "position > ?", []any{after}, types, limit)
+}
+
+// selectEvents returns the tx tenant's events that match where (a condition
+// on the events table with args for its placeholders), only of types when
+// given, in position order, up to limit.
+func selectEvents(ctx context.Context, tx *gorm.DB, where string, args []any, types []string, limit int) ([]Event, error) {
+	q := "SELECT " + eventColumns + " FROM events WHERE " + where
 	if len(types) > 0 {
 		q += " AND type = ANY (?::text[])"
 		args = append(args, db.TextArray(types))

@@ -36,20 +36,12 @@ func (f *Feed) Read(ctx context.Context, tenantID uuid.UUID, after int64, limit 
 	err = f.db.WithTenant(ctx, tenantID, func(tx *gorm.DB) error {
 		// tenant_id by name, not only by row-level security: Citus routes
 		// the read to the tenant's shard.
-		q := "SELECT " + eventColumns + " FROM events WHERE tenant_id = ? AND position > ? AND position <= ?"
-		args := []any{tenantID, after, settled}
-		if len(types) > 0 {
-			q += " AND type = ANY (?::text[])"
-			args = append(args, db.TextArray(types))
-		}
-		q += " ORDER BY position LIMIT ?"
-		args = append(args, limit)
-		var rows []eventRow
-		if err := tx.WithContext(ctx).Raw(q, args...).Scan(&rows).Error; err != nil {
+		out, err = selectEvents(ctx, tx, "tenant_id = ? AND position > ? AND position <= ?",
+			[]any{tenantID, after, settled}, types, limit)
+		if err != nil {
 			return fmt.Errorf("read event feed: %w", err)
 		}
-		out, err = toEvents(rows)
-		return err
+		return nil
 	})
 	return out, err
 }
