@@ -90,21 +90,25 @@ func FuzzParseID(f *testing.F) {
 }
 
 // FuzzCheckParams: whatever the query and path parameter, CheckParams
-// never panics and lets a request through exactly when every query
-// parameter name and value and the path parameter follow the text rule;
-// otherwise it answers 422 problem+json naming fields in printable text.
+// never panics and lets a request through exactly when Go's query parser
+// reads the whole query (url.ParseQuery: no ';', no malformed escape) and
+// every query parameter name and value and the path parameter follow the
+// text rule; otherwise it answers 422 problem+json naming fields in
+// printable text.
 // Seeds: testdata/fuzz/FuzzCheckParams.
 func FuzzCheckParams(f *testing.F) {
 	for _, seed := range [][2]string{
 		{"status=pending", "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"}, {"type=order.%00placed", "x"}, {"a%1b=1", "x"},
 		{"q=%C2%85", "x"}, {"q=%FF", "x"}, {"q=tab%09ok", "x"}, {"", "a\x00b"}, {"q=%zz", "x"}, {"q=😀", "é"},
+		{"after=ab;cd", "x"}, {"a;b=1&c=%00", "x"},
 	} {
 		f.Add(seed[0], seed[1])
 	}
 	f.Fuzz(func(t *testing.T, rawQuery, id string) {
 		c, w := fuzzContext(rawQuery, id)
 		httpx.CheckParams(c)
-		want := httpx.ValidText(id)
+		_, syntaxErr := url.ParseQuery(rawQuery)
+		want := httpx.ValidText(id) && syntaxErr == nil
 		for name, values := range c.Request.URL.Query() {
 			want = want && httpx.ValidText(name)
 			for _, v := range values {

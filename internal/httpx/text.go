@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -154,12 +155,56 @@ func checkJSONText(body []byte) error {
 	}
 }
 
+// The messages naming a query parameter that Go's query parser would drop
+// (url.ParseQuery's errors): a handler would see the request without it.
+const (
+	semicolonMessage = "holds a ';', which does not separate query parameters: separate them with '&', and write a ';' as %3B"
+	escapeMessage    = "has a malformed percent-escape: '%' must be followed by two hexadecimal digits"
+)
+
+// checkQuerySyntax adds to f what makes url.ParseQuery refuse rawQuery, so
+// that a handler would see the query without some of its parameters: each
+// parameter holding a ';', or whose name or value has a malformed
+// percent-escape, named (as sent when its name cannot be decoded); else,
+// the whole query (more parameters than the parser reads).
+func checkQuerySyntax(rawQuery string, f *fault.Fields) {
+	if _, err := url.ParseQuery(rawQuery); err == nil {
+		return
+	}
+	before := len(*f)
+	for rawQuery != "" {
+		var pair string
+		pair, rawQuery, _ = strings.Cut(rawQuery, "&")
+		rawName, rawValue, _ := strings.Cut(pair, "=")
+		name, nameErr := url.QueryUnescape(rawName)
+		if nameErr != nil {
+			name = rawName
+		}
+		name = printable(name)
+		_, valueErr := url.QueryUnescape(rawValue)
+		switch {
+		case strings.Contains(pair, ";"):
+			f.Add(name, semicolonMessage)
+		case nameErr != nil:
+			f.Add(name, "is a query parameter name that "+escapeMessage)
+		case valueErr != nil:
+			f.Add(name, escapeMessage)
+		}
+	}
+	if len(*f) == before {
+		f.Add("query", "has more parameters than the API reads")
+	}
+}
+
 // CheckParams refuses a request whose query parameters (names or values)
-// or path parameters break the text rule: 422 naming each one. Every
-// route of a Router runs it after authorization, so handlers and the
-// database only ever see text that follows the rule.
+// or path parameters break the text rule, or whose query Go's parser
+// would read without some of its parameters (checkQuerySyntax): 422
+// naming each one. Every route of a Router runs it after authorization,
+// so handlers and the database only ever see text that follows the rule,
+// and every parameter the client sent.
 func CheckParams(c *gin.Context) {
 	var f fault.Fields
+	checkQuerySyntax(c.Request.URL.RawQuery, &f)
 	query := c.Request.URL.Query()
 	names := make([]string, 0, len(query))
 	for name := range query {
