@@ -4,9 +4,10 @@ import (
 	"context"
 	_ "embed"
 	"fmt"
-	"net/url"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/tenantd/tenantd/internal/devenv"
 )
 
 // The bare order SQL the service is held to, and its schema (copies of
@@ -50,12 +51,7 @@ func loadPgref(ctx context.Context, adminURL string) (_ *pgref, err error) {
 	if _, err := admin.Exec(ctx, "CREATE DATABASE "+pgrefDatabase); err != nil {
 		return nil, fmt.Errorf("pgref: create database: %w", err)
 	}
-	u, err := url.Parse(adminURL)
-	if err != nil {
-		return nil, err
-	}
-	u.Path = "/" + pgrefDatabase
-	conn, err := pgx.Connect(ctx, u.String())
+	conn, err := pgx.Connect(ctx, devenv.DatabaseURL(adminURL, pgrefDatabase))
 	if err != nil {
 		return nil, fmt.Errorf("pgref: connect: %w", err)
 	}
@@ -74,8 +70,8 @@ func loadPgref(ctx context.Context, adminURL string) (_ *pgref, err error) {
 	if _, err := conn.Exec(ctx, "ANALYZE"); err != nil {
 		return nil, fmt.Errorf("pgref: analyze: %w", err)
 	}
-	u.User = url.UserPassword(pgrefRole, pgrefPassword)
-	return &pgref{script: script{file: "pgref_order.sql", sql: pgrefOrderSQL, url: u.String()}, conn: conn}, nil
+	appURL := devenv.DatabaseURL(adminURL, pgrefDatabase, devenv.AsUser(pgrefRole, pgrefPassword))
+	return &pgref{script: script{file: "pgref_order.sql", sql: pgrefOrderSQL, url: appURL}, conn: conn}, nil
 }
 
 // orders counts the orders pgbench has placed in the pgref database.

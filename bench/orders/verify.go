@@ -3,10 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
-	"net/url"
 	"slices"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/tenantd/tenantd/internal/devenv"
 )
 
 // tally is what placements have written so far, counted as the superuser,
@@ -22,12 +23,7 @@ type inspector struct {
 }
 
 func newInspector(ctx context.Context, adminURL, dbName string) (*inspector, error) {
-	u, err := url.Parse(adminURL)
-	if err != nil {
-		return nil, err
-	}
-	u.Path = "/" + dbName
-	conn, err := pgx.Connect(ctx, u.String())
+	conn, err := pgx.Connect(ctx, devenv.DatabaseURL(adminURL, dbName))
 	if err != nil {
 		return nil, fmt.Errorf("inspect: connect: %w", err)
 	}

@@ -80,33 +80,28 @@ func (p *process) stop(sig syscall.Signal) {
 
 // Start initialises and starts PostgreSQL and Redis on free loopback ports.
 func Start(ctx context.Context, log *slog.Logger) (*Env, error) {
-	dir, err := os.MkdirTemp("", "tenantd-dev-")
-	if err != nil {
-		return nil, fmt.Errorf("devenv: temp dir: %w", err)
-	}
-	env := &Env{dir: dir, log: log}
-	if err := env.startPostgres(ctx); err != nil {
-		env.Stop()
-		return nil, err
-	}
-	if err := env.StartRedis(ctx); err != nil {
-		env.Stop()
-		return nil, err
-	}
-	return env, nil
+	return startEnv(ctx, log, "tenantd-dev-", (*Env).startPostgres, (*Env).StartRedis)
 }
 
 // StartRedisOnly starts just a throw-away Redis, for tests that use a
 // PostgreSQL server given by URL but need a Redis of their own.
 func StartRedisOnly(ctx context.Context, log *slog.Logger) (*Env, error) {
-	dir, err := os.MkdirTemp("", "tenantd-redis-")
+	return startEnv(ctx, log, "tenantd-redis-", (*Env).StartRedis)
+}
+
+// startEnv makes an Env in a new temporary directory named after prefix and
+// runs each server's start in turn; on a failure it stops what started.
+func startEnv(ctx context.Context, log *slog.Logger, prefix string, servers ...func(*Env, context.Context) error) (*Env, error) {
+	dir, err := os.MkdirTemp("", prefix)
 	if err != nil {
 		return nil, fmt.Errorf("devenv: temp dir: %w", err)
 	}
 	env := &Env{dir: dir, log: log}
-	if err := env.StartRedis(ctx); err != nil {
-		env.Stop()
-		return nil, err
+	for _, startServer := range servers {
+		if err := startServer(env, ctx); err != nil {
+			env.Stop()
+			return nil, err
+		}
 	}
 	return env, nil
 }
@@ -163,7 +158,7 @@ func (e *Env) startPostgres(ctx context.Context) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("devenv: postgres did not start: %w\n%s", lastErr, tail(filepath.Join(e.dir, "postgres.log")))
+	return fmt.Errorf("devenv: postgres did not start: %w\n%s", lastErr, LogTail(filepath.Join(e.dir, "postgres.log")))
 }
 
 // launchPostgres starts the server on data at port and waits until it
@@ -267,11 +262,11 @@ func (e *Env) StartRedis(ctx context.Context) error {
 		}
 		select {
 		case <-proc.done:
-			return fmt.Errorf("devenv: redis-server exited: %v\n%s", proc.err, tail(logPath))
+			return fmt.Errorf("devenv: redis-server exited: %v\n%s", proc.err, LogTail(logPath))
 		default:
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("devenv: redis did not start: %w\n%s", err, tail(logPath))
+			return fmt.Errorf("devenv: redis did not start: %w\n%s", err, LogTail(logPath))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -361,7 +356,10 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-func tail(path string) string {
+// LogTail returns the last 2000 bytes of the log file at path, or "" when
+// it cannot be read: the end of a server's log, for the error of a server
+// that did not start.
+func LogTail(path string) string {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return ""

@@ -75,9 +75,9 @@ func Provision(ctx context.Context, adminURL, name string) (Database, error) {
 	}
 	return Database{
 		Name:      name,
-		OwnerURL:  withUser(adminURL, ownerRole, ownerPassword, name),
-		AppURL:    withUser(adminURL, appRole, appPassword, name),
-		WorkerURL: withUser(adminURL, workerRole, workerPassword, name),
+		OwnerURL:  DatabaseURL(adminURL, name, AsUser(ownerRole, ownerPassword)),
+		AppURL:    DatabaseURL(adminURL, name, AsUser(appRole, appPassword)),
+		WorkerURL: DatabaseURL(adminURL, name, AsUser(workerRole, workerPassword)),
 	}, nil
 }
 
@@ -317,13 +317,7 @@ func execOn(ctx context.Context, url string, stmts ...string) error {
 
 // nodeURL is adminURL pointed at database dbName on node n.
 func nodeURL(adminURL string, n node, dbName string) string {
-	u, err := url.Parse(adminURL)
-	if err != nil {
-		return adminURL
-	}
-	u.Host = net.JoinHostPort(n.host, strconv.Itoa(n.port))
-	u.Path = "/" + dbName
-	return u.String()
+	return DatabaseURL(adminURL, dbName, func(u *url.URL) { u.Host = net.JoinHostPort(n.host, strconv.Itoa(n.port)) })
 }
 
 // quoteLiteral quotes s as an SQL string literal.
@@ -411,14 +405,4 @@ const dropAttempts = 10
 func isInUse(err error) bool {
 	var pg *pgconn.PgError
 	return errors.As(err, &pg) && pg.Code == "55006"
-}
-
-func withUser(raw, user, password, dbName string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return raw
-	}
-	u.User = url.UserPassword(user, password)
-	u.Path = "/" + dbName
-	return u.String()
 }

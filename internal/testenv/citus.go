@@ -3,7 +3,6 @@ package testenv
 import (
 	"context"
 	"fmt"
-	"net/url"
 	"os"
 	"sync"
 	"testing"
@@ -92,15 +91,11 @@ func citusDatabase(ctx context.Context, adminURL, name string) (devenv.Database,
 // provisionCitus provisions database name and sets the roles' passwords,
 // holding citusLock.
 func provisionCitus(ctx context.Context, adminURL, name string) (devenv.Database, error) {
-	conn, err := pgx.Connect(ctx, adminURL)
+	conn, err := lockedConn(ctx, adminURL, citusLock)
 	if err != nil {
-		return devenv.Database{}, fmt.Errorf("connect: %w", err)
+		return devenv.Database{}, err
 	}
 	defer conn.Close(context.Background())
-	// Released when the connection closes.
-	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", citusLock); err != nil {
-		return devenv.Database{}, fmt.Errorf("lock: %w", err)
-	}
 	dbase, err := devenv.Provision(ctx, adminURL, name)
 	if err != nil {
 		return devenv.Database{}, fmt.Errorf("provision: %w", err)
@@ -119,7 +114,7 @@ func migrateCitus(ctx context.Context, adminURL string, dbase devenv.Database) e
 	if err := migrateUp(dbase.OwnerURL); err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
-	return checkCitusDatabase(ctx, withDatabase(adminURL, dbase.Name), dbase.Name)
+	return checkCitusDatabase(ctx, devenv.DatabaseURL(adminURL, dbase.Name), dbase.Name)
 }
 
 // checkCitusDatabase fails unless database name has the citus extension
@@ -148,20 +143,10 @@ func checkCitusDatabase(ctx context.Context, dbURL, name string) error {
 	return nil
 }
 
-// withDatabase is url with its database replaced by name.
-func withDatabase(raw, name string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return raw
-	}
-	u.Path = "/" + name
-	return u.String()
-}
-
 // AdminDBURL is the admin role's URL on the package's database: the
 // superuser in Citus mode, for catalog queries and shard moves that the
 // owner may not run.
-func (e *Env) AdminDBURL() string { return withDatabase(e.AdminURL, e.DBName) }
+func (e *Env) AdminDBURL() string { return devenv.DatabaseURL(e.AdminURL, e.DBName) }
 
 // plainServer is a plain PostgreSQL of the package's own, started the first
 // time a package in Citus mode asks for a plain database (PlainDatabase).
@@ -183,7 +168,7 @@ func (e *Env) PlainDatabase(t testing.TB) devenv.Database {
 	e.plain.once.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		e.plain.env, e.plain.err = devenv.Start(ctx, quietLogger())
+		e.plain.env, e.plain.err = devenv.Start(ctx, Logger())
 	})
 	if e.plain.err != nil {
 		t.Fatalf("start a plain postgresql: %v", e.plain.err)

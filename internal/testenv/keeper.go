@@ -139,12 +139,12 @@ func (r run) startKeeper(ctx context.Context, postgres, redis bool) (state, erro
 	for {
 		select {
 		case err := <-exited:
-			return state{}, fmt.Errorf("the keeper of the shared servers exited: %v\n%s", err, tail(r.path("keeper.log")))
+			return state{}, fmt.Errorf("the keeper of the shared servers exited: %v\n%s", err, devenv.LogTail(r.path("keeper.log")))
 		case <-ctx.Done():
 			if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 				slog.Warn("testenv: could not stop the keeper", "pid", cmd.Process.Pid, "err", err)
 			}
-			return state{}, fmt.Errorf("the shared servers did not start: %w\n%s", ctx.Err(), tail(r.path("keeper.log")))
+			return state{}, fmt.Errorf("the shared servers did not start: %w\n%s", ctx.Err(), devenv.LogTail(r.path("keeper.log")))
 		case <-tick.C:
 			if st, err := r.readState(); err == nil {
 				return st, nil
@@ -238,15 +238,4 @@ func (r run) leave(log *slog.Logger, env *devenv.Env) bool {
 		log.Warn("testenv keeper: remove run directory", "err", err)
 	}
 	return true
-}
-
-func tail(path string) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return ""
-	}
-	if len(b) > 2000 {
-		b = b[len(b)-2000:]
-	}
-	return string(b)
 }

@@ -59,15 +59,11 @@ func cloneDatabase(ctx context.Context, adminURL, name string) (devenv.Database,
 	if err != nil {
 		return devenv.Database{}, err
 	}
-	conn, err := pgx.Connect(ctx, adminURL)
+	conn, err := lockedConn(ctx, adminURL, templateLock)
 	if err != nil {
-		return devenv.Database{}, fmt.Errorf("clone database: connect: %w", err)
+		return devenv.Database{}, fmt.Errorf("clone database: %w", err)
 	}
 	defer conn.Close(context.Background())
-	// Released when the connection closes.
-	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", templateLock); err != nil {
-		return devenv.Database{}, fmt.Errorf("clone database: lock: %w", err)
-	}
 	if err := ensureTemplate(ctx, conn, adminURL, tmpl); err != nil {
 		return devenv.Database{}, err
 	}
@@ -125,4 +121,18 @@ func ensureTemplate(ctx context.Context, conn *pgx.Conn, adminURL, tmpl string) 
 		return fmt.Errorf("mark template %s: %w", tmpl, err)
 	}
 	return nil
+}
+
+// lockedConn connects to adminURL and takes the session advisory lock
+// lock, waiting for it; the lock is released when the connection closes.
+func lockedConn(ctx context.Context, adminURL string, lock int64) (*pgx.Conn, error) {
+	conn, err := pgx.Connect(ctx, adminURL)
+	if err != nil {
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", lock); err != nil {
+		conn.Close(context.Background())
+		return nil, fmt.Errorf("lock: %w", err)
+	}
+	return conn, nil
 }

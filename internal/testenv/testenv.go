@@ -26,8 +26,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -150,13 +148,6 @@ func Get(t testing.TB) *Env {
 	return current
 }
 
-func quietLogger() *slog.Logger {
-	if os.Getenv("TESTENV_VERBOSE") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, nil))
-	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
-}
-
 func setUp(ctx context.Context, o options) (env *Env, err error) {
 	env = &Env{}
 	defer func() {
@@ -182,9 +173,9 @@ func setUp(ctx context.Context, o options) (env *Env, err error) {
 	switch {
 	case o.private:
 		if adminURL == "" {
-			env.private, err = devenv.Start(ctx, quietLogger())
+			env.private, err = devenv.Start(ctx, Logger())
 		} else if redisURL == "" {
-			env.private, err = devenv.StartRedisOnly(ctx, quietLogger())
+			env.private, err = devenv.StartRedisOnly(ctx, Logger())
 		}
 		if err != nil {
 			return env, err
@@ -279,21 +270,23 @@ func RandomHex(n int) string {
 // Worker pool, closed when the test ends.
 func (e *Env) OpenDB(t testing.TB, maxConns int) *db.DB {
 	t.Helper()
-	d, err := db.Open(context.Background(), e.AppURL, db.Options{MaxConns: maxConns, WorkerURL: e.WorkerURL})
-	if err != nil {
-		t.Fatalf("open app database: %v", err)
-	}
-	t.Cleanup(func() { d.Close() })
-	return d
+	return openPool(t, "app", e.AppURL, db.Options{MaxConns: maxConns, WorkerURL: e.WorkerURL})
 }
 
 // OpenOwnerDB opens a pool as the owner role, for fixtures and catalog checks
 // that must see past row-level security.
 func (e *Env) OpenOwnerDB(t testing.TB) *db.DB {
 	t.Helper()
-	d, err := db.Open(context.Background(), e.OwnerURL, db.Options{MaxConns: 4})
+	return openPool(t, "owner", e.OwnerURL, db.Options{MaxConns: 4})
+}
+
+// openPool opens a pool on url, closed when the test ends; role names it
+// in the failure.
+func openPool(t testing.TB, role, url string, opts db.Options) *db.DB {
+	t.Helper()
+	d, err := db.Open(context.Background(), url, opts)
 	if err != nil {
-		t.Fatalf("open owner database: %v", err)
+		t.Fatalf("open %s database: %v", role, err)
 	}
 	t.Cleanup(func() { d.Close() })
 	return d
@@ -346,7 +339,7 @@ func PrivateRedis(t testing.TB) *Redis {
 	if !devenv.HaveRedisServer() {
 		t.Fatal("testenv: PrivateRedis needs the redis-server binary: install redis-server")
 	}
-	r, err := devenv.StartRedisOnly(t.Context(), quietLogger())
+	r, err := devenv.StartRedisOnly(t.Context(), Logger())
 	if err != nil {
 		t.Fatalf("start a private redis: %v", err)
 	}
