@@ -43,11 +43,8 @@ func backendOf(t testing.TB, tx *gorm.DB) int64 {
 // no tenant's rows.
 func TestBindingIsTransactionLocal(t *testing.T) {
 	t.Parallel()
-	env := testenv.Get(t)
-	owner := env.OpenOwnerDB(t)
-	app := env.OpenDB(t, 1) // one connection: every call reuses it
-	a := testenv.NewTenant(t).ID
-	insertProducts(t, owner, a, "BIND-1")
+	_, a, _ := tenantProducts(t, "BIND-1")
+	app := testenv.Get(t).OpenDB(t, 1) // one connection: every call reuses it
 	errBoom := errors.New("boom")
 
 	type scope func(fn func(tx *gorm.DB) error) error

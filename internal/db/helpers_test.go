@@ -2,13 +2,59 @@ package db_test
 
 import (
 	"errors"
+	"fmt"
 	"net/url"
+	"slices"
 	"testing"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"gorm.io/gorm"
+
+	"github.com/tenantd/tenantd/internal/db"
+	"github.com/tenantd/tenantd/internal/testenv"
 )
+
+// tenantProducts opens an owner pool and creates a tenant with products of
+// the given SKUs (see insertProducts); it returns the pool, the tenant and
+// the products' ids in the order of skus.
+func tenantProducts(t testing.TB, skus ...string) (owner *db.DB, tenantID uuid.UUID, ids []uuid.UUID) {
+	t.Helper()
+	owner = testenv.Get(t).OpenOwnerDB(t)
+	tenantID = testenv.NewTenant(t).ID
+	return owner, tenantID, insertProducts(t, owner, tenantID, skus...)
+}
+
+// insertProducts inserts products with the given SKUs for tenantID as owner
+// and returns their ids in the order of skus.
+func insertProducts(t testing.TB, owner *db.DB, tenantID uuid.UUID, skus ...string) []uuid.UUID {
+	t.Helper()
+	ids := make([]uuid.UUID, len(skus))
+	err := owner.WithTenant(t.Context(), tenantID, func(tx *gorm.DB) error {
+		for i, sku := range skus {
+			ids[i] = uuid.New()
+			err := tx.Exec(`INSERT INTO products (tenant_id, id, sku, name, price, currency, stock_on_hand)
+				VALUES (?, ?, ?, ?, 100, 'EUR', 5)`, tenantID, ids[i], sku, "Product "+sku).Error
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("insert products: %v", err)
+	}
+	return ids
+}
+
+// twoTenants opens an owner pool and a runtime pool of maxConns
+// connections and creates two tenants.
+func twoTenants(t testing.TB, maxConns int) (owner, app *db.DB, a, b uuid.UUID) {
+	t.Helper()
+	env := testenv.Get(t)
+	return env.OpenOwnerDB(t), env.OpenDB(t, maxConns), testenv.NewTenant(t).ID, testenv.NewTenant(t).ID
+}
 
 // quote returns table as a quoted SQL identifier.
 func quote(table string) string { return pgx.Identifier{table}.Sanitize() }
@@ -59,4 +105,47 @@ func withUser(t testing.TB, raw, user, password string) string {
 	}
 	u.User = url.UserPassword(user, password)
 	return u.String()
+}
+
+// TestFixtures proves tenantProducts returns the ids its products were
+// stored with, each under its SKU and the tenant, and twoTenants two
+// tenants and pools of the owner and the runtime role.
+func TestFixtures(t *testing.T) {
+	t.Parallel()
+	owner, tenantID, ids := tenantProducts(t, "FIX-A", "FIX-B")
+	stored := make([]uuid.UUID, 2)
+	err := owner.WithTenant(t.Context(), tenantID, func(tx *gorm.DB) error {
+		for i, sku := range []string{"FIX-A", "FIX-B"} {
+			if err := tx.Raw("SELECT id FROM products WHERE tenant_id = ? AND sku = ?", tenantID, sku).Row().Scan(&stored[i]); err != nil {
+				return fmt.Errorf("product %s: %w", sku, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(ids, stored) {
+		t.Errorf("got ids %v, want the stored %v", ids, stored)
+	}
+
+	owner, app, a, b := twoTenants(t, 1)
+	if a == b || a == uuid.Nil || b == uuid.Nil {
+		t.Errorf("got tenants %s and %s, want two", a, b)
+	}
+	for _, p := range []struct {
+		d    *db.DB
+		want string
+	}{{owner, "tenantd_owner"}, {app, "tenantd_app"}} {
+		var user string
+		if err := p.d.Unscoped(t.Context()).Raw("SELECT current_user").Scan(&user).Error; err != nil {
+			t.Fatal(err)
+		}
+		if user != p.want {
+			t.Errorf("got pool of %s, want %s", user, p.want)
+		}
+	}
+	if got := app.Stats().MaxOpenConnections; got != 1 {
+		t.Errorf("got MaxOpenConnections %d, want 1", got)
+	}
 }

@@ -14,33 +14,12 @@ import (
 	"github.com/tenantd/tenantd/internal/testenv"
 )
 
-// insertProducts inserts products with the given SKUs for tenantID as owner.
-func insertProducts(t testing.TB, owner *db.DB, tenantID uuid.UUID, skus ...string) {
-	t.Helper()
-	err := owner.WithTenant(t.Context(), tenantID, func(tx *gorm.DB) error {
-		for _, sku := range skus {
-			err := tx.Exec(`INSERT INTO products (tenant_id, id, sku, name, price, currency, stock_on_hand)
-				VALUES (?, ?, ?, ?, 100, 'EUR', 5)`, tenantID, uuid.New(), sku, "Product "+sku).Error
-			if err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("insert products: %v", err)
-	}
-}
-
 // TestPoolDoesNotLeakTenant hammers a two-connection pool with interleaved
 // tenants and tenant-less queries: every call must see exactly its own
 // tenant, and a tenant-less query on a reused connection must see none.
 func TestPoolDoesNotLeakTenant(t *testing.T) {
 	t.Parallel()
-	env := testenv.Get(t)
-	owner := env.OpenOwnerDB(t)
-	app := env.OpenDB(t, 2)
-	a, b := testenv.NewTenant(t).ID, testenv.NewTenant(t).ID
+	owner, app, a, b := twoTenants(t, 2)
 	insertProducts(t, owner, a, "A-1", "A-2")
 	insertProducts(t, owner, b, "B-1")
 	want := map[uuid.UUID][]string{a: {"A-1", "A-2"}, b: {"B-1"}}
@@ -113,12 +92,9 @@ func poolOp(t *testing.T, app *db.DB, kind int, a, b uuid.UUID, want map[uuid.UU
 // tenant on the connection, which a one-connection pool hands out next.
 func TestFailedTransactionDoesNotLeakTenant(t *testing.T) {
 	t.Parallel()
-	env := testenv.Get(t)
-	owner := env.OpenOwnerDB(t)
-	app := env.OpenDB(t, 1)
+	_, a, _ := tenantProducts(t, "L-1")
+	app := testenv.Get(t).OpenDB(t, 1)
 	ctx := t.Context()
-	a := testenv.NewTenant(t).ID
-	insertProducts(t, owner, a, "L-1")
 	errBoom := errors.New("boom")
 
 	tests := []struct {

@@ -158,11 +158,8 @@ func firstID(ids []uuid.UUID) uuid.UUID {
 // write into nor touch another tenant's rows.
 func TestRLSIsolation(t *testing.T) {
 	t.Parallel()
-	env := testenv.Get(t)
-	owner := env.OpenOwnerDB(t)
-	app := env.OpenDB(t, 4)
+	owner, app, a, b := twoTenants(t, 4)
 	ctx := t.Context()
-	a, b := testenv.NewTenant(t).ID, testenv.NewTenant(t).ID
 
 	for _, table := range tenantTables(t, app) {
 		t.Run(table, func(t *testing.T) {
@@ -187,44 +184,27 @@ func TestRLSIsolation(t *testing.T) {
 				return ids
 			}
 
-			t.Run("no tenant, outside a transaction", func(t *testing.T) {
-				if got := count(t, app.Unscoped(ctx), table); got != 0 {
-					t.Errorf("got %d rows, want 0", got)
-				}
-			})
-			t.Run("no tenant, in a transaction", func(t *testing.T) {
-				err := app.Unscoped(ctx).Transaction(func(tx *gorm.DB) error {
-					if got := count(t, tx, table); got != 0 {
-						t.Errorf("got %d rows, want 0", got)
+			for _, s := range []struct {
+				name string
+				run  func(fn func(tx *gorm.DB) error) error
+			}{
+				{"no tenant, outside a transaction", func(fn func(tx *gorm.DB) error) error { return fn(app.Unscoped(ctx)) }},
+				{"no tenant, in a transaction", func(fn func(tx *gorm.DB) error) error { return app.Unscoped(ctx).Transaction(fn) }},
+				{"platform scope", func(fn func(tx *gorm.DB) error) error { return app.WithPlatform(ctx, fn) }},
+				{"unknown tenant", func(fn func(tx *gorm.DB) error) error { return app.WithTenant(ctx, uuid.New(), fn) }},
+			} {
+				t.Run(s.name, func(t *testing.T) {
+					err := s.run(func(tx *gorm.DB) error {
+						if got := count(t, tx, table); got != 0 {
+							t.Errorf("got %d rows, want 0", got)
+						}
+						return nil
+					})
+					if err != nil {
+						t.Fatal(err)
 					}
-					return nil
 				})
-				if err != nil {
-					t.Fatal(err)
-				}
-			})
-			t.Run("platform scope", func(t *testing.T) {
-				err := app.WithPlatform(ctx, func(tx *gorm.DB) error {
-					if got := count(t, tx, table); got != 0 {
-						t.Errorf("got %d rows, want 0", got)
-					}
-					return nil
-				})
-				if err != nil {
-					t.Fatal(err)
-				}
-			})
-			t.Run("unknown tenant", func(t *testing.T) {
-				err := app.WithTenant(ctx, uuid.New(), func(tx *gorm.DB) error {
-					if got := count(t, tx, table); got != 0 {
-						t.Errorf("got %d rows, want 0", got)
-					}
-					return nil
-				})
-				if err != nil {
-					t.Fatal(err)
-				}
-			})
+			}
 			for name, id := range map[string]uuid.UUID{"tenant A": a, "tenant B": b} {
 				t.Run(name+" sees only its rows", func(t *testing.T) {
 					err := app.WithTenant(ctx, id, func(tx *gorm.DB) error {
@@ -248,7 +228,7 @@ func TestRLSIsolation(t *testing.T) {
 				})
 				// On Citus a distributed table's distribution column cannot
 				// change at all: refused (0A000) before the policy is checked.
-				if env.Citus && sqlState(err) == "0A000" && strings.Contains(err.Error(), "modifying the partition value") {
+				if testenv.Get(t).Citus && sqlState(err) == "0A000" && strings.Contains(err.Error(), "modifying the partition value") {
 					return
 				}
 				wantSQLState(t, err, "42501")
@@ -264,38 +244,27 @@ func TestRLSIsolation(t *testing.T) {
 				}
 				return ok
 			}
-			t.Run("update another tenant's rows", func(t *testing.T) {
-				err := app.WithTenant(ctx, a, func(tx *gorm.DB) error {
-					res := tx.Exec("UPDATE "+q+" SET tenant_id = tenant_id WHERE tenant_id = ?", b)
-					if res.Error == nil && res.RowsAffected != 0 {
-						t.Errorf("got %d rows updated, want 0", res.RowsAffected)
+			for _, w := range []struct{ name, privilege, sql, done string }{
+				{"update another tenant's rows", "UPDATE", "UPDATE " + q + " SET tenant_id = tenant_id WHERE tenant_id = ?", "updated"},
+				{"delete another tenant's rows", "DELETE", "DELETE FROM " + q + " WHERE tenant_id = ?", "deleted"},
+			} {
+				t.Run(w.name, func(t *testing.T) {
+					err := app.WithTenant(ctx, a, func(tx *gorm.DB) error {
+						res := tx.Exec(w.sql, b)
+						if res.Error == nil && res.RowsAffected != 0 {
+							t.Errorf("got %d rows %s, want 0", res.RowsAffected, w.done)
+						}
+						return res.Error
+					})
+					if !granted(t, w.privilege) {
+						wantSQLState(t, err, "42501")
+						return
 					}
-					return res.Error
-				})
-				if !granted(t, "UPDATE") {
-					wantSQLState(t, err, "42501")
-					return
-				}
-				if err != nil {
-					t.Fatal(err)
-				}
-			})
-			t.Run("delete another tenant's rows", func(t *testing.T) {
-				err := app.WithTenant(ctx, a, func(tx *gorm.DB) error {
-					res := tx.Exec("DELETE FROM "+q+" WHERE tenant_id = ?", b)
-					if res.Error == nil && res.RowsAffected != 0 {
-						t.Errorf("got %d rows deleted, want 0", res.RowsAffected)
+					if err != nil {
+						t.Fatal(err)
 					}
-					return res.Error
 				})
-				if !granted(t, "DELETE") {
-					wantSQLState(t, err, "42501")
-					return
-				}
-				if err != nil {
-					t.Fatal(err)
-				}
-			})
+			}
 			t.Run("rows intact", func(t *testing.T) {
 				for _, id := range []uuid.UUID{a, b} {
 					err := owner.WithTenant(ctx, id, func(tx *gorm.DB) error {
@@ -321,11 +290,8 @@ func TestRLSIsolation(t *testing.T) {
 // tenant sees none, and the platform scope sees them all. It runs alone (not
 // parallel) so that the platform's view can be compared with the owner's.
 func TestTenantsTableRLS(t *testing.T) {
-	env := testenv.Get(t)
-	owner := env.OpenOwnerDB(t)
-	app := env.OpenDB(t, 2)
+	owner, app, a, b := twoTenants(t, 2)
 	ctx := t.Context()
-	a, b := testenv.NewTenant(t).ID, testenv.NewTenant(t).ID
 
 	ids := func(t *testing.T, tx *gorm.DB) []string {
 		t.Helper()
@@ -396,11 +362,8 @@ func TestTenantsTableRLS(t *testing.T) {
 // role's only way to an API key before its tenant is known.
 func TestAuthAPIKeyLookup(t *testing.T) {
 	t.Parallel()
-	env := testenv.Get(t)
-	owner := env.OpenOwnerDB(t)
-	app := env.OpenDB(t, 2)
+	owner, app, a, b := twoTenants(t, 2)
 	ctx := t.Context()
-	a, b := testenv.NewTenant(t).ID, testenv.NewTenant(t).ID
 	keyID, prefix := uuid.New(), "lk"+testenv.RandomHex(6)
 	err := owner.WithTenant(ctx, a, func(tx *gorm.DB) error {
 		return tx.Exec(`INSERT INTO api_keys (tenant_id, id, name, prefix, secret_hash, roles, created_by)

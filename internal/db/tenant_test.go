@@ -40,11 +40,8 @@ func TestNoTenant(t *testing.T) {
 // IsForeignKeyViolation recognise the errors PostgreSQL really returns.
 func TestErrorClassifiers(t *testing.T) {
 	t.Parallel()
-	env := testenv.Get(t)
-	owner := env.OpenOwnerDB(t)
-	app := env.OpenDB(t, 2)
-	a := testenv.NewTenant(t).ID
-	insertProducts(t, owner, a, "DUP-1")
+	_, a, _ := tenantProducts(t, "DUP-1")
+	app := testenv.Get(t).OpenDB(t, 2)
 	run := func(sql string, args ...any) error {
 		return app.WithTenant(t.Context(), a, func(tx *gorm.DB) error { return tx.Exec(sql, args...).Error })
 	}

@@ -24,33 +24,14 @@ import (
 )
 
 // openApp opens a runtime-role pool with opts, closed when the test ends.
-func openApp(t testing.TB, env *testenv.Env, opts db.Options) *db.DB {
+func openApp(t testing.TB, opts db.Options) *db.DB {
 	t.Helper()
-	d, err := db.Open(t.Context(), env.AppURL, opts)
+	d, err := db.Open(t.Context(), testenv.Get(t).AppURL, opts)
 	if err != nil {
 		t.Fatalf("open app database: %v", err)
 	}
 	t.Cleanup(func() { d.Close() })
 	return d
-}
-
-// productIDs returns the ids of tenantID's products with the given SKUs, in
-// that order. (The owner sees every tenant's rows: filter by tenant.)
-func productIDs(t testing.TB, owner *db.DB, tenantID uuid.UUID, skus ...string) []uuid.UUID {
-	t.Helper()
-	ids := make([]uuid.UUID, len(skus))
-	err := owner.WithTenant(t.Context(), tenantID, func(tx *gorm.DB) error {
-		for i, sku := range skus {
-			if err := tx.Raw("SELECT id FROM products WHERE tenant_id = ? AND sku = ?", tenantID, sku).Row().Scan(&ids[i]); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("product ids: %v", err)
-	}
-	return ids
 }
 
 // answer writes err as httpx does in a handler whose request has context
@@ -108,10 +89,9 @@ func retriesCounted(t testing.TB, m *obs.Metrics, code string) float64 {
 // LongRunning view has no statement timeout but keeps the others.
 func TestTimeoutOptions(t *testing.T) {
 	t.Parallel()
-	env := testenv.Get(t)
 	tenantID := testenv.NewTenant(t).ID
 	timeouts := db.Options{MaxConns: 2, LockTimeout: 1500 * time.Millisecond, StatementTimeout: 10 * time.Second, IdleInTxTimeout: 30 * time.Second}
-	withTimeouts := openApp(t, env, timeouts)
+	withTimeouts := openApp(t, timeouts)
 	tests := []struct {
 		name                 string
 		d                    *db.DB
@@ -119,8 +99,8 @@ func TestTimeoutOptions(t *testing.T) {
 	}{
 		{"runtime pool", withTimeouts, "1500ms", "10s", "30s"},
 		{"long-running view", withTimeouts.LongRunning(), "1500ms", "0", "30s"},
-		{"no timeouts", openApp(t, env, db.Options{MaxConns: 2}), "0", "0", "0"},
-		{"sub-millisecond rounds up", openApp(t, env, db.Options{MaxConns: 1, LockTimeout: 100 * time.Microsecond}), "1ms", "0", "0"},
+		{"no timeouts", openApp(t, db.Options{MaxConns: 2}), "0", "0", "0"},
+		{"sub-millisecond rounds up", openApp(t, db.Options{MaxConns: 1, LockTimeout: 100 * time.Microsecond}), "1ms", "0", "0"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -157,12 +137,9 @@ func TestTimeoutOptions(t *testing.T) {
 // (55P03), is not retried, and is answered 503 with Retry-After.
 func TestLockTimeout(t *testing.T) {
 	t.Parallel()
-	env := testenv.Get(t)
-	owner := env.OpenOwnerDB(t)
-	tenantID := testenv.NewTenant(t).ID
-	insertProducts(t, owner, tenantID, "LOCKED-1")
-	id := productIDs(t, owner, tenantID, "LOCKED-1")[0]
-	app := openApp(t, env, db.Options{MaxConns: 4, LockTimeout: 200 * time.Millisecond, StatementTimeout: 10 * time.Second})
+	owner, tenantID, ids := tenantProducts(t, "LOCKED-1")
+	id := ids[0]
+	app := openApp(t, db.Options{MaxConns: 4, LockTimeout: 200 * time.Millisecond, StatementTimeout: 10 * time.Second})
 	var retries int
 	app.SetOnRetry(func(string) { retries++ })
 
@@ -209,8 +186,7 @@ func TestLockTimeout(t *testing.T) {
 // while the LongRunning view lets it finish.
 func TestStatementTimeout(t *testing.T) {
 	t.Parallel()
-	env := testenv.Get(t)
-	app := openApp(t, env, db.Options{MaxConns: 2, LockTimeout: 50 * time.Millisecond, StatementTimeout: 100 * time.Millisecond})
+	app := openApp(t, db.Options{MaxConns: 2, LockTimeout: 50 * time.Millisecond, StatementTimeout: 100 * time.Millisecond})
 
 	start := time.Now()
 	err := app.Unscoped(t.Context()).Exec("SELECT pg_sleep(5)").Error
@@ -230,9 +206,8 @@ func TestStatementTimeout(t *testing.T) {
 // answered 503 with Retry-After, and that the pool recovers.
 func TestIdleInTransactionTimeout(t *testing.T) {
 	t.Parallel()
-	env := testenv.Get(t)
 	tenantID := testenv.NewTenant(t).ID
-	app := openApp(t, env, db.Options{MaxConns: 1, IdleInTxTimeout: 100 * time.Millisecond})
+	app := openApp(t, db.Options{MaxConns: 1, IdleInTxTimeout: 100 * time.Millisecond})
 
 	err := app.WithTenant(t.Context(), tenantID, func(tx *gorm.DB) error {
 		if err := tx.Exec("SELECT 1").Error; err != nil {
@@ -257,9 +232,8 @@ func TestIdleInTransactionTimeout(t *testing.T) {
 // is answered 499 client_closed_request, not 500 or 503.
 func TestClientCancelIsNotAServerError(t *testing.T) {
 	t.Parallel()
-	env := testenv.Get(t)
 	tenantID := testenv.NewTenant(t).ID
-	app := openApp(t, env, db.Options{MaxConns: 2, StatementTimeout: 10 * time.Second})
+	app := openApp(t, db.Options{MaxConns: 2, StatementTimeout: 10 * time.Second})
 
 	ctx, hangUp := context.WithCancel(t.Context())
 	time.AfterFunc(100*time.Millisecond, hangUp)
@@ -288,13 +262,9 @@ func TestClientCancelIsNotAServerError(t *testing.T) {
 // counted in tenantd_db_tx_retries_total{code="40P01"}.
 func TestDeadlockRetried(t *testing.T) {
 	t.Parallel()
-	env := testenv.Get(t)
-	owner := env.OpenOwnerDB(t)
-	tenantID := testenv.NewTenant(t).ID
-	insertProducts(t, owner, tenantID, "DL-A", "DL-B")
-	ids := productIDs(t, owner, tenantID, "DL-A", "DL-B")
+	owner, tenantID, ids := tenantProducts(t, "DL-A", "DL-B")
 	// lock_timeout above deadlock_timeout (1s), as in production.
-	app := openApp(t, env, db.Options{MaxConns: 4, LockTimeout: 5 * time.Second, StatementTimeout: 10 * time.Second})
+	app := openApp(t, db.Options{MaxConns: 4, LockTimeout: 5 * time.Second, StatementTimeout: 10 * time.Second})
 	m := obs.NewMetrics()
 	app.SetOnRetry(m.CountTxRetry)
 
@@ -378,12 +348,8 @@ func TestDeadlockRetried(t *testing.T) {
 // attempt is free to be claimed again), and the retry commits.
 func TestSerializationFailureAtCommitRetried(t *testing.T) {
 	t.Parallel()
-	env := testenv.Get(t)
-	owner := env.OpenOwnerDB(t)
-	tenantID := testenv.NewTenant(t).ID
-	insertProducts(t, owner, tenantID, "SKEW-A", "SKEW-B")
-	ids := productIDs(t, owner, tenantID, "SKEW-A", "SKEW-B")
-	u, err := url.Parse(env.AppURL)
+	_, tenantID, ids := tenantProducts(t, "SKEW-A", "SKEW-B")
+	u, err := url.Parse(testenv.Get(t).AppURL)
 	if err != nil {
 		t.Fatalf("parse app url: %v", err)
 	}
@@ -478,7 +444,6 @@ func TestSerializationFailureAtCommitRetried(t *testing.T) {
 // WithPlatform too, and leaves other errors alone.
 func TestRetryBounds(t *testing.T) {
 	t.Parallel()
-	env := testenv.Get(t)
 	tenantID := testenv.NewTenant(t).ID
 	serialization := &pgconn.PgError{Severity: "ERROR", Code: "40001", Message: "could not serialize access"}
 	errOther := errors.New("not a database error")
@@ -504,7 +469,7 @@ func TestRetryBounds(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			app := openApp(t, env, db.Options{MaxConns: 1})
+			app := openApp(t, db.Options{MaxConns: 1})
 			m := obs.NewMetrics()
 			app.SetOnRetry(m.CountTxRetry)
 			ctx, cancel := context.WithCancel(t.Context())
