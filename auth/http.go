@@ -49,7 +49,6 @@ type KeyResponse struct {
 var keys = httpx.Resource[Key, KeyResponse]{
 	Render: ToResponse,
 	ID:     func(k KeyResponse) uuid.UUID { return k.ID },
-	Tenant: tenantOf,
 }
 
 // ToResponse converts a key for the API.
@@ -60,26 +59,11 @@ func ToResponse(k Key) KeyResponse {
 	}
 }
 
-// principal returns the request's tenant principal, or ErrUnauthenticated.
-func principal(c *gin.Context) (identity.Principal, error) {
-	p, ok := identity.FromContext(c.Request.Context())
-	if !ok || p.TenantID == uuid.Nil {
-		return identity.Principal{}, ErrUnauthenticated
-	}
-	return p, nil
-}
-
-// tenantOf returns the request's tenant (principal).
-func tenantOf(c *gin.Context) (uuid.UUID, error) {
-	p, err := principal(c)
-	return p.TenantID, err
-}
-
 // bindAs returns the request's principal and its body, decoded strictly
 // (httpx.BindJSON) into a T.
 func bindAs[T any](c *gin.Context) (identity.Principal, T, error) {
 	var req T
-	p, err := principal(c)
+	p, err := httpx.TenantPrincipal(c)
 	if err != nil {
 		return p, req, err
 	}
@@ -89,7 +73,7 @@ func bindAs[T any](c *gin.Context) (identity.Principal, T, error) {
 // principalAndID returns the request's principal and its :id path
 // parameter.
 func principalAndID(c *gin.Context) (identity.Principal, uuid.UUID, error) {
-	p, err := principal(c)
+	p, err := httpx.TenantPrincipal(c)
 	if err != nil {
 		return identity.Principal{}, uuid.Nil, err
 	}

@@ -35,7 +35,6 @@ type MemberResponse struct {
 var members = httpx.Resource[Member, MemberResponse]{
 	Render: toMemberResponse,
 	ID:     func(m MemberResponse) uuid.UUID { return m.ID },
-	Tenant: tenantOf,
 }
 
 func toMemberResponse(m Member) MemberResponse {

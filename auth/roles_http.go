@@ -53,7 +53,7 @@ type rolePatch struct {
 // list answers every role of the tenant in one page: built-ins plus at most
 // MaxCustomRoles of its own, so next_cursor is always null.
 func (h *RolesHandler) list(c *gin.Context) error {
-	p, err := principal(c)
+	p, err := httpx.TenantPrincipal(c)
 	if err != nil {
 		return err
 	}
@@ -99,7 +99,7 @@ func (h *RolesHandler) update(c *gin.Context) error {
 }
 
 func (h *RolesHandler) delete(c *gin.Context) error {
-	p, err := principal(c)
+	p, err := httpx.TenantPrincipal(c)
 	if err != nil {
 		return err
 	}

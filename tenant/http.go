@@ -162,7 +162,7 @@ func (h *Handler) plans(c *gin.Context) error {
 }
 
 func (h *Handler) self(c *gin.Context) error {
-	p, err := httpx.Principal(c)
+	p, err := httpx.TenantPrincipal(c)
 	if err != nil {
 		return err
 	}
@@ -181,7 +181,7 @@ type selfRequest struct {
 }
 
 func (h *Handler) updateSelf(c *gin.Context) error {
-	p, err := httpx.Principal(c)
+	p, err := httpx.TenantPrincipal(c)
 	if err != nil {
 		return err
 	}
