@@ -59,10 +59,7 @@ func (a ExportArgs) Validate() error {
 	if a.Period == "" {
 		return errors.New("billing export: --period YYYY-MM is required")
 	}
-	if _, _, err := monthBounds(a.Period); err != nil {
-		return cliError(err)
-	}
-	if _, err := ParseFormat(a.Format); err != nil {
+	if err := checkExport(a.Period, a.Format); err != nil {
 		return cliError(err)
 	}
 	return nil

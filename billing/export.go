@@ -83,10 +83,7 @@ func NewExporter(d *db.DB) *Exporter { return &Exporter{db: d} }
 // export to w and records it. progress, if not nil, is called as tenants
 // are written. A period that has not ended is ErrPeriodOpen.
 func (e *Exporter) Issue(ctx context.Context, period string, format Format, createdBy string, w io.Writer, progress func(Progress)) (Export, error) {
-	if _, _, err := monthBounds(period); err != nil {
-		return Export{}, err
-	}
-	if _, err := ParseFormat(string(format)); err != nil {
+	if err := checkExport(period, string(format)); err != nil {
 		return Export{}, err
 	}
 	var state string
@@ -119,10 +116,7 @@ func (e *Exporter) Issue(ctx context.Context, period string, format Format, crea
 // provisional, without closing or recording anything. A closed period is
 // ErrPeriodClosed: its export is final.
 func (e *Exporter) Preview(ctx context.Context, period string, format Format, w io.Writer, progress func(Progress)) (Preview, error) {
-	if _, _, err := monthBounds(period); err != nil {
-		return Preview{}, err
-	}
-	if _, err := ParseFormat(string(format)); err != nil {
+	if err := checkExport(period, string(format)); err != nil {
 		return Preview{}, err
 	}
 	var closed int64

@@ -33,6 +33,16 @@ func ParseFormat(s string) (Format, error) {
 	return "", ErrBadFormat
 }
 
+// checkExport checks the period and the format of an export as a client
+// gives them: ErrBadPeriod, ErrBadFormat, or nil.
+func checkExport(period, format string) error {
+	if _, _, err := monthBounds(period); err != nil {
+		return err
+	}
+	_, err := ParseFormat(format)
+	return err
+}
+
 // ContentType is the media type the format is served with.
 func (f Format) ContentType() string {
 	if f != FormatCSV {

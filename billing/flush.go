@@ -87,12 +87,8 @@ func (c *Counter) Flush(ctx context.Context) error {
 		if err == nil {
 			return nil
 		}
-		t := time.NewTimer(pause)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !wait.Sleep(ctx, pause) {
 			return fmt.Errorf("flush usage: %w (gave up: %w)", err, ctx.Err())
-		case <-t.C:
 		}
 		pause = min(2*pause, time.Second)
 	}
