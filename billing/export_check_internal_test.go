@@ -6,21 +6,19 @@ import (
 )
 
 // TestCheckExport checks the period and format check the export paths
-// (Issue, Preview, the CLI) share: each input alone and both wrong, where
-// the period is reported first.
+// (Issue, Preview, the CLI) share: both valid, each wrong alone, and both
+// wrong, where the period is reported first (ParseFormat's and
+// monthBounds' own cases are theirs).
 func TestCheckExport(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name, period, format string
 		want                 error
 	}{
-		{"valid", "2026-11", "csv", nil},
-		{"every format", "2026-01", "stripe-meter-events", nil},
+		{"valid", "2026-11", "stripe-meter-events", nil},
 		{"month 13", "2026-13", "csv", ErrBadPeriod},
-		{"no period", "", "jsonl", ErrBadPeriod},
 		{"unknown format", "2026-11", "xml", ErrBadFormat},
-		{"no format", "2026-12", "", ErrBadFormat},
-		{"both wrong", "26-11", "xml", ErrBadPeriod},
+		{"both wrong", "26-11", "", ErrBadPeriod},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
