@@ -162,15 +162,12 @@ func TestBindingRoles(t *testing.T) {
 		}
 	}
 
-	err := app.Worker().WithTenant(ctx, a, func(tx *gorm.DB) error {
+	inTenant(t, app.Worker(), a, func(tx *gorm.DB) error {
 		if got := settingOf(t, tx, "app.tenant_id"); got != a.String() {
 			t.Errorf("worker pool: got app.tenant_id %q, want %s", got, a)
 		}
 		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 }
 
 // TestTenantPolicyIsIndexCondition proves that the tenant policy without a
@@ -183,7 +180,7 @@ func TestTenantPolicyIsIndexCondition(t *testing.T) {
 	app := env.OpenDB(t, 1)
 	a := testenv.NewTenant(t).ID
 
-	err := app.WithTenant(t.Context(), a, func(tx *gorm.DB) error {
+	inTenant(t, app, a, func(tx *gorm.DB) error {
 		// Tiny tables: without this the planner prefers a sequential scan.
 		if err := tx.Exec("SET LOCAL enable_seqscan = off").Error; err != nil {
 			return err
@@ -202,9 +199,6 @@ func TestTenantPolicyIsIndexCondition(t *testing.T) {
 		}
 		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 }
 
 // appSetConfig matches a set_config of one of tenantd's app.* settings.

@@ -111,12 +111,9 @@ func TestBeforeCommit(t *testing.T) {
 				t.Errorf("hook got context value %v and tenant setting %q, want the caller's context and tenant %s", gotCtx, setting, tn)
 			}
 			var skus []string
-			err = owner.WithTenant(t.Context(), tn, func(tx *gorm.DB) error {
+			inTenant(t, owner, tn, func(tx *gorm.DB) error {
 				return tx.Raw("SELECT split_part(sku, '/', 1) FROM products WHERE tenant_id = ? ORDER BY 1", tn).Scan(&skus).Error
 			})
-			if err != nil {
-				t.Fatal(err)
-			}
 			if !slices.Equal(skus, tt.wantSKUs) {
 				t.Errorf("got products %v, want %v", skus, tt.wantSKUs)
 			}

@@ -48,6 +48,15 @@ func insertProducts(t testing.TB, owner *db.DB, tenantID uuid.UUID, skus ...stri
 	return ids
 }
 
+// inTenant runs fn in a transaction of tenantID on d and fails t if it
+// returns an error.
+func inTenant(t testing.TB, d *db.DB, tenantID uuid.UUID, fn func(tx *gorm.DB) error) {
+	t.Helper()
+	if err := d.WithTenant(t.Context(), tenantID, fn); err != nil {
+		t.Fatalf("transaction of tenant %s: %v", tenantID, err)
+	}
+}
+
 // twoTenants opens an owner pool and a runtime pool of maxConns
 // connections and creates two tenants.
 func twoTenants(t testing.TB, maxConns int) (owner, app *db.DB, a, b uuid.UUID) {
@@ -108,13 +117,16 @@ func withUser(t testing.TB, raw, user, password string) string {
 }
 
 // TestFixtures proves tenantProducts returns the ids its products were
-// stored with, each under its SKU and the tenant, and twoTenants two
-// tenants and pools of the owner and the runtime role.
+// stored with, each under its SKU and the tenant, inTenant binds the
+// tenant, and twoTenants gives two tenants and pools of the owner and the
+// runtime role.
 func TestFixtures(t *testing.T) {
 	t.Parallel()
 	owner, tenantID, ids := tenantProducts(t, "FIX-A", "FIX-B")
 	stored := make([]uuid.UUID, 2)
-	err := owner.WithTenant(t.Context(), tenantID, func(tx *gorm.DB) error {
+	var setting string
+	inTenant(t, owner, tenantID, func(tx *gorm.DB) error {
+		setting = settingOf(t, tx, "app.tenant_id")
 		for i, sku := range []string{"FIX-A", "FIX-B"} {
 			if err := tx.Raw("SELECT id FROM products WHERE tenant_id = ? AND sku = ?", tenantID, sku).Row().Scan(&stored[i]); err != nil {
 				return fmt.Errorf("product %s: %w", sku, err)
@@ -122,8 +134,8 @@ func TestFixtures(t *testing.T) {
 		}
 		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
+	if setting != tenantID.String() {
+		t.Errorf("inTenant: got app.tenant_id %q, want %s", setting, tenantID)
 	}
 	if !slices.Equal(ids, stored) {
 		t.Errorf("got ids %v, want the stored %v", ids, stored)

@@ -207,15 +207,12 @@ func TestRLSIsolation(t *testing.T) {
 			}
 			for name, id := range map[string]uuid.UUID{"tenant A": a, "tenant B": b} {
 				t.Run(name+" sees only its rows", func(t *testing.T) {
-					err := app.WithTenant(ctx, id, func(tx *gorm.DB) error {
+					inTenant(t, app, id, func(tx *gorm.DB) error {
 						if got, want := tenantIDs(tx), []string{id.String()}; !slices.Equal(got, want) {
 							t.Errorf("got tenant_ids %v, want %v", got, want)
 						}
 						return nil
 					})
-					if err != nil {
-						t.Fatal(err)
-					}
 				})
 			}
 			t.Run("insert for another tenant", func(t *testing.T) {
@@ -267,7 +264,7 @@ func TestRLSIsolation(t *testing.T) {
 			}
 			t.Run("rows intact", func(t *testing.T) {
 				for _, id := range []uuid.UUID{a, b} {
-					err := owner.WithTenant(ctx, id, func(tx *gorm.DB) error {
+					inTenant(t, owner, id, func(tx *gorm.DB) error {
 						var n int64
 						if err := tx.Raw("SELECT count(*) FROM "+q+" WHERE tenant_id = ?", id).Scan(&n).Error; err != nil {
 							return err
@@ -277,9 +274,6 @@ func TestRLSIsolation(t *testing.T) {
 						}
 						return nil
 					})
-					if err != nil {
-						t.Fatal(err)
-					}
 				}
 			})
 		})
@@ -333,16 +327,13 @@ func TestTenantsTableRLS(t *testing.T) {
 	}
 
 	t.Run("tenant cannot update another tenant", func(t *testing.T) {
-		err := app.WithTenant(ctx, a, func(tx *gorm.DB) error {
+		inTenant(t, app, a, func(tx *gorm.DB) error {
 			res := tx.Exec("UPDATE tenants SET name = 'hijacked' WHERE id = ?", b)
 			if res.Error == nil && res.RowsAffected != 0 {
 				t.Errorf("got %d rows updated, want 0", res.RowsAffected)
 			}
 			return res.Error
 		})
-		if err != nil {
-			t.Fatal(err)
-		}
 	})
 	t.Run("tenant cannot create a tenant", func(t *testing.T) {
 		err := app.WithTenant(ctx, a, func(tx *gorm.DB) error {
@@ -411,7 +402,7 @@ func TestAuthAPIKeyLookup(t *testing.T) {
 		}
 	})
 	t.Run("table hidden from another tenant", func(t *testing.T) {
-		err := app.WithTenant(ctx, b, func(tx *gorm.DB) error {
+		inTenant(t, app, b, func(tx *gorm.DB) error {
 			var n int64
 			if err := tx.Raw("SELECT count(*) FROM api_keys WHERE prefix = ?", prefix).Scan(&n).Error; err != nil {
 				return err
@@ -421,9 +412,6 @@ func TestAuthAPIKeyLookup(t *testing.T) {
 			}
 			return nil
 		})
-		if err != nil {
-			t.Fatal(err)
-		}
 	})
 	t.Run("definer hygiene", func(t *testing.T) {
 		var fn struct {

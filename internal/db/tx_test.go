@@ -32,12 +32,10 @@ func TestCommitOutlivesCancellation(t *testing.T) {
 		t.Fatalf("got %v, want the transaction committed", err)
 	}
 	var n int64
-	if err := owner.WithTenant(t.Context(), tenant, func(tx *gorm.DB) error {
+	inTenant(t, owner, tenant, func(tx *gorm.DB) error {
 		// The owner may see past the tenant (its own policies): filter.
 		return tx.Raw("SELECT count(*) FROM products WHERE tenant_id = ? AND sku = 'CANCELLED-COMMIT'", tenant).Scan(&n).Error
-	}); err != nil {
-		t.Fatal(err)
-	}
+	})
 	if n != 1 {
 		t.Errorf("got %d rows, want the committed one", n)
 	}
