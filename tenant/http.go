@@ -1,6 +1,7 @@
 package tenant
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"strconv"
@@ -87,30 +88,26 @@ func (h *Handler) create(c *gin.Context) error {
 	return nil
 }
 
-func (h *Handler) list(c *gin.Context) error {
-	page, err := httpx.ParsePage(c)
-	if err != nil {
-		return err
-	}
-	ts, err := h.svc.List(c.Request.Context(), page.After, page.Limit)
-	if err != nil {
-		return err
-	}
-	httpx.WriteList(c, page, ts, ToResponse, func(r Response) uuid.UUID { return r.ID })
-	return nil
+// tenants is how the operator's routes show tenants: every tenant's, with
+// its ETag.
+var tenants = httpx.Resource[Tenant, Response]{
+	Render:  ToResponse,
+	ID:      func(r Response) uuid.UUID { return r.ID },
+	Version: func(t Tenant) int64 { return int64(t.Version) },
+	Tenant:  httpx.NoTenant,
 }
 
+func (h *Handler) list(c *gin.Context) error {
+	return tenants.List(c, func(ctx context.Context, _, after uuid.UUID, limit int) ([]Tenant, error) {
+		return h.svc.List(ctx, after, limit)
+	})
+}
+
+// get answers 200 with the tenant and its ETag, never 304.
 func (h *Handler) get(c *gin.Context) error {
-	id, err := httpx.ParseID(c, "id")
-	if err != nil {
-		return err
-	}
-	t, err := h.svc.Get(c.Request.Context(), id)
-	if err != nil {
-		return err
-	}
-	writeTenant(c, t)
-	return nil
+	return tenants.Action(c, http.StatusOK, func(ctx context.Context, _, id uuid.UUID) (Tenant, error) {
+		return h.svc.Get(ctx, id)
+	})
 }
 
 type updateRequest struct {
@@ -122,20 +119,10 @@ type updateRequest struct {
 }
 
 func (h *Handler) update(c *gin.Context) error {
-	id, err := httpx.ParseID(c, "id")
-	if err != nil {
-		return err
-	}
-	var req updateRequest
-	if err := httpx.BindJSON(c, &req); err != nil {
-		return err
-	}
-	t, err := h.svc.Update(c.Request.Context(), id, Change(req))
-	if err != nil {
-		return err
-	}
-	writeTenant(c, t)
-	return nil
+	return httpx.Update(c, tenants, func(req updateRequest) (Change, error) { return Change(req), nil },
+		func(ctx context.Context, _, id uuid.UUID, ch Change) (Tenant, error) {
+			return h.svc.Update(ctx, id, ch)
+		})
 }
 
 // PlanResponse is a plan as the API shows it.

@@ -57,17 +57,18 @@ func (h *AdminHandler) list(c *gin.Context) error {
 	return nil
 }
 
+// deadLetters is how the operator's routes show a dead letter: as it is,
+// whichever tenant's.
+var deadLetters = httpx.Resource[DeadLetter, DeadLetter]{
+	Render: func(d DeadLetter) DeadLetter { return d },
+	ID:     func(d DeadLetter) uuid.UUID { return d.ID },
+	Tenant: httpx.NoTenant,
+}
+
 func (h *AdminHandler) get(c *gin.Context) error {
-	id, err := httpx.ParseID(c, "id")
-	if err != nil {
-		return err
-	}
-	dl, err := h.dl.DeadLetter(c.Request.Context(), id)
-	if err != nil {
-		return err
-	}
-	c.JSON(http.StatusOK, dl)
-	return nil
+	return deadLetters.Get(c, func(ctx context.Context, _, id uuid.UUID) (DeadLetter, error) {
+		return h.dl.DeadLetter(ctx, id)
+	})
 }
 
 func (h *AdminHandler) replay(c *gin.Context) error {
@@ -89,13 +90,8 @@ func (h *AdminHandler) replay(c *gin.Context) error {
 }
 
 func (h *AdminHandler) discard(c *gin.Context) error {
-	id, err := httpx.ParseID(c, "id")
-	if err != nil {
+	return deadLetters.Delete(c, func(ctx context.Context, _, id uuid.UUID) error {
+		_, err := h.dl.DiscardDeadLetter(ctx, id)
 		return err
-	}
-	if _, err := h.dl.DiscardDeadLetter(c.Request.Context(), id); err != nil {
-		return err
-	}
-	c.Status(http.StatusNoContent)
-	return nil
+	})
 }

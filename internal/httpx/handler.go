@@ -48,16 +48,9 @@ func WriteVersioned(c *gin.Context, version int64, body any) {
 }
 
 // DeleteByID answers DELETE …/:id of a tenant resource: the acting tenant
-// and the :id parameter (TenantAndID), del for them, then 204 No Content.
-// The error is the one to answer with.
+// and the :id parameter (TenantAndID), del for them, then 204 No Content
+// (Resource.Delete of a resource whose tenant is TenantID's). The error is
+// the one to answer with.
 func DeleteByID(c *gin.Context, del func(ctx context.Context, tenantID, id uuid.UUID) error) error {
-	tenantID, id, err := TenantAndID(c)
-	if err != nil {
-		return err
-	}
-	if err := del(c.Request.Context(), tenantID, id); err != nil {
-		return err
-	}
-	c.Status(http.StatusNoContent)
-	return nil
+	return Resource[struct{}, struct{}]{}.Delete(c, del)
 }

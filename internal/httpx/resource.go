@@ -22,9 +22,14 @@ type Resource[M, R any] struct {
 	// resource without versions (no ETag).
 	Version func(M) int64
 	// Tenant resolves the acting tenant, or the refusal to answer with;
-	// nil means TenantID.
+	// nil means TenantID. NoTenant is the one of operator resources.
 	Tenant func(c *gin.Context) (uuid.UUID, error)
 }
+
+// NoTenant is the Tenant of a resource that belongs to no one tenant, on
+// the operator's routes: the handlers' functions get uuid.Nil, and the
+// route's own authorization is the only check.
+func NoTenant(*gin.Context) (uuid.UUID, error) { return uuid.Nil, nil }
 
 // tenant returns the acting tenant (Tenant, else TenantID).
 func (r Resource[M, R]) tenant(c *gin.Context) (uuid.UUID, error) {
@@ -89,9 +94,9 @@ func (r Resource[M, R]) Get(c *gin.Context, get func(ctx context.Context, tenant
 	return nil
 }
 
-// Action answers a POST …/:id/<action> without a body: the resource act
-// returns for the acting tenant and :id, answered status (with its ETag
-// when it has versions).
+// Action answers a POST …/:id/<action> without a body, or a GET …/:id
+// that never answers 304: the resource act returns for the acting tenant
+// and :id, answered status (with its ETag when it has versions).
 func (r Resource[M, R]) Action(c *gin.Context, status int, act func(ctx context.Context, tenantID, id uuid.UUID) (M, error)) error {
 	m, err := r.one(c, act)
 	if err != nil {
@@ -99,6 +104,20 @@ func (r Resource[M, R]) Action(c *gin.Context, status int, act func(ctx context.
 	}
 	r.etag(c, m)
 	c.JSON(status, r.Render(m))
+	return nil
+}
+
+// Delete answers DELETE …/:id: del for the acting tenant and :id
+// (TenantAndID), then 204 No Content.
+func (r Resource[M, R]) Delete(c *gin.Context, del func(ctx context.Context, tenantID, id uuid.UUID) error) error {
+	tenantID, id, err := r.TenantAndID(c)
+	if err != nil {
+		return err
+	}
+	if err := del(c.Request.Context(), tenantID, id); err != nil {
+		return err
+	}
+	c.Status(http.StatusNoContent)
 	return nil
 }
 

@@ -60,6 +60,9 @@ var (
 		Tenant: func(*gin.Context) (uuid.UUID, error) { return owner, nil }}
 	refusing = httpx.Resource[widget, widgetJSON]{Render: versioned.Render, ID: versioned.ID,
 		Tenant: func(*gin.Context) (uuid.UUID, error) { return uuid.Nil, fault.New(fault.Forbidden, "not yours") }}
+	// platform is an operator's: no tenant is refused, uuid.Nil acts (and
+	// holds no widgets).
+	platform = httpx.Resource[widget, widgetJSON]{Render: versioned.Render, ID: versioned.ID, Tenant: httpx.NoTenant}
 )
 
 // wid is the id of widget n.
@@ -113,6 +116,14 @@ func (s *widgets) rename(_ context.Context, tenantID, id uuid.UUID, name string)
 	}
 	w.Name, w.Version = name, w.Version+1
 	return *w, nil
+}
+
+func (s *widgets) remove(_ context.Context, tenantID, id uuid.UUID) error {
+	if _, err := s.find(tenantID, id); err != nil {
+		return err
+	}
+	*s = slices.DeleteFunc(*s, func(w widget) bool { return w.ID == id })
+	return nil
 }
 
 // toName checks a create or rename body: a name is required.
@@ -235,8 +246,8 @@ func page(next byte, items ...string) string {
 	return `{"data":[` + strings.Join(items, ",") + `],"next_cursor":` + nextCursor + `}`
 }
 
-// TestResource: the list, get, create, update and action handlers of a
-// Resource answer with the acting tenant's resources, the statuses,
+// TestResource: the list, get, create, update, action and delete handlers
+// of a Resource answer with the acting tenant's resources, the statuses,
 // Location and ETags of the API, and problem+json for a refused tenant, a
 // bad id, page or body and a missing resource, checked in that order.
 func TestResource(t *testing.T) {
@@ -283,10 +294,19 @@ func TestResource(t *testing.T) {
 		{"action", versioned, "POST /v1/widgets/" + wid(3).String() + "/archive", "", nil, answer{status: 202, etag: `"1"`, body: item(3, "w3")}},
 		{"action: no versions", unversioned, "POST /v1/widgets/" + wid(3).String() + "/archive", "", nil, answer{status: 202, body: item(3, "w3")}},
 		{"action: missing", versioned, "POST /v1/widgets/" + wid(9).String() + "/archive", "", nil, answer{status: 404, code: fault.NotFound}},
+		{"delete", versioned, "DELETE /v1/widgets/" + wid(2).String(), "", nil, answer{status: 204}},
+		{"delete: missing", versioned, "DELETE /v1/widgets/" + wid(9).String(), "", nil, answer{status: 404, code: fault.NotFound}},
+		{"delete: another tenant's", versioned, "DELETE /v1/widgets/" + wid(2).String(), "", map[string]string{"X-Test-Tenant": stranger.String()},
+			answer{status: 404, code: fault.NotFound}},
+		{"delete: bad id", versioned, "DELETE /v1/widgets/w2", "", nil, answer{status: 422, code: fault.Validation, field: "id"}},
+		{"delete: no tenant", versioned, "DELETE /v1/widgets/w2", "", noTenant, answer{status: 401, code: fault.Unauthenticated}},
 		{"own tenant: get without a principal", pinned, "GET /v1/widgets/" + wid(1).String(), "", noTenant, answer{status: 200, body: item(1, "w1")}},
 		{"own tenant refuses: list", refusing, "GET /v1/widgets?limit=0", "", nil, answer{status: 403, code: fault.Forbidden}},
 		{"own tenant refuses: create", refusing, "POST /v1/widgets", `{"name":""}`, nil, answer{status: 403, code: fault.Forbidden}},
 		{"own tenant refuses: update", refusing, "PATCH /v1/widgets/w2", `{"name":""}`, nil, answer{status: 403, code: fault.Forbidden}},
+		{"own tenant refuses: delete", refusing, "DELETE /v1/widgets/w2", "", nil, answer{status: 403, code: fault.Forbidden}},
+		{"no tenant's: list without a principal", platform, "GET /v1/widgets", "", noTenant, answer{status: 200, body: page(0)}},
+		{"no tenant's: get without a principal", platform, "GET /v1/widgets/" + wid(1).String(), "", noTenant, answer{status: 404, code: fault.NotFound}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -309,6 +329,7 @@ func widgetRoutes(res httpx.Resource[widget, widgetJSON], s *widgets) func(r *ht
 			Create: func(c *gin.Context) error { return httpx.Create(c, res, toName, s.create) },
 			Get:    func(c *gin.Context) error { return res.Get(c, s.get) },
 			Update: func(c *gin.Context) error { return httpx.Update(c, res, toName, s.rename) },
+			Delete: func(c *gin.Context) error { return res.Delete(c, s.remove) },
 		})
 		r.Handle(http.MethodPost, "/widgets/:id/archive", widgetsWrite, httpx.Handle(func(c *gin.Context) error {
 			return res.Action(c, http.StatusAccepted, s.get)
