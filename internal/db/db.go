@@ -24,6 +24,8 @@ import (
 	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
+
+	"github.com/tenantd/tenantd/internal/wait"
 )
 
 // DB is the runtime connection pool.
@@ -309,17 +311,9 @@ func (d *DB) retry(ctx context.Context, attempt func() error) error {
 		if n == txAttempts {
 			return fmt.Errorf("after %d attempts: %w", n, err)
 		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("%w (not retried: %w)", err, ctx.Err())
-		}
 		pause := retryPause << (n - 1)
-		pause += rand.N(pause)
-		t := time.NewTimer(pause)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !wait.Sleep(ctx, pause+rand.N(pause)) {
 			return fmt.Errorf("%w (not retried: %w)", err, ctx.Err())
-		case <-t.C:
 		}
 		if fn := d.hooks.onRetry.Load(); fn != nil {
 			(*fn)(code)
@@ -339,13 +333,9 @@ func retryable(err error) (string, bool) {
 		// ran, and the next attempt takes another connection.
 		return "connection", true
 	}
-	var pg *pgconn.PgError
-	if !errors.As(err, &pg) {
-		return "", false
-	}
-	switch pg.Code {
+	switch code := SQLState(err); code {
 	case "40P01", "40001":
-		return pg.Code, true
+		return code, true
 	}
 	return "", false
 }
@@ -380,6 +370,16 @@ func (d *DB) WithPlatform(ctx context.Context, fn func(tx *gorm.DB) error) error
 // rows. It is for SECURITY DEFINER lookups and catalog queries.
 func (d *DB) Unscoped(ctx context.Context) *gorm.DB {
 	return d.gorm.WithContext(ctx)
+}
+
+// SQLState returns the SQLSTATE of the PostgreSQL error in err's chain, or
+// "" when there is none.
+func SQLState(err error) string {
+	var pg *pgconn.PgError
+	if errors.As(err, &pg) {
+		return pg.Code
+	}
+	return ""
 }
 
 // IsUniqueViolation reports whether err is a PostgreSQL unique violation,
@@ -429,14 +429,8 @@ func sameConstraint(got, want string) bool {
 }
 
 // IsCheckViolation reports whether err is a PostgreSQL check violation.
-func IsCheckViolation(err error) bool {
-	var pg *pgconn.PgError
-	return errors.As(err, &pg) && pg.Code == "23514"
-}
+func IsCheckViolation(err error) bool { return SQLState(err) == "23514" }
 
 // IsForeignKeyViolation reports whether err is a PostgreSQL foreign key
 // violation.
-func IsForeignKeyViolation(err error) bool {
-	var pg *pgconn.PgError
-	return errors.As(err, &pg) && pg.Code == "23503"
-}
+func IsForeignKeyViolation(err error) bool { return SQLState(err) == "23503" }
