@@ -6,14 +6,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/redis/go-redis/v9"
 	"gorm.io/gorm"
 
@@ -128,11 +126,11 @@ func (e *Eraser) eraseRows(tx *gorm.DB, tenantID uuid.UUID, slug string, redisKe
 	err = tx.Raw(`SELECT tenant_erase(?, ARRAY(SELECT e.t::regclass FROM json_array_elements_text(?::json) WITH ORDINALITY AS e(t, i) ORDER BY e.i), ?, ?)`,
 		slug, string(list), redisKeys, erasedAt).Scan(&body).Error
 	switch {
-	case sqlState(err) == "P0002":
+	case db.SQLState(err) == "P0002":
 		return Receipt{}, nil, ErrNotFound
-	case sqlState(err) == "55000":
+	case db.SQLState(err) == "55000":
 		return Receipt{}, nil, ErrNotSuspended // reactivated meanwhile
-	case sqlState(err) == "22023":
+	case db.SQLState(err) == "22023":
 		return Receipt{}, nil, ErrConfirm // renamed meanwhile
 	case err != nil:
 		return Receipt{}, nil, fmt.Errorf("erase rows: %w", err)
@@ -166,15 +164,6 @@ func receiptOf(body []byte, tenantID uuid.UUID, redisKeys int64, erasedAt time.T
 		return Receipt{}, fmt.Errorf("receipt encoding: got %s from tenant_erase, want %s", body, want)
 	}
 	return r, nil
-}
-
-// sqlState is err's SQLSTATE, or "" when it is not a PostgreSQL error.
-func sqlState(err error) string {
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		return pgErr.Code
-	}
-	return ""
 }
 
 // digest is the lowercase hex SHA-256 of b.

@@ -8,7 +8,6 @@ import (
 
 	"github.com/cenkalti/backoff/v5"
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5/pgconn"
 	"gorm.io/gorm"
 
 	"github.com/tenantd/tenantd/internal/db"
@@ -262,9 +261,8 @@ func unmendable(err error) bool {
 	if fe, ok := fault.As(err); ok {
 		return fe.Code != fault.Unavailable
 	}
-	var pg *pgconn.PgError
-	if errors.As(err, &pg) && len(pg.Code) == 5 {
-		switch pg.Code[:2] {
+	if code := db.SQLState(err); len(code) == 5 {
+		switch code[:2] {
 		case "22", "23", "42":
 			return true
 		}

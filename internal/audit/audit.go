@@ -14,7 +14,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5/pgconn"
 	"gorm.io/gorm"
 
 	"github.com/tenantd/tenantd/internal/db"
@@ -194,9 +193,8 @@ func transient(err error) bool {
 		errors.Is(err, db.ErrNoTenant) {
 		return false
 	}
-	var pg *pgconn.PgError
-	if errors.As(err, &pg) {
-		switch pg.Code[:2] {
+	if code := db.SQLState(err); code != "" {
+		switch code[:2] {
 		case "08", "40", "53", "55", "57", "58":
 			// connection exception, transaction rollback (40001, 40P01),
 			// insufficient resources, object not in prerequisite state

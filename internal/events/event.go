@@ -3,13 +3,11 @@ package events
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5/pgconn"
 	"gorm.io/gorm"
 
 	"github.com/tenantd/tenantd/internal/db"
@@ -140,7 +138,7 @@ func Append(ctx context.Context, tx *gorm.DB, tenantID uuid.UUID, streamID strin
 	// for it, then skip (it committed) or insert (it rolled back).
 	inserted, err := insertEvents(tx, tenantID, streamID, current, expected == 0, out)
 	if err != nil {
-		if db.IsUniqueViolation(err, "events_stream_version_key") || expected == 0 && isSerializationFailure(err) {
+		if db.IsUniqueViolation(err, "events_stream_version_key") || expected == 0 && db.SQLState(err) == "40001" {
 			// Another transaction appended this version first (in
 			// REPEATABLE READ, one the snapshot does not see); tx is
 			// aborted, and the caller retries the whole transaction. The
@@ -213,12 +211,6 @@ func insertEvents(tx *gorm.DB, tenantID uuid.UUID, streamID string, current int6
 		return nil, err
 	}
 	return inserted, nil
-}
-
-// isSerializationFailure reports whether err is SQLSTATE 40001.
-func isSerializationFailure(err error) bool {
-	var pg *pgconn.PgError
-	return errors.As(err, &pg) && pg.Code == "40001"
 }
 
 // abort makes tx fail to commit (it raises an error in it) and returns err.
