@@ -94,42 +94,18 @@ type createRequest struct {
 func (r createRequest) toModel() (NewProduct, error) {
 	var n NewProduct
 	var missing fault.Fields
-	required := func(field string, given bool) {
-		if !given {
-			missing.Add(field, "is required")
-		}
-	}
-	required("sku", r.SKU != nil)
-	required("name", r.Name != nil)
-	required("price", r.Price != nil)
-	required("currency", r.Currency != nil)
-	if r.SKU != nil {
-		n.SKU = *r.SKU
-	}
-	if r.Name != nil {
-		n.Name = *r.Name
-	}
-	if r.Price != nil {
-		n.Price = *r.Price
-	}
-	if r.Currency != nil {
-		n.Currency = *r.Currency
-	}
+	httpx.Required(&missing, "sku", r.SKU, &n.SKU)
+	httpx.Required(&missing, "name", r.Name, &n.Name)
+	httpx.Required(&missing, "price", r.Price, &n.Price)
+	httpx.Required(&missing, "currency", r.Currency, &n.Currency)
 	if r.Stock != nil {
 		n.Stock = *r.Stock
 	}
 	if len(missing) == 0 {
 		return n, nil // the service validates the values
 	}
-	all := missing
-	if fe, ok := fault.As(n.Validate()); ok {
-		for _, f := range fe.Fields {
-			if !slices.ContainsFunc(missing, func(m fault.FieldError) bool { return m.Field == f.Field }) {
-				all = append(all, f)
-			}
-		}
-	}
-	return n, all.Err()
+	httpx.AddInvalid(&missing, n.Validate())
+	return n, missing.Err()
 }
 
 // updateRequest is the body of PATCH /products/:id.
@@ -155,17 +131,11 @@ type adjustRequest struct {
 }
 
 func (r adjustRequest) toModel() (StockAdjustment, error) {
+	var a StockAdjustment
 	var f fault.Fields
-	if r.Delta == nil {
-		f.Add("delta", "is required")
-	}
-	if r.Reason == nil {
-		f.Add("reason", "is required")
-	}
-	if err := f.Err(); err != nil {
-		return StockAdjustment{}, err
-	}
-	return StockAdjustment{Delta: *r.Delta, Reason: *r.Reason}, nil
+	httpx.Required(&f, "delta", r.Delta, &a.Delta)
+	httpx.Required(&f, "reason", r.Reason, &a.Reason)
+	return a, f.Err()
 }
 
 func (h *Handler) create(c *gin.Context) error {

@@ -3,7 +3,6 @@ package payments
 import (
 	"context"
 	"net/http"
-	"slices"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -108,28 +107,10 @@ func (r createRequest) toModel() (NewPayment, error) {
 	} else {
 		n.OrderID = id
 	}
-	if r.Amount == nil {
-		f.Add("amount", "is required")
-	} else {
-		n.Amount = *r.Amount
-	}
-	if r.Currency == nil {
-		f.Add("currency", "is required")
-	} else {
-		n.Currency = *r.Currency
-	}
-	if r.PaymentMethod == nil {
-		f.Add("payment_method", "is required")
-	} else {
-		n.Method = *r.PaymentMethod
-	}
-	if fe, ok := fault.As(n.Validate()); ok {
-		for _, v := range fe.Fields {
-			if !slices.ContainsFunc(f, func(m fault.FieldError) bool { return m.Field == v.Field }) {
-				f = append(f, v)
-			}
-		}
-	}
+	httpx.Required(&f, "amount", r.Amount, &n.Amount)
+	httpx.Required(&f, "currency", r.Currency, &n.Currency)
+	httpx.Required(&f, "payment_method", r.PaymentMethod, &n.Method)
+	httpx.AddInvalid(&f, n.Validate())
 	return n, f.Err()
 }
 
