@@ -1,7 +1,6 @@
 package auth
 
 import (
-	"errors"
 	"fmt"
 	"time"
 
@@ -67,14 +66,8 @@ func insertMember(tx *gorm.DB, m Member) error {
 }
 
 func findMember(tx *gorm.DB, where string, args ...any) (Member, error) {
-	var r memberRow
-	if err := tx.Where(where, args...).Take(&r).Error; err != nil {
-		if errors.Is(err, gorm.ErrRecordNotFound) {
-			return Member{}, ErrMemberNotFound
-		}
-		return Member{}, fmt.Errorf("find member: %w", err)
-	}
-	return r.toModel(), nil
+	r, err := db.Take[memberRow](tx.Where(where, args...), false, ErrMemberNotFound)
+	return r.toModel(), err
 }
 
 func memberBySubject(tx *gorm.DB, issuer, subject string) (Member, error) {

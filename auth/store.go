@@ -75,14 +75,8 @@ func listKeys(tx *gorm.DB, after uuid.UUID, limit int) ([]Key, error) {
 // findKey returns a key of the tenant, revoked or not; ErrKeyNotFound when
 // there is none with that id.
 func findKey(tx *gorm.DB, id uuid.UUID) (Key, error) {
-	var r keyRow
-	if err := tx.Where("id = ?", id).Take(&r).Error; err != nil {
-		if errors.Is(err, gorm.ErrRecordNotFound) {
-			return Key{}, ErrKeyNotFound
-		}
-		return Key{}, fmt.Errorf("find api key: %w", err)
-	}
-	return r.toModel(), nil
+	r, err := db.Take[keyRow](tx.Where("id = ?", id), false, ErrKeyNotFound)
+	return r.toModel(), err
 }
 
 // revokeKey marks a live key revoked and returns it; ErrKeyNotFound when the

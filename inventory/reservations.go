@@ -13,6 +13,7 @@ import (
 
 	"github.com/tenantd/tenantd/internal/fault"
 	"github.com/tenantd/tenantd/internal/httpx"
+	"github.com/tenantd/tenantd/internal/page"
 )
 
 // ReservationStatus is where a reservation stands.
@@ -62,6 +63,11 @@ type reservationRow struct {
 }
 
 func (reservationRow) TableName() string { return "reservations" }
+
+func (r reservationRow) toModel() (Reservation, error) {
+	return Reservation{ID: r.ID, OrderID: r.OrderID, ProductID: r.ProductID, Quantity: r.Quantity,
+		Status: ReservationStatus(r.Status), ExpiresAt: r.ExpiresAt.UTC()}, nil
+}
 
 // Reserve holds stock for an order inside tx, a transaction scoped to
 // tenantID, in two statements (two round trips, however many lines), each
@@ -237,19 +243,11 @@ func (s *Service) Reservations(ctx context.Context, tenantID, productID uuid.UUI
 		if _, err := findProduct(tx, tenantID, productID, false); err != nil {
 			return err
 		}
-		out = out[:0] // WithTenant may run this again
-		var rows []reservationRow
-		q := tx.Where("tenant_id = ? AND product_id = ?", tenantID, productID).Order("id").Limit(limit + 1)
-		if after != uuid.Nil {
-			q = q.Where("id > ?", after)
-		}
-		if err := q.Find(&rows).Error; err != nil {
+		rs, err := page.Find(tx.Where("tenant_id = ? AND product_id = ?", tenantID, productID), after, limit, reservationRow.toModel)
+		if err != nil {
 			return fmt.Errorf("list reservations: %w", err)
 		}
-		for _, r := range rows {
-			out = append(out, Reservation{ID: r.ID, OrderID: r.OrderID, ProductID: r.ProductID, Quantity: r.Quantity,
-				Status: ReservationStatus(r.Status), ExpiresAt: r.ExpiresAt.UTC()})
-		}
+		out = rs
 		return nil
 	})
 	return out, err

@@ -1,16 +1,14 @@
 package inventory
 
 import (
-	"errors"
 	"fmt"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5/pgconn"
 	"gorm.io/gorm"
-	"gorm.io/gorm/clause"
 
 	"github.com/tenantd/tenantd/internal/db"
+	"github.com/tenantd/tenantd/internal/page"
 )
 
 // productRow is a row of the products table.
@@ -96,29 +94,17 @@ func insertProduct(tx *gorm.DB, r productRow) (productRow, error) {
 // findProduct reads one product; with forUpdate it also locks the row until
 // the transaction ends.
 func findProduct(tx *gorm.DB, tenantID, id uuid.UUID, forUpdate bool) (productRow, error) {
-	q := tx.Where("tenant_id = ? AND id = ?", tenantID, id)
-	if forUpdate {
-		q = q.Clauses(clause.Locking{Strength: clause.LockingStrengthUpdate})
-	}
-	var r productRow
-	err := q.Take(&r).Error
-	if errors.Is(err, gorm.ErrRecordNotFound) {
-		return productRow{}, ErrNotFound
-	}
-	return r, err
+	return db.TenantRow[productRow](tx, tenantID, id, forUpdate, ErrNotFound)
 }
 
 // listProducts returns up to q.Limit+1 products after q.After, by id.
 func listProducts(tx *gorm.DB, tenantID uuid.UUID, q ListQuery) ([]productRow, error) {
 	stmt := tx.Where("tenant_id = ?", tenantID)
-	if q.After != uuid.Nil {
-		stmt = stmt.Where("id > ?", q.After)
-	}
 	if q.SKU != "" {
 		stmt = stmt.Where("sku = ?", q.SKU)
 	}
 	var rows []productRow
-	err := stmt.Order("id").Limit(q.Limit + 1).Find(&rows).Error
+	err := page.ByID(stmt, q.After, q.Limit).Find(&rows).Error
 	return rows, err
 }
 
@@ -146,7 +132,7 @@ func updateProduct(tx *gorm.DB, r productRow, version int) (productRow, error) {
 func deleteProduct(tx *gorm.DB, tenantID, id uuid.UUID) error {
 	res := tx.Where("tenant_id = ? AND id = ? AND stock_reserved = 0", tenantID, id).Delete(&productRow{})
 	switch {
-	case pgCode(res.Error) == pgForeignKeyViolation:
+	case db.SQLState(res.Error) == pgForeignKeyViolation:
 		return ErrInUse
 	case res.Error != nil:
 		return res.Error
@@ -170,7 +156,7 @@ func adjustStock(tx *gorm.DB, tenantID, id uuid.UUID, delta int64) (productRow, 
 		RETURNING `+productColumns,
 		delta, tenantID, id, delta).Scan(&out).Error
 	switch {
-	case pgCode(err) == pgNumericOutOfRange:
+	case db.SQLState(err) == pgNumericOutOfRange:
 		return productRow{}, ErrStockOverflow
 	case db.IsCheckViolation(err):
 		return productRow{}, ErrBelowReserved
@@ -183,13 +169,4 @@ func adjustStock(tx *gorm.DB, tenantID, id uuid.UUID, delta int64) (productRow, 
 		return productRow{}, err
 	}
 	return productRow{}, ErrBelowReserved
-}
-
-// pgCode returns the SQLSTATE of a PostgreSQL error, or "".
-func pgCode(err error) string {
-	var pg *pgconn.PgError
-	if errors.As(err, &pg) {
-		return pg.Code
-	}
-	return ""
 }

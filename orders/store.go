@@ -2,7 +2,6 @@ package orders
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
@@ -11,6 +10,7 @@ import (
 	"gorm.io/gorm/clause"
 
 	"github.com/tenantd/tenantd/internal/db"
+	"github.com/tenantd/tenantd/internal/page"
 )
 
 // viewRow is the order_views row: the read model of one order.
@@ -97,39 +97,21 @@ func boundTenant(tx *gorm.DB) (uuid.UUID, error) {
 
 // getView reads one order through q (ofTenant, where the tenant is known).
 func getView(q *gorm.DB, id uuid.UUID, forUpdate bool) (Order, error) {
-	var r viewRow
-	q = q.Where("id = ?", id)
-	if forUpdate {
-		q = q.Clauses(clause.Locking{Strength: "UPDATE"})
-	}
-	if err := q.Take(&r).Error; err != nil {
-		if errors.Is(err, gorm.ErrRecordNotFound) {
-			return Order{}, ErrNotFound
-		}
-		return Order{}, fmt.Errorf("get order %s: %w", id, err)
+	r, err := db.Take[viewRow](q.Where("id = ?", id), forUpdate, ErrNotFound)
+	if err != nil {
+		return Order{}, err
 	}
 	return r.toOrder()
 }
 
 func listViews(tx *gorm.DB, tenantID uuid.UUID, status Status, after uuid.UUID, limit int) ([]Order, error) {
-	var rows []viewRow
-	q := ofTenant(tx, tenantID).Order("id").Limit(limit + 1)
+	q := ofTenant(tx, tenantID)
 	if status != "" {
 		q = q.Where("status = ?", string(status))
 	}
-	if after != uuid.Nil {
-		q = q.Where("id > ?", after)
-	}
-	if err := q.Find(&rows).Error; err != nil {
+	out, err := page.Find(q, after, limit, viewRow.toOrder)
+	if err != nil {
 		return nil, fmt.Errorf("list orders: %w", err)
-	}
-	out := make([]Order, len(rows))
-	for i, r := range rows {
-		o, err := r.toOrder()
-		if err != nil {
-			return nil, err
-		}
-		out[i] = o
 	}
 	return out, nil
 }

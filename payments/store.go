@@ -2,13 +2,11 @@ package payments
 
 import (
 	"database/sql"
-	"errors"
 	"fmt"
 	"time"
 
 	"github.com/google/uuid"
 	"gorm.io/gorm"
-	"gorm.io/gorm/clause"
 
 	"github.com/tenantd/tenantd/internal/db"
 	"github.com/tenantd/tenantd/internal/page"
@@ -170,16 +168,7 @@ func settlePayment(tx *gorm.DB, r paymentRow) (paymentRow, bool, error) {
 // findPayment reads one payment; with forUpdate it also locks the row until
 // the transaction ends.
 func findPayment(tx *gorm.DB, tenantID, id uuid.UUID, forUpdate bool) (paymentRow, error) {
-	q := tx.Where("tenant_id = ? AND id = ?", tenantID, id)
-	if forUpdate {
-		q = q.Clauses(clause.Locking{Strength: clause.LockingStrengthUpdate})
-	}
-	var r paymentRow
-	err := q.Take(&r).Error
-	if errors.Is(err, gorm.ErrRecordNotFound) {
-		return paymentRow{}, ErrNotFound
-	}
-	return r, err
+	return db.TenantRow[paymentRow](tx, tenantID, id, forUpdate, ErrNotFound)
 }
 
 // listPayments returns up to q.Limit+1 payments after q.After, by id.
@@ -302,12 +291,7 @@ func settleRefund(tx *gorm.DB, r refundRow) (refundRow, bool, error) {
 
 // findRefund reads one refund.
 func findRefund(tx *gorm.DB, tenantID, id uuid.UUID) (refundRow, error) {
-	var r refundRow
-	err := tx.Where("tenant_id = ? AND id = ?", tenantID, id).Take(&r).Error
-	if errors.Is(err, gorm.ErrRecordNotFound) {
-		return refundRow{}, ErrRefundNotFound
-	}
-	return r, err
+	return db.TenantRow[refundRow](tx, tenantID, id, false, ErrRefundNotFound)
 }
 
 // stale is a (tenant, id) pair from the reconciler's cross-tenant reads.

@@ -2,7 +2,6 @@ package tenant
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
@@ -81,12 +80,9 @@ func insertTenant(tx *gorm.DB, t Tenant) error {
 }
 
 func getTenant(tx *gorm.DB, id uuid.UUID) (Tenant, error) {
-	var r tenantRow
-	if err := tx.Where("id = ?", id).Take(&r).Error; err != nil {
-		if errors.Is(err, gorm.ErrRecordNotFound) {
-			return Tenant{}, ErrNotFound
-		}
-		return Tenant{}, fmt.Errorf("get tenant: %w", err)
+	r, err := db.Take[tenantRow](tx.Where("id = ?", id), false, ErrNotFound)
+	if err != nil {
+		return Tenant{}, err
 	}
 	return r.toModel()
 }
@@ -124,28 +120,12 @@ func updateTenant(tx *gorm.DB, t Tenant, version int) (Tenant, error) {
 	return getTenant(tx, t.ID)
 }
 
-// planRow is the plans row.
-type planRow struct {
-	Name          string
-	DisplayName   string
-	RatePerSecond int
-	Burst         int
-	MonthlyPrice  int64
-	Currency      string
-	SortOrder     int
-}
-
-func (planRow) TableName() string { return "plans" }
-
+// listPlans reads the plans in their sort order, straight into Plan (its
+// fields are the plans columns).
 func listPlans(tx *gorm.DB) ([]Plan, error) {
-	var rows []planRow
-	if err := tx.Order("sort_order").Find(&rows).Error; err != nil {
+	var out []Plan
+	if err := tx.Table("plans").Order("sort_order").Find(&out).Error; err != nil {
 		return nil, fmt.Errorf("list plans: %w", err)
-	}
-	out := make([]Plan, len(rows))
-	for i, r := range rows {
-		out[i] = Plan{Name: r.Name, DisplayName: r.DisplayName, RatePerSecond: r.RatePerSecond,
-			Burst: r.Burst, MonthlyPrice: r.MonthlyPrice, Currency: r.Currency}
 	}
 	return out, nil
 }
