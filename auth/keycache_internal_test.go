@@ -1,10 +1,7 @@
 package auth
 
 import (
-	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -20,13 +17,10 @@ func TestUnknownPrefixForgottenWhenIssued(t *testing.T) {
 	env := testenv.Get(t)
 	ctx := t.Context()
 	tenantID := testenv.NewTenant(t).ID
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := testenv.Logger()
 	one := NewService(env.OpenDB(t, 2), env.RedisClient(t), 10*time.Second, log)
 	two := NewService(env.OpenDB(t, 2), env.RedisClient(t), 10*time.Second, log)
-	listen, stop := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { two.ListenForInvalidations(listen); close(done) }()
-	t.Cleanup(func() { stop(); <-done })
+	testenv.Background(t, two.ListenForInvalidations)
 	// The listener is subscribed once it hears a message.
 	testenv.Eventually(t, 5*time.Second, func() (bool, string) {
 		one.invalidate(ctx, "key:probe")

@@ -2,11 +2,7 @@ package auth_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
-	"log/slog"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -55,22 +51,12 @@ func newReplica(t *testing.T, opts auth.RBACOptions, withRedis bool) replica {
 func newReplicaOn(t *testing.T, opts auth.RBACOptions, rdb *redis.Client) replica {
 	t.Helper()
 	d := testenv.Get(t).OpenDB(t, 4)
-	r, err := auth.NewRBAC(d, rdb, testLogger(), opts)
+	r, err := auth.NewRBAC(d, rdb, testenv.Logger(), opts)
 	if err != nil {
 		t.Fatalf("NewRBAC: %v", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { r.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
+	testenv.Background(t, r.Run)
 	return replica{RBAC: r, db: d}
-}
-
-func testLogger() *slog.Logger {
-	if os.Getenv("TESTENV_VERBOSE") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, nil))
-	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
 // as is a principal of the tenant with the given roles.
@@ -300,25 +286,11 @@ func TestConcurrentCreatesAcrossReplicas(t *testing.T) {
 	ctx := context.Background()
 	for round := range 10 {
 		tenant := testenv.NewTenant(t).ID
-		errs := make([]error, 4)
-		var wg sync.WaitGroup
-		for i := range errs {
-			wg.Go(func() {
-				perm := auth.Permissions[i]
-				_, errs[i] = replicas[i%2].CreateRole(ctx, as(tenant, "admin"), auth.Role{Name: "dup", Permissions: []string{perm}})
-			})
-		}
-		wg.Wait()
-		created := 0
-		for _, err := range errs {
-			switch {
-			case err == nil:
-				created++
-			case !errors.Is(err, auth.ErrRoleExists):
-				t.Fatalf("round %d: got %v, want nil or ErrRoleExists", round, err)
-			}
-		}
-		if created != 1 {
+		errs := testenv.Race(4, func(i int) error {
+			_, err := replicas[i%2].CreateRole(ctx, as(tenant, "admin"), auth.Role{Name: "dup", Permissions: []string{auth.Permissions[i]}})
+			return err
+		})
+		if created := testenv.Succeeded(t, errs, auth.ErrRoleExists); created != 1 {
 			t.Fatalf("round %d: %d creates succeeded, want 1", round, created)
 		}
 		roles, err := replicas[0].ListRoles(ctx, tenant)

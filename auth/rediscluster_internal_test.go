@@ -1,11 +1,8 @@
 package auth
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -35,16 +32,14 @@ func TestRedisCluster(t *testing.T) {
 	t.Run("policy watcher", func(t *testing.T) { checkPolicyWatcher(t, cl) })
 }
 
-func discardLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
-
 // checkThrottle spends and gives back failures of random IPv6 clients
 // with a budget of two, on the cluster and on one node.
 func checkThrottle(t *testing.T, cl *rediscluster.Cluster) {
 	ctx := t.Context()
 	limit := FailureLimit{Burst: 2, Every: time.Hour}
-	onCluster := newThrottle(nil, limit, discardLog())
+	onCluster := newThrottle(nil, limit, testenv.Logger())
 	onCluster.limiter = redis_rate.NewLimiter(cl.Client(t))
-	onNode := newThrottle(testenv.Get(t).RedisClient(t), limit, discardLog())
+	onNode := newThrottle(testenv.Get(t).RedisClient(t), limit, testenv.Logger())
 	var prefixes []string
 	for range 48 {
 		client := fmt.Sprintf("2001:db8:%x:%x:%x::1", rand.Uint32N(1<<16), rand.Uint32N(1<<16), rand.Uint32N(1<<16))
@@ -89,12 +84,9 @@ func checkThrottle(t *testing.T, cl *rediscluster.Cluster) {
 func checkInvalidations(t *testing.T, cl *rediscluster.Cluster) {
 	ctx := t.Context()
 	nodes := cl.NodeClients(t)
-	one := NewService(nil, nodes[0], 10*time.Second, discardLog())
-	two := NewService(nil, nodes[2], 10*time.Second, discardLog())
-	listen, stop := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { two.ListenForInvalidations(listen); close(done) }()
-	t.Cleanup(func() { stop(); <-done })
+	one := NewService(nil, nodes[0], 10*time.Second, testenv.Logger())
+	two := NewService(nil, nodes[2], 10*time.Second, testenv.Logger())
+	testenv.Background(t, two.ListenForInvalidations)
 	testenv.Eventually(t, 5*time.Second, func() (bool, string) {
 		one.invalidate(ctx, "key:probe")
 		return two.recent.Contains("probe"), "the replica on the third master hears the first's invalidations"
@@ -129,14 +121,11 @@ func checkPolicyWatcher(t *testing.T, cl *rediscluster.Cluster) {
 	nodes := cl.NodeClients(t)
 	opts := RBACOptions{ReloadInterval: time.Hour, Channel: "test:casbin:" + t.Name()}
 	replica := func(rdb *redis.Client) *RBAC {
-		r, err := NewRBAC(env.OpenDB(t, 4), rdb, discardLog(), opts)
+		r, err := NewRBAC(env.OpenDB(t, 4), rdb, testenv.Logger(), opts)
 		if err != nil {
 			t.Fatalf("NewRBAC: %v", err)
 		}
-		run, stop := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { r.Run(run); close(done) }()
-		t.Cleanup(func() { stop(); <-done })
+		testenv.Background(t, r.Run)
 		return r
 	}
 	a, b := replica(nodes[0]), replica(nodes[1])

@@ -240,15 +240,6 @@ func (r rateLimiter) AllowRequest(ctx context.Context, tenantID uuid.UUID, plan 
 func runCounter(b *testing.B, rdb *redis.Client, d *db.DB, log *slog.Logger) *billing.Counter {
 	b.Helper()
 	counter := billing.NewCounter(rdb, d, log, time.Now)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		counter.Run(ctx)
-	}()
-	b.Cleanup(func() {
-		cancel()
-		<-done
-	})
+	testenv.Background(b, counter.Run)
 	return counter
 }

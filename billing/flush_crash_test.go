@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"os/exec"
 	"strings"
@@ -50,7 +48,7 @@ func runKilledFlusher(step string) int {
 		return 2
 	}
 	tenant := os.Getenv(crashEnv + "_TENANT")
-	c := billing.NewCounter(redis.NewClient(opts), d, slog.New(slog.NewTextHandler(io.Discard, nil)), time.Now)
+	c := billing.NewCounter(redis.NewClient(opts), d, testenv.Logger(), time.Now)
 	die := func(key string) error {
 		if strings.Contains(key, tenant) {
 			if err := syscall.Kill(os.Getpid(), syscall.SIGKILL); err != nil {

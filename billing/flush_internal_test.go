@@ -3,8 +3,6 @@ package billing
 import (
 	"context"
 	"errors"
-	"io"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -27,7 +25,7 @@ func newFlushRig(t *testing.T) flushRig {
 	env := testenv.Get(t)
 	app := env.OpenDB(t, 4)
 	id := testenv.NewTenant(t).ID
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := testenv.Logger()
 	return flushRig{app: app, c: NewCounter(env.RedisClient(t), app, log, time.Now), tenant: id}
 }
 

@@ -197,16 +197,7 @@ func meterProblemCode(w *httptest.ResponseRecorder) string {
 // runMeterCounter runs c until the test ends (waiting for its final flush).
 func runMeterCounter(t *testing.T, c *billing.Counter) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		c.Run(ctx)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
+	testenv.Background(t, c.Run)
 }
 
 // rateLimiter lets middleware.RateLimit ask l, as the app's adapter does.

@@ -2,8 +2,6 @@ package billing
 
 import (
 	"fmt"
-	"io"
-	"log/slog"
 	"maps"
 	"slices"
 	"strings"
@@ -73,7 +71,7 @@ func TestRedisCluster(t *testing.T) {
 	if left := cl.Keys(t, "usage*"); len(left) != 0 {
 		t.Errorf("usage keys left in the cluster after the drain: %v", left)
 	}
-	if err := NewCounter(single, app, quietLog(), time.Now).drainLegacy(t.Context()); err != nil {
+	if err := NewCounter(single, app, testenv.Logger(), time.Now).drainLegacy(t.Context()); err != nil {
 		t.Fatalf("drain on one node: %v", err)
 	}
 	for i := range clusterTenants {
@@ -121,9 +119,9 @@ func checkRateLimits(t *testing.T, cc *redis.ClusterClient, single *redis.Client
 // through Limits itself, with its limiter on the cluster and on one node.
 func checkAllowRequest(t *testing.T, app *db.DB, cc *redis.ClusterClient, single *redis.Client, ids []string) {
 	t.Helper()
-	onCluster := NewLimits(single, app, quietLog(), LimitOptions{})
+	onCluster := NewLimits(single, app, testenv.Logger(), LimitOptions{})
 	onCluster.limiter = redis_rate.NewLimiter(cc)
-	onNode := NewLimits(single, app, quietLog(), LimitOptions{})
+	onNode := NewLimits(single, app, testenv.Logger(), LimitOptions{})
 	for _, id := range ids {
 		var answers []string
 		for _, l := range []*Limits{onCluster, onNode} {
@@ -176,7 +174,7 @@ func drainOnCluster(t *testing.T, cl *rediscluster.Cluster, app *db.DB) []string
 	var mu sync.Mutex
 	var flushing []string
 	for _, node := range cl.NodeClients(t) {
-		c := NewCounter(node, app, quietLog(), time.Now)
+		c := NewCounter(node, app, testenv.Logger(), time.Now)
 		c.hooks.afterRename = func(key string) error {
 			mu.Lock()
 			defer mu.Unlock()
@@ -243,5 +241,3 @@ func keyNames(keys []rediscluster.Key) []string {
 	}
 	return slices.Sorted(maps.Keys(names))
 }
-
-func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
