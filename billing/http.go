@@ -120,15 +120,15 @@ func (h *Handler) periodParam(c *gin.Context) (string, error) {
 }
 
 func (h *Handler) usage(c *gin.Context) error {
-	p, ok := identity.FromContext(c.Request.Context())
-	if !ok || p.TenantID == uuid.Nil {
-		return fault.New(fault.Unauthenticated, "a credential is required")
+	tenantID, err := httpx.TenantID(c)
+	if err != nil {
+		return err
 	}
 	period, err := h.periodParam(c)
 	if err != nil {
 		return err
 	}
-	rep, err := h.reports.TenantUsage(c.Request.Context(), p.TenantID, period)
+	rep, err := h.reports.TenantUsage(c.Request.Context(), tenantID, period)
 	if err != nil {
 		return err
 	}
