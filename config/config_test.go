@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tenantd/tenantd/internal/testenv"
 )
 
 // env returns a getenv over vars.
@@ -51,20 +53,11 @@ func TestDatabaseTimeouts(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c, err := Load(env(tt.vars))
-			if tt.wantErr != "" {
-				if err == nil {
-					t.Fatalf("got no error, want one naming %s", tt.wantErr)
-				}
-				if !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("got error %q, want it to contain %q", err, tt.wantErr)
-				}
+			if testenv.WantErr(t, "Load", err, tt.wantErr) {
 				if tt.wantNotInErr != "" && strings.Contains(err.Error(), tt.wantNotInErr) {
 					t.Fatalf("got error %q, want it not to name %s", err, tt.wantNotInErr)
 				}
 				return
-			}
-			if err != nil {
-				t.Fatalf("Load: %v", err)
 			}
 			if c.DBLockTimeout != tt.wantLock || c.DBStatementTimeout != tt.wantStmt || c.DBIdleInTxTimeout != tt.wantIdle {
 				t.Fatalf("got lock %v, statement %v, idle in transaction %v; want %v, %v, %v",

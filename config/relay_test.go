@@ -3,6 +3,8 @@ package config
 import (
 	"strings"
 	"testing"
+
+	"github.com/tenantd/tenantd/internal/testenv"
 )
 
 // TestEventRelay checks EVENT_RELAY and NATS_URL: off by default, nats with
@@ -32,14 +34,8 @@ func TestEventRelay(t *testing.T) {
 				vars[k] = v
 			}
 			c, err := Load(env(vars))
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("got error %v, want one containing %q", err, tt.wantErr)
-				}
+			if testenv.WantErr(t, "Load", err, tt.wantErr) {
 				return
-			}
-			if err != nil {
-				t.Fatalf("Load: %v", err)
 			}
 			if c.EventRelay != tt.wantRelay {
 				t.Errorf("got EventRelay %q, want %q", c.EventRelay, tt.wantRelay)
