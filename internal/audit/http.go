@@ -99,16 +99,9 @@ func (h *Handler) list(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	out := httpx.List[EventResponse]{Data: make([]EventResponse, 0, min(len(evs), f.Limit))}
-	for i, e := range evs {
-		if i == f.Limit {
-			cur := h.cursors.Seal(tenantID, evs[i-1].Position)
-			out.NextCursor = &cur
-			break
-		}
-		out.Data = append(out.Data, ToResponse(e))
-	}
-	c.JSON(http.StatusOK, out)
+	c.JSON(http.StatusOK, httpx.RenderList(evs, f.Limit, ToResponse, func(e Event) string {
+		return h.cursors.Seal(tenantID, e.Position)
+	}))
 	return nil
 }
 

@@ -55,15 +55,8 @@ func (h *PlatformHandler) list(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	out := PlatformList{Data: make([]EventResponse, 0, min(len(events), limit))}
-	for i, e := range events {
-		if i == limit {
-			next := strconv.FormatInt(events[limit-1].Seq, 10)
-			out.NextCursor = &next
-			break
-		}
-		out.Data = append(out.Data, ToResponse(e))
-	}
-	c.JSON(http.StatusOK, out)
+	c.JSON(http.StatusOK, PlatformList(httpx.RenderList(events, limit, ToResponse, func(e Event) string {
+		return strconv.FormatInt(e.Seq, 10)
+	})))
 	return nil
 }

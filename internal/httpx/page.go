@@ -57,15 +57,25 @@ func Limit(c *gin.Context, fields *fault.Fields) int {
 // NewList builds the envelope from up to limit+1 items fetched by the store:
 // an extra item means there is a next page, whose cursor is the last id kept.
 func NewList[T any](items []T, limit int, idOf func(T) uuid.UUID) List[T] {
-	l := List[T]{Data: items}
-	if l.Data == nil {
-		l.Data = []T{}
-	}
-	if len(items) > limit {
-		l.Data = items[:limit]
-		last := idOf(items[limit-1])
-		cur := base64.RawURLEncoding.EncodeToString(last[:])
-		l.NextCursor = &cur
+	return RenderList(items, limit, func(t T) T { return t }, func(t T) string {
+		last := idOf(t)
+		return base64.RawURLEncoding.EncodeToString(last[:])
+	})
+}
+
+// RenderList builds the envelope from up to limit+1 items fetched by the
+// store, for a list whose cursor is its own: the first limit items, each
+// rendered by render, and when there is one more, a next page, whose cursor
+// is cursorOf the last item kept. limit is at least 1.
+func RenderList[M, R any](items []M, limit int, render func(M) R, cursorOf func(M) string) List[R] {
+	l := List[R]{Data: make([]R, 0, min(len(items), limit))}
+	for i, m := range items {
+		if i == limit {
+			cur := cursorOf(items[i-1])
+			l.NextCursor = &cur
+			break
+		}
+		l.Data = append(l.Data, render(m))
 	}
 	return l
 }
