@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -256,35 +255,15 @@ func TestConcurrentStockAdjustments(t *testing.T) {
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			p := f.productReserved(t, tenantID, fmt.Sprintf("RACE-%d", i), tt.stock, tt.reserved)
-			var (
-				wg          sync.WaitGroup
-				mu          sync.Mutex
-				ok, refused int
-				unexpected  []error
-			)
-			for range tt.workers {
-				wg.Go(func() {
-					got, err := f.svc.AdjustStock(ctx, tenantID, p.ID, inventory.StockAdjustment{Delta: -1, Reason: "sale"})
-					mu.Lock()
-					defer mu.Unlock()
-					switch {
-					case err == nil && got.Stock >= got.Reserved:
-						ok++
-					case errors.Is(err, inventory.ErrBelowReserved):
-						refused++
-					case err == nil:
-						unexpected = append(unexpected, fmt.Errorf("stock %d below reserved %d", got.Stock, got.Reserved))
-					default:
-						unexpected = append(unexpected, err)
-					}
-				})
-			}
-			wg.Wait()
-			if len(unexpected) > 0 {
-				t.Fatalf("got unexpected results %v, want none", unexpected)
-			}
-			if ok != tt.wantOK || refused != tt.workers-tt.wantOK {
-				t.Errorf("got %d succeeded and %d refused, want %d and %d", ok, refused, tt.wantOK, tt.workers-tt.wantOK)
+			errs := testenv.Race(tt.workers, func(int) error {
+				got, err := f.svc.AdjustStock(ctx, tenantID, p.ID, inventory.StockAdjustment{Delta: -1, Reason: "sale"})
+				if err == nil && got.Stock < got.Reserved {
+					return fmt.Errorf("stock %d below reserved %d", got.Stock, got.Reserved)
+				}
+				return err
+			})
+			if ok := testenv.Succeeded(t, errs, inventory.ErrBelowReserved); ok != tt.wantOK {
+				t.Errorf("got %d succeeded and %d refused, want %d and %d", ok, tt.workers-ok, tt.wantOK, tt.workers-tt.wantOK)
 			}
 			after, err := f.svc.Get(ctx, tenantID, p.ID)
 			if err != nil {
@@ -357,27 +336,12 @@ func TestConcurrentUpdatesWithSameVersion(t *testing.T) {
 	tenantID := testenv.NewTenant(t).ID
 	p := f.product(t, tenantID, "CAS", 1)
 	const workers = 10
-	var wg sync.WaitGroup
-	errs := make([]error, workers)
-	for i := range workers {
-		wg.Go(func() {
-			_, errs[i] = f.svc.Update(ctx, tenantID, p.ID, inventory.ProductChange{Price: ptr(int64(i)), IfVersion: ptr(1)})
-		})
-	}
-	wg.Wait()
-	var ok, mismatched int
-	for _, err := range errs {
-		switch {
-		case err == nil:
-			ok++
-		case errors.Is(err, inventory.ErrVersionMismatch):
-			mismatched++
-		default:
-			t.Errorf("got %v, want success or %v", err, inventory.ErrVersionMismatch)
-		}
-	}
-	if ok != 1 || mismatched != workers-1 {
-		t.Errorf("got %d succeeded and %d mismatched, want 1 and %d", ok, mismatched, workers-1)
+	errs := testenv.Race(workers, func(i int) error {
+		_, err := f.svc.Update(ctx, tenantID, p.ID, inventory.ProductChange{Price: ptr(int64(i)), IfVersion: ptr(1)})
+		return err
+	})
+	if ok := testenv.Succeeded(t, errs, inventory.ErrVersionMismatch); ok != 1 {
+		t.Errorf("got %d succeeded and %d mismatched, want 1 and %d", ok, workers-ok, workers-1)
 	}
 }
 

@@ -64,7 +64,7 @@ func TestAuthFailedBursts(t *testing.T) {
 		t.Parallel()
 		tn := testenv.NewTenant(t)
 		clk := testenv.NewClock(time.Now())
-		aud := audit.New(app, quietLog(), audit.Options{FailureBurst: threshold, FailureWindow: time.Minute, Now: clk.Now})
+		aud := audit.New(app, testenv.Logger(), audit.Options{FailureBurst: threshold, FailureWindow: time.Minute, Now: clk.Now})
 		steps := []struct {
 			failures int
 			advance  time.Duration
@@ -102,7 +102,7 @@ func TestAuthFailedBursts(t *testing.T) {
 		for _, name := range []string{"slug", "id"} {
 			t.Run(name, func(t *testing.T) {
 				tn := testenv.NewTenant(t)
-				aud := audit.New(app, quietLog(), audit.Options{FailureBurst: threshold})
+				aud := audit.New(app, testenv.Logger(), audit.Options{FailureBurst: threshold})
 				named := tn.Slug
 				if name == "id" {
 					named = tn.ID.String()
@@ -124,7 +124,7 @@ func TestAuthFailedBursts(t *testing.T) {
 	t.Run("no known tenant records nothing", func(t *testing.T) {
 		t.Parallel()
 		tn := testenv.NewTenant(t)
-		aud := audit.New(app, quietLog(), audit.Options{FailureBurst: threshold})
+		aud := audit.New(app, testenv.Logger(), audit.Options{FailureBurst: threshold})
 		for range 3 * threshold {
 			aud.AuthFailed(origin("192.0.2.45"), audit.Failure{KeyPrefix: "unknownprefix"})
 			aud.AuthFailed(origin("192.0.2.45"), audit.Failure{NamedTenant: "no-such-tenant-" + tn.Slug})

@@ -3,8 +3,6 @@ package audit_test
 import (
 	"context"
 	"errors"
-	"io"
-	"log/slog"
 	"net/url"
 	"slices"
 	"sync"
@@ -87,7 +85,7 @@ func events(t testing.TB, d *db.DB, tenantID uuid.UUID) []audit.Event {
 // listAll returns the tenant's events in position order, sealed or not.
 func listAll(t testing.TB, d *db.DB, tenantID uuid.UUID) []audit.Event {
 	t.Helper()
-	a := audit.New(d, quietLog(), audit.Options{})
+	a := audit.New(d, testenv.Logger(), audit.Options{})
 	var out []audit.Event
 	for before := int64(0); ; {
 		page, err := a.List(t.Context(), tenantID, audit.Filter{Limit: 200, BeforePosition: before})
@@ -130,7 +128,7 @@ func startSealer(t testing.TB) {
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			audit.New(d, quietLog(), audit.Options{SealInterval: sealInterval}).RunSealer(ctx)
+			audit.New(d, testenv.Logger(), audit.Options{SealInterval: sealInterval}).RunSealer(ctx)
 		}()
 		testenv.AfterTests(func() error {
 			cancel()
@@ -162,9 +160,6 @@ func unsealed(t testing.TB, d *db.DB, tenantID uuid.UUID) int64 {
 	}
 	return n
 }
-
-// quietLog discards log lines.
-func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // sqlState returns the SQLSTATE of a PostgreSQL error, or "".
 func sqlState(err error) string {

@@ -61,7 +61,7 @@ func TestListEvents(t *testing.T) {
 	waitSealed(t, app, a.ID)
 	waitSealed(t, app, b.ID)
 
-	aud := audit.New(app, quietLog(), audit.Options{})
+	aud := audit.New(app, testenv.Logger(), audit.Options{})
 	e := gin.New()
 	e.ContextWithFallback = true
 	v1 := e.Group("/v1", func(c *gin.Context) {

@@ -50,7 +50,7 @@ func newMWHarness(t *testing.T) *mwHarness {
 	gin.SetMode(gin.TestMode)
 	env := testenv.Get(t)
 	h := &mwHarness{app: env.OpenDB(t, 8), owner: env.OpenOwnerDB(t)}
-	aud := audit.New(h.app, quietLog(), audit.Options{})
+	aud := audit.New(h.app, testenv.Logger(), audit.Options{})
 	h.app.SetBeforeCommit(aud.BeforeCommit)
 
 	e := gin.New()

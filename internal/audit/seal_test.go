@@ -175,7 +175,7 @@ func TestSealerLease(t *testing.T) {
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			audit.New(d, quietLog(), audit.Options{SealInterval: sealInterval, LeaseURL: leaseURL}).RunSealer(ctx)
+			audit.New(d, testenv.Logger(), audit.Options{SealInterval: sealInterval, LeaseURL: leaseURL}).RunSealer(ctx)
 		}()
 		t.Cleanup(func() { cancel(); <-done; d.Close() })
 	}

@@ -5,7 +5,6 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -137,16 +136,10 @@ func TestConcurrentSameKey(t *testing.T) {
 
 	const n = 20
 	responses := make([]*httptest.ResponseRecorder, n)
-	start := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() {
-			<-start
-			responses[i] = h.do(t, r)
-		})
-	}
-	close(start)
-	wg.Wait()
+	testenv.Race(n, func(i int) error {
+		responses[i] = h.do(t, r)
+		return nil
+	})
 
 	var original *httptest.ResponseRecorder
 	var created, conflicts int

@@ -2,8 +2,6 @@ package idempotency_test
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"net/http"
 	"testing"
 	"time"
@@ -75,7 +73,7 @@ func TestRunSweeper(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
-		h.store.RunSweeper(ctx, 20*time.Millisecond, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		h.store.RunSweeper(ctx, 20*time.Millisecond, testenv.Logger())
 		close(done)
 	}()
 	testenv.Eventually(t, 10*time.Second, func() (bool, string) {
