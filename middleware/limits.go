@@ -71,6 +71,19 @@ func tenantPrincipal(c *gin.Context) (identity.Principal, bool) {
 	return p, ok && p.TenantID != uuid.Nil
 }
 
+// forTenants is the step that runs step on the requests of a tenant
+// principal (tenantPrincipal) and passes the others on untouched.
+func forTenants(step func(c *gin.Context, p identity.Principal)) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		p, ok := tenantPrincipal(c)
+		if !ok {
+			c.Next()
+			return
+		}
+		step(c, p)
+	}
+}
+
 // Metering counts every request of a tenant principal that passes through
 // it, whatever its status (a panic included), except the requests that
 // RateLimit or Quota refused. Put it after authentication and before
@@ -95,12 +108,7 @@ func Metering(counter RequestCounter) gin.HandlerFunc {
 // (429 rate_limited with Retry-After, or 503 with Retry-After when the
 // limiter cannot decide and fails closed). Put it after authentication.
 func RateLimit(l RateLimiter) gin.HandlerFunc {
-	return func(c *gin.Context) {
-		p, ok := tenantPrincipal(c)
-		if !ok {
-			c.Next()
-			return
-		}
+	return forTenants(func(c *gin.Context, p identity.Principal) {
 		s, known, err := l.AllowRequest(c.Request.Context(), p.TenantID, p.Plan)
 		if !known {
 			c.Next()
@@ -122,7 +130,7 @@ func RateLimit(l RateLimiter) gin.HandlerFunc {
 			c.Set(rejectedKey, true)
 			httpx.Error(c, err)
 		}
-	}
+	})
 }
 
 // Quota refuses a request with the checker's error (429 quota_exceeded,
@@ -130,19 +138,14 @@ func RateLimit(l RateLimiter) gin.HandlerFunc {
 // hard-limited meter of the tenant's plan is used up. Put it after
 // RateLimit.
 func Quota(q QuotaChecker) gin.HandlerFunc {
-	return func(c *gin.Context) {
-		p, ok := tenantPrincipal(c)
-		if !ok {
-			c.Next()
-			return
-		}
+	return forTenants(func(c *gin.Context, p identity.Principal) {
 		if err := q.AdmitRequest(c.Request.Context(), p.TenantID, p.Plan, c.Request.Method, c.FullPath()); err != nil {
 			c.Set(rejectedKey, true)
 			httpx.Error(c, err)
 			return
 		}
 		c.Next()
-	}
+	})
 }
 
 // CountRejections counts the requests a rate limit or quota refused (429

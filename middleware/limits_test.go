@@ -96,3 +96,33 @@ func TestLimitRefusals(t *testing.T) {
 		})
 	}
 }
+
+// TestLimitsPassRequestsWithoutTenant: the rate limit and quotas apply to
+// tenant principals only; a request without one, or an operator's, passes
+// a limiter and a quota that would refuse it, without RateLimit headers.
+func TestLimitsPassRequestsWithoutTenant(t *testing.T) {
+	gin.SetMode(gin.TestMode)
+	refusing := limiter{known: true, err: fault.Later(fault.RateLimited, "slow down", 2*time.Second)}
+	used := quota{fault.Later(fault.QuotaExceeded, "used up", 90*time.Second)}
+	for name, principal := range map[string]*identity.Principal{
+		"no principal": nil,
+		"operator":     {Kind: identity.KindOperator, Subject: "operator"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			for step, mw := range map[string]gin.HandlerFunc{"rate limit": middleware.RateLimit(refusing), "quota": middleware.Quota(used)} {
+				e := gin.New()
+				e.Use(func(c *gin.Context) {
+					if principal != nil {
+						c.Request = c.Request.WithContext(identity.WithPrincipal(c.Request.Context(), *principal))
+					}
+				}, mw)
+				e.GET("/v1/things", func(c *gin.Context) { c.Status(http.StatusOK) })
+				w := httptest.NewRecorder()
+				e.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/v1/things", nil))
+				if w.Code != http.StatusOK || w.Header().Get("RateLimit-Limit") != "" {
+					t.Errorf("%s: got %d, RateLimit-Limit %q, want 200 without", step, w.Code, w.Header().Get("RateLimit-Limit"))
+				}
+			}
+		})
+	}
+}
