@@ -4,7 +4,6 @@ package citus_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -12,7 +11,8 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/tenantd/tenantd/internal/db"
 )
 
 // node is a node of the cluster as the package's database registers it.
@@ -137,14 +137,8 @@ func shards(t testing.TB, admin *pgx.Conn) []shard {
 	return out
 }
 
-// sqlState is err's SQLSTATE, or "" when it is not a server error.
-func sqlState(err error) string {
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		return pgErr.Code
-	}
-	return ""
-}
+// sqlState is db.SQLState, by the name the package's tests call it.
+var sqlState = db.SQLState
 
 // countByTenant counts rel's rows per value of column, as conn sees them.
 func countByTenant(ctx context.Context, q interface {

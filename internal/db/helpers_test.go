@@ -1,7 +1,6 @@
 package db_test
 
 import (
-	"errors"
 	"fmt"
 	"net/url"
 	"slices"
@@ -9,7 +8,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"gorm.io/gorm"
 
 	"github.com/tenantd/tenantd/internal/db"
@@ -68,14 +66,8 @@ func twoTenants(t testing.TB, maxConns int) (owner, app *db.DB, a, b uuid.UUID) 
 // quote returns table as a quoted SQL identifier.
 func quote(table string) string { return pgx.Identifier{table}.Sanitize() }
 
-// sqlState returns the SQLSTATE of a PostgreSQL error, or "" for any other.
-func sqlState(err error) string {
-	var pg *pgconn.PgError
-	if errors.As(err, &pg) {
-		return pg.Code
-	}
-	return ""
-}
+// sqlState is db.SQLState, by the name the package's tests call it.
+var sqlState = db.SQLState
 
 // wantSQLState fails t unless err is a PostgreSQL error with code want.
 func wantSQLState(t testing.TB, err error, want string) {
@@ -83,7 +75,7 @@ func wantSQLState(t testing.TB, err error, want string) {
 	if err == nil {
 		t.Fatalf("got no error, want SQLSTATE %s", want)
 	}
-	if got := sqlState(err); got != want {
+	if got := db.SQLState(err); got != want {
 		t.Fatalf("got error %v (SQLSTATE %q), want SQLSTATE %s", err, got, want)
 	}
 }

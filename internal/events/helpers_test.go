@@ -2,14 +2,12 @@ package events_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5/pgconn"
 	"gorm.io/gorm"
 
 	"github.com/tenantd/tenantd/internal/db"
@@ -21,14 +19,8 @@ import (
 // subscribers see only its own events of the shared log.
 func eventType(t testing.TB) string { return "test." + testenv.RandomHex(6) }
 
-// sqlState returns the SQLSTATE of a PostgreSQL error, or "".
-func sqlState(err error) string {
-	var pg *pgconn.PgError
-	if errors.As(err, &pg) {
-		return pg.Code
-	}
-	return ""
-}
+// sqlState is db.SQLState, by the name the package's tests call it.
+var sqlState = db.SQLState
 
 // testLogger is the dispatchers' logger (testenv.Logger).
 var testLogger = testenv.Logger
