@@ -65,10 +65,10 @@ type RejectionCounter interface {
 const rejectedKey = "middleware.rejected"
 
 // tenantPrincipal returns the request's principal when it acts in a
-// tenant.
+// tenant (httpx.TenantPrincipal).
 func tenantPrincipal(c *gin.Context) (identity.Principal, bool) {
-	p, ok := identity.FromContext(c.Request.Context())
-	return p, ok && p.TenantID != uuid.Nil
+	p, err := httpx.TenantPrincipal(c)
+	return p, err == nil
 }
 
 // forTenants is the step that runs step on the requests of a tenant

@@ -14,7 +14,6 @@ import (
 
 	"github.com/tenantd/tenantd/internal/fault"
 	"github.com/tenantd/tenantd/internal/httpx"
-	"github.com/tenantd/tenantd/internal/identity"
 )
 
 // LogHandler serves a tenant's event log: GET /v1/events and the SSE stream.
@@ -143,12 +142,11 @@ func (h *LogHandler) list(c *gin.Context) error {
 // principal's roles no longer grant events:read, it sends a final
 // stream_closed message saying why and ends.
 func (h *LogHandler) stream(c *gin.Context) error {
-	tenantID, err := httpx.TenantID(c)
+	principal, err := httpx.TenantPrincipal(c)
 	if err != nil {
 		return err
 	}
-	ctx := c.Request.Context()
-	principal, _ := identity.FromContext(ctx)
+	ctx, tenantID := c.Request.Context(), principal.TenantID
 	q, err := h.parseQuery(c, tenantID)
 	if err != nil {
 		return err
