@@ -261,6 +261,26 @@ func (d *DB) WithTenant(ctx context.Context, tenantID uuid.UUID, fn func(tx *gor
 	return classify(d.retry(ctx, func() error { return d.tenantTx(ctx, tenantID, fn) }))
 }
 
+// Read returns what fn reads in a transaction of tenantID: WithTenant, with
+// fn's value carried out of it, for the get and list methods that would
+// otherwise declare a variable for the closure to set. It is WithTenant
+// itself: the transaction is not read-only (the BeforeCommit hook may
+// write), and after a deadlock or serialization failure it runs again, fn
+// with it, returning the value of the attempt that committed. On error it
+// returns the zero T.
+func Read[T any](ctx context.Context, d *DB, tenantID uuid.UUID, fn func(tx *gorm.DB) (T, error)) (T, error) {
+	var out T
+	err := d.WithTenant(ctx, tenantID, func(tx *gorm.DB) (err error) {
+		out, err = fn(tx)
+		return err
+	})
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	return out, nil
+}
+
 // tenantTx is one attempt of WithTenant.
 func (d *DB) tenantTx(ctx context.Context, tenantID uuid.UUID, fn func(tx *gorm.DB) error) error {
 	var after func(committed bool)

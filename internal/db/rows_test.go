@@ -126,3 +126,45 @@ func TestSQLState(t *testing.T) {
 		})
 	}
 }
+
+// TestRead: the value fn returns, read in a transaction bound to the
+// tenant; fn's error as it is, with the zero value whatever fn returned
+// beside it; after a serialization failure fn runs again and the value of
+// the attempt that committed is returned; no tenant is ErrNoTenant, fn
+// not run.
+func TestRead(t *testing.T) {
+	t.Parallel()
+	app, tenantID := testenv.Get(t).OpenDB(t, 1), testenv.NewTenant(t).ID
+	ctx := t.Context()
+
+	got, err := db.Read(ctx, app, tenantID, func(tx *gorm.DB) (string, error) {
+		return settingOf(t, tx, "app.tenant_id"), nil
+	})
+	if err != nil || got != tenantID.String() {
+		t.Errorf("got %q, %v; want the bound tenant %s", got, err, tenantID)
+	}
+
+	failed := errors.New("fn failed")
+	n, err := db.Read(ctx, app, tenantID, func(*gorm.DB) (int, error) { return 7, failed })
+	if !errors.Is(err, failed) || n != 0 {
+		t.Errorf("failing fn: got %d, %v; want 0 and its error", n, err)
+	}
+
+	attempts := 0
+	n, err = db.Read(ctx, app, tenantID, func(*gorm.DB) (int, error) {
+		attempts++
+		if attempts == 1 {
+			return attempts, &pgconn.PgError{Code: "40001", Message: "could not serialize access"}
+		}
+		return attempts, nil
+	})
+	if err != nil || n != 2 || attempts != 2 {
+		t.Errorf("after a serialization failure: got %d, %v in %d attempts; want 2, nil in 2", n, err, attempts)
+	}
+
+	ran := false
+	_, err = db.Read(ctx, app, uuid.Nil, func(*gorm.DB) (int, error) { ran = true; return 1, nil })
+	if !errors.Is(err, db.ErrNoTenant) || ran {
+		t.Errorf("no tenant: got %v, fn ran %t; want ErrNoTenant, fn not run", err, ran)
+	}
+}
