@@ -53,10 +53,8 @@ func (s *Service) Create(ctx context.Context, tenantID uuid.UUID, n NewProduct) 
 
 // Get returns one of tenantID's products, or ErrNotFound.
 func (s *Service) Get(ctx context.Context, tenantID, id uuid.UUID) (Product, error) {
-	var row productRow
-	err := s.db.WithTenant(ctx, tenantID, func(tx *gorm.DB) (err error) {
-		row, err = findProduct(tx, tenantID, id, false)
-		return err
+	row, err := db.Read(ctx, s.db, tenantID, func(tx *gorm.DB) (productRow, error) {
+		return findProduct(tx, tenantID, id, false)
 	})
 	if err != nil {
 		return Product{}, fmt.Errorf("get product %s: %w", id, err)
@@ -71,10 +69,8 @@ func (s *Service) List(ctx context.Context, tenantID uuid.UUID, q ListQuery) ([]
 	if q.Limit < 1 || q.Limit > MaxListLimit {
 		q.Limit = DefaultListLimit
 	}
-	var rows []productRow
-	err := s.db.WithTenant(ctx, tenantID, func(tx *gorm.DB) (err error) {
-		rows, err = listProducts(tx, tenantID, q)
-		return err
+	rows, err := db.Read(ctx, s.db, tenantID, func(tx *gorm.DB) ([]productRow, error) {
+		return listProducts(tx, tenantID, q)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list products: %w", err)

@@ -127,34 +127,29 @@ func (s *Service) Place(ctx context.Context, tenantID uuid.UUID, n NewOrder) (o 
 }
 
 // Get returns an order from the read model.
-func (s *Service) Get(ctx context.Context, tenantID, id uuid.UUID) (o Order, err error) {
-	err = s.db.WithTenant(ctx, tenantID, func(tx *gorm.DB) error {
-		o, err = getView(ofTenant(tx, tenantID), id, false)
-		return err
+func (s *Service) Get(ctx context.Context, tenantID, id uuid.UUID) (Order, error) {
+	return db.Read(ctx, s.db, tenantID, func(tx *gorm.DB) (Order, error) {
+		return getView(ofTenant(tx, tenantID), id, false)
 	})
-	return o, err
 }
 
 // List returns up to limit+1 orders after the given id, optionally of one
 // status, from the read model.
-func (s *Service) List(ctx context.Context, tenantID uuid.UUID, status Status, after uuid.UUID, limit int) (os []Order, err error) {
-	err = s.db.WithTenant(ctx, tenantID, func(tx *gorm.DB) error {
-		os, err = listViews(tx, tenantID, status, after, limit)
-		return err
+func (s *Service) List(ctx context.Context, tenantID uuid.UUID, status Status, after uuid.UUID, limit int) ([]Order, error) {
+	return db.Read(ctx, s.db, tenantID, func(tx *gorm.DB) ([]Order, error) {
+		return listViews(tx, tenantID, status, after, limit)
 	})
-	return os, err
 }
 
 // Events returns the order's event stream.
-func (s *Service) Events(ctx context.Context, tenantID, id uuid.UUID) (es []events.Event, err error) {
-	err = s.db.WithTenant(ctx, tenantID, func(tx *gorm.DB) error {
-		es, err = events.Load(ctx, tx, StreamID(id))
+func (s *Service) Events(ctx context.Context, tenantID, id uuid.UUID) ([]events.Event, error) {
+	return db.Read(ctx, s.db, tenantID, func(tx *gorm.DB) ([]events.Event, error) {
+		es, err := events.Load(ctx, tx, StreamID(id))
 		if err == nil && len(es) == 0 {
 			err = ErrNotFound
 		}
-		return err
+		return es, err
 	})
-	return es, err
 }
 
 // Cancel cancels a pending order at the customer's request and releases

@@ -272,10 +272,8 @@ func unmendable(err error) bool {
 
 // Get returns one of tenantID's payments, or ErrNotFound.
 func (s *Service) Get(ctx context.Context, tenantID, id uuid.UUID) (Payment, error) {
-	var row paymentRow
-	err := s.db.WithTenant(ctx, tenantID, func(tx *gorm.DB) (err error) {
-		row, err = findPayment(tx, tenantID, id, false)
-		return err
+	row, err := db.Read(ctx, s.db, tenantID, func(tx *gorm.DB) (paymentRow, error) {
+		return findPayment(tx, tenantID, id, false)
 	})
 	if err != nil {
 		return Payment{}, fmt.Errorf("get payment %s: %w", id, err)
@@ -291,10 +289,8 @@ func (s *Service) List(ctx context.Context, tenantID uuid.UUID, q ListQuery) ([]
 	if q.Limit < 1 || q.Limit > MaxListLimit {
 		q.Limit = DefaultListLimit
 	}
-	var rows []paymentRow
-	err := s.db.WithTenant(ctx, tenantID, func(tx *gorm.DB) (err error) {
-		rows, err = listPayments(tx, tenantID, q)
-		return err
+	rows, err := db.Read(ctx, s.db, tenantID, func(tx *gorm.DB) ([]paymentRow, error) {
+		return listPayments(tx, tenantID, q)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list payments: %w", err)

@@ -237,26 +237,17 @@ func (s *Service) Create(ctx context.Context, tenantID uuid.UUID, n NewEndpoint)
 
 // List returns up to limit+1 of the tenant's endpoints after the id after.
 func (s *Service) List(ctx context.Context, tenantID, after uuid.UUID, limit int) ([]Endpoint, error) {
-	var out []Endpoint
-	err := s.db.WithTenant(ctx, tenantID, func(tx *gorm.DB) error {
-		rows, err := listEndpoints(tx, tenantID, after, limit+1)
-		for _, r := range rows {
-			out = append(out, r.toModel())
-		}
-		return err
+	return db.Read(ctx, s.db, tenantID, func(tx *gorm.DB) ([]Endpoint, error) {
+		return listEndpoints(tx, tenantID, after, limit)
 	})
-	return out, err
 }
 
 // Get returns one endpoint.
 func (s *Service) Get(ctx context.Context, tenantID, id uuid.UUID) (Endpoint, error) {
-	var ep Endpoint
-	err := s.db.WithTenant(ctx, tenantID, func(tx *gorm.DB) error {
-		r, err := getEndpoint(tx, tenantID, id, false)
-		ep = r.toModel()
-		return err
+	r, err := db.Read(ctx, s.db, tenantID, func(tx *gorm.DB) (endpointRow, error) {
+		return getEndpoint(tx, tenantID, id, false)
 	})
-	return ep, err
+	return r.toModel(), err
 }
 
 // Update applies a patch. Enabling a disabled endpoint clears its failure
@@ -436,28 +427,29 @@ func (s *Service) Recover(ctx context.Context, tenantID, id uuid.UUID, since tim
 // Deliveries lists up to limit+1 of the endpoint's deliveries, newest
 // first, each with its attempts.
 func (s *Service) Deliveries(ctx context.Context, tenantID, id, after uuid.UUID, limit int) ([]Delivery, error) {
-	var out []Delivery
-	err := s.db.WithTenant(ctx, tenantID, func(tx *gorm.DB) error {
+	return db.Read(ctx, s.db, tenantID, func(tx *gorm.DB) ([]Delivery, error) {
 		if _, err := getEndpoint(tx, tenantID, id, false); err != nil {
-			return err
+			return nil, err
 		}
 		rows, err := listDeliveries(tx, tenantID, id, after, limit+1)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		ids := make([]uuid.UUID, len(rows))
 		for i, r := range rows {
 			ids[i] = r.ID
 		}
 		log, err := attemptsOf(tx, tenantID, ids)
-		for _, r := range rows {
-			d := r.toModel()
-			d.Log = log[r.ID]
-			out = append(out, d)
+		if err != nil {
+			return nil, err
 		}
-		return err
+		out := make([]Delivery, len(rows))
+		for i, r := range rows {
+			out[i] = r.toModel()
+			out[i].Log = log[r.ID]
+		}
+		return out, nil
 	})
-	return out, err
 }
 
 // Retry makes one delivery due now, whatever its state: a failed one is

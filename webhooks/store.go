@@ -10,6 +10,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/tenantd/tenantd/internal/db"
+	"github.com/tenantd/tenantd/internal/page"
 )
 
 // endpointRow is a webhook_endpoints row.
@@ -72,11 +73,11 @@ func getEndpoint(tx *gorm.DB, tenantID, id uuid.UUID, lock bool) (endpointRow, e
 	return rows[0], nil
 }
 
-func listEndpoints(tx *gorm.DB, tenantID, after uuid.UUID, limit int) ([]endpointRow, error) {
-	var rows []endpointRow
-	err := tx.Raw(`SELECT `+endpointColumns+` FROM webhook_endpoints
-		WHERE tenant_id = ? AND id > ? ORDER BY id LIMIT ?`, tenantID, after, limit).Scan(&rows).Error
-	return rows, err
+// listEndpoints reads the page of the tenant's endpoints after the id
+// after: up to limit+1 of them (see page.ByID).
+func listEndpoints(tx *gorm.DB, tenantID, after uuid.UUID, limit int) ([]Endpoint, error) {
+	q := tx.Table("webhook_endpoints").Select(endpointColumns).Where("tenant_id = ?", tenantID)
+	return page.Find(q, after, limit, func(r endpointRow) (Endpoint, error) { return r.toModel(), nil })
 }
 
 // enabledEndpoints lists the tenant's enabled endpoints, for the event
