@@ -192,9 +192,9 @@ func TestEventCursorsAreOpaque(t *testing.T) {
 
 	t.Run("foreign and tampered cursors are 422", func(t *testing.T) {
 		// Another character of the cursor's alphabet (base64url), so that
-		// the tampered cursor still reaches the handler: flipping bits could
-		// make a ';' of an '8', and Go's query parser drops a parameter
-		// with a semicolon (the request then had no cursor at all).
+		// the tampered cursor reaches the cursor check itself: a character
+		// outside it (flipping bits could make a ';' of an '8') is refused
+		// earlier, by httpx.CheckParams, as a query Go's parser cannot read.
 		tampered := []byte(cursors[1])
 		if tampered[20] == 'A' {
 			tampered[20] = 'B'
