@@ -13,7 +13,6 @@ import (
 	gormadapter "github.com/casbin/gorm-adapter/v3"
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
-	"gorm.io/gorm"
 
 	"github.com/tenantd/tenantd/auth"
 	"github.com/tenantd/tenantd/internal/db"
@@ -85,11 +84,7 @@ func TestDecisionsMatchCasbin(t *testing.T) {
 	mustCreate(t, r, b, "auditor", "usage:read")
 	// A rule outside the contract is stored but grants nothing Allowed
 	// could ask about.
-	if err := r.db.WithTenant(ctx, a, func(tx *gorm.DB) error {
-		return tx.Exec(`INSERT INTO casbin_rule (ptype, v0, v1, v2, v3) VALUES ('p', 'auditor', ?, 'orders', 'fly')`, a.String()).Error
-	}); err != nil {
-		t.Fatal(err)
-	}
+	testenv.Exec(t, r.db, a, `INSERT INTO casbin_rule (ptype, v0, v1, v2, v3) VALUES ('p', 'auditor', ?, 'orders', 'fly')`, a.String())
 	if err := r.Reload(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -264,17 +259,9 @@ func TestPeriodicReloadCatchesUnannouncedChanges(t *testing.T) {
 	}
 	// Behind the watcher's back, but in the tenant's transaction: the
 	// runtime role writes rules of that tenant only.
-	if err := r.db.WithTenant(ctx, tenant, func(tx *gorm.DB) error {
-		return tx.Exec(`INSERT INTO casbin_rule (ptype, v0, v1, v2, v3) VALUES ('p', 'ops', ?, 'orders', 'read')`, tenant.String()).Error
-	}); err != nil {
-		t.Fatal(err)
-	}
+	testenv.Exec(t, r.db, tenant, `INSERT INTO casbin_rule (ptype, v0, v1, v2, v3) VALUES ('p', 'ops', ?, 'orders', 'read')`, tenant.String())
 	testenv.Eventually(t, 2*time.Second, func() (bool, string) { return r.Allowed(ctx, ops, "orders:read"), "reload grants the inserted rule" })
-	if err := r.db.WithTenant(ctx, tenant, func(tx *gorm.DB) error {
-		return tx.Exec(`DELETE FROM casbin_rule WHERE v1 = ?`, tenant.String()).Error
-	}); err != nil {
-		t.Fatal(err)
-	}
+	testenv.Exec(t, r.db, tenant, `DELETE FROM casbin_rule WHERE v1 = ?`, tenant.String())
 	testenv.Eventually(t, 2*time.Second, func() (bool, string) { return !r.Allowed(ctx, ops, "orders:read"), "reload revokes the deleted rule" })
 }
 

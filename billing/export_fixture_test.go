@@ -76,13 +76,8 @@ func (x exportDB) count(t *testing.T, tenantID uuid.UUID, meter, currency, hour,
 
 func insertCount(t *testing.T, owner *db.DB, tenantID uuid.UUID, meter, currency, hour, billingPeriod string, n int64) {
 	t.Helper()
-	err := owner.WithTenant(t.Context(), tenantID, func(tx *gorm.DB) error {
-		return tx.Exec(`INSERT INTO usage_counters (tenant_id, meter, currency, hour, billing_period, quantity)
-			VALUES (?, ?, ?, ?::timestamptz, ?, ?)`, tenantID, meter, currency, hour, billingPeriod, n).Error
-	})
-	if err != nil {
-		t.Fatalf("insert usage %s %s %s: %v", meter, currency, hour, err)
-	}
+	testenv.Exec(t, owner, tenantID, `INSERT INTO usage_counters (tenant_id, meter, currency, hour, billing_period, quantity)
+			VALUES (?, ?, ?, ?::timestamptz, ?, ?)`, tenantID, meter, currency, hour, billingPeriod, n)
 }
 
 // checkGolden compares got with testdata/name, or rewrites it with -update.

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"gorm.io/gorm"
 
 	"github.com/tenantd/tenantd/billing"
 	"github.com/tenantd/tenantd/internal/db"
@@ -173,15 +172,11 @@ func TestDrainLegacy(t *testing.T) {
 	counter := billing.NewCounter(r.rdb, r.app, r.log, time.Now)
 	runMeterCounter(t, counter)
 	hours := func() map[string]int64 {
-		var rows []struct {
+		type row struct {
 			Hour     time.Time
 			Quantity int64
 		}
-		if err := r.app.WithTenant(ctx, id, func(tx *gorm.DB) error {
-			return tx.Raw("SELECT hour, quantity FROM usage_counters WHERE meter = 'api_requests'").Scan(&rows).Error
-		}); err != nil {
-			t.Fatalf("read counters: %v", err)
-		}
+		rows := testenv.Query[[]row](t, r.app, id, "SELECT hour, quantity FROM usage_counters WHERE meter = 'api_requests'")
 		out := map[string]int64{}
 		for _, row := range rows {
 			out[row.Hour.UTC().Format("15")] = row.Quantity

@@ -32,14 +32,7 @@ func newFlushRig(t *testing.T) flushRig {
 // requests returns the tenant's api_requests in usage_counters.
 func (r flushRig) requests(t *testing.T) int64 {
 	t.Helper()
-	var n int64
-	err := r.app.WithTenant(t.Context(), r.tenant, func(tx *gorm.DB) error {
-		return tx.Raw("SELECT coalesce(sum(quantity), 0) FROM usage_counters WHERE meter = ?", MeterAPIRequests).Scan(&n).Error
-	})
-	if err != nil {
-		t.Fatalf("read usage: %v", err)
-	}
-	return n
+	return testenv.Query[int64](t, r.app, r.tenant, "SELECT coalesce(sum(quantity), 0) FROM usage_counters WHERE meter = ?", MeterAPIRequests)
 }
 
 // seen returns what a quota on this replica sees of the tenant's

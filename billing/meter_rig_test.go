@@ -87,16 +87,11 @@ func (r *meterRig) plan(t *testing.T, rate, burst int, meters map[string]testMet
 // currency, over all periods: counts summed, gauges at their maximum.
 func (r *meterRig) usage(t *testing.T, tenantID uuid.UUID) map[billing.MeterKey]int64 {
 	t.Helper()
-	var rows []struct {
+	type row struct {
 		Meter, Currency string
 		Quantity        int64
 	}
-	err := r.app.WithTenant(t.Context(), tenantID, func(tx *gorm.DB) error {
-		return tx.Raw(`SELECT meter, currency, quantity FROM usage_counters`).Scan(&rows).Error
-	})
-	if err != nil {
-		t.Fatalf("read usage: %v", err)
-	}
+	rows := testenv.Query[[]row](t, r.app, tenantID, `SELECT meter, currency, quantity FROM usage_counters`)
 	out := map[billing.MeterKey]int64{}
 	for _, row := range rows {
 		k := billing.MeterKey{Meter: row.Meter, Currency: row.Currency}

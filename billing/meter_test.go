@@ -215,7 +215,7 @@ func TestUsedInPeriod(t *testing.T) {
 		{billing.MeterActiveProducts, "", "2031-03-20T10:00:00Z", "2031-03", 12},
 	}
 	for _, row := range rows {
-		insertUsage(t, r, id, row.meter, row.currency, row.hour, row.period, row.n)
+		insertCount(t, r.app, id, row.meter, row.currency, row.hour, row.period, row.n)
 	}
 	var got map[billing.MeterKey]int64
 	err := r.app.WithTenant(t.Context(), id, func(tx *gorm.DB) error {
@@ -234,18 +234,6 @@ func TestUsedInPeriod(t *testing.T) {
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("got %v, want %v", got, want)
-	}
-}
-
-// insertUsage writes one usage_counters row in the tenant's transaction.
-func insertUsage(t *testing.T, r *meterRig, tenantID uuid.UUID, meter, currency, hour, period string, n int64) {
-	t.Helper()
-	err := r.app.WithTenant(t.Context(), tenantID, func(tx *gorm.DB) error {
-		return tx.Exec(`INSERT INTO usage_counters (tenant_id, meter, currency, hour, billing_period, quantity)
-			VALUES (?, ?, ?, ?::timestamptz, ?, ?)`, tenantID, meter, currency, hour, period, n).Error
-	})
-	if err != nil {
-		t.Fatalf("insert usage: %v", err)
 	}
 }
 
@@ -276,15 +264,8 @@ func TestActiveProductsSample(t *testing.T) {
 		return ids
 	}
 	gauge := func(id uuid.UUID, hour time.Time) int64 {
-		var n int64
-		err := r.app.WithTenant(ctx, id, func(tx *gorm.DB) error {
-			return tx.Raw(`SELECT coalesce(max(quantity), 0) FROM usage_counters WHERE meter = ? AND hour = ?`,
-				billing.MeterActiveProducts, hour).Scan(&n).Error
-		})
-		if err != nil {
-			t.Fatalf("read gauge: %v", err)
-		}
-		return n
+		return testenv.Query[int64](t, r.app, id, `SELECT coalesce(max(quantity), 0) FROM usage_counters WHERE meter = ? AND hour = ?`,
+			billing.MeterActiveProducts, hour)
 	}
 	sample := func() {
 		t.Helper()
@@ -304,11 +285,7 @@ func TestActiveProductsSample(t *testing.T) {
 	}
 	addProducts(a, 2)
 	sample()
-	if err := r.app.WithTenant(ctx, a, func(tx *gorm.DB) error {
-		return tx.Exec("DELETE FROM products WHERE id IN ?", aIDs).Error
-	}); err != nil {
-		t.Fatalf("delete products: %v", err)
-	}
+	testenv.Exec(t, r.app, a, "DELETE FROM products WHERE id IN ?", aIDs)
 	sample()
 	if got := gauge(a, h1); got != 5 {
 		t.Errorf("after 5 and then 2 products: got the hour's gauge %d, want its highest sample 5", got)

@@ -143,7 +143,7 @@ func TestQuotaOrders(t *testing.T) {
 	t.Run("hard", func(t *testing.T) {
 		id := testenv.NewTenant(t, testenv.WithPlan(hard)).ID
 		// Two orders were counted from events already.
-		insertUsage(t, r, id, billing.MeterOrdersCreated, "", now.Truncate(time.Hour).Format(time.RFC3339), billing.PeriodOf(now), 2)
+		insertCount(t, r.app, id, billing.MeterOrdersCreated, "", now.Truncate(time.Hour).Format(time.RFC3339), billing.PeriodOf(now), 2)
 		if w := meterSend(e, http.MethodPost, id, hard, "/v1/orders"); w.Code != http.StatusCreated {
 			t.Fatalf("third order: got %d %s, want 201", w.Code, w.Body)
 		}

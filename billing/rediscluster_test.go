@@ -12,7 +12,6 @@ import (
 	"github.com/go-redis/redis_rate/v10"
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
-	"gorm.io/gorm"
 
 	"github.com/tenantd/tenantd/gdpr"
 	"github.com/tenantd/tenantd/internal/db"
@@ -192,17 +191,12 @@ func drainOnCluster(t *testing.T, cl *rediscluster.Cluster, app *db.DB) []string
 // with hours relative to the earliest.
 func usageRows(t *testing.T, app *db.DB, tenantID uuid.UUID) string {
 	t.Helper()
-	var rows []struct {
+	type row struct {
 		Meter, Currency string
 		Hour            time.Time
 		Quantity        int64
 	}
-	err := app.WithTenant(t.Context(), tenantID, func(tx *gorm.DB) error {
-		return tx.Raw("SELECT meter, currency, hour, quantity FROM usage_counters ORDER BY hour, meter, currency").Scan(&rows).Error
-	})
-	if err != nil {
-		t.Fatalf("read usage of %s: %v", tenantID, err)
-	}
+	rows := testenv.Query[[]row](t, app, tenantID, "SELECT meter, currency, hour, quantity FROM usage_counters ORDER BY hour, meter, currency")
 	var out []string
 	for _, r := range rows {
 		out = append(out, fmt.Sprintf("%s|%s@+%v=%d", r.Meter, r.Currency, r.Hour.Sub(rows[0].Hour), r.Quantity))

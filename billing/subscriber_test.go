@@ -97,15 +97,9 @@ func TestBusinessMeters(t *testing.T) {
 	}
 
 	// Counts sit in the hour their event was appended.
-	var wrongHour int64
-	err := r.app.WithTenant(t.Context(), a, func(tx *gorm.DB) error {
-		return tx.Raw(`SELECT count(*) FROM usage_counters u
+	wrongHour := testenv.Query[int64](t, r.app, a, `SELECT count(*) FROM usage_counters u
 			WHERE u.hour <> date_trunc('hour', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
-			  AND u.hour <> date_trunc('hour', (now() - interval '1 hour') AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'`).Scan(&wrongHour).Error
-	})
-	if err != nil {
-		t.Fatalf("read hours: %v", err)
-	}
+			  AND u.hour <> date_trunc('hour', (now() - interval '1 hour') AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'`)
 	if wrongHour != 0 {
 		t.Errorf("got %d counters outside the events' hour", wrongHour)
 	}

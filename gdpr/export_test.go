@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"gorm.io/gorm"
 
 	"github.com/tenantd/tenantd/gdpr"
 	"github.com/tenantd/tenantd/internal/apptest"
@@ -70,7 +69,6 @@ func untar(t *testing.T, archive []byte) map[string][]byte {
 func TestExport(t *testing.T) {
 	s := apptest.New(t, apptest.Options{})
 	owner := s.Env.OpenOwnerDB(t)
-	ctx := t.Context()
 	a := s.NewTenant("exp-a", "pro")
 	b := s.NewTenant("exp-b", "pro")
 	secrets := populate(t, s, a)
@@ -87,12 +85,7 @@ func TestExport(t *testing.T) {
 		t.Fatalf("got %v (Location %q), want pending at its location", created, resp.Header.Get("Location"))
 	}
 	t.Run("one open export at a time", func(t *testing.T) {
-		var status string
-		if err := owner.WithTenant(ctx, uuid.MustParse(a.ID), func(tx *gorm.DB) error {
-			return tx.Raw("SELECT status FROM tenant_exports WHERE id = ?", id).Scan(&status).Error
-		}); err != nil {
-			t.Fatal(err)
-		}
+		status := testenv.Query[string](t, owner, uuid.MustParse(a.ID), "SELECT status FROM tenant_exports WHERE id = ?", id)
 		if status == gdpr.StatusSucceeded {
 			t.Skip("the first export finished already")
 		}
@@ -222,12 +215,8 @@ func TestExport(t *testing.T) {
 	crashed := uuid.New()
 	insert := func(id uuid.UUID, leaseUntil time.Time) {
 		t.Helper()
-		if err := owner.WithTenant(ctx, uuid.MustParse(c.ID), func(tx *gorm.DB) error {
-			return tx.Exec(`INSERT INTO tenant_exports (tenant_id, id, status, requested_by, attempts, lease_owner, lease_expires_at)
-				VALUES (?, ?, 'running', 'test', 1, 'gdpr:crashed-replica', ?)`, c.ID, id, leaseUntil).Error
-		}); err != nil {
-			t.Fatal(err)
-		}
+		testenv.Exec(t, owner, uuid.MustParse(c.ID), `INSERT INTO tenant_exports (tenant_id, id, status, requested_by, attempts, lease_owner, lease_expires_at)
+				VALUES (?, ?, 'running', 'test', 1, 'gdpr:crashed-replica', ?)`, c.ID, id, leaseUntil)
 	}
 	t.Run("not downloadable before it is ready", func(t *testing.T) {
 		held := uuid.New()
@@ -240,11 +229,7 @@ func TestExport(t *testing.T) {
 		if m := resp.Map(t); m["status"] != gdpr.StatusRunning || m["size"] != nil || m["sha256"] != nil {
 			t.Errorf("got %v, want running without size or sha256", m)
 		}
-		if err := owner.WithTenant(ctx, uuid.MustParse(c.ID), func(tx *gorm.DB) error {
-			return tx.Exec("DELETE FROM tenant_exports WHERE id = ?", held).Error
-		}); err != nil {
-			t.Fatal(err)
-		}
+		testenv.Exec(t, owner, uuid.MustParse(c.ID), "DELETE FROM tenant_exports WHERE id = ?", held)
 	})
 	t.Run("a crashed worker's job is built by another", func(t *testing.T) {
 		insert(crashed, time.Now().Add(-time.Second))

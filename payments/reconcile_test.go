@@ -72,14 +72,7 @@ func (f fixture) ownerExec(t *testing.T, tenantID uuid.UUID, sql string, args ..
 // ownerCount runs a count query as the owner in tenantID.
 func (f fixture) ownerCount(t *testing.T, tenantID uuid.UUID, sql string, args ...any) int64 {
 	t.Helper()
-	var n int64
-	err := f.owner.WithTenant(context.Background(), tenantID, func(tx *gorm.DB) error {
-		return tx.Raw(sql, args...).Scan(&n).Error
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
+	return testenv.Query[int64](t, f.owner, tenantID, sql, args...)
 }
 
 // gatewayRefunds counts the refunds the simulated provider has booked
@@ -105,14 +98,8 @@ func (f fixture) gatewayRefunds(t *testing.T, paymentID uuid.UUID) map[string]in
 // refundsOf reads a payment's refunds as stored, oldest first.
 func (f fixture) refundsOf(t *testing.T, tenantID, paymentID uuid.UUID) []storedRefund {
 	t.Helper()
-	var out []storedRefund
-	err := f.owner.WithTenant(context.Background(), tenantID, func(tx *gorm.DB) error {
-		return tx.Raw(`SELECT id, amount, status, reason, coalesce(failure_reason, '') AS failure_reason
-			FROM refunds WHERE payment_id = ? ORDER BY id`, paymentID).Scan(&out).Error
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	out := testenv.Query[[]storedRefund](t, f.owner, tenantID, `SELECT id, amount, status, reason, coalesce(failure_reason, '') AS failure_reason
+			FROM refunds WHERE payment_id = ? ORDER BY id`, paymentID)
 	return out
 }
 
@@ -493,12 +480,9 @@ func TestRefundCancelledOrder(t *testing.T) {
 	if n := f.ownerCount(t, tenantID, requested, payments.ActionRefundSucceeded, "refund:"+auto.String()); n != 1 {
 		t.Errorf("got %d %s audit events, want 1", n, payments.ActionRefundSucceeded)
 	}
-	var actors []string
-	err := f.owner.WithTenant(ctx, tenantID, func(tx *gorm.DB) error {
-		return tx.Raw(`SELECT DISTINCT actor FROM audit_events WHERE resource = ?`, "refund:"+auto.String()).Scan(&actors).Error
-	})
-	if err != nil || !slices.Equal(actors, []string{audit.SystemActor}) {
-		t.Errorf("got actors %v (%v), want [%s]", actors, err, audit.SystemActor)
+	actors := testenv.Query[[]string](t, f.owner, tenantID, `SELECT DISTINCT actor FROM audit_events WHERE resource = ?`, "refund:"+auto.String())
+	if !slices.Equal(actors, []string{audit.SystemActor}) {
+		t.Errorf("got actors %v, want [%s]", actors, audit.SystemActor)
 	}
 	want := []string{payments.EventSucceeded, payments.EventRefunded, payments.EventRefunded}
 	if types := f.types(t, tenantID, p.ID); !slices.Equal(types, want) {

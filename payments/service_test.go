@@ -10,7 +10,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/sony/gobreaker/v2"
-	"gorm.io/gorm"
 
 	"github.com/tenantd/tenantd/internal/apptest"
 	"github.com/tenantd/tenantd/internal/fault"
@@ -244,13 +243,7 @@ func TestConcurrentPayments(t *testing.T) {
 	if calls, approved := f.gateway.calls.Load(), f.gateway.approved.Load(); calls != 1 || approved != 1 {
 		t.Errorf("got %d gateway calls and %d charges, want 1 and 1", calls, approved)
 	}
-	var rows []struct{ Status string }
-	err := f.owner.WithTenant(ctx, tenantID, func(tx *gorm.DB) error {
-		return tx.Raw("SELECT status FROM payments WHERE order_id = ?", orderID).Scan(&rows).Error
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rows := testenv.Query[[]struct{ Status string }](t, f.owner, tenantID, "SELECT status FROM payments WHERE order_id = ?", orderID)
 	if len(rows) != 1 || rows[0].Status != "succeeded" {
 		t.Errorf("got payment rows %+v, want exactly one succeeded", rows)
 	}
@@ -459,14 +452,8 @@ func TestConcurrentRefunds(t *testing.T) {
 	if ok != 10 {
 		t.Errorf("got %d refunds through, want 10", ok)
 	}
-	var sums struct{ Refunds, Refunded int64 }
-	err := f.owner.WithTenant(ctx, tenantID, func(tx *gorm.DB) error {
-		return tx.Raw(`SELECT (SELECT coalesce(sum(amount), 0) FROM refunds WHERE payment_id = ?) AS refunds,
-			(SELECT refunded FROM payments WHERE id = ?) AS refunded`, p.ID, p.ID).Scan(&sums).Error
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	sums := testenv.Query[struct{ Refunds, Refunded int64 }](t, f.owner, tenantID, `SELECT (SELECT coalesce(sum(amount), 0) FROM refunds WHERE payment_id = ?) AS refunds,
+			(SELECT refunded FROM payments WHERE id = ?) AS refunded`, p.ID, p.ID)
 	if sums.Refunds != 1000 || sums.Refunded != 1000 {
 		t.Errorf("got refunds summing to %d and refunded %d, want 1000 and 1000", sums.Refunds, sums.Refunded)
 	}

@@ -157,14 +157,8 @@ func TestScheduleJitter(t *testing.T) {
 // auditActions lists the tenant's audit events of the delivery workers.
 func auditActions(t *testing.T, r *rig) []string {
 	t.Helper()
-	var got []string
-	err := r.owner.WithTenant(t.Context(), r.tenant, func(tx *gorm.DB) error {
-		return tx.Raw(`SELECT action || ' ' || resource || ' ' || (summary->>'reason') FROM audit_events
-			WHERE tenant_id = ? AND actor = ? ORDER BY position`, r.tenant, webhooks.Actor).Scan(&got).Error
-	})
-	if err != nil {
-		t.Fatalf("audit events: %v", err)
-	}
+	got := testenv.Query[[]string](t, r.owner, r.tenant, `SELECT action || ' ' || resource || ' ' || (summary->>'reason') FROM audit_events
+			WHERE tenant_id = ? AND actor = ? ORDER BY position`, r.tenant, webhooks.Actor)
 	return got
 }
 
@@ -272,13 +266,8 @@ func TestExpiredLeaseIsRedelivered(t *testing.T) {
 	rc, ep, _ := r.endpointTo(t, nil)
 	d := r.sendTest(t, ep.ID)
 	// The crashed replica's claim, as claimDelivery writes it.
-	err := r.owner.WithTenant(t.Context(), r.tenant, func(tx *gorm.DB) error {
-		return tx.Exec(`UPDATE webhook_deliveries SET lease_owner = 'webhooks:crashed', lease_expires_at = ?
-			WHERE tenant_id = ? AND id = ?`, r.clock.Now().Add(time.Minute), r.tenant, d.ID).Error
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	testenv.Exec(t, r.owner, r.tenant, `UPDATE webhook_deliveries SET lease_owner = 'webhooks:crashed', lease_expires_at = ?
+			WHERE tenant_id = ? AND id = ?`, r.clock.Now().Add(time.Minute), r.tenant, d.ID)
 	r.start()
 	never(t, "a delivery while another worker's lease holds", 300*time.Millisecond, func() bool { return len(rc.requests()) > 0 })
 	r.clock.Advance(time.Minute)
@@ -396,12 +385,7 @@ func TestPrivateTargetsRefused(t *testing.T) {
 	rc := newReceiver(t, nil)
 	ep, _ := r.create(t, "https://hooks.example.com/in")
 	// As if the name resolved to loopback: the dial check still refuses.
-	err := r.owner.WithTenant(t.Context(), r.tenant, func(tx *gorm.DB) error {
-		return tx.Exec(`UPDATE webhook_endpoints SET url = ? WHERE tenant_id = ? AND id = ?`, rc.URL, r.tenant, ep.ID).Error
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	testenv.Exec(t, r.owner, r.tenant, `UPDATE webhook_endpoints SET url = ? WHERE tenant_id = ? AND id = ?`, rc.URL, r.tenant, ep.ID)
 	r.start()
 	r.sendTest(t, ep.ID)
 	eventually(t, "the refused attempt is recorded", func() bool {
@@ -470,14 +454,7 @@ func TestSecretSealedAtRest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var row struct{ Secret []byte }
-	err = r.owner.WithTenant(t.Context(), r.tenant, func(tx *gorm.DB) error {
-		return tx.Raw(`SELECT secret FROM webhook_endpoints WHERE tenant_id = ? AND id = ?`, r.tenant, ep.ID).Scan(&row).Error
-	})
-	stored := row.Secret
-	if err != nil {
-		t.Fatal(err)
-	}
+	stored := testenv.Query[struct{ Secret []byte }](t, r.owner, r.tenant, `SELECT secret FROM webhook_endpoints WHERE tenant_id = ? AND id = ?`, r.tenant, ep.ID).Secret
 	if len(stored) == 0 || strings.Contains(string(stored), string(raw)) {
 		t.Fatalf("got the signing key in the stored secret, want it sealed")
 	}
@@ -524,13 +501,8 @@ func TestUnreadableSecretFailsOnlyItsEndpoint(t *testing.T) {
 	bad, good := newReceiver(t, nil), newReceiver(t, nil)
 	badEP, _ := r.create(t, bad.URL)
 	goodEP, _ := r.create(t, good.URL)
-	err := r.owner.WithTenant(t.Context(), r.tenant, func(tx *gorm.DB) error {
-		return tx.Exec(`UPDATE webhook_endpoints SET secret = '\x01000000000000000000000000000000' WHERE tenant_id = ? AND id = ?`,
-			r.tenant, badEP.ID).Error
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	testenv.Exec(t, r.owner, r.tenant, `UPDATE webhook_endpoints SET secret = '\x01000000000000000000000000000000' WHERE tenant_id = ? AND id = ?`,
+		r.tenant, badEP.ID)
 	r.start()
 	for _, id := range []uuid.UUID{badEP.ID, goodEP.ID} {
 		r.sendTest(t, id)

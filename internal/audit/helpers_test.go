@@ -151,14 +151,7 @@ func waitSealed(t testing.TB, d *db.DB, tenantID uuid.UUID) {
 // unsealed counts the tenant's unsealed rows.
 func unsealed(t testing.TB, d *db.DB, tenantID uuid.UUID) int64 {
 	t.Helper()
-	var n int64
-	err := d.WithTenant(t.Context(), tenantID, func(tx *gorm.DB) error {
-		return tx.Raw("SELECT count(*) FROM audit_events WHERE hash IS NULL").Scan(&n).Error
-	})
-	if err != nil {
-		t.Fatalf("count unsealed rows: %v", err)
-	}
-	return n
+	return testenv.Query[int64](t, d, tenantID, "SELECT count(*) FROM audit_events WHERE hash IS NULL")
 }
 
 // sqlState returns the SQLSTATE of a PostgreSQL error, or "".

@@ -150,15 +150,11 @@ func TestSealMigration(t *testing.T) {
 			}
 			e.Hash = e.computeHash()
 			heads[id] = e.Hash
-			if err := app.WithTenant(ctx, id, func(tx *gorm.DB) error {
-				return tx.Exec(`INSERT INTO audit_events (tenant_id, seq, id, occurred_at, actor, action, resource, status,
+			testenv.Exec(t, app, id, `INSERT INTO audit_events (tenant_id, seq, id, occurred_at, actor, action, resource, status,
 					summary, request_id, ip, user_agent, prev_hash, hash)
 					VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?::jsonb, ?, nullif(?, '')::inet, ?, ?, ?)`,
-					e.TenantID, e.Seq, e.ID, e.OccurredAt, e.Actor, e.Action, e.Resource, e.Status,
-					string(e.Summary), e.RequestID, e.IP, e.UserAgent, e.PrevHash, e.Hash).Error
-			}); err != nil {
-				t.Fatalf("write the 0010 way: %v", err)
-			}
+				e.TenantID, e.Seq, e.ID, e.OccurredAt, e.Actor, e.Action, e.Resource, e.Status,
+				string(e.Summary), e.RequestID, e.IP, e.UserAgent, e.PrevHash, e.Hash)
 		}
 	}
 

@@ -69,12 +69,8 @@ func TestVerifyReportsUnsealed(t *testing.T) {
 
 	release := holdHorizon(t, app, holder.ID)
 	// A row that occurred a minute ago, committed behind the open appender.
-	if err := app.WithTenant(t.Context(), stale.ID, func(tx *gorm.DB) error {
-		return tx.Exec(`INSERT INTO audit_events (tenant_id, id, occurred_at, actor, action, resource, status)
-			VALUES (?, ?, now() - interval '1 minute', 'system', 'old.unsealed', '', 0)`, stale.ID, uuid.New()).Error
-	}); err != nil {
-		t.Fatal(err)
-	}
+	testenv.Exec(t, app, stale.ID, `INSERT INTO audit_events (tenant_id, id, occurred_at, actor, action, resource, status)
+			VALUES (?, ?, now() - interval '1 minute', 'system', 'old.unsealed', '', 0)`, stale.ID, uuid.New())
 	record(t, app, actingCtx(context.Background(), young.ID, "k"), young.ID, audit.Entry{Action: "young.unsealed", Resource: "thing:1"})
 
 	verify := func(t *testing.T, args ...string) (string, error) {

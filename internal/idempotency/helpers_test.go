@@ -1,7 +1,6 @@
 package idempotency_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -206,14 +205,7 @@ func serve(t *testing.T, e *gin.Engine, r request) *httptest.ResponseRecorder {
 // starts with sku+"-".
 func (h *harness) wantProducts(t *testing.T, tenantID uuid.UUID, sku string, want int64) {
 	t.Helper()
-	var n int64
-	err := h.app.WithTenant(context.Background(), tenantID, func(tx *gorm.DB) error {
-		return tx.Raw("SELECT count(*) FROM products WHERE starts_with(sku, ?)", sku+"-").Scan(&n).Error
-	})
-	if err != nil {
-		t.Fatalf("count products: %v", err)
-	}
-	if n != want {
+	if n := testenv.Query[int64](t, h.app, tenantID, "SELECT count(*) FROM products WHERE starts_with(sku, ?)", sku+"-"); n != want {
 		t.Errorf("got %d products, want %d", n, want)
 	}
 }
@@ -221,14 +213,7 @@ func (h *harness) wantProducts(t *testing.T, tenantID uuid.UUID, sku string, wan
 // keyCount counts the tenant's idempotency keys as the runtime role sees them.
 func keyCount(t *testing.T, d *db.DB, tenantID uuid.UUID) int64 {
 	t.Helper()
-	var n int64
-	err := d.WithTenant(context.Background(), tenantID, func(tx *gorm.DB) error {
-		return tx.Raw("SELECT count(*) FROM idempotency_keys").Scan(&n).Error
-	})
-	if err != nil {
-		t.Fatalf("count idempotency keys: %v", err)
-	}
-	return n
+	return testenv.Query[int64](t, d, tenantID, "SELECT count(*) FROM idempotency_keys")
 }
 
 // newKey returns a fresh Idempotency-Key.

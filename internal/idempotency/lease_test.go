@@ -9,7 +9,6 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
-	"gorm.io/gorm"
 
 	"github.com/tenantd/tenantd/internal/db"
 	"github.com/tenantd/tenantd/internal/idempotency"
@@ -46,13 +45,7 @@ func (h *harness) replica(t *testing.T) *replica {
 // by the database's clock.
 func (h *harness) leaseLapsed(t *testing.T, tenant uuid.UUID, k string) bool {
 	t.Helper()
-	var lapsed bool
-	err := h.app.WithTenant(context.Background(), tenant, func(tx *gorm.DB) error {
-		return tx.Raw("SELECT locked_until <= now() FROM idempotency_keys WHERE key = ?", k).Scan(&lapsed).Error
-	})
-	if err != nil {
-		t.Fatalf("read lease: %v", err)
-	}
+	lapsed := testenv.Query[bool](t, h.app, tenant, "SELECT locked_until <= now() FROM idempotency_keys WHERE key = ?", k)
 	return lapsed
 }
 

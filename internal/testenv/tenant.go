@@ -90,3 +90,31 @@ func (e *Env) ownerPool(t testing.TB) *db.DB {
 	}
 	return e.owner
 }
+
+// Query runs sql with args in a transaction of d bound to tenantID (on a
+// runtime-role pool, under row-level security), scans its result into a T
+// (a number, a row struct, a slice of either) and fails the test on an
+// error.
+func Query[T any](t testing.TB, d *db.DB, tenantID uuid.UUID, sql string, args ...any) T {
+	t.Helper()
+	var out T
+	err := d.WithTenant(context.Background(), tenantID, func(tx *gorm.DB) error {
+		return tx.Raw(sql, args...).Scan(&out).Error
+	})
+	if err != nil {
+		t.Fatalf("query %q in tenant %s: %v", sql, tenantID, err)
+	}
+	return out
+}
+
+// Exec runs the statement sql with args in a transaction of d bound to
+// tenantID, as Query does, and fails the test on an error.
+func Exec(t testing.TB, d *db.DB, tenantID uuid.UUID, sql string, args ...any) {
+	t.Helper()
+	err := d.WithTenant(context.Background(), tenantID, func(tx *gorm.DB) error {
+		return tx.Exec(sql, args...).Error
+	})
+	if err != nil {
+		t.Fatalf("exec %q in tenant %s: %v", sql, tenantID, err)
+	}
+}
