@@ -153,14 +153,9 @@ func (s *sealer) takeLease(ctx context.Context) (lease, error) {
 	if s.opts.leaseURL == "" {
 		return takePoolLease(ctx, s.db)
 	}
-	cfg, err := pgx.ParseConfig(s.opts.leaseURL)
+	conn, err := db.Connect(ctx, s.opts.leaseURL, leaseName)
 	if err != nil {
-		return nil, fmt.Errorf("parse lease url: %w", err)
-	}
-	cfg.RuntimeParams["application_name"] = leaseName
-	conn, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("connect: %w", err)
+		return nil, fmt.Errorf("lease connection: %w", err)
 	}
 	l := &connLease{conn: conn}
 	var ok bool

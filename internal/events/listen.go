@@ -3,6 +3,7 @@ package events
 import (
 	"context"
 	"fmt"
+	"github.com/tenantd/tenantd/internal/db"
 	"github.com/tenantd/tenantd/internal/wait"
 	"time"
 
@@ -36,14 +37,9 @@ func (d *Dispatcher) listen(ctx context.Context, wake func()) {
 
 // listenOnce holds one LISTEN connection until it fails or ctx ends.
 func (d *Dispatcher) listenOnce(ctx context.Context, wake func()) (connected bool, err error) {
-	cfg, err := pgx.ParseConfig(d.opts.ListenURL)
+	conn, err := db.Connect(ctx, d.opts.ListenURL, listenerName)
 	if err != nil {
-		return false, fmt.Errorf("parse listen url: %w", err)
-	}
-	cfg.RuntimeParams["application_name"] = listenerName
-	conn, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		return false, fmt.Errorf("connect: %w", err)
+		return false, fmt.Errorf("listen connection: %w", err)
 	}
 	defer func() {
 		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
