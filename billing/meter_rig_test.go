@@ -2,7 +2,6 @@ package billing_test
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -180,13 +179,7 @@ func meterSend(e http.Handler, method string, tenantID uuid.UUID, plan, path str
 
 // meterProblemCode returns the code of a problem+json response, or "".
 func meterProblemCode(w *httptest.ResponseRecorder) string {
-	var p struct {
-		Code string `json:"code"`
-	}
-	if err := json.Unmarshal(w.Body.Bytes(), &p); err != nil {
-		return ""
-	}
-	return p.Code
+	return apptest.Response{Body: w.Body.Bytes()}.Code()
 }
 
 // runMeterCounter runs c until the test ends (waiting for its final flush).

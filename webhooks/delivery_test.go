@@ -10,7 +10,6 @@ import (
 
 	"github.com/google/uuid"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
-	"gorm.io/gorm"
 
 	"github.com/tenantd/tenantd/internal/events"
 	"github.com/tenantd/tenantd/internal/testenv"
@@ -44,18 +43,7 @@ func TestSignedDeliveryFromTheEventLog(t *testing.T) {
 
 	r.dispatch(t)
 
-	var ev events.Event
-	err := r.app.WithTenant(t.Context(), r.tenant, func(tx *gorm.DB) error {
-		evs, err := events.Append(t.Context(), tx, r.tenant, "order-"+testenv.RandomHex(4), 0,
-			events.NewEvent{Type: "order.placed", Data: map[string]any{"total": 2599, "currency": "EUR"}})
-		if err == nil {
-			ev = evs[0]
-		}
-		return err
-	})
-	if err != nil {
-		t.Fatalf("append: %v", err)
-	}
+	ev := r.appendEvent(t, "order-"+testenv.RandomHex(4), "order.placed", map[string]any{"total": 2599, "currency": "EUR"})
 	eventually(t, "the order endpoint receives the event", func() bool { return len(orders.requests()) == 1 })
 	got := orders.requests()[0]
 	if err := verify(t, secret, got); err != nil {
@@ -325,18 +313,7 @@ func TestRecoverSince(t *testing.T) {
 	r := newRig(t, nil)
 	rc := newReceiver(t, nil)
 	appendEvent := func(typ string) events.Event {
-		var ev events.Event
-		err := r.app.WithTenant(t.Context(), r.tenant, func(tx *gorm.DB) error {
-			evs, err := events.Append(t.Context(), tx, r.tenant, "s-"+testenv.RandomHex(4), 0, events.NewEvent{Type: typ, Data: map[string]int{"n": 1}})
-			if err == nil {
-				ev = evs[0]
-			}
-			return err
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return ev
+		return r.appendEvent(t, "s-"+testenv.RandomHex(4), typ, map[string]int{"n": 1})
 	}
 	appendEvent("order.placed") // before since
 	time.Sleep(20 * time.Millisecond)
@@ -561,13 +538,7 @@ func TestSlowEndpointDoesNotHoldTheDispatcher(t *testing.T) {
 
 	start := time.Now()
 	for i := range 5 {
-		err := r.app.WithTenant(t.Context(), r.tenant, func(tx *gorm.DB) error {
-			_, err := events.Append(t.Context(), tx, r.tenant, "slow-"+itoa(i), 0, events.NewEvent{Type: "thing.happened", Data: map[string]int{"i": i}})
-			return err
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
+		r.appendEvent(t, "slow-"+itoa(i), "thing.happened", map[string]int{"i": i})
 	}
 	eventually(t, "every event reaches the fast endpoint", func() bool { return len(fast.requests()) == 5 })
 	if took := time.Since(start); took > 3*time.Second {

@@ -116,6 +116,24 @@ func newRig(t *testing.T, edit func(*webhooks.Options)) *rig {
 	return r
 }
 
+// appendEvent appends one event of type typ with data to a new stream
+// streamID of the rig's tenant, as the runtime role, and returns it.
+func (r *rig) appendEvent(t *testing.T, streamID, typ string, data any) events.Event {
+	t.Helper()
+	var ev events.Event
+	err := r.app.WithTenant(t.Context(), r.tenant, func(tx *gorm.DB) error {
+		evs, err := events.Append(t.Context(), tx, r.tenant, streamID, 0, events.NewEvent{Type: typ, Data: data})
+		if err == nil {
+			ev = evs[0]
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatalf("append %s to %s: %v", typ, streamID, err)
+	}
+	return ev
+}
+
 func (r *rig) create(t *testing.T, url string, types ...string) (webhooks.Endpoint, string) {
 	t.Helper()
 	if len(types) == 0 {

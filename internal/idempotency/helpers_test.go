@@ -221,13 +221,7 @@ func newKey(t testing.TB) string { return "key-" + testenv.RandomHex(8) }
 
 // codeOf returns the problem+json code of a response, or "".
 func codeOf(w *httptest.ResponseRecorder) string {
-	var p struct {
-		Code string `json:"code"`
-	}
-	if err := json.Unmarshal(w.Body.Bytes(), &p); err != nil {
-		return ""
-	}
-	return p.Code
+	return apptest.Response{Body: w.Body.Bytes()}.Code()
 }
 
 // fieldsOf returns the fields a problem+json response blames.
