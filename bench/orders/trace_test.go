@@ -42,20 +42,6 @@ const sampleLog = `2026-11-26 17:08:08.778 UTC [7] LOG:  execute s1: SELECT * FR
 2026-11-26 17:08:08.793 UTC [7] LOG:  statement: commit
 `
 
-func TestPlacementStatements(t *testing.T) {
-	got, err := placementStatements(sampleLog)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := []string{"select app_bind_tenant", "update products set stoc", "insert into events"}
-	if !slices.Equal(got, want) {
-		t.Errorf("got %q, want %q", got, want)
-	}
-	if _, err := placementStatements(strings.ReplaceAll(sampleLog, "INSERT INTO events", "INSERT INTO other")); err == nil {
-		t.Error("got a placement from a log without one, want an error")
-	}
-}
-
 // A transaction begun in one message with the tenant's binding, as
 // db.WithTenant sends it.
 const compoundLog = `2026-12-05 19:25:59.535 UTC [13254] LOG:  statement: BEGIN; SELECT app_bind_tenant('01a247ab-98cb-7e28-b595-2550fb1255fe')
@@ -65,14 +51,28 @@ const compoundLog = `2026-12-05 19:25:59.535 UTC [13254] LOG:  statement: BEGIN;
 2026-12-05 19:25:59.540 UTC [13254] LOG:  statement: commit
 `
 
-func TestPlacementStatementsCompound(t *testing.T) {
-	got, err := placementStatements(compoundLog)
-	if err != nil {
-		t.Fatal(err)
+// TestPlacementStatements reads the placement's statements from both logs,
+// and finds none in a log without one.
+func TestPlacementStatements(t *testing.T) {
+	for _, tc := range []struct {
+		name, log string
+		want      []string
+	}{
+		{"interleaved", sampleLog, []string{"select app_bind_tenant", "update products set stoc", "insert into events"}},
+		{"compound", compoundLog, []string{"begin; select app_bind_tenant", "with want", "insert into events"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := placementStatements(tc.log)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("got %q, want %q", got, tc.want)
+			}
+		})
 	}
-	want := []string{"begin; select app_bind_tenant", "with want", "insert into events"}
-	if !slices.Equal(got, want) {
-		t.Errorf("got %q, want %q", got, want)
+	if _, err := placementStatements(strings.ReplaceAll(sampleLog, "INSERT INTO events", "INSERT INTO other")); err == nil {
+		t.Error("got a placement from a log without one, want an error")
 	}
 }
 
