@@ -132,7 +132,7 @@ func (s *Service) Rebuild(ctx context.Context, tenantID uuid.UUID) (n int, err e
 		var ids []string
 		types := []string{EventPlaced, EventStockReserved, EventCompleted, EventCancelled}
 		for after := int64(0); ; {
-			batch, err := events.List(ctx, tx, after, 1000, types)
+			batch, err := events.List(ctx, tx, tenantID, after, 1000, types)
 			if err != nil {
 				return err
 			}

@@ -144,7 +144,7 @@ func (s *Service) List(ctx context.Context, tenantID uuid.UUID, status Status, a
 // Events returns the order's event stream.
 func (s *Service) Events(ctx context.Context, tenantID, id uuid.UUID) ([]events.Event, error) {
 	return db.Read(ctx, s.db, tenantID, func(tx *gorm.DB) ([]events.Event, error) {
-		es, err := events.Load(ctx, tx, StreamID(id))
+		es, err := events.Load(ctx, tx, tenantID, StreamID(id))
 		if err == nil && len(es) == 0 {
 			err = ErrNotFound
 		}
@@ -162,17 +162,12 @@ func (s *Service) Cancel(ctx context.Context, tenantID, id uuid.UUID) (o Order, 
 	return o, err
 }
 
-// Lookup reads an order inside tx (scoped to its tenant), locking its read
-// model row until tx ends, so a payment and a cancellation of one order are
-// serialised. Its callers do not name the tenant: it reads the one tx is
-// bound to first, because Citus runs a FOR UPDATE only on one shard.
-func (s *Service) Lookup(ctx context.Context, tx *gorm.DB, id uuid.UUID) (Order, error) {
-	tx = tx.WithContext(ctx)
-	tenantID, err := boundTenant(tx)
-	if err != nil {
-		return Order{}, err
-	}
-	return getView(ofTenant(tx, tenantID), id, true)
+// Lookup reads an order of tenantID inside tx (a transaction bound to that
+// tenant), locking its read model row until tx ends, so a payment and a
+// cancellation of one order are serialised. The tenant is named because
+// Citus runs a FOR UPDATE only on one shard.
+func (s *Service) Lookup(ctx context.Context, tx *gorm.DB, tenantID, id uuid.UUID) (Order, error) {
+	return getView(ofTenant(tx.WithContext(ctx), tenantID), id, true)
 }
 
 // transition loads the order under a row lock, lets decide return the
@@ -181,7 +176,7 @@ func (s *Service) transition(ctx context.Context, tx *gorm.DB, tenantID, id uuid
 	if _, err := getView(ofTenant(tx.WithContext(ctx), tenantID), id, true); err != nil {
 		return Order{}, err
 	}
-	stream, err := events.Load(ctx, tx, StreamID(id))
+	stream, err := events.Load(ctx, tx, tenantID, StreamID(id))
 	if err != nil {
 		return Order{}, err
 	}

@@ -79,22 +79,6 @@ func project(tx *gorm.DB, o Order) error {
 // row-level security, so that Citus routes it to the tenant's shard.
 func ofTenant(tx *gorm.DB, tenantID uuid.UUID) *gorm.DB { return tx.Where("tenant_id = ?", tenantID) }
 
-// boundTenant returns the tenant tx is bound to (db.WithTenant).
-func boundTenant(tx *gorm.DB) (uuid.UUID, error) {
-	var bound string
-	if err := tx.Raw("SELECT coalesce(current_setting('app.tenant_id', true), '')").Scan(&bound).Error; err != nil {
-		return uuid.Nil, fmt.Errorf("read the bound tenant: %w", err)
-	}
-	if bound == "" {
-		return uuid.Nil, db.ErrNoTenant
-	}
-	id, err := uuid.Parse(bound)
-	if err != nil {
-		return uuid.Nil, fmt.Errorf("read the bound tenant: %w", err)
-	}
-	return id, nil
-}
-
 // getView reads one order through q (ofTenant, where the tenant is known).
 func getView(q *gorm.DB, id uuid.UUID, forUpdate bool) (Order, error) {
 	r, err := db.Take[viewRow](q.Where("id = ?", id), forUpdate, ErrNotFound)

@@ -2,7 +2,7 @@ package payments_test
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -27,14 +27,15 @@ type fakeOrders struct {
 	targets map[[2]uuid.UUID]payments.Target
 }
 
-func (o *fakeOrders) PaymentTarget(_ context.Context, tx *gorm.DB, orderID uuid.UUID) (payments.Target, error) {
+// PaymentTarget answers from the targets set, after checking that tx is
+// bound to tenantID, as the real orders read is (row-level security).
+func (o *fakeOrders) PaymentTarget(_ context.Context, tx *gorm.DB, tenantID, orderID uuid.UUID) (payments.Target, error) {
 	var setting string
 	if err := tx.Raw("SELECT current_setting('app.tenant_id', true)").Scan(&setting).Error; err != nil {
 		return payments.Target{}, err
 	}
-	tenantID, err := uuid.Parse(setting)
-	if err != nil {
-		return payments.Target{}, errors.New("fake orders: no tenant set on the transaction")
+	if bound, err := uuid.Parse(setting); err != nil || bound != tenantID {
+		return payments.Target{}, fmt.Errorf("fake orders: the transaction is bound to %q, not to tenant %s", setting, tenantID)
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -190,7 +191,7 @@ func (f fixture) streamEvents(t *testing.T, tenantID uuid.UUID, streamID string)
 	t.Helper()
 	var out []storedEvent
 	err := f.db.WithTenant(context.Background(), tenantID, func(tx *gorm.DB) error {
-		evs, err := events.Load(context.Background(), tx, streamID)
+		evs, err := events.Load(context.Background(), tx, tenantID, streamID)
 		for _, e := range evs {
 			if e.TenantID != tenantID || e.StreamID != streamID {
 				t.Errorf("got event %s of tenant %s stream %s, want tenant %s stream %s", e.ID, e.TenantID, e.StreamID, tenantID, streamID)

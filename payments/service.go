@@ -20,7 +20,7 @@ import (
 // have gives an error wrapping a fault.NotFound error, such as
 // ErrOrderNotFound.
 type Orders interface {
-	PaymentTarget(ctx context.Context, tx *gorm.DB, orderID uuid.UUID) (Target, error)
+	PaymentTarget(ctx context.Context, tx *gorm.DB, tenantID, orderID uuid.UUID) (Target, error)
 }
 
 // Service runs the payment and refund use cases. Every database step works
@@ -112,7 +112,7 @@ func (s *Service) Pay(ctx context.Context, tenantID uuid.UUID, n NewPayment) (Pa
 	// payment per order through, so racing requests fail here and only one
 	// of them ever reaches the gateway.
 	err = s.db.WithTenant(ctx, tenantID, func(tx *gorm.DB) error {
-		target, err := s.orders.PaymentTarget(ctx, tx, n.OrderID)
+		target, err := s.orders.PaymentTarget(ctx, tx, tenantID, n.OrderID)
 		if err != nil {
 			return err
 		}

@@ -53,8 +53,8 @@ func (s stock) Release(ctx context.Context, tx *gorm.DB, tenantID, orderID uuid.
 // payable lets payments read the order it charges.
 type payable struct{ orders *orders.Service }
 
-func (p payable) PaymentTarget(ctx context.Context, tx *gorm.DB, orderID uuid.UUID) (payments.Target, error) {
-	o, err := p.orders.Lookup(ctx, tx, orderID)
+func (p payable) PaymentTarget(ctx context.Context, tx *gorm.DB, tenantID, orderID uuid.UUID) (payments.Target, error) {
+	o, err := p.orders.Lookup(ctx, tx, tenantID, orderID)
 	if errors.Is(err, orders.ErrNotFound) {
 		return payments.Target{}, payments.ErrOrderNotFound
 	}

@@ -78,7 +78,7 @@ func TestPaymentForCancelledOrderIsRefunded(t *testing.T) {
 	var saga sagaHandler
 	s.App.Orders.Subscribe(&saga)
 	err := appDB.WithTenant(ctx, tenantID, func(tx *gorm.DB) error {
-		stream, err := events.Load(ctx, tx, payments.StreamID(paymentID))
+		stream, err := events.Load(ctx, tx, tenantID, payments.StreamID(paymentID))
 		if err != nil {
 			return err
 		}
@@ -129,7 +129,7 @@ func TestPaymentForCancelledOrderIsRefunded(t *testing.T) {
 	}
 	var types []string
 	err = appDB.WithTenant(ctx, tenantID, func(tx *gorm.DB) error {
-		stream, err := events.Load(ctx, tx, payments.StreamID(paymentID))
+		stream, err := events.Load(ctx, tx, tenantID, payments.StreamID(paymentID))
 		for _, e := range stream {
 			types = append(types, e.Type)
 		}

@@ -111,7 +111,9 @@ func explain(ctx context.Context, conn *pgx.Conn, tenantID uuid.UUID, s statemen
 
 // TestRouterPlans proves that the statements tenantd sends to place an
 // order (inventory's reservation, the order's events, its read model), to
-// read products and to read the event feed each go to one shard: captured
+// read products, to read the event feed, to read an order's events and to
+// cancel an order (an order transition: its locked read model, its stream,
+// the appended events, the released stock) each go to one shard: captured
 // from the services as they run on the cluster, then EXPLAINed there.
 func TestRouterPlans(t *testing.T) {
 	rec := &recorder{}
@@ -152,13 +154,22 @@ func TestRouterPlans(t *testing.T) {
 		return int64(len(got)) >= placed.Version, fmt.Sprintf("the feed has the order's %d events (got %d)", placed.Version, len(got))
 	})
 
+	if _, err := s.App.Orders.Events(inPhase(ctx, "read an order's events"), tenantID, placed.ID); err != nil {
+		t.Fatalf("read the order's events: %v", err)
+	}
+	if _, err := s.App.Orders.Cancel(inPhase(ctx, "cancel an order"), tenantID, placed.ID); err != nil {
+		t.Fatalf("cancel the order: %v", err)
+	}
+
 	conn := connect(t, env.AppURL)
 	wants := map[string][]string{ // statements each phase must have sent
-		"place an order":      {`FROM products`, `INSERT INTO reservations`, `INSERT INTO events`, `INSERT INTO "order_views"`},
-		"read products":       {`FROM "products"`},
-		"read the event feed": {`FROM events WHERE tenant_id`},
+		"place an order":         {`FROM products`, `INSERT INTO reservations`, `INSERT INTO events`, `INSERT INTO "order_views"`},
+		"read products":          {`FROM "products"`},
+		"read the event feed":    {`FROM events WHERE tenant_id`},
+		"read an order's events": {`FROM events WHERE tenant_id`},
+		"cancel an order":        {`FROM "order_views"`, `FROM events WHERE tenant_id`, `INSERT INTO events`},
 	}
-	for _, phase := range []string{"place an order", "read products", "read the event feed"} {
+	for _, phase := range []string{"place an order", "read products", "read the event feed", "read an order's events", "cancel an order"} {
 		t.Run(phase, func(t *testing.T) {
 			sent := rec.take(phase)
 			for _, want := range wants[phase] {

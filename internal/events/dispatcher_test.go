@@ -317,7 +317,7 @@ func TestHandlerContext(t *testing.T) {
 	testenv.Eventually(t, 10*time.Second, func() (bool, string) {
 		inTenant(t, app, a, func(tx *gorm.DB) error {
 			var err error
-			reaction, err = events.Load(t.Context(), tx, "reaction")
+			reaction, err = events.Load(t.Context(), tx, a, "reaction")
 			return err
 		})
 		return len(reaction) > 0, "the reaction"

@@ -262,29 +262,31 @@ func toEvents(rows []eventRow) ([]Event, error) {
 	return out, nil
 }
 
-// Load returns one stream of the tx's tenant in version order; an unknown
-// stream is empty.
-func Load(ctx context.Context, tx *gorm.DB, streamID string) (_ []Event, err error) {
+// Load returns one stream of tenantID in version order; an unknown stream
+// is empty, and so is every stream of a tenant tx is not bound to (row-level
+// security). Naming the tenant routes the read to its shard on Citus.
+func Load(ctx context.Context, tx *gorm.DB, tenantID uuid.UUID, streamID string) (_ []Event, err error) {
 	defer wrap(&err, "load stream %q", streamID)
 	var rows []eventRow
-	if err := tx.WithContext(ctx).Raw("SELECT "+eventColumns+" FROM events WHERE stream_id = ? ORDER BY version",
-		streamID).Scan(&rows).Error; err != nil {
+	if err := tx.WithContext(ctx).Raw("SELECT "+eventColumns+" FROM events WHERE tenant_id = ? AND stream_id = ? ORDER BY version",
+		tenantID, streamID).Scan(&rows).Error; err != nil {
 		return nil, err
 	}
 	return toEvents(rows)
 }
 
-// List returns the tx tenant's events with position > after, in position
-// order, up to limit (at most 1000; 0 means 100), only of types when given.
-// It reads what has committed so far; a reader that must see every event
-// once, in order, subscribes to a Dispatcher instead.
-func List(ctx context.Context, tx *gorm.DB, after int64, limit int, types []string) (_ []Event, err error) {
+// List returns tenantID's events with position > after, in position
+// order, up to limit (at most 1000; 0 means 100), only of types when given;
+// none of a tenant tx is not bound to (row-level security). It reads what
+// has committed so far; a reader that must see every event once, in order,
+// subscribes to a Dispatcher instead.
+func List(ctx context.Context, tx *gorm.DB, tenantID uuid.UUID, after int64, limit int, types []string) (_ []Event, err error) {
 	defer wrap(&err, "list events after %d", after)
 	if limit <= 0 {
 		limit = 100
 	}
 	limit = min(limit, 1000)
-	return selectEvents(ctx, tx, "position > ?", []any{after}, types, limit)
+	return selectEvents(ctx, tx, "tenant_id = ? AND position > ?", []any{tenantID, after}, types, limit)
 }
 
 // selectEvents returns the tx tenant's events that match where (a condition

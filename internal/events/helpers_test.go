@@ -60,7 +60,7 @@ func TestInTenant(t *testing.T) {
 	})
 	var n int
 	if err := app.WithTenant(t.Context(), a, func(tx *gorm.DB) error {
-		es, err := events.Load(t.Context(), tx, "in-tenant")
+		es, err := events.Load(t.Context(), tx, a, "in-tenant")
 		n = len(es)
 		return err
 	}); err != nil {

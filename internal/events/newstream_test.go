@@ -34,7 +34,7 @@ func TestNewStreamPartlyTaken(t *testing.T) {
 		t.Error("the transaction committed, want it aborted")
 	}
 	inTenant(t, app, a, func(tx *gorm.DB) error {
-		es, err := events.Load(t.Context(), tx, stream)
+		es, err := events.Load(t.Context(), tx, a, stream)
 		if err != nil {
 			return err
 		}

@@ -94,7 +94,7 @@ func TestAppendVersions(t *testing.T) {
 
 	t.Run("stored as returned", func(t *testing.T) {
 		inTenant(t, app, a, func(tx *gorm.DB) error {
-			es, err := events.Load(t.Context(), tx, "acct")
+			es, err := events.Load(t.Context(), tx, a, "acct")
 			if err != nil {
 				return err
 			}
@@ -208,7 +208,7 @@ func TestAppendConcurrent(t *testing.T) {
 		if err := db.SetTenant(tx1, a); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := events.Load(ctx, tx1, stream); err != nil { // takes the snapshot
+		if _, err := events.Load(ctx, tx1, a, stream); err != nil { // takes the snapshot
 			t.Fatal(err)
 		}
 		appendOne(t, app, a, stream, 0, typ, "other")
@@ -265,7 +265,7 @@ func TestMetadata(t *testing.T) {
 				t.Errorf("got returned metadata %+v, want %+v", tt.got.Metadata, tt.want)
 			}
 			inTenant(t, app, a, func(tx *gorm.DB) error {
-				stored, err := events.Load(t.Context(), tx, tt.got.StreamID)
+				stored, err := events.Load(t.Context(), tx, a, tt.got.StreamID)
 				if err != nil {
 					return err
 				}
@@ -310,32 +310,41 @@ func TestTenantIsolation(t *testing.T) {
 		}
 		return out
 	}
+	own := map[uuid.UUID][]uuid.UUID{a: {ea.ID}, b: {eb.ID}}
 	tests := []struct {
 		name string
 		run  func(fn func(tx *gorm.DB) error) error
-		want []uuid.UUID
+		sees uuid.UUID // the one tenant whose events the transaction reads; uuid.Nil: none
 	}{
-		{"tenant A", func(fn func(tx *gorm.DB) error) error { return app.WithTenant(ctx, a, fn) }, []uuid.UUID{ea.ID}},
-		{"tenant B", func(fn func(tx *gorm.DB) error) error { return app.WithTenant(ctx, b, fn) }, []uuid.UUID{eb.ID}},
-		{"no tenant", func(fn func(tx *gorm.DB) error) error { return app.Unscoped(ctx).Transaction(fn) }, []uuid.UUID{}},
-		{"platform", func(fn func(tx *gorm.DB) error) error { return app.WithPlatform(ctx, fn) }, []uuid.UUID{}},
+		{"tenant A", func(fn func(tx *gorm.DB) error) error { return app.WithTenant(ctx, a, fn) }, a},
+		{"tenant B", func(fn func(tx *gorm.DB) error) error { return app.WithTenant(ctx, b, fn) }, b},
+		{"no tenant", func(fn func(tx *gorm.DB) error) error { return app.Unscoped(ctx).Transaction(fn) }, uuid.Nil},
+		{"platform", func(fn func(tx *gorm.DB) error) error { return app.WithPlatform(ctx, fn) }, uuid.Nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			err := tt.run(func(tx *gorm.DB) error {
-				loaded, err := events.Load(ctx, tx, "shared-name")
-				if err != nil {
-					return err
-				}
-				if got := ids(loaded); !slices.Equal(got, tt.want) {
-					t.Errorf("Load: got %v, want %v", got, tt.want)
-				}
-				listed, err := events.List(ctx, tx, after, 10, []string{typ})
-				if err != nil {
-					return err
-				}
-				if got := ids(listed); !slices.Equal(got, tt.want) {
-					t.Errorf("List: got %v, want %v", got, tt.want)
+				// Asked for either tenant by name, row-level security still
+				// shows the transaction's own events only.
+				for _, asked := range []uuid.UUID{a, b} {
+					want := []uuid.UUID{}
+					if asked == tt.sees {
+						want = own[asked]
+					}
+					loaded, err := events.Load(ctx, tx, asked, "shared-name")
+					if err != nil {
+						return err
+					}
+					if got := ids(loaded); !slices.Equal(got, want) {
+						t.Errorf("Load of tenant %s: got %v, want %v", asked, got, want)
+					}
+					listed, err := events.List(ctx, tx, asked, after, 10, []string{typ})
+					if err != nil {
+						return err
+					}
+					if got := ids(listed); !slices.Equal(got, want) {
+						t.Errorf("List of tenant %s: got %v, want %v", asked, got, want)
+					}
 				}
 				return nil
 			})
@@ -380,7 +389,7 @@ func TestTenantIsolation(t *testing.T) {
 				{[]string{typ}, []uuid.UUID{ea.ID}},
 				{[]string{typ + ".other"}, []uuid.UUID{other.ID}},
 			} {
-				got, err := events.List(ctx, tx, after, 10, c.types)
+				got, err := events.List(ctx, tx, a, after, 10, c.types)
 				if err != nil {
 					return err
 				}
