@@ -6,9 +6,8 @@ import (
 )
 
 // TestCheckExport checks the period and format check the export paths
-// (Issue, Preview, the CLI) share: both valid, each wrong alone, and both
-// wrong, where the period is reported first (ParseFormat's and
-// monthBounds' own cases are theirs).
+// (Issue, Preview, the CLI) share: both valid, each wrong or missing alone,
+// and both wrong, where the period is reported first.
 func TestCheckExport(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -18,6 +17,8 @@ func TestCheckExport(t *testing.T) {
 		{"valid", "2026-11", "stripe-meter-events", nil},
 		{"month 13", "2026-13", "csv", ErrBadPeriod},
 		{"unknown format", "2026-11", "xml", ErrBadFormat},
+		{"no format", "2026-12", "", ErrBadFormat},
+		{"no period", "", "csv", ErrBadPeriod},
 		{"both wrong", "26-11", "", ErrBadPeriod},
 	}
 	for _, tt := range tests {

@@ -1,6 +1,7 @@
 package db_test
 
 import (
+	"context"
 	"strings"
 	"testing"
 
@@ -17,7 +18,7 @@ func TestConnect(t *testing.T) {
 	if err != nil {
 		t.Fatalf("connect: %v", err)
 	}
-	t.Cleanup(func() { conn.Close(t.Context()) })
+	t.Cleanup(func() { conn.Close(context.Background()) }) // t.Context() has ended when cleanups run
 	var user, name string
 	if err := conn.QueryRow(t.Context(), "SELECT current_user, current_setting('application_name')").Scan(&user, &name); err != nil {
 		t.Fatalf("read the session: %v", err)

@@ -3,11 +3,12 @@ package events
 import (
 	"context"
 	"fmt"
-	"github.com/tenantd/tenantd/internal/db"
-	"github.com/tenantd/tenantd/internal/wait"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/tenantd/tenantd/internal/db"
+	"github.com/tenantd/tenantd/internal/wait"
 )
 
 // listenerName is the application_name of the LISTEN connection, so
