@@ -6,10 +6,12 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"gorm.io/gorm"
 
 	"github.com/tenantd/tenantd/internal/app"
@@ -23,14 +25,20 @@ import (
 // TestOperatorDeadLetters: the operator lists, reads, replays and discards
 // dead letters over HTTP (issue 12, part 4), each action lands in the
 // platform audit log, and that log's chain verifies. A test subscriber
-// fails on order.placed until told not to.
+// fails on this test's order.placed events until told not to.
 func TestOperatorDeadLetters(t *testing.T) {
-	const subscriber = "test-dead-letters"
+	// A name of this run's own: the package's database keeps earlier runs'
+	// dead letters (go test -count).
+	subscriber := "test-dead-letters-" + testenv.RandomHex(4)
 	var failing atomic.Bool
 	var handled atomic.Int64
+	var ours sync.Map // this test's tenants: a new subscriber reads the log from its start
 	failing.Store(true)
 	s := apptest.New(t, apptest.Options{BeforeRun: func(a *app.App) {
-		a.Events.Subscribe(subscriber, []string{orders.EventPlaced}, func(context.Context, *gorm.DB, events.Event) error {
+		a.Events.Subscribe(subscriber, []string{orders.EventPlaced}, func(_ context.Context, _ *gorm.DB, e events.Event) error {
+			if _, ok := ours.Load(e.TenantID); !ok {
+				return nil // an order of another test, or of an earlier run
+			}
 			if failing.Load() {
 				return errors.New("test subscriber refuses")
 			}
@@ -40,6 +48,8 @@ func TestOperatorDeadLetters(t *testing.T) {
 	}})
 	a := s.NewTenant("dl-a", "pro")
 	b := s.NewTenant("dl-b", "pro")
+	ours.Store(uuid.MustParse(a.ID), true)
+	ours.Store(uuid.MustParse(b.ID), true)
 	op := func(method, path string) apptest.Response {
 		return s.Do(apptest.Request{Method: method, Path: path, Key: apptest.OperatorKey})
 	}

@@ -224,8 +224,11 @@ func TestOIDCRegistration(t *testing.T) {
 				t.Fatalf("issuer %q: got %d %s, want 422", issuer, resp.Status, resp.Body)
 			}
 		}
+		// An audience of this run's own: an issuer and audience are one
+		// tenant's, and the package's database keeps earlier runs' tenants
+		// (go test -count).
 		resp := s.Do(apptest.Request{Method: "PATCH", Path: "/v1/tenant", Key: a.Key,
-			Body: map[string]any{"settings": map[string]any{"oidc": map[string]any{"issuer": "https://login.example.com/realm", "audience": "x"}}}})
+			Body: map[string]any{"settings": map[string]any{"oidc": map[string]any{"issuer": "https://login.example.com/realm", "audience": "ssrf-" + testenv.RandomHex(4)}}}})
 		if resp.Status != 200 {
 			t.Fatalf("public https issuer: got %d %s, want 200", resp.Status, resp.Body)
 		}
