@@ -93,9 +93,8 @@ func (e *Env) ownerPool(t testing.TB) *db.DB {
 
 // Query runs sql with args in a transaction of d bound to tenantID (under
 // row-level security on a runtime-role pool; the owner's pool reads past
-// it), scans its result into a T
-// (a number, a row struct, a slice of either) and fails the test on an
-// error.
+// it), scans its result into a T (a number, a row struct, a slice of
+// either) and fails the test on an error.
 func Query[T any](t testing.TB, d *db.DB, tenantID uuid.UUID, sql string, args ...any) T {
 	t.Helper()
 	var out T
